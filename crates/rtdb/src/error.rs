@@ -1,0 +1,54 @@
+//! Errors, each with the HTTP status and the `{"error": ...}` message Firebase would give.
+
+use serde_json::Value;
+
+/// Everything a request can fail with. `Display` is the message sent to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The URL path is not a valid location.
+    #[error("{0}")]
+    BadPath(String),
+    /// The body is not acceptable data (bad JSON, bad key, too deep, too large...).
+    #[error("{0}")]
+    BadData(String),
+    /// Malformed query parameters.
+    #[error("{0}")]
+    BadQuery(String),
+    /// Missing or wrong credentials.
+    #[error("Permission denied")]
+    PermissionDenied,
+    /// The request's `auth` could not be understood at all.
+    #[error("Could not parse auth token.")]
+    BadToken,
+    /// An `if-match` condition failed: carries the current value and its ETag.
+    #[error("ETag mismatch")]
+    PreconditionFailed {
+        /// Current value at the location.
+        current: Value,
+        /// ETag of that value.
+        etag: String,
+    },
+    /// The method is not one the REST API has.
+    #[error("Invalid method: {0}")]
+    BadMethod(String),
+    /// The storage layer failed; the write was not applied.
+    #[error("internal storage error: {0}")]
+    Storage(#[from] std::io::Error),
+    /// The server is shutting down.
+    #[error("the server is shutting down")]
+    Unavailable,
+}
+
+impl DbError {
+    /// The HTTP status code Firebase uses for this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            DbError::BadPath(_) | DbError::BadData(_) | DbError::BadQuery(_) => 400,
+            DbError::BadMethod(_) => 405,
+            DbError::PermissionDenied | DbError::BadToken => 401,
+            DbError::PreconditionFailed { .. } => 412,
+            DbError::Storage(_) => 500,
+            DbError::Unavailable => 503,
+        }
+    }
+}

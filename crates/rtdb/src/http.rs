@@ -1,0 +1,230 @@
+//! The REST and streaming front end: request parsing and Firebase's answers.
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde_json::{json, Value};
+
+use crate::auth::Auth;
+use crate::db::{etag, Db, WriteOp, WriteResult};
+use crate::error::DbError;
+use crate::hub::{frame, Subscription};
+use crate::path::DbPath;
+use crate::query::{Params, Print};
+use crate::tree;
+
+/// Largest request body Firebase accepts over REST.
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub db: Db,
+    /// Access policy.
+    pub auth: Auth,
+    /// Interval between `keep-alive` events on streams.
+    pub keepalive: Duration,
+}
+
+/// The router: every path is a database location.
+pub fn router(state: AppState) -> Router {
+    Router::new().fallback(handle).with_state(state)
+}
+
+async fn handle(State(app): State<AppState>, req: Request) -> Response {
+    match serve(&app, req).await {
+        Ok(resp) => resp,
+        Err(err) => error_response(&err),
+    }
+}
+
+fn error_response(err: &DbError) -> Response {
+    let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let DbError::PreconditionFailed { current, etag } = err {
+        let mut resp = json_response(status, current, Print::Normal);
+        set_etag(&mut resp, etag);
+        return resp;
+    }
+    if status.is_server_error() {
+        tracing::error!(error = %err, "request failed");
+    }
+    json_response(status, &json!({ "error": err.to_string() }), Print::Normal)
+}
+
+fn json_response(status: StatusCode, value: &Value, print: Print) -> Response {
+    let body = match print {
+        Print::Silent => return StatusCode::NO_CONTENT.into_response(),
+        Print::Pretty => serde_json::to_string_pretty(value).unwrap_or_default(),
+        Print::Normal => value.to_string(),
+    };
+    let mut resp = (status, body).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+fn set_etag(resp: &mut Response, etag: &str) {
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+/// The method after `X-HTTP-Method-Override` (honoured on POST only, as Firebase does).
+fn effective_method(req: &Request) -> Result<Method, DbError> {
+    let method = req.method().clone();
+    match (method == Method::POST, header_str(req.headers(), "x-http-method-override")) {
+        (true, Some(over)) => match over.to_ascii_uppercase().as_str() {
+            "PUT" => Ok(Method::PUT),
+            "PATCH" => Ok(Method::PATCH),
+            "DELETE" => Ok(Method::DELETE),
+            "POST" => Ok(Method::POST),
+            "GET" => Ok(Method::GET),
+            other => Err(DbError::BadMethod(other.to_owned())),
+        },
+        _ => Ok(method),
+    }
+}
+
+async fn serve(app: &AppState, req: Request) -> Result<Response, DbError> {
+    let params = Params::parse(req.uri().query())?;
+    let path = DbPath::from_url_path(req.uri().path())?;
+    app.auth.check(params.auth.as_deref(), req.headers())?;
+    let method = effective_method(&req)?;
+    let headers = req.headers().clone();
+    let wants_stream = header_str(&headers, "accept").is_some_and(|a| a.contains("text/event-stream"));
+    let if_match = header_str(&headers, "if-match").map(str::to_owned);
+    if if_match.is_some() && method != Method::PUT && method != Method::DELETE {
+        return Err(DbError::BadData("if-match is only supported on PUT and DELETE requests".into()));
+    }
+    match method {
+        Method::GET if wants_stream => Ok(stream(app, path, params)),
+        Method::GET => Ok(get(app, &path, &params, &headers)),
+        Method::PUT => {
+            let value = read_json(req.into_body()).await?;
+            let result = app.db.write(WriteOp::Set { path, value, if_match }).await?;
+            Ok(write_response(result, params.print))
+        }
+        Method::DELETE => {
+            let result = app.db.write(WriteOp::Set { path, value: Value::Null, if_match }).await?;
+            Ok(write_response(result, params.print))
+        }
+        Method::PATCH => {
+            let Value::Object(children) = read_json(req.into_body()).await? else {
+                return Err(DbError::BadData("Invalid data; a PATCH body must be a JSON object".into()));
+            };
+            let result = app.db.write(WriteOp::Update { path, children }).await?;
+            Ok(write_response(result, params.print))
+        }
+        Method::POST => {
+            let value = read_json(req.into_body()).await?;
+            let result = app.db.write(WriteOp::Push { path, value }).await?;
+            Ok(write_response(result, params.print))
+        }
+        other => Err(DbError::BadMethod(other.to_string())),
+    }
+}
+
+async fn read_json(body: Body) -> Result<Value, DbError> {
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
+        DbError::BadData("Data to write exceeds the maximum size that can be modified with a single request.".into())
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        if e.to_string().contains("recursion limit") {
+            DbError::BadData("Invalid data; it is nested too deeply (the limit is 32 levels)".into())
+        } else {
+            DbError::BadData("Invalid data; couldn't parse JSON object, array, or value.".into())
+        }
+    })
+}
+
+fn write_response(result: WriteResult, print: Print) -> Response {
+    match result {
+        WriteResult::Set { value, etag } => {
+            let mut resp = json_response(StatusCode::OK, &value, print);
+            set_etag(&mut resp, &etag);
+            resp
+        }
+        WriteResult::Updated(echo) => json_response(StatusCode::OK, &echo, print),
+        WriteResult::Pushed(name) => json_response(StatusCode::OK, &json!({ "name": name }), print),
+    }
+}
+
+fn get(app: &AppState, path: &DbPath, params: &Params, headers: &HeaderMap) -> Response {
+    let (value, tag) = app.db.read(path, |v| {
+        let shown = match (v, &params.filter) {
+            (None, _) => Value::Null,
+            (Some(v), _) if params.shallow => tree::shallow(v),
+            (Some(v), Some(f)) => tree::render(&f.apply(v)),
+            (Some(v), None) => tree::render(v),
+        };
+        (shown, etag(v))
+    });
+    if header_str(headers, "if-none-match") == Some(tag.as_str()) {
+        let mut resp = StatusCode::NOT_MODIFIED.into_response();
+        set_etag(&mut resp, &tag);
+        return resp;
+    }
+    let print = if params.print == Print::Silent { Print::Silent } else { params.print };
+    let mut resp = json_response(StatusCode::OK, &value, print);
+    if header_str(headers, "x-firebase-etag") == Some("true") {
+        set_etag(&mut resp, &tag);
+    }
+    resp
+}
+
+/// Removes the listener when the client goes away.
+struct Unsubscribe {
+    db: Db,
+    path: DbPath,
+    id: u64,
+}
+
+impl Drop for Unsubscribe {
+    fn drop(&mut self) {
+        self.db.unsubscribe(&self.path, self.id);
+    }
+}
+
+struct StreamState {
+    sub: Subscription,
+    keepalive: tokio::time::Interval,
+    _guard: Unsubscribe,
+}
+
+fn stream(app: &AppState, path: DbPath, params: Params) -> Response {
+    let sub = app.db.subscribe(path.clone(), params.filter);
+    let guard = Unsubscribe { db: app.db.clone(), path, id: sub.id };
+    let start = tokio::time::Instant::now() + app.keepalive;
+    let mut keepalive = tokio::time::interval_at(start, app.keepalive);
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let state = StreamState { sub, keepalive, _guard: guard };
+    let body = futures_util::stream::unfold(state, |mut st| async move {
+        tokio::select! {
+            biased;
+            msg = st.sub.rx.recv() => {
+                let msg = msg?;
+                st.sub.queued.fetch_sub(msg.len(), Ordering::Relaxed);
+                st.keepalive.reset();
+                Some((Ok::<Bytes, Infallible>(msg), st))
+            }
+            _ = st.keepalive.tick() => Some((Ok(frame("keep-alive", "null")), st)),
+        }
+    });
+    let mut resp = Response::new(Body::from_stream(body));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    resp
+}

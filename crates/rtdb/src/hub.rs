@@ -1,0 +1,276 @@
+//! Streaming listeners and the fan-out of each write to them.
+//!
+//! Listeners are indexed by path, so a write at `P` finds its audience with one lookup per
+//! ancestor of `P` plus one range scan over `P`'s descendants. Each listener gets exactly one
+//! event per write, serialized once and shared by every listener at the same path.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use crate::path::DbPath;
+use crate::query::Filter;
+use crate::tree;
+
+/// One SSE message, ready to write, and its share of the per-stream memory bound.
+pub type Frame = Bytes;
+
+/// Formats one SSE event.
+pub fn frame(event: &str, data: &str) -> Frame {
+    Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
+}
+
+fn put_frame(kind: &str, path: &DbPath, data: &Value) -> Frame {
+    let body = serde_json::json!({ "path": path.to_string(), "data": data });
+    frame(kind, &body.to_string())
+}
+
+/// Receiving half of a listener, held by the HTTP stream.
+pub struct Subscription {
+    /// Events in order.
+    pub rx: mpsc::Receiver<Frame>,
+    /// Bytes queued and not yet taken; the stream subtracts what it takes.
+    pub queued: Arc<AtomicUsize>,
+    /// Identity, for [`Hub::remove`].
+    pub id: u64,
+    /// Where it listens.
+    pub path: DbPath,
+}
+
+struct Listener {
+    id: u64,
+    filter: Option<Filter>,
+    tx: mpsc::Sender<Frame>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// All listeners.
+pub struct Hub {
+    by_path: BTreeMap<DbPath, Vec<Listener>>,
+    next_id: u64,
+    max_queued_bytes: usize,
+    max_queued_events: usize,
+    count: usize,
+}
+
+/// One applied write, as the hub needs it: the base path and the changes, in stored form.
+pub struct Change<'a> {
+    /// The location the request named (for PATCH, the parent of its keys).
+    pub base: &'a DbPath,
+    /// The effective changes (absolute path, new value) that this write made.
+    pub sets: &'a [(DbPath, Option<Value>)],
+}
+
+impl Hub {
+    /// An empty hub with per-stream bounds: a listener that lets this much pile up is dropped.
+    pub fn new(max_queued_bytes: usize, max_queued_events: usize) -> Self {
+        Hub { by_path: BTreeMap::new(), next_id: 0, max_queued_bytes, max_queued_events, count: 0 }
+    }
+
+    /// Registers a listener whose first event (`put /` with `initial`) is already queued.
+    pub fn add(&mut self, path: DbPath, filter: Option<Filter>, initial: &Value) -> Subscription {
+        let (tx, rx) = mpsc::channel(self.max_queued_events);
+        let first = put_frame("put", &DbPath::root(), initial);
+        let queued = Arc::new(AtomicUsize::new(first.len()));
+        // A fresh channel has room for one event.
+        let _ = tx.try_send(first);
+        self.next_id += 1;
+        let id = self.next_id;
+        self.by_path.entry(path.clone()).or_default().push(Listener { id, filter, tx, queued: queued.clone() });
+        self.count += 1;
+        Subscription { rx, queued, id, path }
+    }
+
+    /// Forgets a listener (its stream ended).
+    pub fn remove(&mut self, path: &DbPath, id: u64) {
+        if let Some(list) = self.by_path.get_mut(path) {
+            let before = list.len();
+            list.retain(|l| l.id != id);
+            self.count -= before - list.len();
+            if list.is_empty() {
+                self.by_path.remove(path);
+            }
+        }
+    }
+
+    /// Number of live listeners.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// True when nobody listens.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Sends `event` (e.g. `cancel`) to every listener at or below `path` and drops them.
+    pub fn close_below(&mut self, path: &DbPath, event: &str, data: &str) {
+        let keys: Vec<DbPath> = self.by_path.range(path.clone()..).take_while(|(p, _)| path.contains(p)).map(|(p, _)| p.clone()).collect();
+        let msg = frame(event, data);
+        for key in keys {
+            if let Some(list) = self.by_path.remove(&key) {
+                self.count -= list.len();
+                for l in list {
+                    let _ = l.tx.try_send(msg.clone());
+                }
+            }
+        }
+    }
+
+    /// Delivers one applied write. `root` is the tree after it (used for filtered listeners).
+    pub fn publish(&mut self, change: &Change<'_>, root: &Value) {
+        if self.by_path.is_empty() || change.sets.is_empty() {
+            return;
+        }
+        let mut affected: BTreeSet<DbPath> = BTreeSet::new();
+        for (p, _) in change.sets {
+            // Listeners at p or above it...
+            let mut prefix = DbPath::root();
+            if self.by_path.contains_key(&prefix) {
+                affected.insert(prefix.clone());
+            }
+            for seg in p.segments() {
+                prefix = prefix.child(seg);
+                if self.by_path.contains_key(&prefix) {
+                    affected.insert(prefix.clone());
+                }
+            }
+            // ...and below it.
+            for (lp, _) in self.by_path.range(p.clone()..).take_while(|(lp, _)| p.contains(lp)) {
+                affected.insert(lp.clone());
+            }
+        }
+        for lpath in affected {
+            let plain = event_for(&lpath, change);
+            let Some(list) = self.by_path.get_mut(&lpath) else { continue };
+            let mut dead = Vec::new();
+            for l in list.iter() {
+                let msg = match &l.filter {
+                    None => match &plain {
+                        Some(m) => m.clone(),
+                        None => continue,
+                    },
+                    Some(f) => {
+                        let now = tree::get(root, &lpath).map(|v| tree::render(&f.apply(v))).unwrap_or(Value::Null);
+                        put_frame("put", &DbPath::root(), &now)
+                    }
+                };
+                if !offer(l, msg, self.max_queued_bytes) {
+                    dead.push(l.id);
+                }
+            }
+            if !dead.is_empty() {
+                tracing::warn!(path = %lpath, count = dead.len(), "dropping stream(s) that stopped reading");
+                list.retain(|l| !dead.contains(&l.id));
+                self.count -= dead.len();
+                if list.is_empty() {
+                    self.by_path.remove(&lpath);
+                }
+            }
+        }
+    }
+}
+
+/// Queues `msg` unless the listener is over its bound; false means "drop this listener".
+fn offer(l: &Listener, msg: Frame, max_bytes: usize) -> bool {
+    let size = msg.len();
+    if l.queued.load(Ordering::Relaxed) + size > max_bytes {
+        return false;
+    }
+    l.queued.fetch_add(size, Ordering::Relaxed);
+    l.tx.try_send(msg).is_ok()
+}
+
+/// The event an unfiltered listener at `lpath` gets for `change`, or `None` if it is unaffected.
+fn event_for(lpath: &DbPath, change: &Change<'_>) -> Option<Frame> {
+    // A change at or above the listener replaces all it sees.
+    for (p, v) in change.sets {
+        if let Some(rel) = p.relative(lpath) {
+            let now = v.as_ref().and_then(|v| tree::get(v, &rel)).map(tree::render).unwrap_or(Value::Null);
+            return Some(put_frame("put", &DbPath::root(), &now));
+        }
+    }
+    let below: Vec<&(DbPath, Option<Value>)> = change.sets.iter().filter(|(p, _)| lpath.contains(p)).collect();
+    match below.as_slice() {
+        [] => None,
+        [(p, v)] => {
+            let rel = lpath.relative(p)?;
+            Some(put_frame("put", &rel, &v.as_ref().map(tree::render).unwrap_or(Value::Null)))
+        }
+        many => {
+            // A multi-path update: one patch at the deeper of the listener and the update's base.
+            let at = if lpath.contains(change.base) { change.base } else { lpath };
+            let mut data = Map::new();
+            for (p, v) in many {
+                let key = at.relative(p)?.segments().join("/");
+                data.insert(key, v.as_ref().map(tree::render).unwrap_or(Value::Null));
+            }
+            Some(put_frame("patch", &lpath.relative(at)?, &Value::Object(data)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn p(s: &str) -> DbPath {
+        DbPath::parse(s).unwrap()
+    }
+
+    fn drain(sub: &mut Subscription) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(f) = sub.rx.try_recv() {
+            out.push(String::from_utf8(f.to_vec()).unwrap());
+        }
+        out
+    }
+
+    #[test]
+    fn overlapping_listeners_each_see_one_event_with_their_own_path() {
+        let mut hub = Hub::new(1 << 20, 64);
+        let mut root_l = hub.add(p("/"), None, &Value::Null);
+        let mut a = hub.add(p("/a"), None, &Value::Null);
+        let mut abc = hub.add(p("/a/b/c"), None, &Value::Null);
+        let mut other = hub.add(p("/z"), None, &Value::Null);
+        for s in [&mut root_l, &mut a, &mut abc, &mut other] {
+            assert_eq!(drain(s).len(), 1);
+        }
+        let sets = vec![(p("/a"), Some(json!({"b": {"c": 1}})))];
+        hub.publish(&Change { base: &p("/a"), sets: &sets }, &json!({"a": {"b": {"c": 1}}}));
+        assert_eq!(drain(&mut root_l), ["event: put\ndata: {\"data\":{\"b\":{\"c\":1}},\"path\":\"/a\"}\n\n"]);
+        assert_eq!(drain(&mut a), ["event: put\ndata: {\"data\":{\"b\":{\"c\":1}},\"path\":\"/\"}\n\n"]);
+        assert_eq!(drain(&mut abc), ["event: put\ndata: {\"data\":1,\"path\":\"/\"}\n\n"]);
+        assert!(drain(&mut other).is_empty());
+    }
+
+    #[test]
+    fn multi_path_update_is_one_patch() {
+        let mut hub = Hub::new(1 << 20, 64);
+        let mut root_l = hub.add(p("/"), None, &Value::Null);
+        let mut x = hub.add(p("/r/x"), None, &Value::Null);
+        drain(&mut root_l);
+        drain(&mut x);
+        let sets = vec![(p("/r/x/k"), Some(json!(1))), (p("/r/y"), None)];
+        hub.publish(&Change { base: &p("/r"), sets: &sets }, &Value::Null);
+        assert_eq!(drain(&mut root_l), ["event: patch\ndata: {\"data\":{\"x/k\":1,\"y\":null},\"path\":\"/r\"}\n\n"]);
+        assert_eq!(drain(&mut x), ["event: put\ndata: {\"data\":1,\"path\":\"/k\"}\n\n"]);
+    }
+
+    #[test]
+    fn a_listener_that_stops_reading_is_dropped() {
+        let mut hub = Hub::new(200, 64);
+        let sub = hub.add(p("/a"), None, &Value::Null);
+        let sets = vec![(p("/a/b"), Some(json!("x".repeat(100))))];
+        for _ in 0..3 {
+            hub.publish(&Change { base: &p("/a/b"), sets: &sets }, &Value::Null);
+        }
+        assert_eq!(hub.len(), 0);
+        drop(sub);
+    }
+}

@@ -1,0 +1,33 @@
+//! huddle-db: a Firebase-Realtime-Database-compatible server (REST + Server-Sent Events) that
+//! keeps its data durably on disk.
+//!
+//! It is Huddle's default signaling backend: the app starts it in-process, `huddle-db` runs it
+//! standalone to host rooms for a LAN, and every test of the signaling stack runs against it.
+//! The protocol it speaks is described in `shared/rtdb-notes.md`; where it differs from real
+//! Firebase, `docs/decisions.md` says so.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let server = rtdb::Server::start(rtdb::ServerConfig::new("127.0.0.1:0".parse()?, "data".into())).await?;
+//! println!("listening on {}", server.url());
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub mod auth;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod hub;
+pub mod path;
+pub mod pushid;
+pub mod query;
+pub mod server;
+pub mod store;
+pub mod tls;
+pub mod tree;
+
+pub use db::{Db, DbConfig, WriteOp, WriteResult};
+pub use error::DbError;
+pub use path::DbPath;
+pub use server::{Server, ServerConfig};

@@ -1,0 +1,289 @@
+//! The data tree and Firebase's data rules, as pure functions over `serde_json::Value`.
+//!
+//! Stored form: `Value::Null` is "nothing here"; objects never hold nulls or empty objects;
+//! arrays are stored as objects keyed "0", "1", ... and only turned back into arrays on the way
+//! out ([`render`]), exactly as Firebase does.
+
+use serde_json::{Map, Value};
+
+use crate::error::DbError;
+use crate::path::{validate_key, DbPath, MAX_DEPTH};
+
+/// Longest string value Firebase stores, in bytes.
+pub const MAX_STRING_BYTES: usize = 10 * 1024 * 1024;
+
+/// The value at `path`, if any.
+pub fn get<'a>(root: &'a Value, path: &DbPath) -> Option<&'a Value> {
+    let mut node = root;
+    for seg in path.segments() {
+        node = node.as_object()?.get(seg)?;
+    }
+    (!node.is_null()).then_some(node)
+}
+
+/// Writes `value` (already normalised, `None` deletes) at `path`, creating parents as needed and
+/// removing parents left empty.
+pub fn set(root: &mut Value, path: &DbPath, value: Option<Value>) {
+    set_in(root, path.segments(), value);
+}
+
+fn set_in(node: &mut Value, segs: &[String], value: Option<Value>) {
+    let Some((first, rest)) = segs.split_first() else {
+        *node = value.unwrap_or(Value::Null);
+        return;
+    };
+    if !node.is_object() {
+        if value.is_none() {
+            return;
+        }
+        // Writing below a leaf replaces the leaf, as in Firebase.
+        *node = Value::Object(Map::new());
+    }
+    let Value::Object(map) = node else { return };
+    match value {
+        None => {
+            if let Some(child) = map.get_mut(first) {
+                set_in(child, rest, None);
+                if child.is_null() {
+                    map.remove(first);
+                }
+            }
+        }
+        Some(v) => set_in(map.entry(first.clone()).or_insert(Value::Null), rest, Some(v)),
+    }
+    if map.is_empty() {
+        *node = Value::Null;
+    }
+}
+
+/// Turns client data into stored form: arrays become integer-keyed objects, nulls and empty
+/// objects vanish, keys and depth are checked. `depth` is the number of keys above `value`.
+/// Returns `None` when nothing is left (a delete).
+pub fn normalize(value: Value, depth: usize) -> Result<Option<Value>, DbError> {
+    match value {
+        Value::Null => Ok(None),
+        Value::String(s) if s.len() > MAX_STRING_BYTES => Err(DbError::BadData(format!(
+            "Data to write is too large: a string of {} bytes; the limit is {MAX_STRING_BYTES}",
+            s.len()
+        ))),
+        Value::Array(items) => {
+            let map = items
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| (i.to_string(), v))
+                .collect();
+            normalize_object(map, depth)
+        }
+        Value::Object(map) => normalize_object(map, depth),
+        scalar => Ok(Some(scalar)),
+    }
+}
+
+fn normalize_object(map: Map<String, Value>, depth: usize) -> Result<Option<Value>, DbError> {
+    if map.is_empty() {
+        return Ok(None);
+    }
+    if depth >= MAX_DEPTH {
+        return Err(DbError::BadData(format!(
+            "Data to write is nested too deeply: more than {MAX_DEPTH} levels from the root"
+        )));
+    }
+    if map.contains_key(".sv") {
+        return Err(DbError::BadData(
+            "Invalid data; a server value must be {\".sv\": \"timestamp\"} or {\".sv\": {\"increment\": <number>}}"
+                .to_owned(),
+        ));
+    }
+    if map.contains_key(".priority") || map.contains_key(".value") {
+        return Err(DbError::BadData(
+            "Invalid data; priorities (.priority/.value) are not supported by this server"
+                .to_owned(),
+        ));
+    }
+    let mut out = Map::new();
+    for (key, child) in map {
+        validate_key(&key).map_err(|why| DbError::BadData(format!("Invalid data; {why}")))?;
+        if let Some(v) = normalize(child, depth + 1)? {
+            out.insert(key, v);
+        }
+    }
+    Ok((!out.is_empty()).then_some(Value::Object(out)))
+}
+
+/// Stored form to Firebase's output form: integer-keyed objects that are more than half full come
+/// back as arrays (missing slots as `null`).
+pub fn render(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            if let Some(len) = array_len(map) {
+                let mut items = vec![Value::Null; len];
+                for (k, v) in map {
+                    if let Ok(i) = k.parse::<usize>() {
+                        items[i] = render(v);
+                    }
+                }
+                Value::Array(items)
+            } else {
+                Value::Object(map.iter().map(|(k, v)| (k.clone(), render(v))).collect())
+            }
+        }
+        other => other.clone(),
+    }
+}
+
+/// `Some(max_key + 1)` when every key is a canonical non-negative integer and the largest is
+/// smaller than twice the number of keys (Firebase's test for "this was an array").
+fn array_len(map: &Map<String, Value>) -> Option<usize> {
+    let mut max = 0usize;
+    for key in map.keys() {
+        let i = canonical_index(key)?;
+        max = max.max(i);
+    }
+    (max < 2 * map.len()).then_some(max + 1)
+}
+
+fn canonical_index(key: &str) -> Option<usize> {
+    let canonical = key == "0" || (!key.starts_with('0') && key.bytes().all(|b| b.is_ascii_digit()));
+    if !canonical || key.len() > 9 {
+        return None;
+    }
+    key.parse().ok()
+}
+
+/// `shallow=true`: objects keep their keys with each child replaced by `true`.
+pub fn shallow(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(map.keys().map(|k| (k.clone(), Value::Bool(true))).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Resolves `{".sv": ...}` placeholders in a client value. `current` is the stored value at the
+/// same location (for increments), `now_ms` the server clock.
+pub fn resolve_server_values(value: Value, current: Option<&Value>, now_ms: u64) -> Result<Value, DbError> {
+    match value {
+        Value::Object(map) if map.contains_key(".sv") => {
+            if map.len() != 1 {
+                return Err(bad_server_value());
+            }
+            match map.get(".sv") {
+                Some(Value::String(s)) if s == "timestamp" => Ok(Value::from(now_ms)),
+                Some(Value::Object(op)) if op.len() == 1 => match op.get("increment") {
+                    Some(Value::Number(delta)) => Ok(increment(current, delta)),
+                    _ => Err(bad_server_value()),
+                },
+                _ => Err(bad_server_value()),
+            }
+        }
+        Value::Object(map) => {
+            let mut out = Map::new();
+            for (k, v) in map {
+                let cur = current.and_then(|c| c.as_object()).and_then(|c| c.get(&k));
+                out.insert(k, resolve_server_values(v, cur, now_ms)?);
+            }
+            Ok(Value::Object(out))
+        }
+        Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, v) in items.into_iter().enumerate() {
+                let cur = current
+                    .and_then(|c| c.as_object())
+                    .and_then(|c| c.get(&i.to_string()));
+                out.push(resolve_server_values(v, cur, now_ms)?);
+            }
+            Ok(Value::Array(out))
+        }
+        other => Ok(other),
+    }
+}
+
+fn bad_server_value() -> DbError {
+    DbError::BadData(
+        "Invalid data; a server value must be {\".sv\": \"timestamp\"} or {\".sv\": {\"increment\": <number>}}"
+            .to_owned(),
+    )
+}
+
+/// Atomic add: integers stay integers while they fit, anything else becomes a float; a
+/// non-number (or absent) current value is replaced by the delta, as Firebase does.
+fn increment(current: Option<&Value>, delta: &serde_json::Number) -> Value {
+    let Some(Value::Number(cur)) = current else {
+        return Value::Number(delta.clone());
+    };
+    if let (Some(a), Some(b)) = (cur.as_i64(), delta.as_i64()) {
+        if let Some(sum) = a.checked_add(b) {
+            return Value::from(sum);
+        }
+    }
+    let sum = cur.as_f64().unwrap_or(0.0) + delta.as_f64().unwrap_or(0.0);
+    serde_json::Number::from_f64(sum).map_or(Value::Null, Value::Number)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn p(s: &str) -> DbPath {
+        DbPath::parse(s).unwrap()
+    }
+
+    #[test]
+    fn set_creates_and_prunes_parents() {
+        let mut root = Value::Null;
+        set(&mut root, &p("/a/b/c"), Some(json!(1)));
+        set(&mut root, &p("/a/x"), Some(json!("y")));
+        assert_eq!(root, json!({"a": {"b": {"c": 1}, "x": "y"}}));
+        set(&mut root, &p("/a/b/c"), None);
+        assert_eq!(root, json!({"a": {"x": "y"}}));
+        set(&mut root, &p("/a/x"), None);
+        assert_eq!(root, Value::Null);
+    }
+
+    #[test]
+    fn writing_below_a_leaf_replaces_it() {
+        let mut root = json!({"a": 5});
+        set(&mut root, &p("/a/b"), Some(json!(true)));
+        assert_eq!(root, json!({"a": {"b": true}}));
+        set(&mut root, &p("/q/r"), None);
+        assert_eq!(root, json!({"a": {"b": true}}));
+    }
+
+    #[test]
+    fn normalize_drops_nulls_and_empties_and_stores_arrays_as_objects() {
+        let v = normalize(json!({"a": null, "b": {}, "c": [1, null, {"d": {}}], "e": {"f": 2}}), 0)
+            .unwrap()
+            .unwrap();
+        assert_eq!(v, json!({"c": {"0": 1}, "e": {"f": 2}}));
+        assert_eq!(normalize(json!({"a": {"b": null}}), 0).unwrap(), None);
+    }
+
+    #[test]
+    fn normalize_checks_keys_and_depth() {
+        assert!(normalize(json!({"a.b": 1}), 0).is_err());
+        let mut deep = json!(1);
+        for _ in 0..32 {
+            deep = json!({ "k": deep });
+        }
+        assert!(normalize(deep.clone(), 0).is_ok());
+        assert!(normalize(deep, 1).is_err());
+    }
+
+    #[test]
+    fn render_rebuilds_dense_arrays_only() {
+        assert_eq!(render(&json!({"0": "a", "1": "b", "3": "d"})), json!(["a", "b", null, "d"]));
+        assert_eq!(render(&json!({"0": "a", "5": "f"})), json!({"0": "a", "5": "f"}));
+        assert_eq!(render(&json!({"01": 1, "1": 2})), json!({"01": 1, "1": 2}));
+        assert_eq!(render(&json!({"x": {"0": true}})), json!({"x": [true]}));
+    }
+
+    #[test]
+    fn server_values() {
+        let v = resolve_server_values(json!({"t": {".sv": "timestamp"}, "n": {".sv": {"increment": 2}}}), Some(&json!({"n": 40})), 7).unwrap();
+        assert_eq!(v, json!({"t": 7, "n": 42}));
+        let v = resolve_server_values(json!({".sv": {"increment": 1.5}}), Some(&json!("text")), 0).unwrap();
+        assert_eq!(v, json!(1.5));
+        assert!(resolve_server_values(json!({".sv": "bogus"}), None, 0).is_err());
+        assert!(resolve_server_values(json!({".sv": {"increment": "1"}}), None, 0).is_err());
+    }
+}
