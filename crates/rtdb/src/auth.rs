@@ -23,7 +23,9 @@ pub enum Identity {
 impl Auth {
     /// `None`: an open server.
     pub fn new(secret: Option<String>) -> Self {
-        Auth { secret: secret.filter(|s| !s.is_empty()) }
+        Auth {
+            secret: secret.filter(|s| !s.is_empty()),
+        }
     }
 
     /// True when requests need the secret.
@@ -32,17 +34,29 @@ impl Auth {
     }
 
     /// Checks `auth=`/`access_token=` and the `Authorization: Bearer` header.
-    pub fn check(&self, query_token: Option<&str>, headers: &HeaderMap) -> Result<Identity, DbError> {
+    pub fn check(
+        &self,
+        query_token: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Result<Identity, DbError> {
         let bearer = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|h| h.to_str().ok())
             .and_then(|h| h.strip_prefix("Bearer "))
             .map(str::trim);
         let Some(secret) = &self.secret else {
-            return Ok(if bearer == Some("owner") { Identity::Admin } else { Identity::Anonymous });
+            return Ok(if bearer == Some("owner") {
+                Identity::Admin
+            } else {
+                Identity::Anonymous
+            });
         };
         let given = [query_token, bearer];
-        if given.iter().flatten().any(|t| constant_time_eq(t.as_bytes(), secret.as_bytes())) {
+        if given
+            .iter()
+            .flatten()
+            .any(|t| constant_time_eq(t.as_bytes(), secret.as_bytes()))
+        {
             Ok(Identity::Admin)
         } else {
             Err(DbError::PermissionDenied)
@@ -67,7 +81,10 @@ mod tests {
         assert!(auth.check(Some("wrong"), &h).is_err());
         assert_eq!(auth.check(Some("s3cret"), &h).unwrap(), Identity::Admin);
         h.insert("authorization", "Bearer owner".parse().unwrap());
-        assert!(auth.check(None, &h).is_err(), "owner is no key to a secured server");
+        assert!(
+            auth.check(None, &h).is_err(),
+            "owner is no key to a secured server"
+        );
         h.insert("authorization", "Bearer s3cret".parse().unwrap());
         assert_eq!(auth.check(None, &h).unwrap(), Identity::Admin);
     }

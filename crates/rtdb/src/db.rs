@@ -109,7 +109,10 @@ impl Db {
         let (store, root, recovery) = Store::open(dir, config.compact_after_bytes)?;
         let shared = Arc::new(Shared {
             tree: RwLock::new(root),
-            hub: Mutex::new(Hub::new(config.max_stream_queue_bytes, config.max_stream_queue_events)),
+            hub: Mutex::new(Hub::new(
+                config.max_stream_queue_bytes,
+                config.max_stream_queue_events,
+            )),
         });
         let (tx, rx) = mpsc::channel(8 * MAX_BATCH);
         let writer_shared = shared.clone();
@@ -122,7 +125,10 @@ impl Db {
     /// Runs a write; answers once it is durable and published.
     pub async fn write(&self, op: WriteOp) -> Result<WriteResult, DbError> {
         let (reply, answer) = oneshot::channel();
-        self.writes.send(Job { op, reply }).await.map_err(|_| DbError::Unavailable)?;
+        self.writes
+            .send(Job { op, reply })
+            .await
+            .map_err(|_| DbError::Unavailable)?;
         answer.await.map_err(|_| DbError::Unavailable)?
     }
 
@@ -165,7 +171,11 @@ impl Db {
 
     /// Number of open streams.
     pub fn stream_count(&self) -> usize {
-        self.shared.hub.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.shared
+            .hub
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 }
 
@@ -182,7 +192,9 @@ pub fn etag(value: Option<&Value>) -> String {
 
 /// Milliseconds since the Unix epoch, the server clock of `{".sv":"timestamp"}`.
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 struct Applied {
@@ -190,6 +202,7 @@ struct Applied {
     result: Result<WriteResult, DbError>,
     base: DbPath,
     sets: Vec<(DbPath, Option<Value>)>,
+    merge: bool,
 }
 
 fn writer_loop(shared: Arc<Shared>, mut store: Store, mut rx: mpsc::Receiver<Job>) {
@@ -208,6 +221,7 @@ fn writer_loop(shared: Arc<Shared>, mut store: Store, mut rx: mpsc::Receiver<Job
         let mut applied = Vec::with_capacity(jobs.len());
         let mut log_bytes = Vec::new();
         for job in jobs {
+            let merge = matches!(job.op, WriteOp::Update { .. });
             let (base, result, sets) = match apply(&mut root, job.op, now, &mut ids, &mut undo) {
                 Ok((base, result, sets)) => (base, Ok(result), sets),
                 Err(e) => (DbPath::root(), Err(e), Vec::new()),
@@ -215,7 +229,13 @@ fn writer_loop(shared: Arc<Shared>, mut store: Store, mut rx: mpsc::Receiver<Job
             if !sets.is_empty() {
                 log::encode(&sets, &mut log_bytes);
             }
-            applied.push(Applied { reply: job.reply, result, base, sets });
+            applied.push(Applied {
+                reply: job.reply,
+                result,
+                base,
+                sets,
+                merge,
+            });
         }
         if !log_bytes.is_empty() {
             if let Err(e) = store.append(&log_bytes) {
@@ -233,7 +253,14 @@ fn writer_loop(shared: Arc<Shared>, mut store: Store, mut rx: mpsc::Receiver<Job
         {
             let mut hub = shared.hub.lock().unwrap_or_else(|e| e.into_inner());
             for a in &applied {
-                hub.publish(&Change { base: &a.base, sets: &a.sets }, &root);
+                hub.publish(
+                    &Change {
+                        base: &a.base,
+                        sets: &a.sets,
+                        merge: a.merge,
+                    },
+                    &root,
+                );
             }
         }
         if store.wants_compaction() {
@@ -255,22 +282,38 @@ type Applied1 = (DbPath, WriteResult, Vec<(DbPath, Option<Value>)>);
 /// Old values of everything a batch overwrote, to roll it back if it cannot be made durable.
 type Undo = Vec<(DbPath, Option<Value>)>;
 
-fn apply(root: &mut Value, op: WriteOp, now: u64, ids: &mut PushIds, undo: &mut Undo) -> Result<Applied1, DbError> {
+fn apply(
+    root: &mut Value,
+    op: WriteOp,
+    now: u64,
+    ids: &mut PushIds,
+    undo: &mut Undo,
+) -> Result<Applied1, DbError> {
     match op {
-        WriteOp::Set { path, value, if_match } => {
+        WriteOp::Set {
+            path,
+            value,
+            if_match,
+        } => {
             let current = tree::get(root, &path);
             if let Some(expected) = if_match {
                 let actual = etag(current);
                 if expected != actual {
                     let current = current.map(tree::render).unwrap_or(Value::Null);
-                    return Err(DbError::PreconditionFailed { current, etag: actual });
+                    return Err(DbError::PreconditionFailed {
+                        current,
+                        etag: actual,
+                    });
                 }
             }
             let resolved = tree::resolve_server_values(value, current, now)?;
             let new = tree::normalize(resolved, path.len())?;
             let sets = effective(root, vec![(path.clone(), new)], undo);
             let stored = tree::get(root, &path);
-            let result = WriteResult::Set { value: stored.map(tree::render).unwrap_or(Value::Null), etag: etag(stored) };
+            let result = WriteResult::Set {
+                value: stored.map(tree::render).unwrap_or(Value::Null),
+                etag: etag(stored),
+            };
             Ok((path, result, sets))
         }
         WriteOp::Push { path, value } => {
@@ -285,9 +328,12 @@ fn apply(root: &mut Value, op: WriteOp, now: u64, ids: &mut PushIds, undo: &mut 
             let mut planned = Vec::with_capacity(children.len());
             let mut echo = Map::new();
             for (key, value) in children {
-                let rel = DbPath::parse(&key).map_err(|e| DbError::BadData(format!("Invalid data; {e}")))?;
+                let rel = DbPath::parse(&key)
+                    .map_err(|e| DbError::BadData(format!("Invalid data; {e}")))?;
                 if rel.is_empty() {
-                    return Err(DbError::BadData("Invalid data; an update key must not be empty".into()));
+                    return Err(DbError::BadData(
+                        "Invalid data; an update key must not be empty".into(),
+                    ));
                 }
                 let full = path.join(&rel);
                 let resolved = tree::resolve_server_values(value, tree::get(root, &full), now)?;
@@ -320,7 +366,11 @@ fn check_no_ancestors(base: &DbPath, planned: &[(DbPath, Option<Value>)]) -> Res
 }
 
 /// Applies the planned sets and keeps the ones that changed something.
-fn effective(root: &mut Value, planned: Vec<(DbPath, Option<Value>)>, undo: &mut Undo) -> Vec<(DbPath, Option<Value>)> {
+fn effective(
+    root: &mut Value,
+    planned: Vec<(DbPath, Option<Value>)>,
+    undo: &mut Undo,
+) -> Vec<(DbPath, Option<Value>)> {
     let mut out = Vec::with_capacity(planned.len());
     for (path, new) in planned {
         let old = tree::get(root, &path);

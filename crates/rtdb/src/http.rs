@@ -65,8 +65,12 @@ fn json_response(status: StatusCode, value: &Value, print: Print) -> Response {
         Print::Normal => value.to_string(),
     };
     let mut resp = (status, body).into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     resp
 }
 
@@ -77,13 +81,19 @@ fn set_etag(resp: &mut Response, etag: &str) {
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
 }
 
 /// The method after `X-HTTP-Method-Override` (honoured on POST only, as Firebase does).
 fn effective_method(req: &Request) -> Result<Method, DbError> {
     let method = req.method().clone();
-    match (method == Method::POST, header_str(req.headers(), "x-http-method-override")) {
+    match (
+        method == Method::POST,
+        header_str(req.headers(), "x-http-method-override"),
+    ) {
         (true, Some(over)) => match over.to_ascii_uppercase().as_str() {
             "PUT" => Ok(Method::PUT),
             "PATCH" => Ok(Method::PATCH),
@@ -102,26 +112,45 @@ async fn serve(app: &AppState, req: Request) -> Result<Response, DbError> {
     app.auth.check(params.auth.as_deref(), req.headers())?;
     let method = effective_method(&req)?;
     let headers = req.headers().clone();
-    let wants_stream = header_str(&headers, "accept").is_some_and(|a| a.contains("text/event-stream"));
+    let wants_stream =
+        header_str(&headers, "accept").is_some_and(|a| a.contains("text/event-stream"));
     let if_match = header_str(&headers, "if-match").map(str::to_owned);
     if if_match.is_some() && method != Method::PUT && method != Method::DELETE {
-        return Err(DbError::BadData("if-match is only supported on PUT and DELETE requests".into()));
+        return Err(DbError::BadData(
+            "if-match is only supported on PUT and DELETE requests".into(),
+        ));
     }
     match method {
         Method::GET if wants_stream => Ok(stream(app, path, params)),
         Method::GET => Ok(get(app, &path, &params, &headers)),
         Method::PUT => {
             let value = read_json(req.into_body()).await?;
-            let result = app.db.write(WriteOp::Set { path, value, if_match }).await?;
+            let result = app
+                .db
+                .write(WriteOp::Set {
+                    path,
+                    value,
+                    if_match,
+                })
+                .await?;
             Ok(write_response(result, params.print))
         }
         Method::DELETE => {
-            let result = app.db.write(WriteOp::Set { path, value: Value::Null, if_match }).await?;
+            let result = app
+                .db
+                .write(WriteOp::Set {
+                    path,
+                    value: Value::Null,
+                    if_match,
+                })
+                .await?;
             Ok(write_response(result, params.print))
         }
         Method::PATCH => {
             let Value::Object(children) = read_json(req.into_body()).await? else {
-                return Err(DbError::BadData("Invalid data; a PATCH body must be a JSON object".into()));
+                return Err(DbError::BadData(
+                    "Invalid data; a PATCH body must be a JSON object".into(),
+                ));
             };
             let result = app.db.write(WriteOp::Update { path, children }).await?;
             Ok(write_response(result, params.print))
@@ -141,7 +170,9 @@ async fn read_json(body: Body) -> Result<Value, DbError> {
     })?;
     serde_json::from_slice(&bytes).map_err(|e| {
         if e.to_string().contains("recursion limit") {
-            DbError::BadData("Invalid data; it is nested too deeply (the limit is 32 levels)".into())
+            DbError::BadData(
+                "Invalid data; it is nested too deeply (the limit is 32 levels)".into(),
+            )
         } else {
             DbError::BadData("Invalid data; couldn't parse JSON object, array, or value.".into())
         }
@@ -175,7 +206,11 @@ fn get(app: &AppState, path: &DbPath, params: &Params, headers: &HeaderMap) -> R
         set_etag(&mut resp, &tag);
         return resp;
     }
-    let print = if params.print == Print::Silent { Print::Silent } else { params.print };
+    let print = if params.print == Print::Silent {
+        Print::Silent
+    } else {
+        params.print
+    };
     let mut resp = json_response(StatusCode::OK, &value, print);
     if header_str(headers, "x-firebase-etag") == Some("true") {
         set_etag(&mut resp, &tag);
@@ -204,11 +239,19 @@ struct StreamState {
 
 fn stream(app: &AppState, path: DbPath, params: Params) -> Response {
     let sub = app.db.subscribe(path.clone(), params.filter);
-    let guard = Unsubscribe { db: app.db.clone(), path, id: sub.id };
+    let guard = Unsubscribe {
+        db: app.db.clone(),
+        path,
+        id: sub.id,
+    };
     let start = tokio::time::Instant::now() + app.keepalive;
     let mut keepalive = tokio::time::interval_at(start, app.keepalive);
     keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let state = StreamState { sub, keepalive, _guard: guard };
+    let state = StreamState {
+        sub,
+        keepalive,
+        _guard: guard,
+    };
     let body = futures_util::stream::unfold(state, |mut st| async move {
         tokio::select! {
             biased;
@@ -223,8 +266,14 @@ fn stream(app: &AppState, path: DbPath, params: Params) -> Response {
     });
     let mut resp = Response::new(Body::from_stream(body));
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     resp
 }

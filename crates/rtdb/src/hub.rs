@@ -63,12 +63,20 @@ pub struct Change<'a> {
     pub base: &'a DbPath,
     /// The effective changes (absolute path, new value) that this write made.
     pub sets: &'a [(DbPath, Option<Value>)],
+    /// A PATCH: listeners at or above `base` get one `patch` event, as Firebase sends.
+    pub merge: bool,
 }
 
 impl Hub {
     /// An empty hub with per-stream bounds: a listener that lets this much pile up is dropped.
     pub fn new(max_queued_bytes: usize, max_queued_events: usize) -> Self {
-        Hub { by_path: BTreeMap::new(), next_id: 0, max_queued_bytes, max_queued_events, count: 0 }
+        Hub {
+            by_path: BTreeMap::new(),
+            next_id: 0,
+            max_queued_bytes,
+            max_queued_events,
+            count: 0,
+        }
     }
 
     /// Registers a listener whose first event (`put /` with `initial`) is already queued.
@@ -80,9 +88,22 @@ impl Hub {
         let _ = tx.try_send(first);
         self.next_id += 1;
         let id = self.next_id;
-        self.by_path.entry(path.clone()).or_default().push(Listener { id, filter, tx, queued: queued.clone() });
+        self.by_path
+            .entry(path.clone())
+            .or_default()
+            .push(Listener {
+                id,
+                filter,
+                tx,
+                queued: queued.clone(),
+            });
         self.count += 1;
-        Subscription { rx, queued, id, path }
+        Subscription {
+            rx,
+            queued,
+            id,
+            path,
+        }
     }
 
     /// Forgets a listener (its stream ended).
@@ -109,7 +130,12 @@ impl Hub {
 
     /// Sends `event` (e.g. `cancel`) to every listener at or below `path` and drops them.
     pub fn close_below(&mut self, path: &DbPath, event: &str, data: &str) {
-        let keys: Vec<DbPath> = self.by_path.range(path.clone()..).take_while(|(p, _)| path.contains(p)).map(|(p, _)| p.clone()).collect();
+        let keys: Vec<DbPath> = self
+            .by_path
+            .range(path.clone()..)
+            .take_while(|(p, _)| path.contains(p))
+            .map(|(p, _)| p.clone())
+            .collect();
         let msg = frame(event, data);
         for key in keys {
             if let Some(list) = self.by_path.remove(&key) {
@@ -140,13 +166,19 @@ impl Hub {
                 }
             }
             // ...and below it.
-            for (lp, _) in self.by_path.range(p.clone()..).take_while(|(lp, _)| p.contains(lp)) {
+            for (lp, _) in self
+                .by_path
+                .range(p.clone()..)
+                .take_while(|(lp, _)| p.contains(lp))
+            {
                 affected.insert(lp.clone());
             }
         }
         for lpath in affected {
             let plain = event_for(&lpath, change);
-            let Some(list) = self.by_path.get_mut(&lpath) else { continue };
+            let Some(list) = self.by_path.get_mut(&lpath) else {
+                continue;
+            };
             let mut dead = Vec::new();
             for l in list.iter() {
                 let msg = match &l.filter {
@@ -155,7 +187,9 @@ impl Hub {
                         None => continue,
                     },
                     Some(f) => {
-                        let now = tree::get(root, &lpath).map(|v| tree::render(&f.apply(v))).unwrap_or(Value::Null);
+                        let now = tree::get(root, &lpath)
+                            .map(|v| tree::render(&f.apply(v)))
+                            .unwrap_or(Value::Null);
                         put_frame("put", &DbPath::root(), &now)
                     }
                 };
@@ -190,26 +224,46 @@ fn event_for(lpath: &DbPath, change: &Change<'_>) -> Option<Frame> {
     // A change at or above the listener replaces all it sees.
     for (p, v) in change.sets {
         if let Some(rel) = p.relative(lpath) {
-            let now = v.as_ref().and_then(|v| tree::get(v, &rel)).map(tree::render).unwrap_or(Value::Null);
+            let now = v
+                .as_ref()
+                .and_then(|v| tree::get(v, &rel))
+                .map(tree::render)
+                .unwrap_or(Value::Null);
             return Some(put_frame("put", &DbPath::root(), &now));
         }
     }
-    let below: Vec<&(DbPath, Option<Value>)> = change.sets.iter().filter(|(p, _)| lpath.contains(p)).collect();
+    let below: Vec<&(DbPath, Option<Value>)> = change
+        .sets
+        .iter()
+        .filter(|(p, _)| lpath.contains(p))
+        .collect();
     match below.as_slice() {
         [] => None,
-        [(p, v)] => {
+        [(p, v)] if !(change.merge && lpath.contains(change.base)) => {
             let rel = lpath.relative(p)?;
-            Some(put_frame("put", &rel, &v.as_ref().map(tree::render).unwrap_or(Value::Null)))
+            Some(put_frame(
+                "put",
+                &rel,
+                &v.as_ref().map(tree::render).unwrap_or(Value::Null),
+            ))
         }
         many => {
-            // A multi-path update: one patch at the deeper of the listener and the update's base.
-            let at = if lpath.contains(change.base) { change.base } else { lpath };
+            // An update: one patch at the deeper of the listener and the update's base.
+            let at = if lpath.contains(change.base) {
+                change.base
+            } else {
+                lpath
+            };
             let mut data = Map::new();
             for (p, v) in many {
                 let key = at.relative(p)?.segments().join("/");
                 data.insert(key, v.as_ref().map(tree::render).unwrap_or(Value::Null));
             }
-            Some(put_frame("patch", &lpath.relative(at)?, &Value::Object(data)))
+            Some(put_frame(
+                "patch",
+                &lpath.relative(at)?,
+                &Value::Object(data),
+            ))
         }
     }
 }
@@ -242,10 +296,26 @@ mod tests {
             assert_eq!(drain(s).len(), 1);
         }
         let sets = vec![(p("/a"), Some(json!({"b": {"c": 1}})))];
-        hub.publish(&Change { base: &p("/a"), sets: &sets }, &json!({"a": {"b": {"c": 1}}}));
-        assert_eq!(drain(&mut root_l), ["event: put\ndata: {\"data\":{\"b\":{\"c\":1}},\"path\":\"/a\"}\n\n"]);
-        assert_eq!(drain(&mut a), ["event: put\ndata: {\"data\":{\"b\":{\"c\":1}},\"path\":\"/\"}\n\n"]);
-        assert_eq!(drain(&mut abc), ["event: put\ndata: {\"data\":1,\"path\":\"/\"}\n\n"]);
+        hub.publish(
+            &Change {
+                base: &p("/a"),
+                sets: &sets,
+                merge: false,
+            },
+            &json!({"a": {"b": {"c": 1}}}),
+        );
+        assert_eq!(
+            drain(&mut root_l),
+            ["event: put\ndata: {\"data\":{\"b\":{\"c\":1}},\"path\":\"/a\"}\n\n"]
+        );
+        assert_eq!(
+            drain(&mut a),
+            ["event: put\ndata: {\"data\":{\"b\":{\"c\":1}},\"path\":\"/\"}\n\n"]
+        );
+        assert_eq!(
+            drain(&mut abc),
+            ["event: put\ndata: {\"data\":1,\"path\":\"/\"}\n\n"]
+        );
         assert!(drain(&mut other).is_empty());
     }
 
@@ -257,9 +327,22 @@ mod tests {
         drain(&mut root_l);
         drain(&mut x);
         let sets = vec![(p("/r/x/k"), Some(json!(1))), (p("/r/y"), None)];
-        hub.publish(&Change { base: &p("/r"), sets: &sets }, &Value::Null);
-        assert_eq!(drain(&mut root_l), ["event: patch\ndata: {\"data\":{\"x/k\":1,\"y\":null},\"path\":\"/r\"}\n\n"]);
-        assert_eq!(drain(&mut x), ["event: put\ndata: {\"data\":1,\"path\":\"/k\"}\n\n"]);
+        hub.publish(
+            &Change {
+                base: &p("/r"),
+                sets: &sets,
+                merge: true,
+            },
+            &Value::Null,
+        );
+        assert_eq!(
+            drain(&mut root_l),
+            ["event: patch\ndata: {\"data\":{\"x/k\":1,\"y\":null},\"path\":\"/r\"}\n\n"]
+        );
+        assert_eq!(
+            drain(&mut x),
+            ["event: put\ndata: {\"data\":1,\"path\":\"/k\"}\n\n"]
+        );
     }
 
     #[test]
@@ -268,7 +351,14 @@ mod tests {
         let sub = hub.add(p("/a"), None, &Value::Null);
         let sets = vec![(p("/a/b"), Some(json!("x".repeat(100))))];
         for _ in 0..3 {
-            hub.publish(&Change { base: &p("/a/b"), sets: &sets }, &Value::Null);
+            hub.publish(
+                &Change {
+                    base: &p("/a/b"),
+                    sets: &sets,
+                    merge: false,
+                },
+                &Value::Null,
+            );
         }
         assert_eq!(hub.len(), 0);
         drop(sub);

@@ -103,19 +103,27 @@ impl Params {
             || last.is_some();
         let Some(order_by) = order_by else {
             if any_filter {
-                return Err(bad("orderBy must be defined when other query parameters are defined"));
+                return Err(bad(
+                    "orderBy must be defined when other query parameters are defined",
+                ));
             }
             return Ok(params);
         };
         if params.shallow {
-            return Err(bad("Mixing 'shallow' and querying parameters is not supported"));
+            return Err(bad(
+                "Mixing 'shallow' and querying parameters is not supported",
+            ));
         }
         if first.is_some() && last.is_some() {
-            return Err(bad("Only one of limitToFirst and limitToLast may be specified"));
+            return Err(bad(
+                "Only one of limitToFirst and limitToLast may be specified",
+            ));
         }
         if let Some(eq) = equal_to {
             if start_at.is_some() || end_at.is_some() {
-                return Err(bad("equalTo cannot be specified in addition to startAt or endAt"));
+                return Err(bad(
+                    "equalTo cannot be specified in addition to startAt or endAt",
+                ));
             }
             start_at = Some(eq.clone());
             end_at = Some(eq);
@@ -123,16 +131,26 @@ impl Params {
         if order_by == OrderBy::Key {
             for bound in [&start_at, &end_at].into_iter().flatten() {
                 if !bound.is_string() {
-                    return Err(bad("When using orderBy \"$key\", startAt, endAt and equalTo must be strings"));
+                    return Err(bad(
+                        "When using orderBy \"$key\", startAt, endAt and equalTo must be strings",
+                    ));
                 }
             }
         }
         for bound in [&start_at, &end_at].into_iter().flatten() {
             if bound.is_object() || bound.is_array() {
-                return Err(bad("startAt, endAt and equalTo must be a string, number, boolean or null"));
+                return Err(bad(
+                    "startAt, endAt and equalTo must be a string, number, boolean or null",
+                ));
             }
         }
-        params.filter = Some(Filter { order_by, start_at, end_at, limit_first: first, limit_last: last });
+        params.filter = Some(Filter {
+            order_by,
+            start_at,
+            end_at,
+            limit_first: first,
+            limit_last: last,
+        });
         Ok(params)
     }
 }
@@ -145,19 +163,26 @@ fn parse_bool(value: &str, name: &str) -> Result<bool, DbError> {
     match value {
         "true" => Ok(true),
         "false" => Ok(false),
-        _ => Err(DbError::BadQuery(format!("{name} must be either 'true' or 'false'"))),
+        _ => Err(DbError::BadQuery(format!(
+            "{name} must be either 'true' or 'false'"
+        ))),
     }
 }
 
 fn parse_json(value: &str, name: &str) -> Result<Value, DbError> {
-    serde_json::from_str(value)
-        .map_err(|_| DbError::BadQuery(format!("Constraint index field must be a JSON primitive ({name} is not valid JSON)")))
+    serde_json::from_str(value).map_err(|_| {
+        DbError::BadQuery(format!(
+            "Constraint index field must be a JSON primitive ({name} is not valid JSON)"
+        ))
+    })
 }
 
 fn parse_limit(value: &str, name: &str) -> Result<usize, DbError> {
     match value.parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
-        _ => Err(DbError::BadQuery(format!("{name} must be a positive integer"))),
+        _ => Err(DbError::BadQuery(format!(
+            "{name} must be a positive integer"
+        ))),
     }
 }
 
@@ -170,7 +195,8 @@ fn parse_order_by(value: &str) -> Result<OrderBy, DbError> {
         "$value" => OrderBy::Value,
         "$priority" => OrderBy::Priority,
         child => {
-            let p = DbPath::parse(child).map_err(|_| bad("orderBy must be a valid JSON encoded path"))?;
+            let p = DbPath::parse(child)
+                .map_err(|_| bad("orderBy must be a valid JSON encoded path"))?;
             if p.is_empty() {
                 return Err(bad("orderBy must be a valid JSON encoded path"));
             }
@@ -182,18 +208,21 @@ fn parse_order_by(value: &str) -> Result<OrderBy, DbError> {
 impl Filter {
     /// The children of `value` that pass the filter, as an object. A non-object is returned as is.
     pub fn apply(&self, value: &Value) -> Value {
-        let Value::Object(map) = value else { return value.clone() };
-        let mut kids: Vec<(&String, &Value)> = map
-            .iter()
-            .filter(|(k, v)| self.in_range(k, v))
-            .collect();
+        let Value::Object(map) = value else {
+            return value.clone();
+        };
+        let mut kids: Vec<(&String, &Value)> =
+            map.iter().filter(|(k, v)| self.in_range(k, v)).collect();
         kids.sort_by(|a, b| self.compare(a, b));
         let kept: &[(&String, &Value)] = match (self.limit_first, self.limit_last) {
             (Some(n), _) => &kids[..n.min(kids.len())],
             (_, Some(n)) => &kids[kids.len().saturating_sub(n)..],
             _ => &kids,
         };
-        let out: Map<String, Value> = kept.iter().map(|(k, v)| ((*k).clone(), (*v).clone())).collect();
+        let out: Map<String, Value> = kept
+            .iter()
+            .map(|(k, v)| ((*k).clone(), (*v).clone()))
+            .collect();
         if out.is_empty() {
             Value::Null
         } else {
@@ -214,8 +243,13 @@ impl Filter {
             OrderBy::Key => compare_keys(key, bound.as_str().unwrap_or("")),
             _ => compare_values(self.sort_value(value), bound),
         };
-        self.start_at.as_ref().is_none_or(|b| cmp(b) != Ordering::Less)
-            && self.end_at.as_ref().is_none_or(|b| cmp(b) != Ordering::Greater)
+        self.start_at
+            .as_ref()
+            .is_none_or(|b| cmp(b) != Ordering::Less)
+            && self
+                .end_at
+                .as_ref()
+                .is_none_or(|b| cmp(b) != Ordering::Greater)
     }
 
     fn compare(&self, a: &(&String, &Value), b: &(&String, &Value)) -> Ordering {
@@ -282,7 +316,10 @@ mod tests {
     #[test]
     fn filters_need_order_by() {
         let err = q("limitToFirst=1").unwrap_err();
-        assert_eq!(err.to_string(), "orderBy must be defined when other query parameters are defined");
+        assert_eq!(
+            err.to_string(),
+            "orderBy must be defined when other query parameters are defined"
+        );
         let err = q("orderBy=$key").unwrap_err();
         assert_eq!(err.to_string(), "orderBy must be a valid JSON encoded path");
         assert!(q("orderBy=%22%24key%22&limitToFirst=0").is_err());
@@ -309,13 +346,19 @@ mod tests {
         let p = q("orderBy=%22age%22&limitToLast=1").unwrap();
         assert_eq!(p.filter.unwrap().apply(&data), json!({"c": {"age": "x"}}));
         let p = q("orderBy=%22%24value%22&equalTo=true").unwrap();
-        assert_eq!(p.filter.unwrap().apply(&json!({"x": true, "y": false})), json!({"x": true}));
+        assert_eq!(
+            p.filter.unwrap().apply(&json!({"x": true, "y": false})),
+            json!({"x": true})
+        );
     }
 
     #[test]
     fn order_by_key_range() {
         let p = q("orderBy=%22%24key%22&startAt=%22b%22&endAt=%22c%22").unwrap();
-        let out = p.filter.unwrap().apply(&json!({"a": 1, "b": 2, "c": 3, "d": 4}));
+        let out = p
+            .filter
+            .unwrap()
+            .apply(&json!({"a": 1, "b": 2, "c": 3, "d": 4}));
         assert_eq!(out, json!({"b": 2, "c": 3}));
     }
 }

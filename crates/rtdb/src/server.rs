@@ -95,16 +95,23 @@ impl Server {
     /// Opens the data, binds, and starts serving in the background.
     pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         raise_fd_limit();
-        let (db, recovery) = Db::open(&config.data_dir, config.db.clone()).map_err(StartError::Data)?;
+        let (db, recovery) =
+            Db::open(&config.data_dir, config.db.clone()).map_err(StartError::Data)?;
         tracing::info!(
             data = %config.data_dir.display(),
             replayed = recovery.replayed,
             dropped_tail_bytes = recovery.dropped_tail_bytes,
             "data recovered"
         );
-        let listener = std::net::TcpListener::bind(config.listen)
-            .map_err(|source| StartError::Bind { addr: config.listen, source })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
+        let listener =
+            std::net::TcpListener::bind(config.listen).map_err(|source| StartError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
         if config.secret.is_none() && !addr.ip().is_loopback() {
             tracing::warn!(
                 %addr,
@@ -112,10 +119,17 @@ impl Server {
                  change all data. Pass --secret to require one."
             );
         }
-        let state = AppState { db: db.clone(), auth: Auth::new(config.secret.clone()), keepalive: config.keepalive };
+        let state = AppState {
+            db: db.clone(),
+            auth: Auth::new(config.secret.clone()),
+            keepalive: config.keepalive,
+        };
         let app = router(state).into_make_service();
         let handle = Handle::new();
-        let bind_err = |source| StartError::Bind { addr: config.listen, source };
+        let bind_err = |source| StartError::Bind {
+            addr: config.listen,
+            source,
+        };
         let setup = match &config.tls {
             TlsMode::Off => None,
             TlsMode::Generated => Some(tls::generated(&config.data_dir, addr.ip())?),
@@ -127,17 +141,28 @@ impl Server {
         };
         let task = match setup {
             None => {
-                let server = axum_server::from_tcp(listener).map_err(bind_err)?.handle(handle.clone());
+                let server = axum_server::from_tcp(listener)
+                    .map_err(bind_err)?
+                    .handle(handle.clone());
                 tokio::spawn(server.serve(app))
             }
             Some(setup) => {
                 let rustls = RustlsConfig::from_config(setup.config);
-                let server =
-                    axum_server::tls_rustls::from_tcp_rustls(listener, rustls).map_err(bind_err)?.handle(handle.clone());
+                let server = axum_server::tls_rustls::from_tcp_rustls(listener, rustls)
+                    .map_err(bind_err)?
+                    .handle(handle.clone());
                 tokio::spawn(server.serve(app))
             }
         };
-        Ok(Server { addr, https, fingerprint, ca_file, db, handle, task })
+        Ok(Server {
+            addr,
+            https,
+            fingerprint,
+            ca_file,
+            db,
+            handle,
+            task,
+        })
     }
 
     /// The bound address.
@@ -151,7 +176,11 @@ impl Server {
         if self.https && self.addr.ip().is_loopback() {
             format!("https://localhost:{}", self.addr.port())
         } else {
-            format!("{}://{}", if self.https { "https" } else { "http" }, self.addr)
+            format!(
+                "{}://{}",
+                if self.https { "https" } else { "http" },
+                self.addr
+            )
         }
     }
 

@@ -11,7 +11,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
@@ -43,7 +45,8 @@ pub enum TlsError {
 /// Loads `cert`/`key` (PEM) as given by the user.
 pub fn from_files(cert: &Path, key: &Path) -> Result<TlsSetup, TlsError> {
     let chain = read_chain(&fs::read(cert)?)?;
-    let key = PrivateKeyDer::from_pem_slice(&fs::read(key)?).map_err(|e| TlsError::Bad(format!("{}: {e}", key.display())))?;
+    let key = PrivateKeyDer::from_pem_slice(&fs::read(key)?)
+        .map_err(|e| TlsError::Bad(format!("{}: {e}", key.display())))?;
     build(chain, key, None)
 }
 
@@ -53,14 +56,22 @@ pub fn generated(dir: &Path, bind_ip: IpAddr) -> Result<TlsSetup, TlsError> {
     let tls_dir = dir.join("tls");
     fs::create_dir_all(&tls_dir)?;
     let (ca_cert, ca_key) = (tls_dir.join("ca.pem"), tls_dir.join("ca.key"));
-    let (cert, key, sans_file) = (tls_dir.join("server.pem"), tls_dir.join("server.key"), tls_dir.join("server.sans"));
+    let (cert, key, sans_file) = (
+        tls_dir.join("server.pem"),
+        tls_dir.join("server.key"),
+        tls_dir.join("server.sans"),
+    );
     if !ca_cert.exists() || !ca_key.exists() {
         let ca_keypair = KeyPair::generate()?;
         let ca = ca_params()?.self_signed(&ca_keypair)?;
         write_private(&ca_key, ca_keypair.serialize_pem().as_bytes())?;
         fs::write(&ca_cert, ca.pem())?;
     }
-    let mut sans = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    let mut sans = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
     if !bind_ip.is_unspecified() && !bind_ip.is_loopback() {
         sans.push(bind_ip.to_string());
     }
@@ -72,7 +83,9 @@ pub fn generated(dir: &Path, bind_ip: IpAddr) -> Result<TlsSetup, TlsError> {
         let issuer = Issuer::new(ca_params()?, &ca_keypair);
         let leaf_key = KeyPair::generate()?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name.push(DnType::CommonName, "huddle-db");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "huddle-db");
         params.subject_alt_names = sans
             .iter()
             .map(|s| match s.parse::<IpAddr>() {
@@ -82,17 +95,23 @@ pub fn generated(dir: &Path, bind_ip: IpAddr) -> Result<TlsSetup, TlsError> {
             .collect::<Result<_, _>>()?;
         let leaf = params.signed_by(&leaf_key, &issuer)?;
         write_private(&key, leaf_key.serialize_pem().as_bytes())?;
-        fs::write(&cert, format!("{}{}", leaf.pem(), fs::read_to_string(&ca_cert)?))?;
+        fs::write(
+            &cert,
+            format!("{}{}", leaf.pem(), fs::read_to_string(&ca_cert)?),
+        )?;
         fs::write(&sans_file, wanted)?;
     }
     let chain = read_chain(&fs::read(&cert)?)?;
-    let key = PrivateKeyDer::from_pem_slice(&fs::read(&key)?).map_err(|e| TlsError::Bad(e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_slice(&fs::read(&key)?)
+        .map_err(|e| TlsError::Bad(e.to_string()))?;
     build(chain, key, Some(ca_cert))
 }
 
 fn ca_params() -> Result<CertificateParams, rcgen::Error> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.distinguished_name.push(DnType::CommonName, "huddle-db local CA");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "huddle-db local CA");
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     Ok(params)
@@ -108,7 +127,11 @@ fn read_chain(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(chain)
 }
 
-fn build(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>, ca_file: Option<PathBuf>) -> Result<TlsSetup, TlsError> {
+fn build(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    ca_file: Option<PathBuf>,
+) -> Result<TlsSetup, TlsError> {
     let fingerprint = Sha256::digest(&chain[0])
         .iter()
         .map(|b| format!("{b:02X}"))
@@ -122,7 +145,11 @@ fn build(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>, ca_fi
         .with_single_cert(chain, key)
         .map_err(|e| TlsError::Bad(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsSetup { config: Arc::new(config), fingerprint, ca_file })
+    Ok(TlsSetup {
+        config: Arc::new(config),
+        fingerprint,
+        ca_file,
+    })
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {

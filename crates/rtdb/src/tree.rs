@@ -49,7 +49,11 @@ fn set_in(node: &mut Value, segs: &[String], value: Option<Value>) {
                 }
             }
         }
-        Some(v) => set_in(map.entry(first.clone()).or_insert(Value::Null), rest, Some(v)),
+        Some(v) => set_in(
+            map.entry(first.clone()).or_insert(Value::Null),
+            rest,
+            Some(v),
+        ),
     }
     if map.is_empty() {
         *node = Value::Null;
@@ -143,7 +147,8 @@ fn array_len(map: &Map<String, Value>) -> Option<usize> {
 }
 
 fn canonical_index(key: &str) -> Option<usize> {
-    let canonical = key == "0" || (!key.starts_with('0') && key.bytes().all(|b| b.is_ascii_digit()));
+    let canonical =
+        key == "0" || (!key.starts_with('0') && key.bytes().all(|b| b.is_ascii_digit()));
     if !canonical || key.len() > 9 {
         return None;
     }
@@ -153,14 +158,20 @@ fn canonical_index(key: &str) -> Option<usize> {
 /// `shallow=true`: objects keep their keys with each child replaced by `true`.
 pub fn shallow(value: &Value) -> Value {
     match value {
-        Value::Object(map) => Value::Object(map.keys().map(|k| (k.clone(), Value::Bool(true))).collect()),
+        Value::Object(map) => {
+            Value::Object(map.keys().map(|k| (k.clone(), Value::Bool(true))).collect())
+        }
         other => other.clone(),
     }
 }
 
 /// Resolves `{".sv": ...}` placeholders in a client value. `current` is the stored value at the
 /// same location (for increments), `now_ms` the server clock.
-pub fn resolve_server_values(value: Value, current: Option<&Value>, now_ms: u64) -> Result<Value, DbError> {
+pub fn resolve_server_values(
+    value: Value,
+    current: Option<&Value>,
+    now_ms: u64,
+) -> Result<Value, DbError> {
     match value {
         Value::Object(map) if map.contains_key(".sv") => {
             if map.len() != 1 {
@@ -251,9 +262,12 @@ mod tests {
 
     #[test]
     fn normalize_drops_nulls_and_empties_and_stores_arrays_as_objects() {
-        let v = normalize(json!({"a": null, "b": {}, "c": [1, null, {"d": {}}], "e": {"f": 2}}), 0)
-            .unwrap()
-            .unwrap();
+        let v = normalize(
+            json!({"a": null, "b": {}, "c": [1, null, {"d": {}}], "e": {"f": 2}}),
+            0,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(v, json!({"c": {"0": 1}, "e": {"f": 2}}));
         assert_eq!(normalize(json!({"a": {"b": null}}), 0).unwrap(), None);
     }
@@ -271,17 +285,29 @@ mod tests {
 
     #[test]
     fn render_rebuilds_dense_arrays_only() {
-        assert_eq!(render(&json!({"0": "a", "1": "b", "3": "d"})), json!(["a", "b", null, "d"]));
-        assert_eq!(render(&json!({"0": "a", "5": "f"})), json!({"0": "a", "5": "f"}));
+        assert_eq!(
+            render(&json!({"0": "a", "1": "b", "3": "d"})),
+            json!(["a", "b", null, "d"])
+        );
+        assert_eq!(
+            render(&json!({"0": "a", "5": "f"})),
+            json!({"0": "a", "5": "f"})
+        );
         assert_eq!(render(&json!({"01": 1, "1": 2})), json!({"01": 1, "1": 2}));
         assert_eq!(render(&json!({"x": {"0": true}})), json!({"x": [true]}));
     }
 
     #[test]
     fn server_values() {
-        let v = resolve_server_values(json!({"t": {".sv": "timestamp"}, "n": {".sv": {"increment": 2}}}), Some(&json!({"n": 40})), 7).unwrap();
+        let v = resolve_server_values(
+            json!({"t": {".sv": "timestamp"}, "n": {".sv": {"increment": 2}}}),
+            Some(&json!({"n": 40})),
+            7,
+        )
+        .unwrap();
         assert_eq!(v, json!({"t": 7, "n": 42}));
-        let v = resolve_server_values(json!({".sv": {"increment": 1.5}}), Some(&json!("text")), 0).unwrap();
+        let v = resolve_server_values(json!({".sv": {"increment": 1.5}}), Some(&json!("text")), 0)
+            .unwrap();
         assert_eq!(v, json!(1.5));
         assert!(resolve_server_values(json!({".sv": "bogus"}), None, 0).is_err());
         assert!(resolve_server_values(json!({".sv": {"increment": "1"}}), None, 0).is_err());

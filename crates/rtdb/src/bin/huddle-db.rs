@@ -58,10 +58,15 @@ async fn main() -> anyhow::Result<()> {
         tls,
         secret: args.secret,
         keepalive: Duration::from_secs(args.keepalive_secs.max(1)),
-        db: DbConfig { compact_after_bytes: args.compact_mib.max(1) << 20, ..DbConfig::default() },
+        db: DbConfig {
+            compact_after_bytes: args.compact_mib.max(1) << 20,
+            ..DbConfig::default()
+        },
         ..ServerConfig::new(args.listen, args.data.clone())
     };
-    let server = Server::start(config).await.context("huddle-db could not start")?;
+    let server = Server::start(config)
+        .await
+        .context("huddle-db could not start")?;
     // Tests and scripts wait for this exact line on stdout.
     println!("listening on {}", server.url());
     if let Some(fp) = server.fingerprint() {
@@ -80,13 +85,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -49,7 +49,10 @@ pub fn replay(path: &Path) -> io::Result<Replay> {
         file.set_len(0)?;
         file.write_all(MAGIC)?;
         file.sync_all()?;
-        return Ok(Replay { records: Vec::new(), dropped_tail: data.len() as u64 });
+        return Ok(Replay {
+            records: Vec::new(),
+            dropped_tail: data.len() as u64,
+        });
     }
     if &data[..MAGIC.len()] != MAGIC {
         return Err(corrupt(path, 0, "it is not a huddle-db log file"));
@@ -64,7 +67,11 @@ pub fn replay(path: &Path) -> io::Result<Replay> {
             }
             Decoded::Torn => break,
             Decoded::BadChecksum(next) if next < data.len() && decode_chain_ok(&data, next) => {
-                return Err(corrupt(path, pos, "a record's checksum does not match, and valid records follow it"));
+                return Err(corrupt(
+                    path,
+                    pos,
+                    "a record's checksum does not match, and valid records follow it",
+                ));
             }
             Decoded::BadChecksum(_) => break,
         }
@@ -74,7 +81,10 @@ pub fn replay(path: &Path) -> io::Result<Replay> {
         file.set_len(pos as u64)?;
         file.sync_all()?;
     }
-    Ok(Replay { records, dropped_tail })
+    Ok(Replay {
+        records,
+        dropped_tail,
+    })
 }
 
 enum Decoded {
@@ -84,11 +94,15 @@ enum Decoded {
 }
 
 fn decode_at(data: &[u8], pos: usize) -> Decoded {
-    let Some(header) = data.get(pos..pos + HEADER) else { return Decoded::Torn };
+    let Some(header) = data.get(pos..pos + HEADER) else {
+        return Decoded::Torn;
+    };
     let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
     let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
     let end = pos + HEADER + len;
-    let Some(payload) = data.get(pos + HEADER..end) else { return Decoded::Torn };
+    let Some(payload) = data.get(pos + HEADER..end) else {
+        return Decoded::Torn;
+    };
     if len == 0 || crc32fast::hash(payload) != crc {
         return Decoded::BadChecksum(end);
     }
@@ -115,7 +129,10 @@ fn parse_record(bytes: &[u8]) -> Result<Record, String> {
 fn corrupt(path: &Path, offset: usize, why: &str) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
-        format!("{} is damaged at byte {offset}: {why}; refusing to start rather than lose data", path.display()),
+        format!(
+            "{} is damaged at byte {offset}: {why}; refusing to start rather than lose data",
+            path.display()
+        ),
     )
 }
 
@@ -132,19 +149,31 @@ impl LogWriter {
         let mut file = OpenOptions::new().create_new(true).write(true).open(path)?;
         file.write_all(MAGIC)?;
         file.sync_all()?;
-        Ok(Self { file, path: path.to_owned(), len: MAGIC.len() as u64 })
+        Ok(Self {
+            file,
+            path: path.to_owned(),
+            len: MAGIC.len() as u64,
+        })
     }
 
     /// Opens an existing, already replayed log for appending.
     pub fn open(path: &Path) -> io::Result<Self> {
         let mut file = OpenOptions::new().write(true).open(path)?;
         let len = file.seek(SeekFrom::End(0))?;
-        Ok(Self { file, path: path.to_owned(), len })
+        Ok(Self {
+            file,
+            path: path.to_owned(),
+            len,
+        })
     }
 
     /// Appends encoded records and makes them durable before returning.
     pub fn append_durable(&mut self, bytes: &[u8]) -> io::Result<()> {
-        if let Err(e) = self.file.write_all(bytes).and_then(|()| self.file.sync_data()) {
+        if let Err(e) = self
+            .file
+            .write_all(bytes)
+            .and_then(|()| self.file.sync_data())
+        {
             // Leave no half-written record behind a failed write: cut back to the last good end.
             let _ = self.file.set_len(self.len);
             let _ = self.file.seek(SeekFrom::End(0));

@@ -41,11 +41,18 @@ impl Store {
     /// Opens (creating if needed) and locks `dir`, recovers the tree from the snapshot and logs.
     pub fn open(dir: &Path, compact_after: u64) -> io::Result<(Store, Value, Recovery)> {
         fs::create_dir_all(dir)?;
-        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(LOCK))?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(LOCK))?;
         if lock.try_lock().is_err() {
             return Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
-                format!("the data folder {} is in use by another huddle-db", dir.display()),
+                format!(
+                    "the data folder {} is in use by another huddle-db",
+                    dir.display()
+                ),
             ));
         }
         let snap = snapshot::load(&dir.join(SNAPSHOT))?;
@@ -76,7 +83,11 @@ impl Store {
                 }
             }
         }
-        let current = generations.iter().copied().filter(|g| *g >= first_gen).max();
+        let current = generations
+            .iter()
+            .copied()
+            .filter(|g| *g >= first_gen)
+            .max();
         let (log, generation) = match current {
             Some(g) => (LogWriter::open(&log_path(dir, g))?, g),
             None => {
@@ -85,7 +96,13 @@ impl Store {
                 (w, first_gen)
             }
         };
-        let store = Store { dir: dir.to_owned(), _lock: lock, log, generation, compact_after };
+        let store = Store {
+            dir: dir.to_owned(),
+            _lock: lock,
+            log,
+            generation,
+            compact_after,
+        };
         Ok((store, root, recovery))
     }
 
@@ -170,7 +187,10 @@ mod tests {
         }
         let (_s, root, rec) = Store::open(dir.path(), 200).unwrap();
         assert_eq!(root["k"].as_object().unwrap().len(), 20);
-        assert!(rec.replayed < 20, "compaction should have folded records into the snapshot");
+        assert!(
+            rec.replayed < 20,
+            "compaction should have folded records into the snapshot"
+        );
         assert_eq!(list_logs(dir.path()).unwrap().len(), 1);
     }
 

@@ -29,7 +29,10 @@ pub fn load(path: &Path) -> io::Result<Option<Snapshot>> {
     let bad = |why: &str| {
         io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("{} is damaged: {why}; refusing to start rather than lose data", path.display()),
+            format!(
+                "{} is damaged: {why}; refusing to start rather than lose data",
+                path.display()
+            ),
         )
     };
     if data.len() < 20 || &data[..8] != MAGIC {
@@ -43,7 +46,10 @@ pub fn load(path: &Path) -> io::Result<Option<Snapshot>> {
         return Err(bad("its checksum does not match"));
     }
     let tree = serde_json::from_slice(body).map_err(|e| bad(&format!("invalid JSON: {e}")))?;
-    Ok(Some(Snapshot { tree, next_log: u64::from_le_bytes(next) }))
+    Ok(Some(Snapshot {
+        tree,
+        next_log: u64::from_le_bytes(next),
+    }))
 }
 
 /// Writes a snapshot atomically.
