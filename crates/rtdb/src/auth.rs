@@ -1,23 +1,18 @@
-//! Who may use the server: with a secret, only requests that carry it; without one, everybody
-//! (as Firebase's emulator does), and `Authorization: Bearer owner` is the admin.
+//! Who is asking. With a database secret, requests that carry it are the admin and everyone
+//! else is anonymous (and the default rules let anonymous callers do nothing); without one, the
+//! server is open as Firebase's emulator is, and `Authorization: Bearer owner` is the admin.
+//! The admin may act as someone else with `auth_variable_override`, as on Firebase.
 
 use axum::http::HeaderMap;
+use serde_json::Value;
 
 use crate::error::DbError;
+use crate::rules::Caller;
 
-/// The server's access policy.
+/// The server's credential policy.
 #[derive(Clone, Debug, Default)]
 pub struct Auth {
     secret: Option<String>,
-}
-
-/// Who a request is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Identity {
-    /// Holds the database secret (or the server is open and said `Bearer owner`).
-    Admin,
-    /// An open server's anonymous user.
-    Anonymous,
 }
 
 impl Auth {
@@ -28,38 +23,48 @@ impl Auth {
         }
     }
 
-    /// True when requests need the secret.
+    /// True when requests need the secret to be the admin.
     pub fn is_secured(&self) -> bool {
         self.secret.is_some()
     }
 
-    /// Checks `auth=`/`access_token=` and the `Authorization: Bearer` header.
-    pub fn check(
+    /// Identifies a request from `auth=`/`access_token=`, `Authorization: Bearer` and
+    /// `auth_variable_override=`.
+    pub fn identify(
         &self,
         query_token: Option<&str>,
+        auth_override: Option<&str>,
         headers: &HeaderMap,
-    ) -> Result<Identity, DbError> {
+    ) -> Result<Caller, DbError> {
         let bearer = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|h| h.to_str().ok())
             .and_then(|h| h.strip_prefix("Bearer "))
             .map(str::trim);
-        let Some(secret) = &self.secret else {
-            return Ok(if bearer == Some("owner") {
-                Identity::Admin
-            } else {
-                Identity::Anonymous
-            });
+        let admin = match &self.secret {
+            None => bearer == Some("owner"),
+            Some(secret) => [query_token, bearer]
+                .iter()
+                .flatten()
+                .any(|t| constant_time_eq(t.as_bytes(), secret.as_bytes())),
         };
-        let given = [query_token, bearer];
-        if given
-            .iter()
-            .flatten()
-            .any(|t| constant_time_eq(t.as_bytes(), secret.as_bytes()))
-        {
-            Ok(Identity::Admin)
-        } else {
-            Err(DbError::PermissionDenied)
+        if !admin {
+            return Ok(Caller::Anonymous);
+        }
+        match auth_override {
+            None => Ok(Caller::Admin),
+            Some(raw) => match serde_json::from_str::<Value>(raw) {
+                Ok(Value::Null) => Ok(Caller::Anonymous),
+                Ok(Value::Object(o)) => match o.get("uid").and_then(Value::as_str) {
+                    Some(uid) => Ok(Caller::User(uid.to_owned())),
+                    None => Err(DbError::BadQuery(
+                        "auth_variable_override needs a \"uid\"".into(),
+                    )),
+                },
+                _ => Err(DbError::BadQuery(
+                    "auth_variable_override must be a JSON object or null".into(),
+                )),
+            },
         }
     }
 }
@@ -74,27 +79,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn secret_is_required_when_set() {
+    fn only_the_secret_makes_an_admin() {
         let auth = Auth::new(Some("s3cret".into()));
         let mut h = HeaderMap::new();
-        assert!(auth.check(None, &h).is_err());
-        assert!(auth.check(Some("wrong"), &h).is_err());
-        assert_eq!(auth.check(Some("s3cret"), &h).unwrap(), Identity::Admin);
+        assert_eq!(auth.identify(None, None, &h).unwrap(), Caller::Anonymous);
+        assert_eq!(
+            auth.identify(Some("wrong"), None, &h).unwrap(),
+            Caller::Anonymous
+        );
+        assert_eq!(
+            auth.identify(Some("s3cret"), None, &h).unwrap(),
+            Caller::Admin
+        );
         h.insert("authorization", "Bearer owner".parse().unwrap());
-        assert!(
-            auth.check(None, &h).is_err(),
+        assert_eq!(
+            auth.identify(None, None, &h).unwrap(),
+            Caller::Anonymous,
             "owner is no key to a secured server"
         );
         h.insert("authorization", "Bearer s3cret".parse().unwrap());
-        assert_eq!(auth.check(None, &h).unwrap(), Identity::Admin);
+        assert_eq!(auth.identify(None, None, &h).unwrap(), Caller::Admin);
+        let as_alice = auth.identify(None, Some(r#"{"uid":"alice"}"#), &h).unwrap();
+        assert_eq!(as_alice, Caller::User("alice".into()));
     }
 
     #[test]
-    fn open_server_accepts_everyone() {
+    fn open_server_owner_is_admin() {
         let auth = Auth::new(None);
         let mut h = HeaderMap::new();
-        assert_eq!(auth.check(None, &h).unwrap(), Identity::Anonymous);
+        assert_eq!(auth.identify(None, None, &h).unwrap(), Caller::Anonymous);
+        assert_eq!(
+            auth.identify(None, Some(r#"{"uid":"x"}"#), &h).unwrap(),
+            Caller::Anonymous
+        );
         h.insert("authorization", "Bearer owner".parse().unwrap());
-        assert_eq!(auth.check(None, &h).unwrap(), Identity::Admin);
+        assert_eq!(auth.identify(None, None, &h).unwrap(), Caller::Admin);
     }
 }

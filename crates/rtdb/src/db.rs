@@ -18,6 +18,7 @@ use crate::hub::{Change, Hub, Subscription};
 use crate::path::DbPath;
 use crate::pushid::PushIds;
 use crate::query::Filter;
+use crate::rules::Caller;
 use crate::store::{log, Recovery, Store};
 use crate::tree;
 
@@ -86,6 +87,12 @@ pub enum WriteResult {
     Pushed(String),
 }
 
+enum Msg {
+    Write(Job),
+    /// Finish what is queued before this, release the data folder, and answer.
+    Close(oneshot::Sender<()>),
+}
+
 struct Job {
     op: WriteOp,
     reply: oneshot::Sender<Result<WriteResult, DbError>>,
@@ -100,7 +107,7 @@ struct Shared {
 #[derive(Clone)]
 pub struct Db {
     shared: Arc<Shared>,
-    writes: mpsc::Sender<Job>,
+    writes: mpsc::Sender<Msg>,
 }
 
 impl Db {
@@ -126,7 +133,7 @@ impl Db {
     pub async fn write(&self, op: WriteOp) -> Result<WriteResult, DbError> {
         let (reply, answer) = oneshot::channel();
         self.writes
-            .send(Job { op, reply })
+            .send(Msg::Write(Job { op, reply }))
             .await
             .map_err(|_| DbError::Unavailable)?;
         answer.await.map_err(|_| DbError::Unavailable)?
@@ -139,7 +146,7 @@ impl Db {
     }
 
     /// Starts a stream at `path`; its first event is the current (filtered) value.
-    pub fn subscribe(&self, path: DbPath, filter: Option<Filter>) -> Subscription {
+    pub fn subscribe(&self, path: DbPath, filter: Option<Filter>, caller: Caller) -> Subscription {
         let root = self.shared.tree.read().unwrap_or_else(|e| e.into_inner());
         let now = tree::get(&root, &path);
         let initial = match (&filter, now) {
@@ -148,7 +155,15 @@ impl Db {
             (None, Some(v)) => tree::render(v),
         };
         let mut hub = self.shared.hub.lock().unwrap_or_else(|e| e.into_inner());
-        hub.add(path, filter, &initial)
+        hub.add(path, filter, caller, &initial)
+    }
+
+    /// Stops the writer after the writes queued so far and releases the data folder.
+    pub async fn close(&self) {
+        let (done, closed) = oneshot::channel();
+        if self.writes.send(Msg::Close(done)).await.is_ok() {
+            let _ = closed.await;
+        }
     }
 
     /// Ends a stream's registration.
@@ -157,16 +172,17 @@ impl Db {
         hub.remove(path, id);
     }
 
-    /// Sends `cancel` to every stream at or below `path` and ends them.
-    pub fn cancel_streams(&self, path: &DbPath) {
+    /// Sends `cancel` to every stream whose reader may no longer read its location, and ends
+    /// them; returns how many.
+    pub fn cancel_streams_where(&self, denied: impl FnMut(&Caller, &DbPath) -> bool) -> usize {
         let mut hub = self.shared.hub.lock().unwrap_or_else(|e| e.into_inner());
-        hub.close_below(path, "cancel", "null");
+        hub.cancel_where(denied)
     }
 
     /// Ends every stream (shutdown): their connections close once drained.
     pub fn close_all_streams(&self) {
         let mut hub = self.shared.hub.lock().unwrap_or_else(|e| e.into_inner());
-        hub.close_below(&DbPath::root(), "keep-alive", "null");
+        hub.clear();
     }
 
     /// Number of open streams.
@@ -205,75 +221,96 @@ struct Applied {
     merge: bool,
 }
 
-fn writer_loop(shared: Arc<Shared>, mut store: Store, mut rx: mpsc::Receiver<Job>) {
+fn writer_loop(shared: Arc<Shared>, mut store: Store, mut rx: mpsc::Receiver<Msg>) {
     let mut ids = PushIds::default();
+    let mut closer = None;
     while let Some(first) = rx.blocking_recv() {
-        let mut jobs = vec![first];
-        while jobs.len() < MAX_BATCH {
+        let mut jobs = Vec::new();
+        match first {
+            Msg::Write(j) => jobs.push(j),
+            Msg::Close(done) => closer = Some(done),
+        }
+        while closer.is_none() && jobs.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(j) => jobs.push(j),
+                Ok(Msg::Write(j)) => jobs.push(j),
+                Ok(Msg::Close(done)) => closer = Some(done),
                 Err(_) => break,
             }
         }
-        let mut root = shared.tree.write().unwrap_or_else(|e| e.into_inner());
-        let mut undo = Vec::new();
-        let now = now_ms();
-        let mut applied = Vec::with_capacity(jobs.len());
-        let mut log_bytes = Vec::new();
-        for job in jobs {
-            let merge = matches!(job.op, WriteOp::Update { .. });
-            let (base, result, sets) = match apply(&mut root, job.op, now, &mut ids, &mut undo) {
-                Ok((base, result, sets)) => (base, Ok(result), sets),
-                Err(e) => (DbPath::root(), Err(e), Vec::new()),
-            };
-            if !sets.is_empty() {
-                log::encode(&sets, &mut log_bytes);
+        write_batch(&shared, &mut store, &mut ids, jobs);
+        if closer.is_some() {
+            break;
+        }
+    }
+    // Dropping the store releases the data folder's lock.
+    drop(store);
+    if let Some(done) = closer {
+        let _ = done.send(());
+    }
+}
+
+fn write_batch(shared: &Shared, store: &mut Store, ids: &mut PushIds, jobs: Vec<Job>) {
+    if jobs.is_empty() {
+        return;
+    }
+    let mut root = shared.tree.write().unwrap_or_else(|e| e.into_inner());
+    let mut undo = Vec::new();
+    let now = now_ms();
+    let mut applied = Vec::with_capacity(jobs.len());
+    let mut log_bytes = Vec::new();
+    for job in jobs {
+        let merge = matches!(job.op, WriteOp::Update { .. });
+        let (base, result, sets) = match apply(&mut root, job.op, now, ids, &mut undo) {
+            Ok((base, result, sets)) => (base, Ok(result), sets),
+            Err(e) => (DbPath::root(), Err(e), Vec::new()),
+        };
+        if !sets.is_empty() {
+            log::encode(&sets, &mut log_bytes);
+        }
+        applied.push(Applied {
+            reply: job.reply,
+            result,
+            base,
+            sets,
+            merge,
+        });
+    }
+    if !log_bytes.is_empty() {
+        if let Err(e) = store.append(&log_bytes) {
+            tracing::error!(error = %e, "could not make writes durable; they were not applied");
+            for (path, old) in undo.into_iter().rev() {
+                tree::set(&mut root, &path, old);
             }
-            applied.push(Applied {
-                reply: job.reply,
-                result,
-                base,
-                sets,
-                merge,
-            });
-        }
-        if !log_bytes.is_empty() {
-            if let Err(e) = store.append(&log_bytes) {
-                tracing::error!(error = %e, "could not make writes durable; they were not applied");
-                for (path, old) in undo.into_iter().rev() {
-                    tree::set(&mut root, &path, old);
-                }
-                for a in applied {
-                    let msg = std::io::Error::new(e.kind(), e.to_string());
-                    let _ = a.reply.send(Err(DbError::Storage(msg)));
-                }
-                continue;
+            for a in applied {
+                let msg = std::io::Error::new(e.kind(), e.to_string());
+                let _ = a.reply.send(Err(DbError::Storage(msg)));
             }
+            return;
         }
-        {
-            let mut hub = shared.hub.lock().unwrap_or_else(|e| e.into_inner());
-            for a in &applied {
-                hub.publish(
-                    &Change {
-                        base: &a.base,
-                        sets: &a.sets,
-                        merge: a.merge,
-                    },
-                    &root,
-                );
-            }
+    }
+    {
+        let mut hub = shared.hub.lock().unwrap_or_else(|e| e.into_inner());
+        for a in &applied {
+            hub.publish(
+                &Change {
+                    base: &a.base,
+                    sets: &a.sets,
+                    merge: a.merge,
+                },
+                &root,
+            );
         }
-        if store.wants_compaction() {
-            if let Err(e) = store.compact(&root) {
-                tracing::error!(error = %e, "snapshot failed; the log keeps every write and grows until the next try");
-            } else {
-                tracing::info!("snapshot written, log compacted");
-            }
+    }
+    if store.wants_compaction() {
+        if let Err(e) = store.compact(&root) {
+            tracing::error!(error = %e, "snapshot failed; the log keeps every write and grows until the next try");
+        } else {
+            tracing::info!("snapshot written, log compacted");
         }
-        drop(root);
-        for a in applied {
-            let _ = a.reply.send(a.result);
-        }
+    }
+    drop(root);
+    for a in applied {
+        let _ = a.reply.send(a.result);
     }
 }
 

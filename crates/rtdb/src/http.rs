@@ -11,12 +11,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::{json, Value};
 
-use crate::auth::Auth;
+use crate::access::Access;
 use crate::db::{etag, Db, WriteOp, WriteResult};
 use crate::error::DbError;
 use crate::hub::{frame, Subscription};
 use crate::path::DbPath;
 use crate::query::{Params, Print};
+use crate::rules::Caller;
 use crate::tree;
 
 /// Largest request body Firebase accepts over REST.
@@ -27,8 +28,8 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 pub struct AppState {
     /// The database.
     pub db: Db,
-    /// Access policy.
-    pub auth: Auth,
+    /// Credentials and rules.
+    pub access: std::sync::Arc<Access>,
     /// Interval between `keep-alive` events on streams.
     pub keepalive: Duration,
 }
@@ -71,7 +72,72 @@ fn json_response(status: StatusCode, value: &Value, print: Print) -> Response {
     );
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     resp
+}
+
+/// CORS preflight: browsers may call the REST API from any origin, as with Firebase.
+fn preflight() -> Response {
+    let mut resp = StatusCode::OK.into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, PUT, POST, PATCH, DELETE, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static(
+            "Authorization, Content-Type, If-Match, If-None-Match, X-Firebase-ETag, X-HTTP-Method-Override",
+        ),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("ETag"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
+    resp
+}
+
+const RULES_PATH: &str = "/.settings/rules.json";
+
+/// `GET`/`PUT /.settings/rules.json`: the admin reads or replaces the rules.
+async fn rules_endpoint(
+    app: &AppState,
+    caller: &Caller,
+    method: Method,
+    body: Body,
+    print: Print,
+) -> Result<Response, DbError> {
+    if *caller != Caller::Admin {
+        return Err(DbError::PermissionDenied);
+    }
+    match method {
+        Method::GET => Ok(json_response(
+            StatusCode::OK,
+            &app.access.rules_document(),
+            print,
+        )),
+        Method::PUT => {
+            let doc = read_json(body).await?;
+            app.access.set_rules(doc, &app.db)?;
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({"status": "ok"}),
+                print,
+            ))
+        }
+        other => Err(DbError::BadMethod(other.to_string())),
+    }
 }
 
 fn set_etag(resp: &mut Response, etag: &str) {
@@ -107,10 +173,20 @@ fn effective_method(req: &Request) -> Result<Method, DbError> {
 }
 
 async fn serve(app: &AppState, req: Request) -> Result<Response, DbError> {
+    if req.method() == Method::OPTIONS {
+        return Ok(preflight());
+    }
     let params = Params::parse(req.uri().query())?;
-    let path = DbPath::from_url_path(req.uri().path())?;
-    app.auth.check(params.auth.as_deref(), req.headers())?;
+    let caller = app.access.identify(
+        params.auth.as_deref(),
+        params.auth_override.as_deref(),
+        req.headers(),
+    )?;
     let method = effective_method(&req)?;
+    if req.uri().path() == RULES_PATH {
+        return rules_endpoint(app, &caller, method, req.into_body(), params.print).await;
+    }
+    let path = DbPath::from_url_path(req.uri().path())?;
     let headers = req.headers().clone();
     let wants_stream =
         header_str(&headers, "accept").is_some_and(|a| a.contains("text/event-stream"));
@@ -120,10 +196,18 @@ async fn serve(app: &AppState, req: Request) -> Result<Response, DbError> {
             "if-match is only supported on PUT and DELETE requests".into(),
         ));
     }
+    let access = &app.access;
     match method {
-        Method::GET if wants_stream => Ok(stream(app, path, params)),
-        Method::GET => Ok(get(app, &path, &params, &headers)),
+        Method::GET => {
+            access.check_read(&caller, &path)?;
+            if wants_stream {
+                Ok(stream(app, path, params, caller))
+            } else {
+                Ok(get(app, &path, &params, &headers))
+            }
+        }
         Method::PUT => {
+            access.check_write(&caller, [&path])?;
             let value = read_json(req.into_body()).await?;
             let result = app
                 .db
@@ -136,6 +220,7 @@ async fn serve(app: &AppState, req: Request) -> Result<Response, DbError> {
             Ok(write_response(result, params.print))
         }
         Method::DELETE => {
+            access.check_write(&caller, [&path])?;
             let result = app
                 .db
                 .write(WriteOp::Set {
@@ -152,10 +237,17 @@ async fn serve(app: &AppState, req: Request) -> Result<Response, DbError> {
                     "Invalid data; a PATCH body must be a JSON object".into(),
                 ));
             };
+            let targets = children
+                .keys()
+                .map(|k| DbPath::parse(k).map(|rel| path.join(&rel)))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| DbError::BadData(format!("Invalid data; {e}")))?;
+            access.check_write(&caller, &targets)?;
             let result = app.db.write(WriteOp::Update { path, children }).await?;
             Ok(write_response(result, params.print))
         }
         Method::POST => {
+            access.check_write(&caller, [&path])?;
             let value = read_json(req.into_body()).await?;
             let result = app.db.write(WriteOp::Push { path, value }).await?;
             Ok(write_response(result, params.print))
@@ -197,6 +289,8 @@ fn get(app: &AppState, path: &DbPath, params: &Params, headers: &HeaderMap) -> R
             (None, _) => Value::Null,
             (Some(v), _) if params.shallow => tree::shallow(v),
             (Some(v), Some(f)) => tree::render(&f.apply(v)),
+            // format=export keeps the stored form: integer keys stay an object, as Firebase exports.
+            (Some(v), None) if params.export => v.clone(),
             (Some(v), None) => tree::render(v),
         };
         (shown, etag(v))
@@ -237,8 +331,8 @@ struct StreamState {
     _guard: Unsubscribe,
 }
 
-fn stream(app: &AppState, path: DbPath, params: Params) -> Response {
-    let sub = app.db.subscribe(path.clone(), params.filter);
+fn stream(app: &AppState, path: DbPath, params: Params, caller: Caller) -> Response {
+    let sub = app.db.subscribe(path.clone(), params.filter, caller);
     let guard = Unsubscribe {
         db: app.db.clone(),
         path,
@@ -258,7 +352,6 @@ fn stream(app: &AppState, path: DbPath, params: Params) -> Response {
             msg = st.sub.rx.recv() => {
                 let msg = msg?;
                 st.sub.queued.fetch_sub(msg.len(), Ordering::Relaxed);
-                st.keepalive.reset();
                 Some((Ok::<Bytes, Infallible>(msg), st))
             }
             _ = st.keepalive.tick() => Some((Ok(frame("keep-alive", "null")), st)),

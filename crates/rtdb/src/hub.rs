@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::path::DbPath;
 use crate::query::Filter;
+use crate::rules::Caller;
 use crate::tree;
 
 /// One SSE message, ready to write, and its share of the per-stream memory bound.
@@ -43,6 +44,7 @@ pub struct Subscription {
 
 struct Listener {
     id: u64,
+    caller: Caller,
     filter: Option<Filter>,
     tx: mpsc::Sender<Frame>,
     queued: Arc<AtomicUsize>,
@@ -80,7 +82,13 @@ impl Hub {
     }
 
     /// Registers a listener whose first event (`put /` with `initial`) is already queued.
-    pub fn add(&mut self, path: DbPath, filter: Option<Filter>, initial: &Value) -> Subscription {
+    pub fn add(
+        &mut self,
+        path: DbPath,
+        filter: Option<Filter>,
+        caller: Caller,
+        initial: &Value,
+    ) -> Subscription {
         let (tx, rx) = mpsc::channel(self.max_queued_events);
         let first = put_frame("put", &DbPath::root(), initial);
         let queued = Arc::new(AtomicUsize::new(first.len()));
@@ -93,6 +101,7 @@ impl Hub {
             .or_default()
             .push(Listener {
                 id,
+                caller,
                 filter,
                 tx,
                 queued: queued.clone(),
@@ -128,23 +137,29 @@ impl Hub {
         self.count == 0
     }
 
-    /// Sends `event` (e.g. `cancel`) to every listener at or below `path` and drops them.
-    pub fn close_below(&mut self, path: &DbPath, event: &str, data: &str) {
-        let keys: Vec<DbPath> = self
-            .by_path
-            .range(path.clone()..)
-            .take_while(|(p, _)| path.contains(p))
-            .map(|(p, _)| p.clone())
-            .collect();
-        let msg = frame(event, data);
-        for key in keys {
-            if let Some(list) = self.by_path.remove(&key) {
-                self.count -= list.len();
-                for l in list {
+    /// Drops every listener: their streams end once drained (shutdown).
+    pub fn clear(&mut self) {
+        self.by_path.clear();
+        self.count = 0;
+    }
+
+    /// Sends `cancel` to, and drops, every listener that may no longer read where it listens.
+    pub fn cancel_where(&mut self, mut denied: impl FnMut(&Caller, &DbPath) -> bool) -> usize {
+        let mut cancelled = 0;
+        let msg = frame("cancel", "null");
+        self.by_path.retain(|path, list| {
+            list.retain(|l| {
+                let keep = !denied(&l.caller, path);
+                if !keep {
                     let _ = l.tx.try_send(msg.clone());
+                    cancelled += 1;
                 }
-            }
-        }
+                keep
+            });
+            !list.is_empty()
+        });
+        self.count -= cancelled;
+        cancelled
     }
 
     /// Delivers one applied write. `root` is the tree after it (used for filtered listeners).
@@ -209,10 +224,13 @@ impl Hub {
     }
 }
 
-/// Queues `msg` unless the listener is over its bound; false means "drop this listener".
+/// Queues `msg` unless the listener is over its bound; false means "drop this listener". A
+/// listener with nothing queued always takes the event, however large: the bound is on backlog,
+/// so any write the server accepts reaches a listener that keeps reading.
 fn offer(l: &Listener, msg: Frame, max_bytes: usize) -> bool {
     let size = msg.len();
-    if l.queued.load(Ordering::Relaxed) + size > max_bytes {
+    let queued = l.queued.load(Ordering::Relaxed);
+    if queued > 0 && queued + size > max_bytes {
         return false;
     }
     l.queued.fetch_add(size, Ordering::Relaxed);
@@ -288,10 +306,10 @@ mod tests {
     #[test]
     fn overlapping_listeners_each_see_one_event_with_their_own_path() {
         let mut hub = Hub::new(1 << 20, 64);
-        let mut root_l = hub.add(p("/"), None, &Value::Null);
-        let mut a = hub.add(p("/a"), None, &Value::Null);
-        let mut abc = hub.add(p("/a/b/c"), None, &Value::Null);
-        let mut other = hub.add(p("/z"), None, &Value::Null);
+        let mut root_l = hub.add(p("/"), None, Caller::Anonymous, &Value::Null);
+        let mut a = hub.add(p("/a"), None, Caller::Anonymous, &Value::Null);
+        let mut abc = hub.add(p("/a/b/c"), None, Caller::Anonymous, &Value::Null);
+        let mut other = hub.add(p("/z"), None, Caller::Anonymous, &Value::Null);
         for s in [&mut root_l, &mut a, &mut abc, &mut other] {
             assert_eq!(drain(s).len(), 1);
         }
@@ -322,8 +340,8 @@ mod tests {
     #[test]
     fn multi_path_update_is_one_patch() {
         let mut hub = Hub::new(1 << 20, 64);
-        let mut root_l = hub.add(p("/"), None, &Value::Null);
-        let mut x = hub.add(p("/r/x"), None, &Value::Null);
+        let mut root_l = hub.add(p("/"), None, Caller::Anonymous, &Value::Null);
+        let mut x = hub.add(p("/r/x"), None, Caller::Anonymous, &Value::Null);
         drain(&mut root_l);
         drain(&mut x);
         let sets = vec![(p("/r/x/k"), Some(json!(1))), (p("/r/y"), None)];
@@ -348,7 +366,7 @@ mod tests {
     #[test]
     fn a_listener_that_stops_reading_is_dropped() {
         let mut hub = Hub::new(200, 64);
-        let sub = hub.add(p("/a"), None, &Value::Null);
+        let sub = hub.add(p("/a"), None, Caller::Anonymous, &Value::Null);
         let sets = vec![(p("/a/b"), Some(json!("x".repeat(100))))];
         for _ in 0..3 {
             hub.publish(

@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod access;
 pub mod auth;
 pub mod db;
 pub mod error;
@@ -22,6 +23,7 @@ pub mod hub;
 pub mod path;
 pub mod pushid;
 pub mod query;
+pub mod rules;
 pub mod server;
 pub mod store;
 pub mod tls;

@@ -38,6 +38,8 @@ pub enum Print {
 pub struct Params {
     /// `auth=` or `access_token=`.
     pub auth: Option<String>,
+    /// `auth_variable_override=` (admin only).
+    pub auth_override: Option<String>,
     /// `print=`.
     pub print: Print,
     /// `shallow=true`.
@@ -73,6 +75,7 @@ impl Params {
         for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
             match key.as_ref() {
                 "auth" | "access_token" => params.auth = Some(value.into_owned()),
+                "auth_variable_override" => params.auth_override = Some(value.into_owned()),
                 "print" => {
                     params.print = match value.as_ref() {
                         "pretty" => Print::Pretty,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum_server::tls_rustls::RustlsConfig;
 use axum_server::Handle;
 
+use crate::access::{Access, AccessError};
 use crate::auth::Auth;
 use crate::db::{Db, DbConfig};
 use crate::http::{router, AppState};
@@ -45,6 +46,8 @@ pub struct ServerConfig {
     pub keepalive: Duration,
     /// Storage and stream bounds.
     pub db: DbConfig,
+    /// A rules file (`{"rules": {...}}`) to enforce; kept in the data folder.
+    pub rules_file: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -57,6 +60,7 @@ impl ServerConfig {
             tls: TlsMode::Off,
             keepalive: Duration::from_secs(30),
             db: DbConfig::default(),
+            rules_file: None,
         }
     }
 }
@@ -78,6 +82,9 @@ pub enum StartError {
     /// TLS could not be set up.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// The rules could not be loaded.
+    #[error(transparent)]
+    Rules(#[from] AccessError),
 }
 
 /// A server that is accepting requests.
@@ -108,6 +115,11 @@ impl Server {
                 addr: config.listen,
                 source,
             })?;
+        // Accepted sockets inherit TCP_NODELAY on Linux: every SSE event is a small write that
+        // must leave at once, not wait behind Nagle's algorithm for the previous one's ACK.
+        if let Err(e) = socket2::SockRef::from(&listener).set_tcp_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
         let addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: config.listen,
             source,
@@ -119,9 +131,14 @@ impl Server {
                  change all data. Pass --secret to require one."
             );
         }
+        let access = Access::load(
+            Auth::new(config.secret.clone()),
+            &config.data_dir,
+            config.rules_file.as_deref(),
+        )?;
         let state = AppState {
             db: db.clone(),
-            auth: Auth::new(config.secret.clone()),
+            access: std::sync::Arc::new(access),
             keepalive: config.keepalive,
         };
         let app = router(state).into_make_service();
@@ -208,6 +225,7 @@ impl Server {
             Ok(Err(e)) => tracing::warn!(error = %e, "server stopped with an error"),
             Err(e) => tracing::warn!(error = %e, "server task failed"),
         }
+        self.db.close().await;
     }
 }
 

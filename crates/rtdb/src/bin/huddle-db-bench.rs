@@ -82,6 +82,20 @@ impl ServerProcess {
         })
     }
 
+    /// User + system CPU seconds the server has used so far.
+    fn cpu_secs(&self) -> anyhow::Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).context("bad stat")?;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = f
+            .get(11)
+            .zip(f.get(12))
+            .and_then(|(u, s)| Some(u.parse::<f64>().ok()? + s.parse::<f64>().ok()?))
+            .context("bad stat")?;
+        Ok(ticks / 100.0)
+    }
+
     fn rss_mib(&self) -> anyhow::Result<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
         let kib: f64 = status
@@ -158,7 +172,12 @@ async fn read_events(resp: reqwest::Response, mut on_event: impl FnMut(&str)) {
     }
 }
 
-async fn bench_fanout(url: &str, listeners: usize, writes: usize) -> anyhow::Result<()> {
+async fn bench_fanout(
+    server: &ServerProcess,
+    listeners: usize,
+    writes: usize,
+) -> anyhow::Result<()> {
+    let url = server.url.as_str();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .build()?;
@@ -202,6 +221,7 @@ async fn bench_fanout(url: &str, listeners: usize, writes: usize) -> anyhow::Res
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let writer = reqwest::Client::new();
+    let cpu_before = server.cpu_secs()?;
     for _ in 0..writes {
         let sent = origin.elapsed().as_micros() as u64;
         writer
@@ -213,6 +233,7 @@ async fn bench_fanout(url: &str, listeners: usize, writes: usize) -> anyhow::Res
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let server_cpu = server.cpu_secs()? - cpu_before;
     for t in &tasks {
         t.abort();
     }
@@ -228,6 +249,12 @@ async fn bench_fanout(url: &str, listeners: usize, writes: usize) -> anyhow::Res
         percentile(&s, 0.5),
         percentile(&s, 0.99),
         s.last().copied().unwrap_or(f64::NAN)
+    );
+    println!(
+        "fan-out: server CPU {:.2} s for {} events = {:.1} us per delivered event",
+        server_cpu,
+        s.len(),
+        server_cpu * 1e6 / s.len().max(1) as f64
     );
     Ok(())
 }
@@ -277,7 +304,7 @@ async fn main() -> anyhow::Result<()> {
     }
     if run("fanout") {
         let server = ServerProcess::start()?;
-        bench_fanout(&server.url, args.listeners, args.fanout_writes).await?;
+        bench_fanout(&server, args.listeners, args.fanout_writes).await?;
     }
     if run("idle") {
         let server = ServerProcess::start()?;

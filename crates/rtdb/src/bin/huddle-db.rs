@@ -32,6 +32,10 @@ struct Args {
     /// Private key (PEM) for --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Security rules to enforce (Firebase's `{"rules": {...}}` format, `.read`/`.write`); kept in
+    /// the data folder, replaceable with `PUT /.settings/rules.json` by the admin.
+    #[arg(long)]
+    rules: Option<PathBuf>,
     /// Seconds between keep-alive events on streams.
     #[arg(long, default_value_t = 30)]
     keepalive_secs: u64,
@@ -57,6 +61,7 @@ async fn main() -> anyhow::Result<()> {
     let config = ServerConfig {
         tls,
         secret: args.secret,
+        rules_file: args.rules,
         keepalive: Duration::from_secs(args.keepalive_secs.max(1)),
         db: DbConfig {
             compact_after_bytes: args.compact_mib.max(1) << 20,

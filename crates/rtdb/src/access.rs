@@ -1,0 +1,150 @@
+//! Access control as the server applies it: who the caller is ([`Auth`]) and what the rules let
+//! them do ([`Rules`]), with the rules kept in the data folder so they survive a restart.
+
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+use axum::http::HeaderMap;
+use serde_json::{json, Value};
+
+use crate::auth::Auth;
+use crate::db::Db;
+use crate::error::DbError;
+use crate::path::DbPath;
+use crate::rules::{Caller, Rules, RulesError};
+
+const RULES_FILE: &str = "rules.json";
+
+/// Credentials plus rules.
+pub struct Access {
+    auth: Auth,
+    rules: RwLock<Rules>,
+    file: PathBuf,
+}
+
+/// Errors loading rules at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    /// The rules file could not be read or written.
+    #[error("rules file {path}: {source}")]
+    Io {
+        /// Which file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The rules file is not JSON.
+    #[error("rules file {0} is not valid JSON")]
+    Json(PathBuf),
+    /// The rules are not ones this server can enforce.
+    #[error(transparent)]
+    Rules(#[from] RulesError),
+}
+
+impl Access {
+    /// Rules from `rules_file` if given (and then kept in the data folder), else the ones kept in
+    /// the data folder, else the default: everything open, or, with a secret, nothing for
+    /// anyone but the admin.
+    pub fn load(
+        auth: Auth,
+        data_dir: &Path,
+        rules_file: Option<&Path>,
+    ) -> Result<Self, AccessError> {
+        let file = data_dir.join(RULES_FILE);
+        let read = |path: &Path| -> Result<Value, AccessError> {
+            let text = std::fs::read_to_string(path).map_err(|source| AccessError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+            serde_json::from_str(&text).map_err(|_| AccessError::Json(path.to_owned()))
+        };
+        let rules = if let Some(given) = rules_file {
+            let rules = Rules::parse(&read(given)?)?;
+            persist(&file, rules.source()).map_err(|source| AccessError::Io {
+                path: file.clone(),
+                source,
+            })?;
+            rules
+        } else if file.exists() {
+            Rules::parse(&read(&file)?)?
+        } else if auth.is_secured() {
+            Rules::parse(&json!({"rules": {".read": false, ".write": false}}))?
+        } else {
+            Rules::open()
+        };
+        Ok(Access {
+            auth,
+            rules: RwLock::new(rules),
+            file,
+        })
+    }
+
+    /// Who is asking (see [`Auth::identify`]).
+    pub fn identify(
+        &self,
+        token: Option<&str>,
+        over: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Result<Caller, DbError> {
+        self.auth.identify(token, over, headers)
+    }
+
+    fn rules(&self) -> std::sync::RwLockReadGuard<'_, Rules> {
+        self.rules.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Permission denied unless the caller may read `path`.
+    pub fn check_read(&self, caller: &Caller, path: &DbPath) -> Result<(), DbError> {
+        self.rules()
+            .can_read(caller, path)
+            .then_some(())
+            .ok_or(DbError::PermissionDenied)
+    }
+
+    /// Permission denied unless the caller may write every one of `paths`.
+    pub fn check_write<'a>(
+        &self,
+        caller: &Caller,
+        paths: impl IntoIterator<Item = &'a DbPath>,
+    ) -> Result<(), DbError> {
+        let rules = self.rules();
+        paths
+            .into_iter()
+            .all(|p| rules.can_write(caller, p))
+            .then_some(())
+            .ok_or(DbError::PermissionDenied)
+    }
+
+    /// The current rules document.
+    pub fn rules_document(&self) -> Value {
+        self.rules().source().clone()
+    }
+
+    /// Replaces the rules (admin only), keeps them on disk, and cancels the streams they no
+    /// longer allow.
+    pub fn set_rules(&self, doc: Value, db: &Db) -> Result<(), DbError> {
+        let rules = Rules::parse(&doc).map_err(|e| DbError::BadData(e.to_string()))?;
+        persist(&self.file, rules.source())?;
+        *self.rules.write().unwrap_or_else(|e| e.into_inner()) = rules;
+        let rules = self.rules();
+        let cancelled = db.cancel_streams_where(|caller, path| !rules.can_read(caller, path));
+        if cancelled > 0 {
+            tracing::info!(
+                cancelled,
+                "new rules cancelled streams that may no longer read"
+            );
+        }
+        Ok(())
+    }
+}
+
+fn persist(file: &Path, doc: &Value) -> std::io::Result<()> {
+    let tmp = file.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(doc).unwrap_or_default())?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, file)?;
+    if let Some(dir) = file.parent() {
+        crate::store::snapshot::sync_dir(dir)?;
+    }
+    Ok(())
+}
