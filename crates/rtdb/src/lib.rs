@@ -14,22 +14,32 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "server")]
 pub mod access;
+#[cfg(feature = "server")]
 pub mod auth;
+#[cfg(feature = "server")]
 pub mod db;
 pub mod error;
+#[cfg(feature = "server")]
 pub mod http;
+#[cfg(feature = "server")]
 pub mod hub;
 pub mod path;
 pub mod pushid;
 pub mod query;
 pub mod rules;
+#[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
 pub mod store;
+#[cfg(feature = "server")]
 pub mod tls;
 pub mod tree;
 
+#[cfg(feature = "server")]
 pub use db::{Db, DbConfig, WriteOp, WriteResult};
 pub use error::DbError;
 pub use path::DbPath;
+#[cfg(feature = "server")]
 pub use server::{Server, ServerConfig};

@@ -1,0 +1,9 @@
+//! Huddle's signaling over a Firebase Realtime Database (real Firebase or the embedded huddle-db).
+//!
+//! - [`rtdb`]: the database client: REST operations, conditional writes, and streams that yield
+//!   child events from a local cache and survive reconnects.
+//! - [`room`]: the room protocol of `docs/protocol.md` on top of it: rooms, occupants with
+//!   heartbeat presence, offers, answers and ICE candidates, private rooms with encrypted payloads.
+
+pub mod room;
+pub mod rtdb;

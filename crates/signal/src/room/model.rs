@@ -1,0 +1,216 @@
+//! The JSON shapes of `docs/protocol.md`, and their checks: a node written by another client is
+//! only believed when it has the right types and sizes.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// Longest SDP accepted.
+pub const MAX_SDP: usize = 100_000;
+/// Longest candidate line accepted.
+pub const MAX_CANDIDATE: usize = 2_000;
+/// Longest name (room or display) accepted, in characters.
+pub const MAX_NAME: usize = 100;
+
+/// What a participant sends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamConfig {
+    /// Microphone.
+    pub audio: bool,
+    /// Camera.
+    pub video: bool,
+    /// Screen share.
+    pub screen: bool,
+}
+
+/// A room as listed in `rooms/`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomInfo {
+    /// Display name.
+    pub name: String,
+    /// Private (secret needed to join).
+    pub secured: bool,
+    /// Server ms.
+    #[serde(default)]
+    pub created_at: i64,
+    /// Creator's peer id.
+    #[serde(default)]
+    pub created_by: String,
+    /// Private rooms: the secret check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
+}
+
+impl RoomInfo {
+    /// Parses and checks a `rooms/<id>` node.
+    pub fn from_value(v: &Value) -> Option<Self> {
+        let info: RoomInfo = serde_json::from_value(v.clone()).ok()?;
+        let name_ok = !info.name.is_empty() && info.name.chars().count() <= MAX_NAME;
+        (name_ok && (!info.secured || info.check.is_some())).then_some(info)
+    }
+}
+
+/// An `occupants/<space>/<peerId>` record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Occupant {
+    /// Display name.
+    pub name: String,
+    /// Session of this join.
+    pub session: String,
+    /// Server ms.
+    pub joined_at: i64,
+    /// Server ms of the last heartbeat.
+    pub seen: i64,
+    /// What the peer sends.
+    pub streams: StreamConfig,
+}
+
+impl Occupant {
+    /// Parses and checks a record; `None` for anything incomplete or malformed.
+    pub fn from_value(v: &Value) -> Option<Self> {
+        let o: Occupant = serde_json::from_value(v.clone()).ok()?;
+        let ok = !o.name.is_empty() && o.name.chars().count() <= MAX_NAME && valid_id(&o.session);
+        ok.then_some(o)
+    }
+
+    /// The record to write on join (server timestamps for the times).
+    pub fn join_value(name: &str, session: &str, streams: StreamConfig) -> Value {
+        json!({
+            "name": name,
+            "session": session,
+            "joinedAt": {".sv": "timestamp"},
+            "seen": {".sv": "timestamp"},
+            "streams": streams,
+        })
+    }
+}
+
+/// An offer or answer record, before decryption.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SdpRecord {
+    /// Sender's session.
+    pub session: String,
+    /// Receiver's session.
+    pub to: String,
+    /// Increasing per sender session.
+    pub seq: u64,
+    /// Plain SDP (public rooms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdp: Option<String>,
+    /// Encrypted SDP (private rooms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enc: Option<String>,
+}
+
+impl SdpRecord {
+    /// Parses and checks a record.
+    pub fn from_value(v: &Value) -> Option<Self> {
+        let r: SdpRecord = serde_json::from_value(v.clone()).ok()?;
+        let body_ok = match (&r.sdp, &r.enc) {
+            (Some(s), None) => s.len() <= MAX_SDP,
+            (None, Some(e)) => e.len() <= MAX_SDP * 2,
+            _ => false,
+        };
+        (body_ok && r.seq > 0 && valid_id(&r.session) && valid_id(&r.to)).then_some(r)
+    }
+}
+
+/// An ICE candidate as WebRTC describes it (`RTCIceCandidateInit`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Candidate {
+    /// The `candidate:` line.
+    pub candidate: String,
+    /// Media stream id.
+    #[serde(default)]
+    pub sdp_mid: Option<String>,
+    /// M-line index.
+    #[serde(default)]
+    pub sdp_m_line_index: Option<u16>,
+    /// ICE ufrag.
+    #[serde(default)]
+    pub username_fragment: Option<String>,
+}
+
+impl Candidate {
+    /// True when within the size limits.
+    pub fn is_reasonable(&self) -> bool {
+        self.candidate.len() <= MAX_CANDIDATE
+            && self.sdp_mid.as_ref().is_none_or(|m| m.len() <= 64)
+            && self
+                .username_fragment
+                .as_ref()
+                .is_none_or(|u| u.len() <= 256)
+    }
+}
+
+/// A candidate record, before decryption.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CandidateRecord {
+    /// Sender's session.
+    pub session: String,
+    /// Receiver's session.
+    pub to: String,
+    /// Plain candidate (public rooms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<Candidate>,
+    /// Encrypted candidate (private rooms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enc: Option<String>,
+}
+
+impl CandidateRecord {
+    /// Parses and checks a record.
+    pub fn from_value(v: &Value) -> Option<Self> {
+        let r: CandidateRecord = serde_json::from_value(v.clone()).ok()?;
+        let body_ok = match (&r.candidate, &r.enc) {
+            (Some(c), None) => c.is_reasonable(),
+            (None, Some(e)) => e.len() <= MAX_CANDIDATE * 3,
+            _ => false,
+        };
+        (body_ok && valid_id(&r.session) && valid_id(&r.to)).then_some(r)
+    }
+}
+
+/// Ids, sessions: 1..64 chars of `[A-Za-z0-9_-]`.
+pub fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_records_are_refused() {
+        let good = json!({"name": "Ann", "session": "s1", "joinedAt": 1, "seen": 2,
+            "streams": {"audio": true, "video": false, "screen": false}});
+        assert!(Occupant::from_value(&good).is_some());
+        let mut bad = good.clone();
+        bad["name"] = json!(7);
+        assert!(Occupant::from_value(&bad).is_none());
+        let mut bad = good.clone();
+        bad["session"] = json!("../../etc");
+        assert!(Occupant::from_value(&bad).is_none());
+        assert!(
+            Occupant::from_value(&json!({"seen": 5})).is_none(),
+            "a partial record"
+        );
+
+        let sdp = json!({"session": "a", "to": "b", "seq": 1, "sdp": "v=0"});
+        assert!(SdpRecord::from_value(&sdp).is_some());
+        let huge = json!({"session": "a", "to": "b", "seq": 1, "sdp": "x".repeat(MAX_SDP + 1)});
+        assert!(SdpRecord::from_value(&huge).is_none());
+        let both = json!({"session": "a", "to": "b", "seq": 1, "sdp": "v", "enc": "e"});
+        assert!(SdpRecord::from_value(&both).is_none());
+        let extra = json!({"session": "a", "to": "b", "seq": 3, "sdp": "v", "evil": {"x": 1}});
+        assert!(
+            SdpRecord::from_value(&extra).is_some(),
+            "unknown fields are ignored"
+        );
+    }
+}

@@ -1,0 +1,538 @@
+//! The room's bookkeeping as a pure state machine: no sockets, no clock of its own (times are
+//! passed in). The driver feeds it the child events of the occupants stream and the inboxes and
+//! does the I/O it asks for; tests drive it directly.
+//!
+//! Messages can arrive before the occupant record that vouches for their sender (the streams
+//! are independent connections), so inbox values are kept per sender and re-examined whenever
+//! that sender's record changes: nothing valid is dropped for arriving early.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use super::model::{CandidateRecord, Occupant, SdpRecord, StreamConfig};
+use super::paths::Kind;
+use crate::rtdb::ChildEvent;
+
+/// Another participant, as the room sees them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Member {
+    /// Their peer id.
+    pub peer_id: String,
+    /// Display name.
+    pub name: String,
+    /// Session of their current join.
+    pub session: String,
+    /// What they send.
+    pub streams: StreamConfig,
+    /// Server ms.
+    pub joined_at: i64,
+    /// Server ms of their last heartbeat.
+    pub seen: i64,
+}
+
+/// Why a member is gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaveReason {
+    /// They left (or their record was removed while fresh).
+    Left,
+    /// Their heartbeat stopped for longer than the presence bound.
+    Expired,
+    /// They joined again with a new session (a restart); a `MemberJoined` follows.
+    Rejoined,
+}
+
+/// What the state machine tells the driver about membership.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Membership {
+    /// Someone arrived; `i_offer` says whether this side sends the first offer.
+    Joined { member: Member, i_offer: bool },
+    /// Someone is gone.
+    Left {
+        peer_id: String,
+        reason: LeaveReason,
+    },
+    /// Someone changed what they send.
+    StreamsChanged {
+        peer_id: String,
+        streams: StreamConfig,
+    },
+    /// My own record was removed while I am in the room.
+    MyRecordGone,
+}
+
+/// An accepted offer or answer (still possibly encrypted).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AcceptedSdp {
+    /// Sender.
+    pub from: String,
+    /// The record.
+    pub record: SdpRecord,
+}
+
+/// An accepted candidate (still possibly encrypted).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AcceptedCandidate {
+    /// Sender.
+    pub from: String,
+    /// Its push id (for deleting it once delivered).
+    pub id: String,
+    /// The record.
+    pub record: CandidateRecord,
+}
+
+/// The room as one participant sees it.
+#[derive(Debug)]
+pub struct RoomState {
+    me: String,
+    session: String,
+    expiry_ms: i64,
+    members: BTreeMap<String, Member>,
+    my_record_seen: bool,
+    clock_offset_ms: Option<i64>,
+    next_seq: u64,
+    /// Latest raw value per sender, per inbox.
+    offers: BTreeMap<String, Value>,
+    answers: BTreeMap<String, Value>,
+    candidates: BTreeMap<String, Value>,
+    /// Highest seq accepted per (sender, sender session), per kind.
+    last_offer: BTreeMap<(String, String), u64>,
+    last_answer: BTreeMap<(String, String), u64>,
+    delivered_candidates: BTreeSet<(String, String)>,
+    expiring: BTreeSet<(String, String)>,
+}
+
+impl RoomState {
+    /// A fresh join as `me` with `session`; members silent for `expiry_ms` are gone.
+    pub fn new(me: &str, session: &str, expiry_ms: i64) -> Self {
+        RoomState {
+            me: me.to_owned(),
+            session: session.to_owned(),
+            expiry_ms,
+            members: BTreeMap::new(),
+            my_record_seen: false,
+            clock_offset_ms: None,
+            next_seq: 0,
+            offers: BTreeMap::new(),
+            answers: BTreeMap::new(),
+            candidates: BTreeMap::new(),
+            last_offer: BTreeMap::new(),
+            last_answer: BTreeMap::new(),
+            delivered_candidates: BTreeSet::new(),
+            expiring: BTreeSet::new(),
+        }
+    }
+
+    /// My session.
+    pub fn session(&self) -> &str {
+        &self.session
+    }
+
+    /// Starts over with a new session (after being expired), keeping what is known of others.
+    pub fn rejoin(&mut self, session: &str) {
+        self.session = session.to_owned();
+        self.my_record_seen = false;
+        self.next_seq = 0;
+    }
+
+    /// The other participants.
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.members.values()
+    }
+
+    /// One participant.
+    pub fn member(&self, peer: &str) -> Option<&Member> {
+        self.members.get(peer)
+    }
+
+    /// True once my own record has come back on the occupants stream.
+    pub fn my_record_seen(&self) -> bool {
+        self.my_record_seen
+    }
+
+    /// The next `seq` for an offer or answer I send.
+    pub fn next_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    /// The server's clock estimated from my own heartbeats, if any arrived yet.
+    pub fn server_now(&self, local_now_ms: i64) -> Option<i64> {
+        self.clock_offset_ms.map(|o| local_now_ms + o)
+    }
+
+    /// A child event of `occupants/<space>` at local time `now`.
+    pub fn on_occupant(&mut self, ev: ChildEvent, local_now_ms: i64) -> Vec<Membership> {
+        match ev {
+            ChildEvent::Added { key, value } | ChildEvent::Changed { key, value, .. } => {
+                self.occupant_now(key, &value, local_now_ms)
+            }
+            ChildEvent::Removed { key, .. } => self.occupant_gone(&key, local_now_ms),
+        }
+    }
+
+    fn occupant_now(&mut self, peer: String, value: &Value, local_now_ms: i64) -> Vec<Membership> {
+        let Some(rec) = Occupant::from_value(value) else {
+            tracing::warn!(%peer, "ignoring an incomplete or malformed occupant record");
+            return Vec::new();
+        };
+        if peer == self.me {
+            if rec.session == self.session {
+                self.my_record_seen = true;
+                self.clock_offset_ms = Some(rec.seen - local_now_ms);
+            }
+            return Vec::new();
+        }
+        let member = Member {
+            peer_id: peer.clone(),
+            name: rec.name,
+            session: rec.session,
+            streams: rec.streams,
+            joined_at: rec.joined_at,
+            seen: rec.seen,
+        };
+        let mut out = Vec::new();
+        match self.members.get(&peer) {
+            Some(old) if old.session == member.session => {
+                if old.streams != member.streams {
+                    out.push(Membership::StreamsChanged {
+                        peer_id: peer.clone(),
+                        streams: member.streams,
+                    });
+                }
+            }
+            Some(_) => {
+                out.push(Membership::Left {
+                    peer_id: peer.clone(),
+                    reason: LeaveReason::Rejoined,
+                });
+                out.push(Membership::Joined {
+                    member: member.clone(),
+                    i_offer: self.me < peer,
+                });
+            }
+            None => out.push(Membership::Joined {
+                member: member.clone(),
+                i_offer: self.me < peer,
+            }),
+        }
+        self.members.insert(peer, member);
+        out
+    }
+
+    fn occupant_gone(&mut self, peer: &str, local_now_ms: i64) -> Vec<Membership> {
+        if peer == self.me {
+            let was = std::mem::replace(&mut self.my_record_seen, false);
+            return if was {
+                vec![Membership::MyRecordGone]
+            } else {
+                Vec::new()
+            };
+        }
+        let Some(old) = self.members.remove(peer) else {
+            return Vec::new();
+        };
+        let stale = self
+            .server_now(local_now_ms)
+            .is_some_and(|now| now - old.seen > self.expiry_ms);
+        let was_expiring = self
+            .expiring
+            .remove(&(peer.to_owned(), old.session.clone()));
+        let reason = if stale || was_expiring {
+            LeaveReason::Expired
+        } else {
+            LeaveReason::Left
+        };
+        self.offers.remove(peer);
+        self.answers.remove(peer);
+        self.candidates.remove(peer);
+        vec![Membership::Left {
+            peer_id: peer.to_owned(),
+            reason,
+        }]
+    }
+
+    /// Members whose heartbeat is older than the bound, each reported once per session.
+    pub fn newly_expired(&mut self, local_now_ms: i64) -> Vec<Member> {
+        let Some(now) = self.server_now(local_now_ms) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for m in self.members.values() {
+            if now - m.seen > self.expiry_ms
+                && self.expiring.insert((m.peer_id.clone(), m.session.clone()))
+            {
+                out.push(m.clone());
+            }
+        }
+        out
+    }
+
+    /// A child event of one of my inboxes; returns what became deliverable.
+    pub fn on_inbox(&mut self, kind: Kind, ev: ChildEvent) -> Inbound {
+        let (from, value) = match ev {
+            ChildEvent::Added { key, value } | ChildEvent::Changed { key, value, .. } => {
+                (key, Some(value))
+            }
+            ChildEvent::Removed { key, .. } => (key, None),
+        };
+        let store = match kind {
+            Kind::Offer => &mut self.offers,
+            Kind::Answer => &mut self.answers,
+            Kind::Candidate => &mut self.candidates,
+        };
+        match value {
+            Some(v) => {
+                store.insert(from.clone(), v);
+            }
+            None => {
+                store.remove(&from);
+            }
+        }
+        self.ready_from(&from)
+    }
+
+    /// Re-examines everything held for `from` (after their occupant record changed).
+    pub fn ready_from(&mut self, from: &str) -> Inbound {
+        let mut out = Inbound::default();
+        let Some(member) = self.members.get(from) else {
+            return out;
+        };
+        let sender_session = member.session.clone();
+        let key = (from.to_owned(), sender_session.clone());
+        for (kind, store, last) in [
+            (Kind::Offer, &self.offers, &mut self.last_offer),
+            (Kind::Answer, &self.answers, &mut self.last_answer),
+        ] {
+            let Some(raw) = store.get(from) else { continue };
+            let Some(rec) = SdpRecord::from_value(raw) else {
+                tracing::warn!(%from, ?kind, "ignoring a malformed message");
+                continue;
+            };
+            if rec.to != self.session || rec.session != sender_session {
+                continue;
+            }
+            if last.get(&key).is_some_and(|&s| rec.seq <= s) {
+                continue;
+            }
+            last.insert(key.clone(), rec.seq);
+            let accepted = AcceptedSdp {
+                from: from.to_owned(),
+                record: rec,
+            };
+            match kind {
+                Kind::Offer => out.offer = Some(accepted),
+                _ => out.answer = Some(accepted),
+            }
+        }
+        if let Some(Value::Object(map)) = self.candidates.get(from) {
+            // Push ids sort by time: BTreeMap iteration is push order.
+            for (id, raw) in map {
+                let Some(rec) = CandidateRecord::from_value(raw) else {
+                    tracing::warn!(%from, %id, "ignoring a malformed candidate");
+                    continue;
+                };
+                if rec.to != self.session || rec.session != sender_session {
+                    continue;
+                }
+                if self
+                    .delivered_candidates
+                    .insert((from.to_owned(), id.clone()))
+                {
+                    out.candidates.push(AcceptedCandidate {
+                        from: from.to_owned(),
+                        id: id.clone(),
+                        record: rec,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Everything I sent to `to` that is addressed to an old session of theirs is stale; the
+    /// same for what `from` sent me from an old session. Returns the senders whose held messages
+    /// are leftovers to delete (to my session: no; theirs: old).
+    pub fn stale_senders(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (from, raw) in self.offers.iter().chain(self.answers.iter()) {
+            if SdpRecord::from_value(raw).is_some_and(|r| r.to != self.session) {
+                out.push(from.clone());
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// Messages that became deliverable, in order: answer and offer (at most one each), then
+/// candidates in push order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Inbound {
+    /// An offer to answer.
+    pub offer: Option<AcceptedSdp>,
+    /// An answer to apply.
+    pub answer: Option<AcceptedSdp>,
+    /// Candidates to add.
+    pub candidates: Vec<AcceptedCandidate>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn occ(session: &str, seen: i64, video: bool) -> Value {
+        json!({"name": "N", "session": session, "joinedAt": 1, "seen": seen,
+               "streams": {"audio": true, "video": video, "screen": false}})
+    }
+
+    fn added(key: &str, value: Value) -> ChildEvent {
+        ChildEvent::Added {
+            key: key.into(),
+            value,
+        }
+    }
+
+    fn changed(key: &str, value: Value) -> ChildEvent {
+        ChildEvent::Changed {
+            key: key.into(),
+            value,
+            previous: Value::Null,
+        }
+    }
+
+    #[test]
+    fn the_smaller_id_offers_first() {
+        let mut s = RoomState::new("bob", "S", 15_000);
+        let out = s.on_occupant(added("alice", occ("a1", 0, true)), 0);
+        assert!(matches!(
+            &out[..],
+            [Membership::Joined { i_offer: false, .. }]
+        ));
+        let out = s.on_occupant(added("carol", occ("c1", 0, true)), 0);
+        assert!(matches!(
+            &out[..],
+            [Membership::Joined { i_offer: true, .. }]
+        ));
+        assert!(
+            s.on_occupant(added("bob", occ("S", 1000, true)), 0)
+                .is_empty(),
+            "my own record"
+        );
+    }
+
+    #[test]
+    fn heartbeats_are_silent_stream_changes_are_not_and_a_new_session_is_a_rejoin() {
+        let mut s = RoomState::new("bob", "S", 15_000);
+        s.on_occupant(added("alice", occ("a1", 0, true)), 0);
+        assert!(s
+            .on_occupant(changed("alice", occ("a1", 5000, true)), 0)
+            .is_empty());
+        let out = s.on_occupant(changed("alice", occ("a1", 6000, false)), 0);
+        assert!(matches!(&out[..], [Membership::StreamsChanged { streams, .. }] if !streams.video));
+        let out = s.on_occupant(changed("alice", occ("a2", 7000, false)), 0);
+        assert!(matches!(
+            &out[..],
+            [
+                Membership::Left {
+                    reason: LeaveReason::Rejoined,
+                    ..
+                },
+                Membership::Joined { .. }
+            ]
+        ));
+    }
+
+    #[test]
+    fn expiry_uses_the_server_clock_from_my_own_heartbeat() {
+        let mut s = RoomState::new("bob", "S", 15_000);
+        s.on_occupant(added("alice", occ("a1", 100_000, true)), 0);
+        assert!(
+            s.newly_expired(1_000_000).is_empty(),
+            "no clock yet: nobody expires"
+        );
+        // My own record: server said 110_000 when my local clock said 5_000.
+        s.on_occupant(added("bob", occ("S", 110_000, true)), 5_000);
+        assert!(
+            s.newly_expired(10_000).is_empty(),
+            "alice is 15 s old: not yet"
+        );
+        let gone = s.newly_expired(10_001 + 1);
+        assert_eq!(gone.len(), 1);
+        assert!(s.newly_expired(20_000).is_empty(), "reported once");
+        let out = s.on_occupant(
+            ChildEvent::Removed {
+                key: "alice".into(),
+                previous: Value::Null,
+            },
+            20_000,
+        );
+        assert_eq!(
+            out,
+            vec![Membership::Left {
+                peer_id: "alice".into(),
+                reason: LeaveReason::Expired
+            }]
+        );
+    }
+
+    #[test]
+    fn messages_wait_for_their_senders_record_and_are_delivered_once_in_order() {
+        let mut s = RoomState::new("bob", "S", 15_000);
+        let offer = json!({"session": "a1", "to": "S", "seq": 1, "sdp": "v=0"});
+        // The offer arrives before alice's occupant record: held, not dropped.
+        assert_eq!(
+            s.on_inbox(Kind::Offer, added("alice", offer.clone())),
+            Inbound::default()
+        );
+        s.on_occupant(added("alice", occ("a1", 0, true)), 0);
+        let ready = s.ready_from("alice");
+        assert_eq!(ready.offer.unwrap().record.sdp.as_deref(), Some("v=0"));
+        // The same offer again (e.g. a reconnect) is not delivered twice.
+        assert!(s
+            .on_inbox(Kind::Offer, changed("alice", offer))
+            .offer
+            .is_none());
+        // Candidates in push order, each once.
+        let c = |n: &str| json!({"session": "a1", "to": "S", "candidate": {"candidate": n, "sdpMid": "0", "sdpMLineIndex": 0}});
+        let first = s.on_inbox(
+            Kind::Candidate,
+            added("alice", json!({"-B": c("2"), "-A": c("1")})),
+        );
+        let lines: Vec<_> = first
+            .candidates
+            .iter()
+            .map(|c| c.record.candidate.as_ref().unwrap().candidate.clone())
+            .collect();
+        assert_eq!(lines, ["1", "2"]);
+        let more = s.on_inbox(
+            Kind::Candidate,
+            changed("alice", json!({"-A": c("1"), "-B": c("2"), "-C": c("3")})),
+        );
+        assert_eq!(more.candidates.len(), 1);
+    }
+
+    #[test]
+    fn leftovers_of_old_sessions_are_never_delivered() {
+        let mut s = RoomState::new("bob", "S2", 15_000);
+        s.on_occupant(added("alice", occ("a1", 0, true)), 0);
+        // Addressed to my previous session.
+        let old = json!({"session": "a1", "to": "S1", "seq": 9, "sdp": "old"});
+        assert!(s.on_inbox(Kind::Offer, added("alice", old)).offer.is_none());
+        assert_eq!(s.stale_senders(), ["alice"]);
+        // From alice's previous session.
+        let old = json!({"session": "a0", "to": "S2", "seq": 9, "sdp": "old"});
+        assert!(s
+            .on_inbox(Kind::Offer, changed("alice", old))
+            .offer
+            .is_none());
+        // A forged sender that is not in the room.
+        let forged = json!({"session": "zz", "to": "S2", "seq": 1, "sdp": "evil"});
+        assert!(s
+            .on_inbox(Kind::Offer, added("mallory", forged))
+            .offer
+            .is_none());
+    }
+}

@@ -1,0 +1,116 @@
+//! Shared test harness: a real huddle-db (in-process, loopback, the shipped rules file) and
+//! participants with short presence timing whose events can be awaited with a timeout.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use signal::room::{JoinOptions, RoomEvent, RoomHandle, Signaling, Timing};
+use signal::rtdb::{ClientConfig, RtdbClient};
+use tokio::sync::mpsc;
+
+/// Fast presence so crash tests take seconds, not the production 15 s.
+pub const FAST: Timing = Timing {
+    heartbeat: Duration::from_millis(200),
+    expiry: Duration::from_millis(1200),
+};
+/// How long to wait for an expected event.
+pub const T: Duration = Duration::from_secs(10);
+
+/// The rules file the project ships for real Firebase, enforced by huddle-db too.
+pub fn rules_file() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../database.rules.json")
+}
+
+/// A huddle-db on 127.0.0.1 with the shipped rules, in a fresh folder.
+pub async fn server() -> (tempfile::TempDir, rtdb::Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server_at(dir.path(), 0).await;
+    (dir, server)
+}
+
+/// A huddle-db on `port` (0 = any) over `dir`.
+pub async fn server_at(dir: &Path, port: u16) -> rtdb::Server {
+    let mut config = rtdb::ServerConfig::new(([127, 0, 0, 1], port).into(), dir.to_owned());
+    config.rules_file = Some(rules_file());
+    rtdb::Server::start(config).await.unwrap()
+}
+
+/// A signaling client for `peer_id` against `url`.
+pub fn signaling(url: &str, peer_id: &str) -> Signaling {
+    let db = RtdbClient::new(ClientConfig::new(url)).unwrap();
+    Signaling::new(db, peer_id).with_timing(FAST)
+}
+
+/// A joined participant and its events.
+pub struct Peer {
+    pub id: String,
+    pub handle: Option<RoomHandle>,
+    pub events: mpsc::Receiver<RoomEvent>,
+}
+
+impl Peer {
+    /// Joins `room` as `id` (display name = id).
+    pub async fn join(url: &str, room: &str, id: &str) -> Peer {
+        Self::join_with(url, room, id, JoinOptions::new(id)).await
+    }
+
+    /// Joins with options.
+    pub async fn join_with(url: &str, room: &str, id: &str, opts: JoinOptions) -> Peer {
+        let (handle, events) = signaling(url, id).join(room, opts).await.unwrap();
+        let mut p = Peer {
+            id: id.to_owned(),
+            handle: Some(handle),
+            events,
+        };
+        let first = p.next().await;
+        assert!(matches!(first, RoomEvent::Joined { .. }), "{first:?}");
+        p
+    }
+
+    /// The handle.
+    pub fn h(&self) -> &RoomHandle {
+        self.handle.as_ref().unwrap()
+    }
+
+    /// The next event; fails the test after `T`.
+    pub async fn next(&mut self) -> RoomEvent {
+        tokio::time::timeout(T, self.events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{}: no event within {T:?}", self.id))
+            .unwrap_or_else(|| panic!("{}: room task ended", self.id))
+    }
+
+    /// Skips events until one matches; returns it. Fails after `T`.
+    pub async fn until(&mut self, what: &str, pred: impl Fn(&RoomEvent) -> bool) -> RoomEvent {
+        let deadline = tokio::time::Instant::now() + T;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.events.recv()).await {
+                Ok(Some(ev)) if pred(&ev) => return ev,
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("{}: room task ended while waiting for {what}", self.id),
+                Err(_) => panic!("{}: no {what} within {T:?}", self.id),
+            }
+        }
+    }
+
+    /// Every event that arrives within `d` (for asserting that nothing unexpected came).
+    pub async fn drain_for(&mut self, d: Duration) -> Vec<RoomEvent> {
+        let deadline = tokio::time::Instant::now() + d;
+        let mut out = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.events.recv()).await {
+                Ok(Some(ev)) => out.push(ev),
+                _ => return out,
+            }
+        }
+    }
+}
+
+/// Peer ids that sort in the order given (ids need 8+ characters).
+pub fn pid(name: &str) -> String {
+    format!("{name}-peer-id")
+}
