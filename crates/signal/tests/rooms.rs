@@ -549,3 +549,39 @@ async fn hostile_nodes_are_ignored_and_the_room_goes_on() {
         Some((pid("b"), true))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_whose_record_was_removed_rejoins_with_a_new_session() {
+    let (_dir, server) = common::server().await;
+    let url = server.url();
+    let room = signaling(&url, &pid("a"))
+        .create_room("Evict", Privacy::Public)
+        .await
+        .unwrap();
+    let mut a = Peer::join(&url, &room, &pid("a")).await;
+    let mut b = Peer::join(&url, &room, &pid("b")).await;
+    a.next().await;
+    b.next().await;
+    // As if b had been expired by the others while its machine slept.
+    let resp = reqwest::Client::new()
+        .delete(format!("{url}/occupants/{room}/{}.json", pid("b")))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    assert_eq!(b.next().await, RoomEvent::Evicted);
+    assert!(matches!(b.next().await, RoomEvent::Joined { .. }));
+    assert_eq!(joined_id(&b.next().await), Some((pid("a"), false)));
+    // a sees b go and come back.
+    let left = a
+        .until("left", |e| matches!(e, RoomEvent::MemberLeft { .. }))
+        .await;
+    assert_eq!(
+        left,
+        RoomEvent::MemberLeft {
+            peer_id: pid("b"),
+            reason: LeaveReason::Left
+        }
+    );
+    assert_eq!(joined_id(&a.next().await), Some((pid("b"), true)));
+}
