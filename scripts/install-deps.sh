@@ -3,7 +3,7 @@
 # Usage: scripts/install-deps.sh [build|test]
 set -euo pipefail
 
-packages=(build-essential pkg-config libssl-dev curl)
+packages=(build-essential pkg-config libssl-dev curl libvpx-dev libopus-dev cmake)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -14,6 +14,8 @@
 //! # Ok(()) }
 //! ```
 
+#![forbid(unsafe_code)]
+
 #[cfg(feature = "server")]
 pub mod access;
 #[cfg(feature = "server")]

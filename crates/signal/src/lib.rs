@@ -5,5 +5,7 @@
 //! - [`room`]: the room protocol of `docs/protocol.md` on top of it: rooms, occupants with
 //!   heartbeat presence, offers, answers and ICE candidates, private rooms with encrypted payloads.
 
+#![forbid(unsafe_code)]
+
 pub mod room;
 pub mod rtdb;

@@ -1,0 +1,351 @@
+//! Negotiation with one remote peer as a pure state machine: "perfect negotiation" (the W3C
+//! pattern) plus connection repair. No sockets and no clock: the driver feeds it inputs (what the
+//! signaling and the PeerConnection reported, and the time), and carries out the actions it
+//! returns, feeding their results back.
+//!
+//! Roles: the peer with the larger id is *polite* (it rolls back its own offer when offers
+//! cross); the smaller one is *impolite* (it ignores the crossing offer) and also the one that
+//! sends the first offer and starts ICE restarts, so repairs never collide either.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// The signaling state of the PeerConnection, as far as negotiation cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signaling {
+    /// No exchange in progress.
+    Stable,
+    /// My offer is set locally and sent; waiting for the answer.
+    HaveLocalOffer,
+    /// Their offer is being applied and answered.
+    HaveRemoteOffer,
+}
+
+/// Transport health as the PeerConnection reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Link {
+    /// Not connected yet.
+    New,
+    /// Connecting.
+    Connecting,
+    /// Media can flow.
+    Connected,
+    /// Lost contact; may come back by itself.
+    Disconnected,
+    /// ICE gave up.
+    Failed,
+}
+
+/// What happened.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    /// Tracks were added or removed locally (or the first offer is due).
+    NegotiationNeeded,
+    /// An offer arrived from the peer.
+    RemoteOffer(String),
+    /// An answer arrived from the peer.
+    RemoteAnswer(String),
+    /// A candidate arrived from the peer.
+    RemoteCandidate(String),
+    /// My offer was created and set locally ([`Action::CreateOffer`] done).
+    OfferReady(String),
+    /// Their offer was applied and my answer created and set locally.
+    AnswerReady(String),
+    /// Their answer was applied.
+    AnswerApplied,
+    /// An operation failed (the driver's words); the machine recovers.
+    OperationFailed(String),
+    /// The transport changed state.
+    LinkChanged(Link),
+    /// Time passed (the driver ticks every few hundred ms).
+    Tick,
+}
+
+/// What the driver must do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Create an offer (with an ICE restart if asked), set it locally, report `OfferReady`.
+    CreateOffer { ice_restart: bool },
+    /// Send this offer to the peer.
+    SendOffer(String),
+    /// Roll my own offer back (`rollback`), then apply theirs.
+    Rollback,
+    /// Apply their offer, create and set the answer, report `AnswerReady`.
+    AcceptOffer(String),
+    /// Send this answer to the peer.
+    SendAnswer(String),
+    /// Apply their answer, report `AnswerApplied`.
+    ApplyAnswer(String),
+    /// Add their candidate (errors can be ignored while an offer is being ignored).
+    AddCandidate(String),
+    /// Give up on this peer: the words say why, for the user.
+    GiveUp(String),
+}
+
+/// Tunables of repair.
+#[derive(Clone, Copy, Debug)]
+pub struct RepairPolicy {
+    /// A link disconnected this long is restarted.
+    pub restart_after: Duration,
+    /// ICE restarts tried before giving up.
+    pub max_restarts: u32,
+    /// A link not connected this long after it was lost (or after the first offer) is given up.
+    pub give_up_after: Duration,
+    /// An offer unanswered this long is withdrawn and made again (it or its answer was lost).
+    pub answer_timeout: Duration,
+    /// Pause before retrying after a failed operation.
+    pub retry_after: Duration,
+}
+
+impl Default for RepairPolicy {
+    fn default() -> Self {
+        RepairPolicy {
+            restart_after: Duration::from_secs(3),
+            max_restarts: 3,
+            give_up_after: Duration::from_secs(30),
+            answer_timeout: Duration::from_secs(10),
+            retry_after: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Negotiation with one peer.
+#[derive(Debug)]
+pub struct Negotiation {
+    polite: bool,
+    signaling: Signaling,
+    making_offer: bool,
+    ignore_offer: bool,
+    pending: bool,
+    has_remote_description: bool,
+    queued_candidates: VecDeque<String>,
+    link: Link,
+    unhealthy_since: Option<Instant>,
+    restarts: u32,
+    restart_pending: bool,
+    given_up: bool,
+    offer_sent_at: Option<Instant>,
+    retry_at: Option<Instant>,
+    policy: RepairPolicy,
+}
+
+impl Negotiation {
+    /// Negotiation between `me` and `them` (ids decide the roles).
+    pub fn new(me: &str, them: &str, policy: RepairPolicy, now: Instant) -> Self {
+        Negotiation {
+            polite: me > them,
+            signaling: Signaling::Stable,
+            making_offer: false,
+            ignore_offer: false,
+            pending: false,
+            has_remote_description: false,
+            queued_candidates: VecDeque::new(),
+            link: Link::New,
+            unhealthy_since: Some(now),
+            restarts: 0,
+            restart_pending: false,
+            given_up: false,
+            offer_sent_at: None,
+            retry_at: None,
+            policy,
+        }
+    }
+
+    /// True for the side that yields when offers cross.
+    pub fn is_polite(&self) -> bool {
+        self.polite
+    }
+
+    /// The signaling state.
+    pub fn signaling(&self) -> Signaling {
+        self.signaling
+    }
+
+    /// The transport state last reported.
+    pub fn link(&self) -> Link {
+        self.link
+    }
+
+    /// Feeds one input at time `now`; returns the actions to carry out, in order.
+    pub fn handle(&mut self, input: Input, now: Instant) -> Vec<Action> {
+        if self.given_up {
+            return Vec::new();
+        }
+        match input {
+            Input::NegotiationNeeded => self.negotiate(false),
+            Input::OfferReady(sdp) => {
+                self.making_offer = false;
+                self.signaling = Signaling::HaveLocalOffer;
+                self.offer_sent_at = Some(now);
+                vec![Action::SendOffer(sdp)]
+            }
+            Input::RemoteOffer(sdp) => self.remote_offer(sdp),
+            Input::AnswerReady(sdp) => {
+                self.signaling = Signaling::Stable;
+                self.has_remote_description = true;
+                let mut out = vec![Action::SendAnswer(sdp)];
+                out.extend(self.flush_candidates());
+                out.extend(self.after_stable());
+                out
+            }
+            Input::RemoteAnswer(sdp) => {
+                if self.signaling != Signaling::HaveLocalOffer {
+                    // An answer to an offer that was rolled back or already answered.
+                    return Vec::new();
+                }
+                vec![Action::ApplyAnswer(sdp)]
+            }
+            Input::AnswerApplied => {
+                self.signaling = Signaling::Stable;
+                self.offer_sent_at = None;
+                self.has_remote_description = true;
+                let mut out = self.flush_candidates();
+                out.extend(self.after_stable());
+                out
+            }
+            Input::RemoteCandidate(c) => {
+                if self.has_remote_description && self.signaling != Signaling::HaveRemoteOffer {
+                    vec![Action::AddCandidate(c)]
+                } else if self.ignore_offer {
+                    Vec::new()
+                } else {
+                    // Trickled ahead of the description it belongs to: hold it.
+                    self.queued_candidates.push_back(c);
+                    Vec::new()
+                }
+            }
+            Input::OperationFailed(_) => {
+                // Back to a known state; the change is retried after a pause (never in a hot loop).
+                let mut out = Vec::new();
+                self.making_offer = false;
+                if self.signaling == Signaling::HaveLocalOffer {
+                    out.push(Action::Rollback);
+                    self.pending = true;
+                }
+                self.signaling = Signaling::Stable;
+                self.offer_sent_at = None;
+                self.retry_at = Some(now + self.policy.retry_after);
+                out
+            }
+            Input::LinkChanged(link) => self.link_changed(link, now),
+            Input::Tick => self.tick(now),
+        }
+    }
+
+    fn negotiate(&mut self, ice_restart: bool) -> Vec<Action> {
+        if self.making_offer || self.signaling != Signaling::Stable || self.retry_at.is_some() {
+            self.pending = true;
+            self.restart_pending |= ice_restart;
+            return Vec::new();
+        }
+        self.making_offer = true;
+        self.pending = false;
+        let ice_restart = ice_restart || std::mem::take(&mut self.restart_pending);
+        vec![Action::CreateOffer { ice_restart }]
+    }
+
+    fn remote_offer(&mut self, sdp: String) -> Vec<Action> {
+        let collision = self.making_offer || self.signaling != Signaling::Stable;
+        self.ignore_offer = !self.polite && collision;
+        if self.ignore_offer {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        if collision {
+            // My offer loses: it is re-sent once the exchange settles.
+            out.push(Action::Rollback);
+            self.making_offer = false;
+            self.pending = true;
+        }
+        self.signaling = Signaling::HaveRemoteOffer;
+        out.push(Action::AcceptOffer(sdp));
+        out
+    }
+
+    fn flush_candidates(&mut self) -> Vec<Action> {
+        self.queued_candidates
+            .drain(..)
+            .map(Action::AddCandidate)
+            .collect()
+    }
+
+    fn after_stable(&mut self) -> Vec<Action> {
+        if self.pending && self.signaling == Signaling::Stable {
+            let restart = std::mem::take(&mut self.restart_pending);
+            return self.negotiate(restart);
+        }
+        Vec::new()
+    }
+
+    fn link_changed(&mut self, link: Link, now: Instant) -> Vec<Action> {
+        self.link = link;
+        match link {
+            Link::Connected => {
+                self.unhealthy_since = None;
+                self.restarts = 0;
+                Vec::new()
+            }
+            Link::Failed => {
+                self.unhealthy_since.get_or_insert(now);
+                self.try_restart(now)
+            }
+            Link::Disconnected => {
+                self.unhealthy_since.get_or_insert(now);
+                Vec::new()
+            }
+            Link::New | Link::Connecting => Vec::new(),
+        }
+    }
+
+    fn tick(&mut self, now: Instant) -> Vec<Action> {
+        if let Some(sent) = self.offer_sent_at {
+            if self.signaling == Signaling::HaveLocalOffer
+                && now.duration_since(sent) >= self.policy.answer_timeout
+            {
+                // The offer or its answer was lost: withdraw it and make it again.
+                self.offer_sent_at = None;
+                self.signaling = Signaling::Stable;
+                self.pending = true;
+                let mut out = vec![Action::Rollback];
+                out.extend(self.negotiate(false));
+                return out;
+            }
+        }
+        if self.retry_at.is_some_and(|at| now >= at) {
+            self.retry_at = None;
+            let out = self.after_stable();
+            if !out.is_empty() {
+                return out;
+            }
+        }
+        let Some(since) = self.unhealthy_since else {
+            return Vec::new();
+        };
+        if now.duration_since(since) >= self.policy.give_up_after {
+            self.given_up = true;
+            return vec![Action::GiveUp(
+                "could not reach this participant (a firewall may block direct connections; a TURN server would help)"
+                    .into(),
+            )];
+        }
+        let lost = matches!(self.link, Link::Disconnected | Link::Failed);
+        let restart_due =
+            now.duration_since(since) >= self.policy.restart_after * (self.restarts + 1);
+        if lost && restart_due {
+            return self.try_restart(now);
+        }
+        Vec::new()
+    }
+
+    fn try_restart(&mut self, _now: Instant) -> Vec<Action> {
+        // The impolite side restarts; the polite one waits for its offer, so restarts never cross.
+        if self.polite || self.restarts >= self.policy.max_restarts {
+            return Vec::new();
+        }
+        self.restarts += 1;
+        self.negotiate(true)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,304 @@
+//! Two negotiations wired through a simulated network and a model PeerConnection, so crossing
+//! offers, late answers and restarts can be replayed deterministically.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::*;
+
+/// A model PeerConnection: just enough state to check that what the machine asks is legal.
+#[derive(Default)]
+struct ModelPc {
+    local_offer: Option<String>,
+    offers_made: u32,
+    /// Exchanges completed from this side's point of view: (offer, answer).
+    completed: Vec<(String, String)>,
+    candidates: Vec<String>,
+    restarts_offered: u32,
+}
+
+struct Side {
+    name: &'static str,
+    neg: Negotiation,
+    pc: ModelPc,
+}
+
+struct World {
+    sides: [Side; 2],
+    /// Messages in flight: (to side index, input).
+    net: VecDeque<(usize, Input)>,
+    now: Instant,
+    gave_up: Vec<(usize, String)>,
+}
+
+impl World {
+    fn new() -> Self {
+        let now = Instant::now();
+        let policy = RepairPolicy::default();
+        World {
+            sides: [
+                Side {
+                    name: "alice",
+                    neg: Negotiation::new("alice", "bob", policy, now),
+                    pc: ModelPc::default(),
+                },
+                Side {
+                    name: "bob",
+                    neg: Negotiation::new("bob", "alice", policy, now),
+                    pc: ModelPc::default(),
+                },
+            ],
+            net: VecDeque::new(),
+            now,
+            gave_up: Vec::new(),
+        }
+    }
+
+    /// Feeds an input to side `i` and carries out every resulting action (local results are fed
+    /// back at once; messages to the other side go into the network).
+    fn feed(&mut self, i: usize, input: Input) {
+        let mut local = VecDeque::from([input]);
+        while let Some(input) = local.pop_front() {
+            let actions = self.sides[i].neg.handle(input, self.now);
+            for a in actions {
+                let side = &mut self.sides[i];
+                match a {
+                    Action::CreateOffer { ice_restart } => {
+                        side.pc.offers_made += 1;
+                        side.pc.restarts_offered += u32::from(ice_restart);
+                        let sdp = format!("offer:{}:{}", side.name, side.pc.offers_made);
+                        side.pc.local_offer = Some(sdp.clone());
+                        local.push_back(Input::OfferReady(sdp));
+                    }
+                    Action::SendOffer(sdp) => self.net.push_back((1 - i, Input::RemoteOffer(sdp))),
+                    Action::Rollback => {
+                        assert!(
+                            side.pc.local_offer.take().is_some(),
+                            "{}: rollback without an offer",
+                            side.name
+                        );
+                    }
+                    Action::AcceptOffer(sdp) => {
+                        let answer = format!("answer:{}", sdp);
+                        side.pc.completed.push((sdp, answer.clone()));
+                        local.push_back(Input::AnswerReady(answer));
+                    }
+                    Action::SendAnswer(sdp) => {
+                        self.net.push_back((1 - i, Input::RemoteAnswer(sdp)))
+                    }
+                    Action::ApplyAnswer(sdp) => {
+                        let offer = side.pc.local_offer.take();
+                        match offer {
+                            Some(o) if sdp == format!("answer:{o}") => {
+                                side.pc.completed.push((o, sdp));
+                                local.push_back(Input::AnswerApplied);
+                            }
+                            other => panic!(
+                                "{}: answer {sdp} does not match local offer {other:?}",
+                                side.name
+                            ),
+                        }
+                    }
+                    Action::AddCandidate(c) => side.pc.candidates.push(c),
+                    Action::GiveUp(why) => self.gave_up.push((i, why)),
+                }
+            }
+        }
+    }
+
+    /// Delivers every message in flight, in order, until the network is quiet.
+    fn settle(&mut self) {
+        let mut steps = 0;
+        while let Some((to, input)) = self.net.pop_front() {
+            self.feed(to, input);
+            steps += 1;
+            assert!(steps < 100, "negotiation does not settle");
+        }
+    }
+
+    fn both_stable(&self) -> bool {
+        self.sides
+            .iter()
+            .all(|s| s.neg.signaling() == Signaling::Stable)
+    }
+
+    /// Both sides completed the same exchanges (in any order of discovery).
+    fn agree(&self) -> bool {
+        let mut a = self.sides[0].pc.completed.clone();
+        let mut b = self.sides[1].pc.completed.clone();
+        a.sort();
+        b.sort();
+        a == b
+    }
+}
+
+#[test]
+fn roles_follow_the_ids() {
+    let w = World::new();
+    assert!(
+        !w.sides[0].neg.is_polite(),
+        "the smaller id is impolite (and offers first)"
+    );
+    assert!(w.sides[1].neg.is_polite());
+}
+
+#[test]
+fn a_plain_offer_answer_settles() {
+    let mut w = World::new();
+    w.feed(0, Input::NegotiationNeeded);
+    w.settle();
+    assert!(w.both_stable() && w.agree());
+    assert_eq!(w.sides[0].pc.completed.len(), 1);
+}
+
+#[test]
+fn crossing_offers_resolve_once_and_the_loser_renegotiates() {
+    let mut w = World::new();
+    // Both add a track at the same moment: two offers cross in the network.
+    w.feed(0, Input::NegotiationNeeded);
+    w.feed(1, Input::NegotiationNeeded);
+    assert_eq!(w.net.len(), 2);
+    w.settle();
+    assert!(
+        w.both_stable(),
+        "{:?} {:?}",
+        w.sides[0].neg.signaling(),
+        w.sides[1].neg.signaling()
+    );
+    assert!(w.agree());
+    // alice's (impolite) offer won; bob rolled his back and offered again afterwards.
+    let completed: Vec<&str> = w.sides[0]
+        .pc
+        .completed
+        .iter()
+        .map(|(o, _)| o.as_str())
+        .collect();
+    assert_eq!(completed, ["offer:alice:1", "offer:bob:2"]);
+}
+
+#[test]
+fn negotiation_needed_during_an_exchange_waits_for_stable() {
+    let mut w = World::new();
+    w.feed(0, Input::NegotiationNeeded);
+    w.feed(0, Input::NegotiationNeeded); // a second track while the first offer is out
+    assert_eq!(w.net.len(), 1, "one offer at a time");
+    w.settle();
+    assert!(w.both_stable() && w.agree());
+    assert_eq!(
+        w.sides[0].pc.offers_made, 2,
+        "the change that waited was negotiated"
+    );
+}
+
+#[test]
+fn candidates_wait_for_the_description_they_belong_to() {
+    let mut w = World::new();
+    w.feed(1, Input::RemoteCandidate("early".into()));
+    assert!(w.sides[1].pc.candidates.is_empty());
+    w.feed(0, Input::NegotiationNeeded);
+    w.settle();
+    assert_eq!(w.sides[1].pc.candidates, ["early"]);
+    w.feed(1, Input::RemoteCandidate("later".into()));
+    assert_eq!(w.sides[1].pc.candidates, ["early", "later"]);
+}
+
+#[test]
+fn a_stale_answer_is_ignored() {
+    let mut w = World::new();
+    w.feed(0, Input::NegotiationNeeded);
+    w.settle();
+    let before = w.sides[0].pc.completed.len();
+    w.feed(0, Input::RemoteAnswer("answer:offer:alice:1".into()));
+    assert_eq!(w.sides[0].pc.completed.len(), before);
+    assert!(w.both_stable());
+}
+
+#[test]
+fn a_lost_link_is_repaired_by_the_impolite_side_with_an_ice_restart() {
+    let mut w = World::new();
+    w.feed(0, Input::NegotiationNeeded);
+    w.settle();
+    for i in 0..2 {
+        w.feed(i, Input::LinkChanged(Link::Connected));
+    }
+    for i in 0..2 {
+        w.feed(i, Input::LinkChanged(Link::Disconnected));
+    }
+    w.now += Duration::from_secs(1);
+    for i in 0..2 {
+        w.feed(i, Input::Tick);
+    }
+    assert!(w.net.is_empty(), "no restart before the bound");
+    w.now += Duration::from_secs(3);
+    for i in 0..2 {
+        w.feed(i, Input::Tick);
+    }
+    w.settle();
+    assert_eq!(w.sides[0].pc.restarts_offered, 1);
+    assert_eq!(
+        w.sides[1].pc.restarts_offered, 0,
+        "the polite side never restarts: no glare"
+    );
+    assert!(w.both_stable() && w.agree());
+    // Connected again: the counters reset and nothing more happens.
+    for i in 0..2 {
+        w.feed(i, Input::LinkChanged(Link::Connected));
+    }
+    w.now += Duration::from_secs(60);
+    for i in 0..2 {
+        w.feed(i, Input::Tick);
+    }
+    assert!(w.net.is_empty() && w.gave_up.is_empty());
+}
+
+#[test]
+fn a_peer_that_never_comes_back_is_given_up_with_a_reason() {
+    let mut w = World::new();
+    w.feed(0, Input::NegotiationNeeded);
+    w.settle();
+    w.feed(0, Input::LinkChanged(Link::Failed));
+    w.settle();
+    for _ in 0..40 {
+        w.now += Duration::from_secs(1);
+        w.feed(0, Input::Tick);
+        w.settle();
+    }
+    assert!(w.sides[0].pc.restarts_offered <= RepairPolicy::default().max_restarts);
+    assert_eq!(w.gave_up.len(), 1);
+    assert!(w.gave_up[0].1.contains("TURN"));
+    // After giving up, nothing more is done.
+    w.feed(0, Input::NegotiationNeeded);
+    assert!(w.net.is_empty());
+}
+
+#[test]
+fn an_offer_that_could_not_be_sent_is_withdrawn_and_retried_after_a_pause() {
+    let mut w = World::new();
+    w.feed(0, Input::NegotiationNeeded);
+    assert!(w.net.pop_front().is_some(), "the offer left");
+    // ...but writing it to the database failed, and the driver says so.
+    w.feed(0, Input::OperationFailed("could not send".into()));
+    assert_eq!(w.sides[0].neg.signaling(), Signaling::Stable, "rolled back");
+    w.feed(0, Input::Tick);
+    assert!(w.net.is_empty(), "no retry in a hot loop");
+    w.now += Duration::from_secs(1);
+    w.feed(0, Input::Tick);
+    w.settle();
+    assert!(w.both_stable() && w.agree());
+    assert_eq!(w.sides[0].pc.offers_made, 2);
+}
+
+#[test]
+fn an_offer_whose_answer_never_comes_is_made_again() {
+    let mut w = World::new();
+    w.feed(0, Input::NegotiationNeeded);
+    w.net.clear(); // lost without a trace
+    w.now += Duration::from_secs(5);
+    w.feed(0, Input::Tick);
+    assert!(w.net.is_empty());
+    w.now += Duration::from_secs(6);
+    w.feed(0, Input::Tick);
+    w.settle();
+    assert!(w.both_stable() && w.agree());
+    assert_eq!(w.sides[0].pc.completed.len(), 1);
+}
