@@ -132,7 +132,7 @@ impl RoomHandle {
     }
 
     /// Leaves: removes everything I own in the room in one atomic write.
-    pub async fn leave(self) -> Result<(), SignalError> {
+    pub async fn leave(&self) -> Result<(), SignalError> {
         self.call(Command::Leave).await
     }
 }
