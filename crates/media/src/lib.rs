@@ -3,6 +3,12 @@
 //! audio jitter buffering and mixing.
 
 // Unsafe code is confined to the codec FFI wrappers (codec/), each block with its reason.
+pub mod codec;
 pub mod frame;
+pub mod jitter;
+pub mod mixer;
+pub mod source;
+pub mod stamp;
+pub mod synthetic;
 
 pub use frame::{AudioFrame, VideoFrame, SAMPLES_PER_FRAME, SAMPLE_RATE};

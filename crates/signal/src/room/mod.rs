@@ -57,6 +57,9 @@ pub enum SignalError {
     /// A name or option is not acceptable.
     #[error("{0}")]
     Invalid(String),
+    /// A room with that id exists already.
+    #[error("a room with that id exists already")]
+    RoomExists,
     /// The peer is not (or no longer) in the room.
     #[error("{0} is not in the room")]
     NotInRoom(String),
@@ -238,6 +241,41 @@ impl Signaling {
             }
         }
         Err(SignalError::Invalid("could not pick a free room id".into()))
+    }
+
+    /// Creates a room with a chosen id (e.g. a readable one from the command line).
+    pub async fn create_room_with_id(
+        &self,
+        id: &str,
+        name: &str,
+        privacy: Privacy,
+    ) -> Result<(), SignalError> {
+        if !model::valid_id(id) {
+            return Err(SignalError::Invalid(
+                "a room id needs 1 to 64 characters of [A-Za-z0-9_-]".into(),
+            ));
+        }
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > model::MAX_NAME {
+            return Err(SignalError::Invalid(format!(
+                "a room name needs 1 to {} characters",
+                model::MAX_NAME
+            )));
+        }
+        let mut info = json!({
+            "name": name,
+            "secured": matches!(privacy, Privacy::Private(_)),
+            "createdAt": crate::rtdb::server_timestamp(),
+            "createdBy": self.me,
+        });
+        if let Privacy::Private(secret) = &privacy {
+            let key = derive_key(secret, id).await?;
+            info["check"] = Value::String(key.make_check(id));
+        }
+        match self.db.set_if(&paths::room(id), &info, "null_etag").await? {
+            Conditional::Written(_) => Ok(()),
+            Conditional::Conflict { .. } => Err(SignalError::RoomExists),
+        }
     }
 
     /// The rooms now.

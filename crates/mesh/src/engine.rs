@@ -1,0 +1,382 @@
+//! The room task: membership from the signaling, one peer task per remote member, the local
+//! streams (one encoder each, shared by every connection), and statistics.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use media::source::{AudioSource, MediaError, VideoSource};
+use signal::room::{JoinOptions, RoomEvent, RoomHandle, Signaling, StreamConfig};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::event::{MediaKind, MeshEvent, PeerStats};
+use crate::local::{self, LocalStream};
+use crate::negotiation::{Input, RepairPolicy};
+use crate::pc::NetConfig;
+use crate::peer::{self, PeerCommand, PeerReport, PeerSetup};
+use crate::remote::{Counters, VideoSink};
+use crate::MeshError;
+
+/// Where local media comes from (synthetic sources in tests, devices in the app).
+pub trait Sources: Send + Sync {
+    /// A camera or screen source.
+    fn video(&self, kind: MediaKind) -> Result<Box<dyn VideoSource>, MediaError>;
+    /// A microphone source.
+    fn audio(&self) -> Result<Box<dyn AudioSource>, MediaError>;
+}
+
+/// How the engine runs.
+#[derive(Clone)]
+pub struct MeshConfig {
+    /// Network settings.
+    pub net: NetConfig,
+    /// Connection repair.
+    pub repair: RepairPolicy,
+    /// Video frame rate.
+    pub fps: u32,
+    /// Starting video bitrate.
+    pub video_kbps: u32,
+    /// Where decoded remote video goes.
+    pub sink: Option<VideoSink>,
+    /// How often statistics are reported.
+    pub stats_every: Duration,
+}
+
+impl Default for MeshConfig {
+    fn default() -> Self {
+        MeshConfig {
+            net: NetConfig::default(),
+            repair: RepairPolicy::default(),
+            fps: 30,
+            video_kbps: 800,
+            sink: None,
+            stats_every: Duration::from_secs(1),
+        }
+    }
+}
+
+enum Command {
+    SetStream(MediaKind, bool, oneshot::Sender<Result<(), MeshError>>),
+    Leave(oneshot::Sender<()>),
+}
+
+/// A call in progress. Dropping it leaves.
+pub struct Mesh {
+    tx: mpsc::Sender<Command>,
+}
+
+struct PeerEntry {
+    cmd: mpsc::UnboundedSender<PeerCommand>,
+    counters: Arc<Counters>,
+    last_frames: u64,
+    last_bytes: u64,
+}
+
+struct RoomTask {
+    room: Arc<RoomHandle>,
+    me: String,
+    config: MeshConfig,
+    sources: Arc<dyn Sources>,
+    events: mpsc::Sender<MeshEvent>,
+    reports_tx: mpsc::UnboundedSender<PeerReport>,
+    peers: BTreeMap<String, PeerEntry>,
+    local: BTreeMap<MediaKind, LocalStream>,
+    joined_at: Instant,
+}
+
+impl Mesh {
+    /// Joins `room_id` and starts sending what `streams` says.
+    pub async fn join(
+        signaling: &Signaling,
+        room_id: &str,
+        options: JoinOptions,
+        config: MeshConfig,
+        sources: Arc<dyn Sources>,
+    ) -> Result<(Mesh, mpsc::Receiver<MeshEvent>), MeshError> {
+        let joined_at = Instant::now();
+        let wanted = options.streams;
+        let (room, room_events) = signaling.join(room_id, options).await?;
+        let (events, events_rx) = mpsc::channel(1024);
+        let (reports_tx, reports_rx) = mpsc::unbounded_channel();
+        let mut task = RoomTask {
+            room: Arc::new(room),
+            me: signaling.peer_id().to_owned(),
+            config,
+            sources,
+            events,
+            reports_tx,
+            peers: BTreeMap::new(),
+            local: BTreeMap::new(),
+            joined_at,
+        };
+        for (kind, on) in [
+            (MediaKind::Audio, wanted.audio),
+            (MediaKind::Video, wanted.video),
+            (MediaKind::Screen, wanted.screen),
+        ] {
+            if on {
+                task.start_local(kind)?;
+            }
+        }
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(task.run(room_events, reports_rx, rx));
+        Ok((Mesh { tx }, events_rx))
+    }
+
+    /// Starts or stops sending camera, microphone or screen (renegotiates with every peer).
+    pub async fn set_stream(&self, kind: MediaKind, on: bool) -> Result<(), MeshError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::SetStream(kind, on, reply))
+            .await
+            .map_err(|_| MeshError::Closed)?;
+        answer.await.map_err(|_| MeshError::Closed)?
+    }
+
+    /// Leaves the room (everything I own in it is removed) and closes every connection.
+    pub async fn leave(self) {
+        let (reply, done) = oneshot::channel();
+        if self.tx.send(Command::Leave(reply)).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+}
+
+impl RoomTask {
+    fn streams(&self) -> StreamConfig {
+        StreamConfig {
+            audio: self.local.contains_key(&MediaKind::Audio),
+            video: self.local.contains_key(&MediaKind::Video),
+            screen: self.local.contains_key(&MediaKind::Screen),
+        }
+    }
+
+    fn start_local(&mut self, kind: MediaKind) -> Result<(), MeshError> {
+        if self.local.contains_key(&kind) {
+            return Ok(());
+        }
+        let stream = match kind {
+            MediaKind::Audio => local::start_audio(self.sources.audio()?)?,
+            _ => local::start_video(
+                kind,
+                self.sources.video(kind)?,
+                self.config.fps,
+                self.config.video_kbps,
+            )?,
+        };
+        for peer in self.peers.values() {
+            let _ = peer.cmd.send(PeerCommand::AddTrack(stream.subscribe()));
+        }
+        self.local.insert(kind, stream);
+        Ok(())
+    }
+
+    async fn emit(&self, ev: MeshEvent) {
+        let _ = self.events.send(ev).await;
+    }
+
+    async fn run(
+        mut self,
+        mut room_events: mpsc::Receiver<RoomEvent>,
+        mut reports: mpsc::UnboundedReceiver<PeerReport>,
+        mut commands: mpsc::Receiver<Command>,
+    ) {
+        let mut stats = tokio::time::interval(self.config.stats_every);
+        loop {
+            tokio::select! {
+                ev = room_events.recv() => match ev {
+                    Some(ev) => if !self.room_event(ev).await { break },
+                    None => break,
+                },
+                Some(report) = reports.recv() => self.report(report).await,
+                cmd = commands.recv() => match cmd {
+                    Some(Command::SetStream(kind, on, reply)) => {
+                        let _ = reply.send(self.set_stream(kind, on).await);
+                    }
+                    Some(Command::Leave(reply)) => {
+                        self.close_all();
+                        if let Err(e) = self.room.leave().await {
+                            tracing::warn!(error = %e, "leaving the room");
+                        }
+                        let _ = reply.send(());
+                        return;
+                    }
+                    None => {
+                        self.close_all();
+                        let _ = self.room.leave().await;
+                        return;
+                    }
+                },
+                _ = stats.tick() => self.stats().await,
+            }
+        }
+        self.close_all();
+    }
+
+    fn close_all(&mut self) {
+        for (_, peer) in std::mem::take(&mut self.peers) {
+            let _ = peer.cmd.send(PeerCommand::Close);
+        }
+        self.local.clear();
+    }
+
+    async fn set_stream(&mut self, kind: MediaKind, on: bool) -> Result<(), MeshError> {
+        if on {
+            self.start_local(kind)?;
+        } else if self.local.remove(&kind).is_some() {
+            for peer in self.peers.values() {
+                let _ = peer.cmd.send(PeerCommand::RemoveTrack(kind));
+            }
+        }
+        self.room.set_streams(self.streams()).await?;
+        Ok(())
+    }
+
+    /// Handles one signaling event; false ends the task.
+    async fn room_event(&mut self, ev: RoomEvent) -> bool {
+        match ev {
+            RoomEvent::Joined { session } => {
+                let room = self.room.room_id().to_owned();
+                self.emit(MeshEvent::Joined { room, session }).await;
+            }
+            RoomEvent::MemberJoined { member, i_offer } => {
+                self.emit(MeshEvent::MemberJoined {
+                    peer_id: member.peer_id.clone(),
+                    name: member.name.clone(),
+                    streams: member.streams,
+                })
+                .await;
+                self.add_peer(member.peer_id, i_offer);
+            }
+            RoomEvent::MemberLeft { peer_id, reason } => {
+                if let Some(peer) = self.peers.remove(&peer_id) {
+                    let _ = peer.cmd.send(PeerCommand::Close);
+                }
+                let reason = format!("{reason:?}").to_lowercase();
+                self.emit(MeshEvent::MemberLeft { peer_id, reason }).await;
+            }
+            RoomEvent::StreamsChanged { peer_id, streams } => {
+                self.emit(MeshEvent::StreamChanged { peer_id, streams })
+                    .await;
+            }
+            RoomEvent::Offer { from, sdp } => self.route(&from, Input::RemoteOffer(sdp)),
+            RoomEvent::Answer { from, sdp } => self.route(&from, Input::RemoteAnswer(sdp)),
+            RoomEvent::Candidate { from, candidate } => {
+                let init = serde_json::json!({
+                    "candidate": candidate.candidate,
+                    "sdpMid": candidate.sdp_mid,
+                    "sdpMLineIndex": candidate.sdp_m_line_index,
+                    "usernameFragment": candidate.username_fragment,
+                });
+                self.route(&from, Input::RemoteCandidate(init.to_string()));
+            }
+            RoomEvent::Evicted => {
+                // Everyone saw me leave: start every connection again.
+                for (_, peer) in std::mem::take(&mut self.peers) {
+                    let _ = peer.cmd.send(PeerCommand::Close);
+                }
+            }
+            RoomEvent::RoomClosed => {
+                self.emit(MeshEvent::RoomClosed).await;
+                return false;
+            }
+            RoomEvent::Failed(message) => {
+                self.emit(MeshEvent::Error { message }).await;
+                return false;
+            }
+            RoomEvent::SignalingLost(why) => tracing::info!(%why, "signaling lost; reconnecting"),
+            RoomEvent::SignalingRestored => tracing::info!("signaling restored"),
+            _ => {}
+        }
+        true
+    }
+
+    fn route(&self, from: &str, input: Input) {
+        match self.peers.get(from) {
+            Some(peer) => {
+                let _ = peer.cmd.send(PeerCommand::Signal(input));
+            }
+            None => tracing::debug!(%from, "signaling from someone without a connection"),
+        }
+    }
+
+    fn add_peer(&mut self, peer_id: String, i_offer: bool) {
+        if let Some(old) = self.peers.remove(&peer_id) {
+            let _ = old.cmd.send(PeerCommand::Close);
+        }
+        let (cmd, cmd_rx) = mpsc::unbounded_channel();
+        let counters = Counters::new();
+        let setup = PeerSetup {
+            peer_id: peer_id.clone(),
+            me: self.me.clone(),
+            room: self.room.clone(),
+            net: self.config.net.clone(),
+            repair: self.config.repair,
+            events: self.events.clone(),
+            reports: self.reports_tx.clone(),
+            joined_at: self.joined_at,
+            sink: self.config.sink.clone(),
+            counters: counters.clone(),
+        };
+        let feeds = self.local.values().map(LocalStream::subscribe).collect();
+        tokio::spawn(peer::run(setup, feeds, i_offer, cmd_rx));
+        self.peers.insert(
+            peer_id,
+            PeerEntry {
+                cmd,
+                counters,
+                last_frames: 0,
+                last_bytes: 0,
+            },
+        );
+    }
+
+    async fn report(&mut self, report: PeerReport) {
+        match report {
+            PeerReport::Connected(peer) | PeerReport::Negotiated(peer) => {
+                // The new or changed connection needs a picture it can start decoding from.
+                tracing::debug!(%peer, "keyframe requested");
+                for s in self.local.values() {
+                    s.request_keyframe();
+                }
+            }
+            PeerReport::GaveUp(peer_id, why) => {
+                if let Some(peer) = self.peers.remove(&peer_id) {
+                    let _ = peer.cmd.send(PeerCommand::Close);
+                }
+                self.emit(MeshEvent::Error {
+                    message: format!("{peer_id}: {why}"),
+                })
+                .await;
+            }
+        }
+    }
+
+    async fn stats(&mut self) {
+        let secs = self.config.stats_every.as_secs_f64().max(0.001);
+        let mut out = Vec::new();
+        for (peer_id, p) in &mut self.peers {
+            let frames = p.counters.frames.load(Ordering::Relaxed);
+            let bytes = p.counters.bytes.load(Ordering::Relaxed);
+            let latency = p.counters.latency_us.load(Ordering::Relaxed);
+            let stats = PeerStats {
+                frames_decoded: frames,
+                fps: (frames - p.last_frames) as f64 / secs,
+                bitrate_kbps: (bytes - p.last_bytes) as f64 * 8.0 / 1000.0 / secs,
+                rtt_ms: None,
+                audio_packets: p.counters.audio_packets.load(Ordering::Relaxed),
+                latency_ms: (latency != u64::MAX).then(|| latency as f64 / 1000.0),
+            };
+            p.last_frames = frames;
+            p.last_bytes = bytes;
+            out.push(MeshEvent::Stats {
+                peer_id: peer_id.clone(),
+                stats,
+            });
+        }
+        for ev in out {
+            self.emit(ev).await;
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! What the engine tells its user (the app, `huddle-peer`), in one typed stream.
+
+use serde::Serialize;
+use signal::room::StreamConfig;
+
+use crate::negotiation::Link;
+
+/// A kind of media a participant sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaKind {
+    /// Microphone.
+    Audio,
+    /// Camera.
+    Video,
+    /// Screen share.
+    Screen,
+}
+
+impl MediaKind {
+    /// The name used as track id and in events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaKind::Audio => "audio",
+            MediaKind::Video => "video",
+            MediaKind::Screen => "screen",
+        }
+    }
+
+    /// From a track id.
+    pub fn from_track_id(id: &str) -> Option<Self> {
+        match id {
+            "audio" => Some(MediaKind::Audio),
+            "video" => Some(MediaKind::Video),
+            "screen" => Some(MediaKind::Screen),
+            _ => None,
+        }
+    }
+}
+
+/// Per-peer receive statistics, reported every second.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct PeerStats {
+    /// Video frames decoded so far (camera and screen).
+    pub frames_decoded: u64,
+    /// Decoded frames per second over the last second.
+    pub fps: f64,
+    /// Received bitrate over the last second, all media.
+    pub bitrate_kbps: f64,
+    /// Round-trip time, when known.
+    pub rtt_ms: Option<f64>,
+    /// Audio packets received so far.
+    pub audio_packets: u64,
+    /// Glass-to-glass latency of the last decoded frame (from the timestamp in its pixels).
+    pub latency_ms: Option<f64>,
+}
+
+/// Everything that happens in a call.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum MeshEvent {
+    /// I am in the room.
+    Joined {
+        /// The room.
+        room: String,
+        /// My session.
+        session: String,
+    },
+    /// Someone arrived.
+    MemberJoined {
+        /// Their id.
+        peer_id: String,
+        /// Display name.
+        name: String,
+        /// What they send.
+        streams: StreamConfig,
+    },
+    /// Someone left (or was dropped).
+    MemberLeft {
+        /// Their id.
+        peer_id: String,
+        /// Why, in words.
+        reason: String,
+    },
+    /// Someone changed what they send.
+    StreamChanged {
+        /// Their id.
+        peer_id: String,
+        /// What they send now.
+        streams: StreamConfig,
+    },
+    /// A remote track started.
+    TrackAdded {
+        /// From whom.
+        peer_id: String,
+        /// Which.
+        kind: MediaKind,
+    },
+    /// A remote track ended.
+    TrackRemoved {
+        /// From whom.
+        peer_id: String,
+        /// Which.
+        kind: MediaKind,
+    },
+    /// The connection to a peer changed state.
+    Connection {
+        /// With whom.
+        peer_id: String,
+        /// Its state.
+        state: Link,
+    },
+    /// The first frame of a remote video track was decoded.
+    FirstFrame {
+        /// From whom.
+        peer_id: String,
+        /// Which track.
+        kind: MediaKind,
+        /// Since I joined.
+        ms_since_join: u64,
+    },
+    /// Statistics for one peer.
+    Stats {
+        /// Whose.
+        peer_id: String,
+        /// The figures.
+        stats: PeerStats,
+    },
+    /// The room was destroyed.
+    RoomClosed,
+    /// Something went wrong; the words are for the user.
+    Error {
+        /// What.
+        message: String,
+    },
+}

@@ -1,0 +1,129 @@
+//! Building a PeerConnection the way every Huddle connection needs it, and turning its callbacks
+//! into messages for the task that owns it.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use webrtc::media_stream::track_remote::TrackRemote;
+use webrtc::peer_connection::{register_default_interceptors, Registry};
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceServer, RTCPeerConnectionIceEvent,
+    RTCPeerConnectionState, SettingEngineBuilder,
+};
+
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+
+use crate::codecs::{opus_codec, vp8_codec};
+use crate::negotiation::Link;
+use crate::MeshError;
+
+/// Where and how connections gather candidates.
+#[derive(Clone, Debug, Default)]
+pub struct NetConfig {
+    /// STUN/TURN servers (`stun:host:port`, `turn:host:port` with credentials).
+    pub ice_servers: Vec<IceServer>,
+    /// Gather on loopback only (tests); otherwise on all interfaces.
+    pub loopback_only: bool,
+}
+
+/// One STUN or TURN server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IceServer {
+    /// `stun:...` or `turn:...` URLs.
+    pub urls: Vec<String>,
+    /// TURN user name.
+    pub username: String,
+    /// TURN password.
+    pub credential: String,
+}
+
+/// What a PeerConnection reports to its owner.
+pub enum PcEvent {
+    /// A local candidate to trickle.
+    Candidate(RTCIceCandidateInit),
+    /// The connection's state changed.
+    Link(Link),
+    /// A remote track started.
+    Track(Arc<dyn TrackRemote>),
+}
+
+struct Handler {
+    tx: mpsc::UnboundedSender<PcEvent>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        match event.candidate.to_json() {
+            Ok(init) => {
+                let _ = self.tx.send(PcEvent::Candidate(init));
+            }
+            Err(e) => tracing::debug!(error = %e, "could not serialise a local candidate"),
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let link = match state {
+            RTCPeerConnectionState::Connected => Link::Connected,
+            RTCPeerConnectionState::Disconnected => Link::Disconnected,
+            RTCPeerConnectionState::Failed => Link::Failed,
+            RTCPeerConnectionState::Connecting => Link::Connecting,
+            _ => Link::New,
+        };
+        let _ = self.tx.send(PcEvent::Link(link));
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let _ = self.tx.send(PcEvent::Track(track));
+    }
+}
+
+/// A new PeerConnection with VP8 and Opus, the default interceptors (NACK, RTCP reports), and
+/// mDNS off (we exchange real addresses through encrypted or trusted signaling, and mDNS needs
+/// multicast, which a loopback-only namespace does not have).
+pub async fn build(
+    net: &NetConfig,
+) -> Result<(Arc<dyn PeerConnection>, mpsc::UnboundedReceiver<PcEvent>), MeshError> {
+    let mut media = MediaEngine::default();
+    media
+        .register_codec(vp8_codec(), RtpCodecKind::Video)
+        .map_err(MeshError::webrtc)?;
+    media
+        .register_codec(opus_codec(), RtpCodecKind::Audio)
+        .map_err(MeshError::webrtc)?;
+    let registry =
+        register_default_interceptors(Registry::new(), &mut media).map_err(MeshError::webrtc)?;
+    let settings = SettingEngineBuilder::default()
+        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        .build();
+    let config = RTCConfigurationBuilder::new()
+        .with_ice_servers(
+            net.ice_servers
+                .iter()
+                .map(|s| RTCIceServer {
+                    urls: s.urls.clone(),
+                    username: s.username.clone(),
+                    credential: s.credential.clone(),
+                })
+                .collect(),
+        )
+        .build();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let addr = if net.loopback_only {
+        "127.0.0.1:0"
+    } else {
+        "0.0.0.0:0"
+    };
+    let pc = PeerConnectionBuilder::new()
+        .with_configuration(config)
+        .with_media_engine(media)
+        .with_setting_engine(settings)
+        .with_interceptor_registry(registry)
+        .with_handler(Arc::new(Handler { tx }))
+        .with_udp_addrs(vec![addr])
+        .build()
+        .await
+        .map_err(MeshError::webrtc)?;
+    Ok((Arc::new(pc), rx))
+}

@@ -1,0 +1,305 @@
+//! One remote peer: the task that owns its PeerConnection, runs the [`Negotiation`] machine, and
+//! carries out its actions through webrtc-rs and the room's signaling.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use signal::room::{Candidate, RoomHandle};
+use tokio::sync::mpsc;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCSessionDescription};
+
+use crate::event::{MediaKind, MeshEvent};
+use crate::local::Feed;
+use crate::negotiation::{Action, Input, Link, Negotiation, RepairPolicy};
+use crate::pc::{self, NetConfig, PcEvent};
+use crate::remote::{self, Counters, VideoSink};
+
+/// What the room task tells a peer task.
+pub enum PeerCommand {
+    /// Signaling from this peer.
+    Signal(Input),
+    /// Start (or resume) sending this local stream.
+    AddTrack(Feed),
+    /// Pause sending this kind (the track stays negotiated, so resuming needs no new offer).
+    RemoveTrack(MediaKind),
+    /// The peer left: close.
+    Close,
+}
+
+/// What a peer task tells the room task.
+pub enum PeerReport {
+    /// The link is up: local encoders should send a keyframe.
+    Connected(String),
+    /// Negotiation completed: new tracks need a keyframe.
+    Negotiated(String),
+    /// Gave up on the peer.
+    GaveUp(String, String),
+}
+
+/// Everything a peer task needs.
+pub struct PeerSetup {
+    /// Their id.
+    pub peer_id: String,
+    /// My id.
+    pub me: String,
+    /// The room's signaling.
+    pub room: Arc<RoomHandle>,
+    /// Network settings.
+    pub net: NetConfig,
+    /// Repair tunables.
+    pub repair: RepairPolicy,
+    /// The user's events.
+    pub events: mpsc::Sender<MeshEvent>,
+    /// Reports to the room task.
+    pub reports: mpsc::UnboundedSender<PeerReport>,
+    /// When I joined (for first-frame times).
+    pub joined_at: Instant,
+    /// Where decoded video goes.
+    pub sink: Option<VideoSink>,
+    /// Incoming media counters for this peer.
+    pub counters: Arc<Counters>,
+}
+
+/// Runs one peer until it is closed or given up.
+pub async fn run(
+    setup: PeerSetup,
+    feeds: Vec<Feed>,
+    i_offer: bool,
+    mut commands: mpsc::UnboundedReceiver<PeerCommand>,
+) {
+    let (pc, mut pc_events) = match pc::build(&setup.net).await {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = setup
+                .events
+                .send(MeshEvent::Error {
+                    message: format!("cannot create a connection: {e}"),
+                })
+                .await;
+            return;
+        }
+    };
+    let mut neg = Negotiation::new(&setup.me, &setup.peer_id, setup.repair, Instant::now());
+    let mut senders: BTreeMap<MediaKind, Sending> = BTreeMap::new();
+    for feed in feeds {
+        add_track(&*pc, &mut senders, feed).await;
+    }
+    let mut pending = Vec::new();
+    if i_offer {
+        pending.extend(neg.handle(Input::NegotiationNeeded, Instant::now()));
+    }
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        // Carry out what the machine asked; each result is fed back in order.
+        while !pending.is_empty() {
+            let actions = std::mem::take(&mut pending);
+            for action in actions {
+                if let Some(input) = execute(&setup, &*pc, action).await {
+                    pending.extend(neg.handle(input, Instant::now()));
+                }
+            }
+        }
+        tokio::select! {
+            cmd = commands.recv() => match cmd {
+                None | Some(PeerCommand::Close) => break,
+                Some(PeerCommand::Signal(input)) => pending.extend(neg.handle(input, Instant::now())),
+                Some(PeerCommand::AddTrack(feed)) => {
+                    if add_track(&*pc, &mut senders, feed).await {
+                        pending.extend(neg.handle(Input::NegotiationNeeded, Instant::now()));
+                    }
+                }
+                Some(PeerCommand::RemoveTrack(kind)) => {
+                    if let Some(writer) = senders.get_mut(&kind).and_then(|s| s.writer.take()) {
+                        writer.abort();
+                    }
+                }
+            },
+            ev = pc_events.recv() => match ev {
+                None => break,
+                Some(PcEvent::Candidate(init)) => {
+                    let c = Candidate {
+                        candidate: init.candidate,
+                        sdp_mid: init.sdp_mid,
+                        sdp_m_line_index: init.sdp_mline_index,
+                        username_fragment: init.username_fragment,
+                    };
+                    if let Err(e) = setup.room.send_candidate(&setup.peer_id, c).await {
+                        tracing::debug!(peer = %setup.peer_id, error = %e, "could not send a candidate");
+                    }
+                }
+                Some(PcEvent::Link(link)) => {
+                    if link == Link::Connected {
+                        let _ = setup.reports.send(PeerReport::Connected(setup.peer_id.clone()));
+                    }
+                    let _ = setup.events.send(MeshEvent::Connection { peer_id: setup.peer_id.clone(), state: link }).await;
+                    pending.extend(neg.handle(Input::LinkChanged(link), Instant::now()));
+                }
+                Some(PcEvent::Track(track)) => {
+                    tokio::spawn(remote::receive(
+                        setup.peer_id.clone(),
+                        track,
+                        setup.counters.clone(),
+                        setup.events.clone(),
+                        setup.joined_at,
+                        setup.sink.clone(),
+                    ));
+                }
+            },
+            _ = tick.tick() => pending.extend(neg.handle(Input::Tick, Instant::now())),
+        }
+    }
+    for writer in senders.into_values().filter_map(|s| s.writer) {
+        writer.abort();
+    }
+    if let Err(e) = pc.close().await {
+        tracing::debug!(peer = %setup.peer_id, error = %e, "closing the connection");
+    }
+}
+
+/// A local track negotiated on this connection, and the task feeding it (none while paused).
+struct Sending {
+    track: Arc<webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample>,
+    ssrc: u32,
+    writer: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Feeds `feed` into this connection; true when a new track was added (renegotiation needed),
+/// false when an existing one was resumed.
+async fn add_track(
+    pc: &dyn PeerConnection,
+    senders: &mut BTreeMap<MediaKind, Sending>,
+    feed: Feed,
+) -> bool {
+    let kind = feed.kind();
+    if let Some(sending) = senders.get_mut(&kind) {
+        if let Some(old) = sending.writer.take() {
+            old.abort();
+        }
+        sending.writer = Some(feed.write_into(sending.track.clone(), sending.ssrc));
+        return false;
+    }
+    let (track, ssrc) = match crate::local::new_track(kind) {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::warn!(error = %e, kind = kind.as_str(), "could not create a track");
+            return false;
+        }
+    };
+    match pc.add_track(track.clone() as Arc<dyn TrackLocal>).await {
+        Ok(_sender) => {
+            let writer = Some(feed.write_into(track.clone(), ssrc));
+            senders.insert(
+                kind,
+                Sending {
+                    track,
+                    ssrc,
+                    writer,
+                },
+            );
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, kind = kind.as_str(), "could not add a track");
+            false
+        }
+    }
+}
+
+/// Carries out one action; returns the input that reports its result, if any.
+async fn execute(setup: &PeerSetup, pc: &dyn PeerConnection, action: Action) -> Option<Input> {
+    let failed = |what: &str, e: &dyn std::fmt::Display| {
+        tracing::warn!(peer = %setup.peer_id, error = %e, "{what} failed");
+        Some(Input::OperationFailed(format!("{what}: {e}")))
+    };
+    match action {
+        Action::CreateOffer { ice_restart } => {
+            let options =
+                ice_restart.then_some(rtc::peer_connection::configuration::RTCOfferOptions {
+                    ice_restart: true,
+                });
+            let offer = match pc.create_offer(options).await {
+                Ok(o) => o,
+                Err(e) => return failed("creating an offer", &e),
+            };
+            let sdp = offer.sdp.clone();
+            if let Err(e) = pc.set_local_description(offer).await {
+                return failed("setting the local offer", &e);
+            }
+            Some(Input::OfferReady(sdp))
+        }
+        Action::SendOffer(sdp) => match setup.room.send_offer(&setup.peer_id, sdp).await {
+            Ok(()) => None,
+            Err(e) => failed("sending the offer", &e),
+        },
+        Action::Rollback => {
+            match RTCSessionDescription::rollback(None) {
+                Ok(desc) => {
+                    if let Err(e) = pc.set_local_description(desc).await {
+                        tracing::warn!(peer = %setup.peer_id, error = %e, "rollback failed");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot build a rollback"),
+            }
+            None
+        }
+        Action::AcceptOffer(sdp) => {
+            let offer = match RTCSessionDescription::offer(sdp) {
+                Ok(o) => o,
+                Err(e) => return failed("reading the offer", &e),
+            };
+            if let Err(e) = pc.set_remote_description(offer).await {
+                return failed("applying the offer", &e);
+            }
+            let answer = match pc.create_answer(None).await {
+                Ok(a) => a,
+                Err(e) => return failed("creating the answer", &e),
+            };
+            let sdp = answer.sdp.clone();
+            if let Err(e) = pc.set_local_description(answer).await {
+                return failed("setting the answer", &e);
+            }
+            let _ = setup
+                .reports
+                .send(PeerReport::Negotiated(setup.peer_id.clone()));
+            Some(Input::AnswerReady(sdp))
+        }
+        Action::SendAnswer(sdp) => match setup.room.send_answer(&setup.peer_id, sdp).await {
+            Ok(()) => None,
+            Err(e) => failed("sending the answer", &e),
+        },
+        Action::ApplyAnswer(sdp) => {
+            let answer = match RTCSessionDescription::answer(sdp) {
+                Ok(a) => a,
+                Err(e) => return failed("reading the answer", &e),
+            };
+            if let Err(e) = pc.set_remote_description(answer).await {
+                return failed("applying the answer", &e);
+            }
+            let _ = setup
+                .reports
+                .send(PeerReport::Negotiated(setup.peer_id.clone()));
+            Some(Input::AnswerApplied)
+        }
+        Action::AddCandidate(json) => {
+            match serde_json::from_str::<RTCIceCandidateInit>(&json) {
+                Ok(init) => {
+                    if let Err(e) = pc.add_ice_candidate(init).await {
+                        tracing::debug!(peer = %setup.peer_id, error = %e, "a remote candidate was refused");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(peer = %setup.peer_id, error = %e, "ignoring a malformed candidate")
+                }
+            }
+            None
+        }
+        Action::GiveUp(why) => {
+            let _ = setup
+                .reports
+                .send(PeerReport::GaveUp(setup.peer_id.clone(), why));
+            None
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! What I receive from one peer: RTP reassembled into frames, decoded, checked, counted, and
+//! handed to a sink (the app draws; `huddle-peer` only counts).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use media::codec::vp8::Vp8Decoder;
+use media::VideoFrame;
+use rtc::media::io::sample_builder::SampleBuilder;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp::codec::vp8::Vp8Packet;
+use tokio::sync::mpsc;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+
+use crate::event::{MediaKind, MeshEvent};
+
+/// Where decoded video goes (the app's renderer); called on the receiving task.
+pub type VideoSink = Arc<dyn Fn(&str, MediaKind, &VideoFrame) + Send + Sync>;
+
+/// Counters of one peer's incoming media, read once a second for [`crate::PeerStats`].
+#[derive(Default)]
+pub struct Counters {
+    /// Video frames decoded.
+    pub frames: AtomicU64,
+    /// Payload bytes received.
+    pub bytes: AtomicU64,
+    /// Audio packets received.
+    pub audio_packets: AtomicU64,
+    /// Latency of the last stamped frame in microseconds (`u64::MAX`: none yet).
+    pub latency_us: AtomicU64,
+}
+
+impl Counters {
+    /// Fresh counters.
+    pub fn new() -> Arc<Self> {
+        let c = Counters::default();
+        c.latency_us.store(u64::MAX, Ordering::Relaxed);
+        Arc::new(c)
+    }
+}
+
+/// Reads one remote track until it ends.
+pub async fn receive(
+    peer_id: String,
+    track: Arc<dyn TrackRemote>,
+    counters: Arc<Counters>,
+    events: mpsc::Sender<MeshEvent>,
+    joined_at: Instant,
+    sink: Option<VideoSink>,
+) {
+    let kind =
+        MediaKind::from_track_id(&track.track_id().await).unwrap_or(match track.kind().await {
+            rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Audio => MediaKind::Audio,
+            _ => MediaKind::Video,
+        });
+    let _ = events
+        .send(MeshEvent::TrackAdded {
+            peer_id: peer_id.clone(),
+            kind,
+        })
+        .await;
+    let media_ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
+    let mut builder = SampleBuilder::new(128, Vp8Packet::default(), 90_000);
+    let mut decoder = match kind {
+        MediaKind::Audio => None,
+        _ => Vp8Decoder::new().ok(),
+    };
+    let mut first = true;
+    let mut waiting_for_keyframe = true;
+    while let Some(ev) = track.poll().await {
+        let TrackRemoteEvent::OnRtpPacket(packet) = ev else {
+            if matches!(ev, TrackRemoteEvent::OnEnded) {
+                break;
+            }
+            continue;
+        };
+        counters
+            .bytes
+            .fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
+        let Some(dec) = decoder.as_mut() else {
+            counters.audio_packets.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        builder.push(Instant::now(), packet);
+        while let Some(sample) = builder.pop(Instant::now()) {
+            match dec.decode(&sample.data) {
+                Ok(Some(frame)) => {
+                    waiting_for_keyframe = false;
+                    counters.frames.fetch_add(1, Ordering::Relaxed);
+                    if let Some(stamp) = media::stamp::read(&frame) {
+                        let now = media::stamp::now_ms();
+                        let latency = now.saturating_sub(stamp.capture_ms);
+                        counters.latency_us.store(latency * 1000, Ordering::Relaxed);
+                    }
+                    if first {
+                        first = false;
+                        let ms = joined_at.elapsed().as_millis() as u64;
+                        let _ = events
+                            .send(MeshEvent::FirstFrame {
+                                peer_id: peer_id.clone(),
+                                kind,
+                                ms_since_join: ms,
+                            })
+                            .await;
+                    }
+                    if let Some(sink) = &sink {
+                        sink(&peer_id, kind, &frame);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    // Usually a stream joined mid-way: ask the sender for a keyframe.
+                    if !waiting_for_keyframe {
+                        tracing::debug!(peer = %peer_id, error = %e, "undecodable frame; asking for a keyframe");
+                    }
+                    waiting_for_keyframe = true;
+                    let pli = PictureLossIndication {
+                        sender_ssrc: 0,
+                        media_ssrc,
+                    };
+                    let _ = track.write_rtcp(vec![Box::new(pli)]).await;
+                }
+            }
+        }
+    }
+    let _ = events.send(MeshEvent::TrackRemoved { peer_id, kind }).await;
+}

@@ -1,0 +1,353 @@
+//! `huddle-peer`: a Huddle participant in the terminal. Joins a room, sends synthetic (or no)
+//! camera, microphone and screen, receives everyone else's, and prints one JSON event per line.
+//! Reads line commands on stdin: `video on|off`, `audio on|off`, `screen on|off`, `leave`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use media::source::{AudioSource, MediaError, VideoSource};
+use media::synthetic::{TestPattern, Tone};
+use mesh::{MediaKind, Mesh, MeshConfig, MeshEvent, NetConfig, Sources};
+use serde_json::{json, Value};
+use signal::room::{JoinOptions, Privacy, SignalError, Signaling, StreamConfig, Timing};
+use signal::rtdb::{ClientConfig, RtdbClient};
+use tokio::io::AsyncBufReadExt;
+
+/// A Huddle participant in the terminal; prints JSON lines.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Database URL (huddle-db or https://<db>.firebaseio.com).
+    #[arg(long)]
+    db: String,
+    /// Database secret or token, if the database needs one.
+    #[arg(long)]
+    auth: Option<String>,
+    /// Extra CA certificate (PEM) to trust, e.g. a LAN huddle-db's tls/ca.pem.
+    #[arg(long)]
+    ca: Option<std::path::PathBuf>,
+    /// Room id.
+    #[arg(long)]
+    room: String,
+    /// Display name.
+    #[arg(long, default_value = "huddle-peer")]
+    name: String,
+    /// Create the room (with this id) before joining.
+    #[arg(long)]
+    create: bool,
+    /// The room's secret (a private room).
+    #[arg(long)]
+    private: Option<String>,
+    /// Camera.
+    #[arg(long, value_enum, default_value = "synthetic")]
+    video: Source,
+    /// Microphone.
+    #[arg(long, value_enum, default_value = "synthetic")]
+    audio: Source,
+    /// Screen share.
+    #[arg(long, value_enum, default_value = "none")]
+    screen: Source,
+    /// Video size, WIDTHxHEIGHT.
+    #[arg(long, default_value = "640x360", value_parser = parse_size)]
+    size: (u32, u32),
+    /// Video frame rate.
+    #[arg(long, default_value_t = 30)]
+    fps: u32,
+    /// Leave after this many seconds.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Gather ICE candidates on loopback only (tests on one machine).
+    #[arg(long)]
+    loopback: bool,
+    /// STUN/TURN server URL (repeatable).
+    #[arg(long = "ice-server")]
+    ice_servers: Vec<String>,
+    /// Peer id (default: random).
+    #[arg(long)]
+    peer_id: Option<String>,
+    /// Presence heartbeat period in ms (protocol default 5000; tests shorten it).
+    #[arg(long, default_value_t = 5000)]
+    heartbeat_ms: u64,
+    /// Presence bound in ms: a member silent this long is removed (protocol default 15000).
+    #[arg(long, default_value_t = 15000)]
+    expiry_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Source {
+    /// A generated pattern or tone.
+    Synthetic,
+    /// Nothing.
+    None,
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once('x')
+        .ok_or("expected WIDTHxHEIGHT, e.g. 640x360")?;
+    let w: u32 = w.parse().map_err(|_| "width is not a number")?;
+    let h: u32 = h.parse().map_err(|_| "height is not a number")?;
+    if !(16..=3840).contains(&w) || !(16..=2160).contains(&h) {
+        return Err("size must be between 16x16 and 3840x2160".into());
+    }
+    Ok((w, h))
+}
+
+struct Synthetic {
+    width: u32,
+    height: u32,
+    fps: u32,
+}
+
+impl Sources for Synthetic {
+    fn video(&self, kind: MediaKind) -> Result<Box<dyn VideoSource>, MediaError> {
+        // A screen share is larger and slower than a camera, as real ones are.
+        Ok(match kind {
+            MediaKind::Screen => Box::new(TestPattern::new(
+                self.width * 2,
+                self.height * 2,
+                (self.fps / 3).max(1),
+            )),
+            _ => Box::new(TestPattern::new(self.width, self.height, self.fps)),
+        })
+    }
+
+    fn audio(&self) -> Result<Box<dyn AudioSource>, MediaError> {
+        Ok(Box::new(Tone::speech_like()))
+    }
+}
+
+struct Out {
+    start: Instant,
+}
+
+impl Out {
+    fn print(&self, event: &str, mut fields: Value) {
+        if let Value::Object(map) = &mut fields {
+            map.insert("event".into(), json!(event));
+            map.insert(
+                "t_ms".into(),
+                json!(self.start.elapsed().as_millis() as u64),
+            );
+        }
+        println!("{fields}");
+    }
+}
+
+fn describe(ev: &MeshEvent) -> Option<(&'static str, Value)> {
+    Some(match ev {
+        MeshEvent::Joined { room, session } => {
+            ("joined", json!({"room": room, "session": session}))
+        }
+        MeshEvent::MemberJoined {
+            peer_id,
+            name,
+            streams,
+        } => (
+            "member_joined",
+            json!({"peer": peer_id, "name": name, "streams": streams}),
+        ),
+        MeshEvent::MemberLeft { peer_id, reason } => {
+            ("member_left", json!({"peer": peer_id, "reason": reason}))
+        }
+        MeshEvent::StreamChanged { peer_id, streams } => (
+            "stream_changed",
+            json!({"peer": peer_id, "streams": streams}),
+        ),
+        MeshEvent::TrackAdded { peer_id, kind } => {
+            ("track_added", json!({"from": peer_id, "kind": kind}))
+        }
+        MeshEvent::TrackRemoved { peer_id, kind } => {
+            ("track_removed", json!({"from": peer_id, "kind": kind}))
+        }
+        MeshEvent::Connection { peer_id, state } => (
+            "connection",
+            json!({"peer": peer_id, "state": format!("{state:?}").to_lowercase()}),
+        ),
+        MeshEvent::FirstFrame {
+            peer_id,
+            kind,
+            ms_since_join,
+        } => (
+            "first_frame",
+            json!({"from": peer_id, "kind": kind, "ms_since_join": ms_since_join}),
+        ),
+        MeshEvent::Stats { peer_id, stats } => {
+            let mut v = json!(stats);
+            v["peer"] = json!(peer_id);
+            ("stats", v)
+        }
+        MeshEvent::RoomClosed => ("room_closed", json!({})),
+        MeshEvent::Error { message } => ("error", json!({"message": message})),
+        _ => return None,
+    })
+}
+
+#[tokio::main]
+async fn main() {
+    let out = Out {
+        start: Instant::now(),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                // webrtc-rs warns about packets written before a connection is up: normal here.
+                "warn,rtc=error,rtc_ice=error,rtc_dtls=error,rtc_srtp=error,webrtc=error".into()
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    match run(args, &out).await {
+        Ok(()) => {}
+        Err(e) => {
+            let message = format!("{e:#}");
+            out.print("error", json!({"message": message}));
+            eprintln!("huddle-peer: {message}");
+            std::process::exit(2);
+        }
+    }
+}
+
+async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
+    let mut config = ClientConfig::new(args.db.clone());
+    if let Some(auth) = &args.auth {
+        config = config.with_secret(auth.clone());
+    }
+    if let Some(ca) = &args.ca {
+        config = config
+            .with_ca_pem(std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?);
+    }
+    let db = RtdbClient::new(config)?;
+    let peer_id = args
+        .peer_id
+        .clone()
+        .unwrap_or_else(|| signal::room::paths::random_id(16));
+    let timing = Timing {
+        heartbeat: Duration::from_millis(args.heartbeat_ms.max(50)),
+        expiry: Duration::from_millis(args.expiry_ms.max(200)),
+    };
+    let signaling = Signaling::new(db, peer_id.clone()).with_timing(timing);
+    if args.create {
+        let privacy = args
+            .private
+            .clone()
+            .map_or(Privacy::Public, Privacy::Private);
+        match signaling
+            .create_room_with_id(&args.room, &args.room, privacy)
+            .await
+        {
+            Ok(()) | Err(SignalError::RoomExists) => {}
+            Err(e) => return Err(e).context("cannot create the room"),
+        }
+    }
+    let streams = StreamConfig {
+        audio: args.audio == Source::Synthetic,
+        video: args.video == Source::Synthetic,
+        screen: args.screen == Source::Synthetic,
+    };
+    let options = JoinOptions {
+        streams,
+        secret: args.private.clone(),
+        ..JoinOptions::new(args.name.clone())
+    };
+    let mesh_config = MeshConfig {
+        net: NetConfig {
+            loopback_only: args.loopback,
+            ice_servers: ice_servers(&args.ice_servers),
+        },
+        fps: args.fps,
+        ..MeshConfig::default()
+    };
+    let sources = Arc::new(Synthetic {
+        width: args.size.0,
+        height: args.size.1,
+        fps: args.fps,
+    });
+    let (mesh, mut events) = Mesh::join(&signaling, &args.room, options, mesh_config, sources)
+        .await
+        .context("cannot join the room")?;
+    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut stdin_open = true;
+    let deadline = args
+        .duration
+        .map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+    loop {
+        let until_deadline = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Some(ev) => {
+                    let end = matches!(ev, MeshEvent::RoomClosed);
+                    if let Some((name, fields)) = describe(&ev) {
+                        out.print(name, fields);
+                    }
+                    if end {
+                        return Ok(());
+                    }
+                }
+                None => anyhow::bail!("the call ended unexpectedly"),
+            },
+            line = stdin.next_line(), if stdin_open => match line {
+                Ok(Some(line)) => {
+                    if command(&mesh, line.trim(), out).await {
+                        break;
+                    }
+                }
+                _ => stdin_open = false,
+            },
+            _ = until_deadline => break,
+        }
+    }
+    mesh.leave().await;
+    out.print("left", json!({}));
+    Ok(())
+}
+
+/// Runs one stdin command; true means "leave".
+async fn command(mesh: &Mesh, line: &str, out: &Out) -> bool {
+    let mut words = line.split_whitespace();
+    let (what, arg) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let kind = match what {
+        "leave" => return true,
+        "" => return false,
+        "video" => MediaKind::Video,
+        "audio" => MediaKind::Audio,
+        "screen" => MediaKind::Screen,
+        other => {
+            out.print("error", json!({"message": format!("unknown command {other:?}: try video|audio|screen on|off, or leave")}));
+            return false;
+        }
+    };
+    let on = match arg {
+        "on" => true,
+        "off" => false,
+        _ => {
+            out.print(
+                "error",
+                json!({"message": format!("say `{what} on` or `{what} off`")}),
+            );
+            return false;
+        }
+    };
+    if let Err(e) = mesh.set_stream(kind, on).await {
+        out.print("error", json!({"message": e.to_string()}));
+    }
+    false
+}
+
+fn ice_servers(urls: &[String]) -> Vec<mesh::IceServer> {
+    urls.iter()
+        .map(|u| mesh::IceServer {
+            urls: vec![u.clone()],
+            username: String::new(),
+            credential: String::new(),
+        })
+        .collect()
+}

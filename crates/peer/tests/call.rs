@@ -1,0 +1,302 @@
+//! Real calls on loopback: several `huddle-peer` processes in one room on an in-process
+//! huddle-db, every connection a real webrtc-rs PeerConnection gathering on 127.0.0.1 only.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(30);
+
+struct Peer {
+    name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<Value>,
+    seen: Vec<Value>,
+}
+
+impl Peer {
+    fn spawn(db: &str, room: &str, name: &str, extra: &[&str]) -> Peer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_huddle-peer"))
+            .args([
+                "--db",
+                db,
+                "--room",
+                room,
+                "--name",
+                name,
+                "--peer-id",
+                &format!("{name}-0000000"),
+            ])
+            .args([
+                "--loopback",
+                "--size",
+                "160x96",
+                "--fps",
+                "15",
+                "--heartbeat-ms",
+                "300",
+                "--expiry-ms",
+                "2000",
+            ])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(v) => {
+                        if tx.send(v).is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => panic!("not a JSON line: {line}"),
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Peer {
+            name: name.to_owned(),
+            child,
+            stdin,
+            lines: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    fn id(name: &str) -> String {
+        format!("{name}-0000000")
+    }
+
+    /// Takes in every line printed so far; the index after them marks "from now on".
+    fn mark(&mut self) -> usize {
+        while let Ok(v) = self.lines.try_recv() {
+            self.seen.push(v);
+        }
+        self.seen.len()
+    }
+
+    /// Waits for an event matching `pred`; returns it. Fails after `T`.
+    fn wait(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        self.wait_from(0, what, pred)
+    }
+
+    /// Like `wait`, considering only events from index `from` on.
+    fn wait_from(&mut self, from: usize, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(v) = self.seen.iter().skip(from).find(|v| pred(v)) {
+            return v.clone();
+        }
+        let deadline = Instant::now() + T;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(v) => {
+                    self.seen.push(v.clone());
+                    if pred(&v) {
+                        return v;
+                    }
+                }
+                Err(_) => panic!(
+                    "{}: no {what} within {T:?}; saw {:#?}",
+                    self.name, self.seen
+                ),
+            }
+        }
+    }
+
+    fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn first_frame_from(&mut self, other: &str, kind: &str) -> Value {
+        let from = Peer::id(other);
+        let kind = kind.to_owned();
+        self.wait(&format!("first {kind} frame from {other}"), move |v| {
+            v["event"] == "first_frame" && v["from"] == from.as_str() && v["kind"] == kind.as_str()
+        })
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn db() -> (tempfile::TempDir, rtdb::Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = rtdb::ServerConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_owned());
+    config.rules_file =
+        Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../database.rules.json"));
+    let server = rtdb::Server::start(config).await.unwrap();
+    (dir, server)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_peers_form_a_full_mesh_toggle_leave_and_crash() {
+    let (_dir, server) = db().await;
+    let url = server.url();
+    blocking(move || {
+        let mut a = Peer::spawn(&url, "mesh-room", "a", &["--create"]);
+        a.wait("joined", |v| v["event"] == "joined");
+        let mut b = Peer::spawn(&url, "mesh-room", "b", &[]);
+        let mut c = Peer::spawn(&url, "mesh-room", "c", &[]);
+        // Every peer decodes every other's video and receives their audio.
+        for (p, others) in [
+            (&mut a, ["b", "c"]),
+            (&mut b, ["a", "c"]),
+            (&mut c, ["a", "b"]),
+        ] {
+            for o in others {
+                p.first_frame_from(o, "video");
+                let id = Peer::id(o);
+                p.wait(&format!("audio from {o}"), move |v| {
+                    v["event"] == "stats"
+                        && v["peer"] == id.as_str()
+                        && v["audio_packets"].as_u64().unwrap_or(0) > 10
+                });
+            }
+        }
+        // a turns its camera off and on: the others see the change, its video stops, then resumes.
+        let marks = [b.mark(), c.mark()];
+        a.send("video off");
+        for (p, mark) in [(&mut b, marks[0]), (&mut c, marks[1])] {
+            p.wait_from(mark, "a's camera off", |v| {
+                v["event"] == "stream_changed"
+                    && v["peer"] == "a-0000000"
+                    && v["streams"]["video"] == false
+            });
+            p.wait_from(mark, "a's video stopped", |v| {
+                v["event"] == "stats"
+                    && v["peer"] == "a-0000000"
+                    && v["fps"].as_f64() == Some(0.0)
+                    && v["audio_packets"].as_u64() > Some(0)
+            });
+        }
+        let marks = [b.mark(), c.mark()];
+        a.send("video on");
+        for (p, mark) in [(&mut b, marks[0]), (&mut c, marks[1])] {
+            p.wait_from(mark, "a's camera on", |v| {
+                v["event"] == "stream_changed"
+                    && v["peer"] == "a-0000000"
+                    && v["streams"]["video"] == true
+            });
+            p.wait_from(mark, "a's video flowing again", |v| {
+                v["event"] == "stats"
+                    && v["peer"] == "a-0000000"
+                    && v["fps"].as_f64().unwrap_or(0.0) >= 5.0
+            });
+        }
+        // c leaves cleanly; b is killed.
+        c.send("leave");
+        c.wait("left", |v| v["event"] == "left");
+        assert!(c.child.wait().unwrap().success(), "a clean leave exits 0");
+        a.wait("c left", |v| {
+            v["event"] == "member_left" && v["peer"] == "c-0000000" && v["reason"] == "left"
+        });
+        b.child.kill().unwrap();
+        let _ = b.child.wait();
+        a.wait("b dropped", |v| {
+            v["event"] == "member_left" && v["peer"] == "b-0000000"
+        });
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_rooms_and_clear_errors() {
+    let (_dir, server) = db().await;
+    let url = server.url();
+    blocking(move || {
+        let mut a = Peer::spawn(
+            &url,
+            "secret-room",
+            "a",
+            &["--create", "--private", "s3cret", "--audio", "none"],
+        );
+        a.wait("joined", |v| v["event"] == "joined");
+        let mut b = Peer::spawn(
+            &url,
+            "secret-room",
+            "b",
+            &["--private", "s3cret", "--audio", "none"],
+        );
+        b.first_frame_from("a", "video");
+        a.first_frame_from("b", "video");
+        // The wrong secret, a missing room and an unreachable database: exit 2 with words.
+        for (args, words) in [
+            (vec!["--private", "wrong"], "wrong secret"),
+            (vec![], "needs its secret"),
+        ] {
+            let mut x = Peer::spawn(&url, "secret-room", "x", &args);
+            let err = x.wait("error", |v| v["event"] == "error");
+            assert!(err["message"].as_str().unwrap().contains(words), "{err}");
+            assert_eq!(x.child.wait().unwrap().code(), Some(2));
+        }
+        let mut x = Peer::spawn(&url, "no-such-room", "x", &[]);
+        let err = x.wait("error", |v| v["event"] == "error");
+        assert!(
+            err["message"].as_str().unwrap().contains("does not exist"),
+            "{err}"
+        );
+        assert_eq!(x.child.wait().unwrap().code(), Some(2));
+        let mut x = Peer::spawn("http://127.0.0.1:9", "room", "x", &[]);
+        let err = x.wait("error", |v| v["event"] == "error");
+        assert!(
+            err["message"]
+                .as_str()
+                .unwrap()
+                .contains("cannot reach the database"),
+            "{err}"
+        );
+        assert_eq!(x.child.wait().unwrap().code(), Some(2));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crossing_renegotiations_resolve() {
+    let (_dir, server) = db().await;
+    let url = server.url();
+    blocking(move || {
+        let mut a = Peer::spawn(&url, "glare", "a", &["--create", "--audio", "none"]);
+        a.wait("joined", |v| v["event"] == "joined");
+        let mut b = Peer::spawn(&url, "glare", "b", &["--audio", "none"]);
+        a.first_frame_from("b", "video");
+        b.first_frame_from("a", "video");
+        // Both start sharing their screens at the same moment: offers cross.
+        a.send("screen on");
+        b.send("screen on");
+        a.first_frame_from("b", "screen");
+        b.first_frame_from("a", "screen");
+        let kinds: BTreeSet<String> = a
+            .seen
+            .iter()
+            .filter(|v| v["event"] == "track_added")
+            .map(|v| v["kind"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(
+            kinds.contains("screen") && kinds.contains("video"),
+            "{kinds:?}"
+        );
+    })
+    .await;
+}
