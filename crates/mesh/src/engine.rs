@@ -1,5 +1,6 @@
 //! The room task: membership from the signaling, one peer task per remote member, the local
-//! streams (one encoder each, shared by every connection), and statistics.
+//! streams (one encoder each, shared by every connection), the call's audio playout, and
+//! statistics.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -15,6 +16,7 @@ use crate::local::{self, LocalStream};
 use crate::negotiation::{Input, RepairPolicy};
 use crate::pc::NetConfig;
 use crate::peer::{self, PeerCommand, PeerReport, PeerSetup};
+use crate::playout::{self, AudioPlayout, AudioStreams, PlayoutTask, SharedAudioSink};
 use crate::remote::{Counters, VideoSink};
 use crate::MeshError;
 
@@ -39,6 +41,9 @@ pub struct MeshConfig {
     pub video_kbps: u32,
     /// Where decoded remote video goes.
     pub sink: Option<VideoSink>,
+    /// Where the mix of everyone's audio goes. With none, remote audio is still decoded and
+    /// measured (statistics, who is speaking), just not played.
+    pub audio_sink: Option<SharedAudioSink>,
     /// How often statistics are reported.
     pub stats_every: Duration,
 }
@@ -51,6 +56,7 @@ impl Default for MeshConfig {
             fps: 30,
             video_kbps: 800,
             sink: None,
+            audio_sink: None,
             stats_every: Duration::from_secs(1),
         }
     }
@@ -83,6 +89,10 @@ struct RoomTask {
     peers: BTreeMap<String, PeerEntry>,
     local: BTreeMap<MediaKind, LocalStream>,
     joined_at: Instant,
+    /// Every remote audio track of the call, fed by the receive tasks.
+    audio: AudioStreams,
+    /// Plays `audio`; stops when the room task ends (dropped with it).
+    _playout: PlayoutTask,
 }
 
 impl Mesh {
@@ -99,6 +109,9 @@ impl Mesh {
         let (room, room_events) = signaling.join(room_id, options).await?;
         let (events, events_rx) = mpsc::channel(1024);
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
+        let audio = AudioStreams::new();
+        let playout = AudioPlayout::new(audio.clone(), config.audio_sink.clone());
+        let playout = playout::spawn(playout, events.clone());
         let mut task = RoomTask {
             room: Arc::new(room),
             me: signaling.peer_id().to_owned(),
@@ -109,6 +122,8 @@ impl Mesh {
             peers: BTreeMap::new(),
             local: BTreeMap::new(),
             joined_at,
+            audio,
+            _playout: playout,
         };
         for (kind, on) in [
             (MediaKind::Audio, wanted.audio),
@@ -218,7 +233,17 @@ impl RoomTask {
         for (_, peer) in std::mem::take(&mut self.peers) {
             let _ = peer.cmd.send(PeerCommand::Close);
         }
+        self.audio.clear();
         self.local.clear();
+    }
+
+    /// Closes the connection to `peer_id`, if any, and stops playing its audio at once (its
+    /// tracks may take a while to report their end).
+    fn remove_peer(&mut self, peer_id: &str) {
+        if let Some(peer) = self.peers.remove(peer_id) {
+            let _ = peer.cmd.send(PeerCommand::Close);
+        }
+        self.audio.remove_peer(peer_id);
     }
 
     async fn set_stream(&mut self, kind: MediaKind, on: bool) -> Result<(), MeshError> {
@@ -250,9 +275,7 @@ impl RoomTask {
                 self.add_peer(member.peer_id, i_offer);
             }
             RoomEvent::MemberLeft { peer_id, reason } => {
-                if let Some(peer) = self.peers.remove(&peer_id) {
-                    let _ = peer.cmd.send(PeerCommand::Close);
-                }
+                self.remove_peer(&peer_id);
                 let reason = format!("{reason:?}").to_lowercase();
                 self.emit(MeshEvent::MemberLeft { peer_id, reason }).await;
             }
@@ -276,6 +299,7 @@ impl RoomTask {
                 for (_, peer) in std::mem::take(&mut self.peers) {
                     let _ = peer.cmd.send(PeerCommand::Close);
                 }
+                self.audio.clear();
             }
             RoomEvent::RoomClosed => {
                 self.emit(MeshEvent::RoomClosed).await;
@@ -302,11 +326,9 @@ impl RoomTask {
     }
 
     fn add_peer(&mut self, peer_id: String, i_offer: bool) {
-        if let Some(old) = self.peers.remove(&peer_id) {
-            let _ = old.cmd.send(PeerCommand::Close);
-        }
+        self.remove_peer(&peer_id);
         let (cmd, cmd_rx) = mpsc::unbounded_channel();
-        let counters = Counters::new();
+        let counters = Counters::new(self.audio.clone());
         let setup = PeerSetup {
             peer_id: peer_id.clone(),
             me: self.me.clone(),
@@ -342,9 +364,7 @@ impl RoomTask {
                 }
             }
             PeerReport::GaveUp(peer_id, why) => {
-                if let Some(peer) = self.peers.remove(&peer_id) {
-                    let _ = peer.cmd.send(PeerCommand::Close);
-                }
+                self.remove_peer(&peer_id);
                 self.emit(MeshEvent::Error {
                     message: format!("{peer_id}: {why}"),
                 })
@@ -366,6 +386,8 @@ impl RoomTask {
                 bitrate_kbps: (bytes - p.last_bytes) as f64 * 8.0 / 1000.0 / secs,
                 rtt_ms: None,
                 audio_packets: p.counters.audio_packets.load(Ordering::Relaxed),
+                audio_frames_played: p.counters.playout.played.load(Ordering::Relaxed),
+                audio_concealed: p.counters.playout.concealed.load(Ordering::Relaxed),
                 latency_ms: (latency != u64::MAX).then(|| latency as f64 / 1000.0),
             };
             p.last_frames = frames;

@@ -51,6 +51,11 @@ pub struct PeerStats {
     pub rtt_ms: Option<f64>,
     /// Audio packets received so far.
     pub audio_packets: u64,
+    /// Audio frames decoded from received packets and played out so far.
+    pub audio_frames_played: u64,
+    /// Audio frames concealed so far (a packet lost, late or undecodable): with
+    /// `audio_frames_played`, how much of what was heard was made up.
+    pub audio_concealed: u64,
     /// Glass-to-glass latency of the last decoded frame (from the timestamp in its pixels).
     pub latency_ms: Option<f64>,
 }
@@ -118,6 +123,16 @@ pub enum MeshEvent {
         kind: MediaKind,
         /// Since I joined.
         ms_since_join: u64,
+    },
+    /// A remote participant started or stopped speaking (emitted on a change only, so the app
+    /// can highlight the active speaker without being flooded every 20 ms).
+    AudioLevel {
+        /// Who.
+        peer_id: String,
+        /// Their audio level when the change was detected, in dBFS (-100 for silence).
+        level_dbfs: f32,
+        /// Whether they are speaking now.
+        speaking: bool,
     },
     /// Statistics for one peer.
     Stats {

@@ -5,7 +5,9 @@
 //! - [`negotiation`]: the pure state machine for one peer (perfect negotiation, repair);
 //! - [`engine`]: the room task (membership, local streams, stats) and [`Mesh`], its handle;
 //! - `peer`: one task per remote peer owning its PeerConnection; `local`/`remote`: media in
-//!   and out.
+//!   and out;
+//! - [`playout`]: the call's single audio playout clock (jitter buffers, decoding, mixing,
+//!   who is speaking).
 
 #![forbid(unsafe_code)]
 
@@ -16,11 +18,13 @@ mod local;
 pub mod negotiation;
 pub mod pc;
 mod peer;
+pub mod playout;
 pub mod remote;
 
 pub use engine::{Mesh, MeshConfig, Sources};
 pub use event::{MediaKind, MeshEvent, PeerStats};
 pub use pc::{IceServer, NetConfig};
+pub use playout::{AudioSink, SharedAudioSink};
 
 /// Errors of the engine, in words a user understands.
 #[derive(Debug, thiserror::Error)]

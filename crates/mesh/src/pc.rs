@@ -2,6 +2,7 @@
 //! into messages for the task that owns it.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use webrtc::media_stream::track_remote::TrackRemote;
@@ -96,6 +97,9 @@ pub async fn build(
         register_default_interceptors(Registry::new(), &mut media).map_err(MeshError::webrtc)?;
     let settings = SettingEngineBuilder::default()
         .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        // webrtc-rs paces connectivity checks every 200 ms by default, so even a loopback call
+        // waits a tick before its first check; libwebrtc paces at ~50 ms. Same 1.4 s budget.
+        .with_ice_connection_attempts(Some(Duration::from_millis(50)), Some(28))
         .build();
     let config = RTCConfigurationBuilder::new()
         .with_ice_servers(

@@ -1,5 +1,7 @@
-//! What I receive from one peer: RTP reassembled into frames, decoded, checked, counted, and
-//! handed to a sink (the app draws; `huddle-peer` only counts).
+//! What I receive from one peer: video RTP reassembled into frames, decoded, checked, counted,
+//! and handed to a sink (the app draws; `huddle-peer` only counts); audio RTP handed to the
+//! call's playout (see [`crate::playout`]), which decodes and mixes every peer's audio on one
+//! clock.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,12 +16,14 @@ use tokio::sync::mpsc;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
 use crate::event::{MediaKind, MeshEvent};
+use crate::playout::{AudioStreams, PlayoutCounters};
 
 /// Where decoded video goes (the app's renderer); called on the receiving task.
 pub type VideoSink = Arc<dyn Fn(&str, MediaKind, &VideoFrame) + Send + Sync>;
 
-/// Counters of one peer's incoming media, read once a second for [`crate::PeerStats`].
-#[derive(Default)]
+/// Counters of one peer's incoming media, read once a second for [`crate::PeerStats`], and the
+/// call's audio playout that this peer's audio tracks feed (it travels with the counters because
+/// both are per-call context every receive task of the peer needs).
 pub struct Counters {
     /// Video frames decoded.
     pub frames: AtomicU64,
@@ -29,14 +33,23 @@ pub struct Counters {
     pub audio_packets: AtomicU64,
     /// Latency of the last stamped frame in microseconds (`u64::MAX`: none yet).
     pub latency_us: AtomicU64,
+    /// Audio frames played and concealed (counted by the playout task).
+    pub playout: Arc<PlayoutCounters>,
+    /// The call's registry of remote audio streams.
+    pub audio: AudioStreams,
 }
 
 impl Counters {
-    /// Fresh counters.
-    pub fn new() -> Arc<Self> {
-        let c = Counters::default();
-        c.latency_us.store(u64::MAX, Ordering::Relaxed);
-        Arc::new(c)
+    /// Fresh counters for a peer whose audio plays through `audio`.
+    pub fn new(audio: AudioStreams) -> Arc<Self> {
+        Arc::new(Counters {
+            frames: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            audio_packets: AtomicU64::new(0),
+            latency_us: AtomicU64::new(u64::MAX),
+            playout: Arc::default(),
+            audio,
+        })
     }
 }
 
@@ -66,6 +79,23 @@ pub async fn receive(
         MediaKind::Audio => None,
         _ => Vp8Decoder::new().ok(),
     };
+    // Registered for as long as this task reads the track: dropping the guard (track ended,
+    // task gone) takes the stream out of the mix.
+    let audio = match kind {
+        MediaKind::Audio => {
+            match counters
+                .audio
+                .register(&peer_id, media_ssrc, counters.playout.clone())
+            {
+                Ok(guard) => Some(guard),
+                Err(e) => {
+                    tracing::warn!(peer = %peer_id, error = %e, "cannot play this peer's audio");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     let mut first = true;
     let mut waiting_for_keyframe = true;
     while let Some(ev) = track.poll().await {
@@ -78,8 +108,19 @@ pub async fn receive(
         counters
             .bytes
             .fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
-        let Some(dec) = decoder.as_mut() else {
+        if kind == MediaKind::Audio {
             counters.audio_packets.fetch_add(1, Ordering::Relaxed);
+            // Padding-only packets carry no audio; Opus would read an empty one as a loss.
+            if let (Some(audio), false) = (&audio, packet.payload.is_empty()) {
+                audio.push(
+                    packet.header.sequence_number,
+                    packet.payload.to_vec(),
+                    Instant::now(),
+                );
+            }
+            continue;
+        }
+        let Some(dec) = decoder.as_mut() else {
             continue;
         };
         builder.push(Instant::now(), packet);
@@ -124,5 +165,6 @@ pub async fn receive(
             }
         }
     }
+    drop(audio);
     let _ = events.send(MeshEvent::TrackRemoved { peer_id, kind }).await;
 }

@@ -174,6 +174,19 @@ fn describe(ev: &MeshEvent) -> Option<(&'static str, Value)> {
             "first_frame",
             json!({"from": peer_id, "kind": kind, "ms_since_join": ms_since_join}),
         ),
+        MeshEvent::AudioLevel {
+            peer_id,
+            level_dbfs,
+            speaking,
+        } => (
+            "audio_level",
+            // A tenth of a dB is all a level meter shows; the rest is f32 noise in the JSON.
+            json!({
+                "peer": peer_id,
+                "level_dbfs": (f64::from(*level_dbfs) * 10.0).round() / 10.0,
+                "speaking": speaking,
+            }),
+        ),
         MeshEvent::Stats { peer_id, stats } => {
             let mut v = json!(stats);
             v["peer"] = json!(peer_id);

@@ -222,6 +222,29 @@ async fn three_peers_form_a_full_mesh_toggle_leave_and_crash() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_audio_is_played_and_its_speaker_detected() {
+    let (_dir, server) = db().await;
+    let url = server.url();
+    blocking(move || {
+        let mut a = Peer::spawn(&url, "voice", "a", &["--create", "--video", "none"]);
+        a.wait("joined", |v| v["event"] == "joined");
+        let _b = Peer::spawn(&url, "voice", "b", &["--video", "none"]);
+        // b sends the speech-like tone: a hears it, plays it out and sees b start speaking.
+        let played = |v: &Value| v["audio_frames_played"].as_u64().unwrap_or(0);
+        let first = a.wait("b's audio played", |v| {
+            v["event"] == "stats" && v["peer"] == "b-0000000" && played(v) > 10
+        });
+        a.wait("b speaking", |v| {
+            v["event"] == "audio_level" && v["peer"] == "b-0000000" && v["speaking"] == true
+        });
+        a.wait("b's audio still playing", |v| {
+            v["event"] == "stats" && v["peer"] == "b-0000000" && played(v) > played(&first) + 25
+        });
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_rooms_and_clear_errors() {
     let (_dir, server) = db().await;
     let url = server.url();
