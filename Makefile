@@ -22,7 +22,9 @@ test: deps
 
 ## Benchmarks (figures go to docs/benchmarks.md by hand).
 bench: deps
-	cargo run --release -p rtdb --bin huddle-db-bench
+	cargo build --release -p rtdb -p peer
+	$(CARGO_TARGET_DIR)/release/huddle-db-bench
+	$(CARGO_TARGET_DIR)/release/huddle-mesh-bench
 
 fmt:
 	cargo fmt --all
