@@ -212,32 +212,11 @@ impl Signaling {
 
     /// Creates a room and returns its id.
     pub async fn create_room(&self, name: &str, privacy: Privacy) -> Result<String, SignalError> {
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > model::MAX_NAME {
-            return Err(SignalError::Invalid(format!(
-                "a room name needs 1 to {} characters",
-                model::MAX_NAME
-            )));
-        }
         for _ in 0..3 {
             let id = paths::random_id(20);
-            let mut info = json!({
-                "name": name,
-                "secured": matches!(privacy, Privacy::Private(_)),
-                "createdAt": crate::rtdb::server_timestamp(),
-                "createdBy": self.me,
-            });
-            if let Privacy::Private(secret) = &privacy {
-                let key = derive_key(secret, &id).await?;
-                info["check"] = Value::String(key.make_check(&id));
-            }
-            match self
-                .db
-                .set_if(&paths::room(&id), &info, "null_etag")
-                .await?
-            {
-                Conditional::Written(_) => return Ok(id),
-                Conditional::Conflict { .. } => continue,
+            match self.create_room_with_id(&id, name, privacy.clone()).await {
+                Err(SignalError::RoomExists) => continue,
+                other => return other.map(|()| id),
             }
         }
         Err(SignalError::Invalid("could not pick a free room id".into()))
