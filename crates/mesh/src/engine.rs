@@ -380,11 +380,12 @@ impl RoomTask {
             let frames = p.counters.frames.load(Ordering::Relaxed);
             let bytes = p.counters.bytes.load(Ordering::Relaxed);
             let latency = p.counters.latency_us.load(Ordering::Relaxed);
+            let rtt = p.counters.rtt_us.load(Ordering::Relaxed);
             let stats = PeerStats {
                 frames_decoded: frames,
                 fps: (frames - p.last_frames) as f64 / secs,
                 bitrate_kbps: (bytes - p.last_bytes) as f64 * 8.0 / 1000.0 / secs,
-                rtt_ms: None,
+                rtt_ms: (rtt != u64::MAX).then(|| rtt as f64 / 1000.0),
                 audio_packets: p.counters.audio_packets.load(Ordering::Relaxed),
                 audio_frames_played: p.counters.playout.played.load(Ordering::Relaxed),
                 audio_concealed: p.counters.playout.concealed.load(Ordering::Relaxed),

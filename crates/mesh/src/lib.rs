@@ -14,6 +14,7 @@
 mod codecs;
 pub mod engine;
 pub mod event;
+pub mod keyframe;
 mod local;
 pub mod negotiation;
 pub mod pc;

@@ -19,9 +19,11 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use tokio::sync::broadcast;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 
 use crate::codecs::{opus_codec, vp8_codec, OPUS_PT, VP8_PT};
 use crate::event::MediaKind;
+use crate::keyframe::{is_keyframe_request, Keyframes};
 use crate::MeshError;
 
 /// One encoded frame or audio packet and how long it lasts.
@@ -32,14 +34,20 @@ pub struct LocalStream {
     /// The kind.
     pub kind: MediaKind,
     tx: broadcast::Sender<Encoded>,
-    keyframe: Arc<AtomicBool>,
+    keyframe: Arc<Keyframes>,
     stop: Arc<AtomicBool>,
 }
 
 impl LocalStream {
     /// Asks the encoder for a keyframe (a peer connected, or lost a picture).
     pub fn request_keyframe(&self) {
-        self.keyframe.store(true, Ordering::Relaxed);
+        self.keyframe.force();
+    }
+
+    /// The stream's keyframe flag and its rate limit for remote requests.
+    #[cfg(test)]
+    pub fn keyframes(&self) -> &Arc<Keyframes> {
+        &self.keyframe
     }
 
     /// A new connection's feed of this stream.
@@ -56,7 +64,7 @@ impl LocalStream {
 pub struct Feed {
     kind: MediaKind,
     rx: broadcast::Receiver<Encoded>,
-    keyframe: Arc<AtomicBool>,
+    keyframe: Arc<Keyframes>,
 }
 
 impl Feed {
@@ -65,8 +73,11 @@ impl Feed {
         self.kind
     }
 
-    /// Starts a task writing the stream into `track` (this connection's track of this kind);
-    /// it ends when the stream stops or the returned handle is aborted.
+    /// Starts a task writing the stream into `track` (this connection's track of this kind) and
+    /// passing the keyframe requests the remote sends about that track (PLI/FIR, see
+    /// [`crate::keyframe`]) to the stream's encoder, rate-limited; it ends when the stream stops
+    /// or the returned handle is aborted. While a track is paused nobody reads its requests,
+    /// which is fine: the remote receives nothing, so it has nothing to ask about.
     pub fn write_into(
         mut self,
         track: Arc<TrackLocalStaticSample>,
@@ -79,8 +90,20 @@ impl Feed {
         };
         let writer = track;
         tokio::spawn(async move {
+            // `poll` answers None once the track is unbound (the connection closed).
+            let mut feedback_open = true;
             loop {
-                match self.rx.recv().await {
+                let received = tokio::select! {
+                    r = self.rx.recv() => r,
+                    ev = writer.poll(), if feedback_open => {
+                        match ev {
+                            Some(ev) => self.on_feedback(ev, ssrc),
+                            None => feedback_open = false,
+                        }
+                        continue;
+                    }
+                };
+                match received {
                     Ok((data, duration)) => {
                         let sample = Sample {
                             data,
@@ -92,13 +115,37 @@ impl Feed {
                         }
                     }
                     // This connection fell behind: skip to the present, from a keyframe.
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        self.keyframe.store(true, Ordering::Relaxed)
-                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.keyframe.set(),
                     Err(broadcast::error::RecvError::Closed) => return,
                 }
             }
         })
+    }
+}
+
+impl Feed {
+    /// RTCP about this connection's track of the stream: a keyframe request forces a keyframe
+    /// from the stream's encoder unless one was forced very recently.
+    fn on_feedback(&self, ev: TrackLocalEvent, ssrc: u32) {
+        let TrackLocalEvent::OnRtcpPacket(packets) = ev else {
+            return;
+        };
+        if self.kind == MediaKind::Audio || !packets.iter().any(|p| is_keyframe_request(p.as_ref()))
+        {
+            return;
+        }
+        let forced = self.keyframe.requested_by_peer();
+        tracing::debug!(
+            kind = self.kind.as_str(),
+            ssrc,
+            forced,
+            "keyframe request from the remote (PLI/FIR){}",
+            if forced {
+                ""
+            } else {
+                "; one was forced less than 500 ms ago"
+            }
+        );
     }
 }
 
@@ -141,7 +188,7 @@ pub fn start_video(
     fps: u32,
     bitrate_kbps: u32,
 ) -> Result<LocalStream, MeshError> {
-    let keyframe = Arc::new(AtomicBool::new(true));
+    let keyframe = Arc::new(Keyframes::new(true));
     let bitrate = Arc::new(AtomicU32::new(bitrate_kbps));
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, _) = broadcast::channel::<Encoded>(8);
@@ -188,7 +235,7 @@ pub fn start_video(
                     if want != current_kbps && enc.set_bitrate(want).is_ok() {
                         current_kbps = want;
                     }
-                    let force = keyframe.swap(false, Ordering::Relaxed);
+                    let force = keyframe.take();
                     match enc.encode(&frame, force) {
                         Ok(packets) => {
                             for p in packets {
@@ -249,7 +296,112 @@ pub fn start_audio(mut source: Box<dyn AudioSource>) -> Result<LocalStream, Mesh
     Ok(LocalStream {
         kind: MediaKind::Audio,
         tx,
-        keyframe: Arc::new(AtomicBool::new(false)),
+        keyframe: Arc::new(Keyframes::new(false)),
         stop,
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a panic is the failure report
+mod tests {
+    use super::*;
+    use crate::pc::{self, NetConfig, PcEvent};
+    use crate::playout::AudioStreams;
+    use crate::remote::{self, Counters};
+    use media::synthetic::TestPattern;
+    use tokio::sync::mpsc;
+    use webrtc::peer_connection::PeerConnection;
+
+    /// Sends every local candidate of one side to the other; hands its remote tracks to `tracks`.
+    fn pump(
+        mut events: mpsc::UnboundedReceiver<PcEvent>,
+        other: Arc<dyn PeerConnection>,
+        tracks: mpsc::UnboundedSender<Arc<dyn webrtc::media_stream::track_remote::TrackRemote>>,
+    ) {
+        tokio::spawn(async move {
+            while let Some(ev) = events.recv().await {
+                match ev {
+                    PcEvent::Candidate(c) => {
+                        let _ = other.add_ice_candidate(c).await;
+                    }
+                    PcEvent::Track(t) => {
+                        let _ = tracks.send(t);
+                    }
+                    PcEvent::Link(_) => {}
+                }
+            }
+        });
+    }
+
+    /// A receiver that missed the stream's keyframe (nothing forces one on connection here)
+    /// decodes video only because its PLI reaches the encoder: the encoder's own keyframe
+    /// interval is 3000 frames.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_late_receiver_gets_a_keyframe_by_asking_for_it() {
+        let net = NetConfig {
+            loopback_only: true,
+            ..Default::default()
+        };
+        let (sender, sender_events) = pc::build(&net).await.unwrap();
+        let (receiver, receiver_events) = pc::build(&net).await.unwrap();
+        let stream = start_video(
+            MediaKind::Video,
+            Box::new(TestPattern::new(160, 96, 15)),
+            15,
+            300,
+        )
+        .unwrap();
+        // The first frame is the stream's keyframe; let it go by with nobody listening.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!stream.keyframes().take(), "no keyframe pending");
+        let (track, ssrc) = new_track(MediaKind::Video).unwrap();
+        sender
+            .add_track(track.clone() as Arc<dyn TrackLocal>)
+            .await
+            .unwrap();
+        let writer = stream.subscribe().write_into(track, ssrc);
+
+        let offer = sender.create_offer(None).await.unwrap();
+        sender.set_local_description(offer.clone()).await.unwrap();
+        receiver.set_remote_description(offer).await.unwrap();
+        let answer = receiver.create_answer(None).await.unwrap();
+        receiver
+            .set_local_description(answer.clone())
+            .await
+            .unwrap();
+        sender.set_remote_description(answer).await.unwrap();
+        let (tracks_tx, mut tracks) = mpsc::unbounded_channel();
+        pump(sender_events, receiver.clone(), tracks_tx.clone());
+        pump(receiver_events, sender.clone(), tracks_tx);
+
+        let counters = Counters::new(AudioStreams::new());
+        let (events, mut events_rx) = mpsc::channel(64);
+        tokio::spawn(async move { while events_rx.recv().await.is_some() {} });
+        let track = tokio::time::timeout(Duration::from_secs(10), tracks.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        tokio::spawn(remote::receive(
+            "sender".into(),
+            track,
+            counters.clone(),
+            events,
+            Instant::now(),
+            None,
+        ));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while counters.frames.load(Ordering::Relaxed) < 5 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let frames = counters.frames.load(Ordering::Relaxed);
+        let asked = stream.keyframes().forced_for_peers();
+        writer.abort();
+        let _ = sender.close().await;
+        let _ = receiver.close().await;
+        assert!(
+            asked >= 1,
+            "the PLI never reached the encoder ({frames} frames)"
+        );
+        assert!(frames >= 5, "only {frames} frames decoded");
+    }
 }

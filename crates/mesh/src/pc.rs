@@ -13,9 +13,11 @@ use webrtc::peer_connection::{
     RTCPeerConnectionState, SettingEngineBuilder,
 };
 
+use rtc::interceptor::Slot;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 
 use crate::codecs::{opus_codec, vp8_codec};
+use crate::keyframe::{KeyframeRequestsToApp, KEYFRAME_REQUESTS_SLOT};
 use crate::negotiation::Link;
 use crate::MeshError;
 
@@ -80,7 +82,8 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
-/// A new PeerConnection with VP8 and Opus, the default interceptors (NACK, RTCP reports), and
+/// A new PeerConnection with VP8 and Opus, the default interceptors (NACK, RTCP reports) plus
+/// one passing keyframe requests to the application, and
 /// mDNS off (we exchange real addresses through encrypted or trusted signaling, and mDNS needs
 /// multicast, which a loopback-only namespace does not have).
 pub async fn build(
@@ -93,8 +96,13 @@ pub async fn build(
     media
         .register_codec(opus_codec(), RtpCodecKind::Audio)
         .map_err(MeshError::webrtc)?;
-    let registry =
-        register_default_interceptors(Registry::new(), &mut media).map_err(MeshError::webrtc)?;
+    let registry = register_default_interceptors(Registry::new(), &mut media)
+        .map_err(MeshError::webrtc)?
+        // Without it the sender never sees a PLI or FIR (see `keyframe`).
+        .with(
+            Slot::from(KEYFRAME_REQUESTS_SLOT),
+            KeyframeRequestsToApp::default(),
+        );
     let settings = SettingEngineBuilder::default()
         .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
         // webrtc-rs paces connectivity checks every 200 ms by default, so even a loopback call

@@ -2,13 +2,17 @@
 //! carries out its actions through webrtc-rs and the room's signaling.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use signal::room::{Candidate, RoomHandle};
 use tokio::sync::mpsc;
 use webrtc::media_stream::track_local::TrackLocal;
-use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCSessionDescription};
+use webrtc::peer_connection::{
+    PeerConnection, RTCIceCandidateInit, RTCSessionDescription, RTCStatsReport,
+    RTCStatsReportEntry, StatsSelector,
+};
 
 use crate::event::{MediaKind, MeshEvent};
 use crate::local::Feed;
@@ -91,6 +95,7 @@ pub async fn run(
         pending.extend(neg.handle(Input::NegotiationNeeded, Instant::now()));
     }
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut rtt_tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         // Carry out what the machine asked; each result is fed back in order.
         while !pending.is_empty() {
@@ -148,6 +153,13 @@ pub async fn run(
                 }
             },
             _ = tick.tick() => pending.extend(neg.handle(Input::Tick, Instant::now())),
+            _ = rtt_tick.tick() => {
+                let report = pc.get_stats(Instant::now(), StatsSelector::None).await;
+                if let Some(rtt) = round_trip_time(&report) {
+                    let us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX - 1);
+                    setup.counters.rtt_us.store(us, Ordering::Relaxed);
+                }
+            }
         }
     }
     for writer in senders.into_values().filter_map(|s| s.writer) {
@@ -156,6 +168,33 @@ pub async fn run(
     if let Err(e) = pc.close().await {
         tracing::debug!(peer = %setup.peer_id, error = %e, "closing the connection");
     }
+}
+
+/// The connection's round-trip time: the selected ICE candidate pair's last STUN round trip
+/// (webrtc-rs measures it on every connectivity and consent check), or else the RTT from RTCP
+/// receiver reports (webrtc-rs 0.21 reports it as 0: it does not compute it yet).
+fn round_trip_time(report: &RTCStatsReport) -> Option<Duration> {
+    let positive =
+        |secs: f64| (secs > 0.0 && secs.is_finite()).then(|| Duration::from_secs_f64(secs));
+    let selected = report
+        .transport()
+        .map(|t| t.selected_candidate_pair_id.as_str())
+        .filter(|id| !id.is_empty());
+    let pairs = || report.candidate_pairs();
+    selected
+        .and_then(|id| pairs().find(|p| p.stats.id == id))
+        .and_then(|p| positive(p.current_round_trip_time))
+        .or_else(|| {
+            pairs()
+                .filter(|p| p.nominated)
+                .find_map(|p| positive(p.current_round_trip_time))
+        })
+        .or_else(|| {
+            report.iter().find_map(|entry| match entry {
+                RTCStatsReportEntry::RemoteInboundRtp(s) => positive(s.round_trip_time),
+                _ => None,
+            })
+        })
 }
 
 /// A local track negotiated on this connection, and the task feeding it (none while paused).

@@ -33,6 +33,9 @@ pub struct Counters {
     pub audio_packets: AtomicU64,
     /// Latency of the last stamped frame in microseconds (`u64::MAX`: none yet).
     pub latency_us: AtomicU64,
+    /// Round-trip time to the peer in microseconds, from the connection's statistics
+    /// (`u64::MAX`: none yet).
+    pub rtt_us: AtomicU64,
     /// Audio frames played and concealed (counted by the playout task).
     pub playout: Arc<PlayoutCounters>,
     /// The call's registry of remote audio streams.
@@ -47,6 +50,7 @@ impl Counters {
             bytes: AtomicU64::new(0),
             audio_packets: AtomicU64::new(0),
             latency_us: AtomicU64::new(u64::MAX),
+            rtt_us: AtomicU64::new(u64::MAX),
             playout: Arc::default(),
             audio,
         })

@@ -240,6 +240,10 @@ async fn remote_audio_is_played_and_its_speaker_detected() {
         a.wait("b's audio still playing", |v| {
             v["event"] == "stats" && v["peer"] == "b-0000000" && played(v) > played(&first) + 25
         });
+        // The connection's round-trip time (the ICE pair's STUN round trip) is in the stats.
+        a.wait("a round-trip time to b", |v| {
+            v["event"] == "stats" && v["peer"] == "b-0000000" && v["rtt_ms"].as_f64() > Some(0.0)
+        });
     })
     .await;
 }
