@@ -333,7 +333,14 @@ impl RoomTask {
             peer_id: peer_id.clone(),
             me: self.me.clone(),
             room: self.room.clone(),
-            net: self.config.net.clone(),
+            net: NetConfig {
+                // The congestion controller starts where the encoders start.
+                start_kbps: match self.config.net.start_kbps {
+                    0 => self.config.video_kbps,
+                    k => k,
+                },
+                ..self.config.net.clone()
+            },
             repair: self.config.repair,
             events: self.events.clone(),
             reports: self.reports_tx.clone(),
@@ -373,7 +380,39 @@ impl RoomTask {
         }
     }
 
+    /// Every encoder follows the weakest connection's congestion estimate (see `congestion`).
+    fn follow_congestion(&self) {
+        let estimates = self
+            .peers
+            .values()
+            .map(|p| p.counters.target_bps.load(Ordering::Relaxed))
+            .filter(|bps| *bps > 0)
+            .map(|bps| bps as f64);
+        let Some(kbps) = crate::congestion::encoder_kbps(estimates) else {
+            return;
+        };
+        for (kind, stream) in &self.local {
+            if *kind == MediaKind::Audio {
+                continue;
+            }
+            let want = kbps.min(
+                self.config
+                    .video_kbps
+                    .max(crate::congestion::MIN_VIDEO_KBPS),
+            );
+            if stream.bitrate_kbps() != want {
+                tracing::debug!(
+                    kind = kind.as_str(),
+                    kbps = want,
+                    "encoder follows the congestion estimate"
+                );
+                stream.set_bitrate_kbps(want);
+            }
+        }
+    }
+
     async fn stats(&mut self) {
+        self.follow_congestion();
         let secs = self.config.stats_every.as_secs_f64().max(0.001);
         let mut out = Vec::new();
         for (peer_id, p) in &mut self.peers {

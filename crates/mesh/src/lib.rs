@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod codecs;
+pub mod congestion;
 pub mod engine;
 pub mod event;
 pub mod keyframe;

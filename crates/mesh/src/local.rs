@@ -35,10 +35,21 @@ pub struct LocalStream {
     pub kind: MediaKind,
     tx: broadcast::Sender<Encoded>,
     keyframe: Arc<Keyframes>,
+    bitrate_kbps: Arc<AtomicU32>,
     stop: Arc<AtomicBool>,
 }
 
 impl LocalStream {
+    /// Sets the encoder's target bitrate (video; audio ignores it).
+    pub fn set_bitrate_kbps(&self, kbps: u32) {
+        self.bitrate_kbps.store(kbps, Ordering::Relaxed);
+    }
+
+    /// The encoder's target bitrate.
+    pub fn bitrate_kbps(&self) -> u32 {
+        self.bitrate_kbps.load(Ordering::Relaxed)
+    }
+
     /// Asks the encoder for a keyframe (a peer connected, or lost a picture).
     pub fn request_keyframe(&self) {
         self.keyframe.force();
@@ -255,6 +266,7 @@ pub fn start_video(
         kind,
         tx,
         keyframe,
+        bitrate_kbps: bitrate,
         stop,
     })
 }
@@ -297,6 +309,7 @@ pub fn start_audio(mut source: Box<dyn AudioSource>) -> Result<LocalStream, Mesh
         kind: MediaKind::Audio,
         tx,
         keyframe: Arc::new(Keyframes::new(false)),
+        bitrate_kbps: Arc::new(AtomicU32::new(32)),
         stop,
     })
 }
@@ -342,8 +355,8 @@ mod tests {
             loopback_only: true,
             ..Default::default()
         };
-        let (sender, sender_events) = pc::build(&net).await.unwrap();
-        let (receiver, receiver_events) = pc::build(&net).await.unwrap();
+        let (sender, sender_events, _) = pc::build(&net).await.unwrap();
+        let (receiver, receiver_events, _) = pc::build(&net).await.unwrap();
         let stream = start_video(
             MediaKind::Video,
             Box::new(TestPattern::new(160, 96, 15)),

@@ -17,13 +17,19 @@ use rtc::interceptor::Slot;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 
 use crate::codecs::{opus_codec, vp8_codec};
+use crate::congestion::{self, Estimate};
 use crate::keyframe::{KeyframeRequestsToApp, KEYFRAME_REQUESTS_SLOT};
 use crate::negotiation::Link;
 use crate::MeshError;
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_congestion_control, CongestionFeedback,
+};
 
 /// Where and how connections gather candidates.
 #[derive(Clone, Debug, Default)]
 pub struct NetConfig {
+    /// Starting video bitrate of the congestion controller (0: the minimum).
+    pub start_kbps: u32,
     /// STUN/TURN servers (`stun:host:port`, `turn:host:port` with credentials).
     pub ice_servers: Vec<IceServer>,
     /// Gather on loopback only (tests); otherwise on all interfaces.
@@ -88,7 +94,14 @@ impl PeerConnectionEventHandler for Handler {
 /// multicast, which a loopback-only namespace does not have).
 pub async fn build(
     net: &NetConfig,
-) -> Result<(Arc<dyn PeerConnection>, mpsc::UnboundedReceiver<PcEvent>), MeshError> {
+) -> Result<
+    (
+        Arc<dyn PeerConnection>,
+        mpsc::UnboundedReceiver<PcEvent>,
+        Estimate,
+    ),
+    MeshError,
+> {
     let mut media = MediaEngine::default();
     media
         .register_codec(vp8_codec(), RtpCodecKind::Video)
@@ -96,7 +109,16 @@ pub async fn build(
     media
         .register_codec(opus_codec(), RtpCodecKind::Audio)
         .map_err(MeshError::webrtc)?;
-    let registry = register_default_interceptors(Registry::new(), &mut media)
+    // Send-side congestion control (transport-cc feedback + GCC + pacer); see `congestion`.
+    let (estimator, estimate) = congestion::gcc(net.start_kbps.max(congestion::MIN_VIDEO_KBPS));
+    let registry = configure_congestion_control(
+        Registry::new(),
+        estimator,
+        CongestionFeedback::Twcc,
+        &mut media,
+    )
+    .map_err(MeshError::webrtc)?;
+    let registry = register_default_interceptors(registry, &mut media)
         .map_err(MeshError::webrtc)?
         // Without it the sender never sees a PLI or FIR (see `keyframe`).
         .with(
@@ -137,5 +159,5 @@ pub async fn build(
         .build()
         .await
         .map_err(MeshError::webrtc)?;
-    Ok((Arc::new(pc), rx))
+    Ok((Arc::new(pc), rx, estimate))
 }

@@ -73,7 +73,7 @@ pub async fn run(
     i_offer: bool,
     mut commands: mpsc::UnboundedReceiver<PeerCommand>,
 ) {
-    let (pc, mut pc_events) = match pc::build(&setup.net).await {
+    let (pc, mut pc_events, estimate) = match pc::build(&setup.net).await {
         Ok(x) => x,
         Err(e) => {
             let _ = setup
@@ -154,6 +154,7 @@ pub async fn run(
             },
             _ = tick.tick() => pending.extend(neg.handle(Input::Tick, Instant::now())),
             _ = rtt_tick.tick() => {
+                setup.counters.target_bps.store(estimate.bps() as u64, Ordering::Relaxed);
                 let report = pc.get_stats(Instant::now(), StatsSelector::None).await;
                 if let Some(rtt) = round_trip_time(&report) {
                     let us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX - 1);

@@ -36,6 +36,8 @@ pub struct Counters {
     /// Round-trip time to the peer in microseconds, from the connection's statistics
     /// (`u64::MAX`: none yet).
     pub rtt_us: AtomicU64,
+    /// The congestion controller's target for this connection, bits per second (0: none yet).
+    pub target_bps: AtomicU64,
     /// Audio frames played and concealed (counted by the playout task).
     pub playout: Arc<PlayoutCounters>,
     /// The call's registry of remote audio streams.
@@ -51,6 +53,7 @@ impl Counters {
             audio_packets: AtomicU64::new(0),
             latency_us: AtomicU64::new(u64::MAX),
             rtt_us: AtomicU64::new(u64::MAX),
+            target_bps: AtomicU64::new(0),
             playout: Arc::default(),
             audio,
         })

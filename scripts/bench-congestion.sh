@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Congestion control under a real bottleneck, on loopback only: creates a network namespace that
+# has nothing but `lo`, limits `lo` with a token bucket (tc tbf), runs huddle-db and two
+# huddle-peers there (a sends 640x360 video, b receives), and prints b's per-second stats and a's
+# encoder targets. Needs root (unshare) and iproute2's tc; build first:
+#   cargo build --release -p rtdb -p peer
+# Usage: scripts/bench-congestion.sh [RATE]   (default 600kbit)
+set -euo pipefail
+RATE=${1:-600kbit}
+B=${CARGO_TARGET_DIR:-$HOME/.cache/huddle/target}/release
+OUT=$(mktemp -d)
+export RATE B OUT
+unshare -n bash -c '
+  set -e
+  ip link set lo up
+  tc qdisc add dev lo root tbf rate "$RATE" burst 32kbit latency 100ms
+  "$B/huddle-db" --listen 127.0.0.1:9555 --data "$OUT/db" >/dev/null 2>&1 &
+  DB=$!
+  sleep 0.5
+  RUST_LOG=error,mesh=debug timeout 25 "$B/huddle-peer" --db http://127.0.0.1:9555 --room g --create \
+    --name a --peer-id aaaa-congestion --loopback --audio none --duration 18 >/dev/null 2>"$OUT/a.err" &
+  sleep 0.5
+  timeout 25 "$B/huddle-peer" --db http://127.0.0.1:9555 --room g --name b --peer-id bbbb-congestion \
+    --loopback --audio none --video none --duration 17 >"$OUT/b.out" 2>/dev/null || true
+  sleep 1
+  kill $DB 2>/dev/null || true
+'
+echo "link: $RATE on loopback; receiver b, per second:"
+python3 - "$OUT/b.out" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    v = json.loads(line)
+    if v["event"] == "stats":
+        print(f'  t={v["t_ms"]/1000:5.1f}s fps={v["fps"]:4.1f} received={v["bitrate_kbps"]:6.0f} kbit/s latency={v["latency_ms"]} ms')
+PY
+echo "sender a's encoder target (kbit/s) as congestion control moved it:"
+sed 's/\x1b\[[0-9;]*m//g' "$OUT/a.err" | grep -o 'kbps=[0-9]*' | tr '\n' ' '; echo
+rm -rf "$OUT"
