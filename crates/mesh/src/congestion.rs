@@ -3,7 +3,7 @@
 //! estimate, because the same encoded frames go to everyone (and webrtc-rs paces each
 //! connection to its estimate: an encoder above it would only fill the pacer's queue).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,33 +15,57 @@ pub const MIN_VIDEO_KBPS: u32 = 50;
 pub const MAX_VIDEO_KBPS: u32 = 2_500;
 /// What audio and RTP/RTCP overhead take out of an estimate before video gets the rest.
 pub const RESERVED_KBPS: u32 = 64;
+/// Share of the estimate the encoder may use. The pacer sends at the estimate; an encoder at the
+/// same rate would keep whatever queued up (after a loss of path, a keyframe) standing forever.
+pub const ENCODER_SHARE: f64 = 0.85;
+/// Where a fresh estimate starts: video at 600 kbit/s, a middle ground that probes up quickly on
+/// a good path and backs off within a second or two on a poor one.
+const START_KBPS: u32 = 600;
 
-/// A connection's current estimate, in bits per second, readable from any thread.
+/// A connection's current estimate, readable from any thread, and restartable.
 #[derive(Clone, Debug)]
-pub struct Estimate(Arc<AtomicU64>);
+pub struct Estimate {
+    target: Arc<AtomicU64>,
+    restart: Arc<AtomicBool>,
+}
 
 impl Estimate {
     /// The latest target bitrate in bits per second.
     pub fn bps(&self) -> f64 {
-        f64::from_bits(self.0.load(Ordering::Relaxed))
+        f64::from_bits(self.target.load(Ordering::Relaxed))
+    }
+
+    /// The path changed (the link came back after a loss): estimate afresh instead of climbing
+    /// slowly from the collapse the outage caused, as libwebrtc does on a route change.
+    pub fn restart(&self) {
+        self.restart.store(true, Ordering::Relaxed);
     }
 }
 
-/// GCC, publishing its target after every update that can move it.
+/// An estimator that publishes its target after every update that can move it.
 pub struct Reporting<E: BandwidthEstimator> {
     inner: E,
+    fresh: fn() -> E,
     target: Arc<AtomicU64>,
+    restart: Arc<AtomicBool>,
 }
 
 impl<E: BandwidthEstimator> Reporting<E> {
     fn publish(&self) {
-        self.target
-            .store(self.inner.target_bitrate().to_bits(), Ordering::Relaxed);
+        let bps = self.inner.target_bitrate();
+        self.target.store(bps.to_bits(), Ordering::Relaxed);
+    }
+
+    fn maybe_restart(&mut self) {
+        if self.restart.swap(false, Ordering::Relaxed) {
+            self.inner = (self.fresh)();
+        }
     }
 }
 
 impl<E: BandwidthEstimator> BandwidthEstimator for Reporting<E> {
     fn on_reports(&mut self, now: Instant, reports: &[PacketReport]) {
+        self.maybe_restart();
         self.inner.on_reports(now, reports);
         self.publish();
     }
@@ -51,6 +75,7 @@ impl<E: BandwidthEstimator> BandwidthEstimator for Reporting<E> {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
+        self.maybe_restart();
         self.inner.handle_timeout(now);
         self.publish();
     }
@@ -64,32 +89,42 @@ impl<E: BandwidthEstimator> BandwidthEstimator for Reporting<E> {
     }
 }
 
-/// A GCC estimator for one connection (starting at `start_kbps`) and the handle to read it.
-pub fn gcc(start_kbps: u32) -> (Reporting<Gcc>, Estimate) {
+fn fresh_gcc() -> Gcc {
     let to_bps = |kbps: u32| f64::from(kbps) * 1000.0;
-    let inner = Gcc::new(
-        to_bps(start_kbps + RESERVED_KBPS),
+    Gcc::new(
+        to_bps(START_KBPS + RESERVED_KBPS),
         to_bps(MIN_VIDEO_KBPS + RESERVED_KBPS),
         to_bps(MAX_VIDEO_KBPS + RESERVED_KBPS) * 1.5,
-    );
-    let target = Arc::new(AtomicU64::new(inner.target_bitrate().to_bits()));
-    (
-        Reporting {
-            inner,
-            target: target.clone(),
-        },
-        Estimate(target),
     )
 }
 
-/// The video bitrate for the one encoder, given every connection's estimate (bps): the weakest
-/// connection's, less what audio and overhead need, within our bounds. `None` with no peers.
+/// A GCC estimator for one connection and the handle to read (and restart) it.
+pub fn gcc() -> (Reporting<Gcc>, Estimate) {
+    let inner = fresh_gcc();
+    let target = Arc::new(AtomicU64::new(inner.target_bitrate().to_bits()));
+    let restart = Arc::new(AtomicBool::new(false));
+    let estimate = Estimate {
+        target: target.clone(),
+        restart: restart.clone(),
+    };
+    let reporting = Reporting {
+        inner,
+        fresh: fresh_gcc,
+        target,
+        restart,
+    };
+    (reporting, estimate)
+}
+
+/// The video bitrate for the one encoder, given every connection's estimate (bps): a share of
+/// the weakest connection's, less what audio and overhead need, within our bounds. `None` with
+/// no peers.
 pub fn encoder_kbps(estimates_bps: impl IntoIterator<Item = f64>) -> Option<u32> {
     let weakest = estimates_bps
         .into_iter()
         .filter(|b| b.is_finite() && *b > 0.0)
         .reduce(f64::min)?;
-    let video = (weakest / 1000.0) as u32;
+    let video = (weakest * ENCODER_SHARE / 1000.0) as u32;
     Some(
         video
             .saturating_sub(RESERVED_KBPS)
@@ -106,20 +141,32 @@ mod tests {
         assert_eq!(encoder_kbps([]), None);
         assert_eq!(
             encoder_kbps([2_000_000.0, 600_000.0, 1_200_000.0]),
-            Some(600 - RESERVED_KBPS)
+            Some(510 - RESERVED_KBPS)
         );
         assert_eq!(encoder_kbps([50_000.0]), Some(MIN_VIDEO_KBPS));
         assert_eq!(encoder_kbps([90_000_000.0]), Some(MAX_VIDEO_KBPS));
         assert_eq!(
             encoder_kbps([f64::NAN, 800_000.0]),
-            Some(800 - RESERVED_KBPS)
+            Some(680 - RESERVED_KBPS)
         );
     }
 
     #[test]
-    fn a_new_estimator_publishes_its_starting_rate() {
-        let (est, handle) = gcc(800);
-        assert!((handle.bps() - est.target_bitrate()).abs() < 1.0);
-        assert!(handle.bps() >= 800_000.0);
+    fn an_estimator_publishes_its_rate_and_restarts_at_the_start_rate() {
+        let (mut est, handle) = gcc();
+        let start = handle.bps();
+        assert!((start - est.target_bitrate()).abs() < 1.0);
+        assert!(start >= f64::from(START_KBPS) * 1000.0);
+        // As if an outage had driven it to the floor.
+        est.inner = Gcc::new(100_000.0, 100_000.0, 1_000_000.0);
+        est.publish();
+        assert!(handle.bps() < start);
+        handle.restart();
+        est.handle_timeout(Instant::now());
+        assert!(
+            (handle.bps() - start).abs() < start * 0.1,
+            "{} vs {start}",
+            handle.bps()
+        );
     }
 }

@@ -333,14 +333,7 @@ impl RoomTask {
             peer_id: peer_id.clone(),
             me: self.me.clone(),
             room: self.room.clone(),
-            net: NetConfig {
-                // The congestion controller starts where the encoders start.
-                start_kbps: match self.config.net.start_kbps {
-                    0 => self.config.video_kbps,
-                    k => k,
-                },
-                ..self.config.net.clone()
-            },
+            net: self.config.net.clone(),
             repair: self.config.repair,
             events: self.events.clone(),
             reports: self.reports_tx.clone(),
@@ -418,7 +411,8 @@ impl RoomTask {
         for (peer_id, p) in &mut self.peers {
             let frames = p.counters.frames.load(Ordering::Relaxed);
             let bytes = p.counters.bytes.load(Ordering::Relaxed);
-            let latency = p.counters.latency_us.load(Ordering::Relaxed);
+            // Latency of frames decoded in this period only: a stale figure would hide a stall.
+            let latency = p.counters.latency_us.swap(u64::MAX, Ordering::Relaxed);
             let rtt = p.counters.rtt_us.load(Ordering::Relaxed);
             let stats = PeerStats {
                 frames_decoded: frames,

@@ -89,10 +89,17 @@ impl Feed {
     /// [`crate::keyframe`]) to the stream's encoder, rate-limited; it ends when the stream stops
     /// or the returned handle is aborted. While a track is paused nobody reads its requests,
     /// which is fine: the remote receives nothing, so it has nothing to ask about.
+    ///
+    /// While `link_up` is false (the connection lost its path) the frames are dropped, not
+    /// queued: they would otherwise sit in webrtc-rs's pacer as seconds of stale media drained at
+    /// the collapsed estimate. When the link comes back the engine asks for a keyframe. (Before
+    /// the first connection frames are written anyway: webrtc-rs starts sending a little before
+    /// our Connected event is handled, and gating there cost ~60 ms of every join.)
     pub fn write_into(
         mut self,
         track: Arc<TrackLocalStaticSample>,
         ssrc: u32,
+        link_up: Arc<AtomicBool>,
     ) -> tokio::task::JoinHandle<()> {
         let pt = if self.kind == MediaKind::Audio {
             OPUS_PT
@@ -115,6 +122,7 @@ impl Feed {
                     }
                 };
                 match received {
+                    Ok(_) if !link_up.load(Ordering::Relaxed) => {}
                     Ok((data, duration)) => {
                         let sample = Sample {
                             data,
@@ -372,7 +380,9 @@ mod tests {
             .add_track(track.clone() as Arc<dyn TrackLocal>)
             .await
             .unwrap();
-        let writer = stream.subscribe().write_into(track, ssrc);
+        let writer = stream
+            .subscribe()
+            .write_into(track, ssrc, Arc::new(AtomicBool::new(true)));
 
         let offer = sender.create_offer(None).await.unwrap();
         sender.set_local_description(offer.clone()).await.unwrap();

@@ -13,7 +13,10 @@ use webrtc::peer_connection::{
     RTCPeerConnectionState, SettingEngineBuilder,
 };
 
-use rtc::interceptor::Slot;
+use rtc::interceptor::{PacerBuilder, Slot};
+
+/// Packets the pacer may hold (~0.5 s at 800 kbit/s; a 640x360 keyframe is ~15-30).
+const PACER_QUEUE_PACKETS: usize = 48;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 
 use crate::codecs::{opus_codec, vp8_codec};
@@ -28,8 +31,6 @@ use rtc::peer_connection::configuration::interceptor_registry::{
 /// Where and how connections gather candidates.
 #[derive(Clone, Debug, Default)]
 pub struct NetConfig {
-    /// Starting video bitrate of the congestion controller (0: the minimum).
-    pub start_kbps: u32,
     /// STUN/TURN servers (`stun:host:port`, `turn:host:port` with credentials).
     pub ice_servers: Vec<IceServer>,
     /// Gather on loopback only (tests); otherwise on all interfaces.
@@ -110,14 +111,23 @@ pub async fn build(
         .register_codec(opus_codec(), RtpCodecKind::Audio)
         .map_err(MeshError::webrtc)?;
     // Send-side congestion control (transport-cc feedback + GCC + pacer); see `congestion`.
-    let (estimator, estimate) = congestion::gcc(net.start_kbps.max(congestion::MIN_VIDEO_KBPS));
+    let (estimator, estimate) = congestion::gcc();
     let registry = configure_congestion_control(
         Registry::new(),
         estimator,
         CongestionFeedback::Twcc,
         &mut media,
     )
-    .map_err(MeshError::webrtc)?;
+    .map_err(MeshError::webrtc)?
+    // The default pacer queues up to 4096 packets: after an outage, or on a link slower than
+    // the encoder, that is tens of seconds of stale media drained at the collapsed estimate.
+    // A short queue drops instead; the receiver then asks for a keyframe and catches up.
+    .with(
+        Slot::Pacer,
+        PacerBuilder::new()
+            .with_queue_limit(PACER_QUEUE_PACKETS)
+            .build(),
+    );
     let registry = register_default_interceptors(registry, &mut media)
         .map_err(MeshError::webrtc)?
         // Without it the sender never sees a PLI or FIR (see `keyframe`).

@@ -2,6 +2,7 @@
 //! carries out its actions through webrtc-rs and the room's signaling.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -87,8 +88,10 @@ pub async fn run(
     };
     let mut neg = Negotiation::new(&setup.me, &setup.peer_id, setup.repair, Instant::now());
     let mut senders: BTreeMap<MediaKind, Sending> = BTreeMap::new();
+    let link_up = Arc::new(AtomicBool::new(true));
+    let mut lost = false;
     for feed in feeds {
-        add_track(&*pc, &mut senders, feed).await;
+        add_track(&*pc, &mut senders, feed, &link_up).await;
     }
     let mut pending = Vec::new();
     if i_offer {
@@ -111,7 +114,7 @@ pub async fn run(
                 None | Some(PeerCommand::Close) => break,
                 Some(PeerCommand::Signal(input)) => pending.extend(neg.handle(input, Instant::now())),
                 Some(PeerCommand::AddTrack(feed)) => {
-                    if add_track(&*pc, &mut senders, feed).await {
+                    if add_track(&*pc, &mut senders, feed, &link_up).await {
                         pending.extend(neg.handle(Input::NegotiationNeeded, Instant::now()));
                     }
                 }
@@ -135,6 +138,15 @@ pub async fn run(
                     }
                 }
                 Some(PcEvent::Link(link)) => {
+                    // Media is not fed to a path that is lost (see `Feed::write_into`), and a
+                    // path that comes back is estimated afresh.
+                    let down = matches!(link, Link::Disconnected | Link::Failed);
+                    link_up.store(!down, Ordering::Relaxed);
+                    if down {
+                        lost = true;
+                    } else if link == Link::Connected && std::mem::take(&mut lost) {
+                        estimate.restart();
+                    }
                     if link == Link::Connected {
                         let _ = setup.reports.send(PeerReport::Connected(setup.peer_id.clone()));
                     }
@@ -211,13 +223,15 @@ async fn add_track(
     pc: &dyn PeerConnection,
     senders: &mut BTreeMap<MediaKind, Sending>,
     feed: Feed,
+    link_up: &Arc<AtomicBool>,
 ) -> bool {
     let kind = feed.kind();
     if let Some(sending) = senders.get_mut(&kind) {
         if let Some(old) = sending.writer.take() {
             old.abort();
         }
-        sending.writer = Some(feed.write_into(sending.track.clone(), sending.ssrc));
+        sending.writer =
+            Some(feed.write_into(sending.track.clone(), sending.ssrc, link_up.clone()));
         return false;
     }
     let (track, ssrc) = match crate::local::new_track(kind) {
@@ -229,7 +243,7 @@ async fn add_track(
     };
     match pc.add_track(track.clone() as Arc<dyn TrackLocal>).await {
         Ok(_sender) => {
-            let writer = Some(feed.write_into(track.clone(), ssrc));
+            let writer = Some(feed.write_into(track.clone(), ssrc, link_up.clone()));
             senders.insert(
                 kind,
                 Sending {

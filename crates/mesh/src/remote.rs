@@ -81,7 +81,11 @@ pub async fn receive(
         })
         .await;
     let media_ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
-    let mut builder = SampleBuilder::new(128, Vp8Packet::default(), 90_000);
+    // A lost packet may hold a frame back only briefly: NACK gets one retransmission chance,
+    // then the frame is given up (and a PLI asks for a keyframe). Bounding it by packet count
+    // alone let one loss at a low bitrate stall video for seconds.
+    let mut builder = SampleBuilder::new(128, Vp8Packet::default(), 90_000)
+        .with_max_time_delay(std::time::Duration::from_millis(200));
     let mut decoder = match kind {
         MediaKind::Audio => None,
         _ => Vp8Decoder::new().ok(),

@@ -270,7 +270,6 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
         net: NetConfig {
             loopback_only: args.loopback,
             ice_servers: ice_servers(&args.ice_servers),
-            ..NetConfig::default()
         },
         fps: args.fps,
         ..MeshConfig::default()
