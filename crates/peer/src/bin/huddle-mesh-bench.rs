@@ -189,6 +189,16 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
+/// The mean of a numeric field over the `stats` events.
+fn mean_stat(events: &[Value], field: &str) -> f64 {
+    let values: Vec<f64> = events
+        .iter()
+        .filter(|v| v["event"] == "stats")
+        .filter_map(|v| v[field].as_f64())
+        .collect();
+    values.iter().sum::<f64>() / values.len().max(1) as f64
+}
+
 fn first_frame_ms(v: &Value) -> Option<f64> {
     (v["event"] == "first_frame" && v["kind"] == "video")
         .then(|| v["ms_since_join"].as_f64())
@@ -268,12 +278,7 @@ fn bench_latency(size: &str, seconds: u64) -> anyhow::Result<()> {
         .filter(|v| v["event"] == "stats")
         .filter_map(|v| v["latency_ms"].as_f64())
         .collect();
-    let fps: Vec<f64> = events
-        .iter()
-        .filter(|v| v["event"] == "stats")
-        .filter_map(|v| v["fps"].as_f64())
-        .collect();
-    let mean_fps = fps.iter().sum::<f64>() / fps.len().max(1) as f64;
+    let mean_fps = mean_stat(&events, "fps");
     println!(
         "glass-to-glass latency {size} at 30 fps ({} one-second samples): p50 {:.0} ms, max {:.0} ms; received {mean_fps:.1} fps",
         lat.len(),
@@ -300,12 +305,7 @@ fn bench_cpu(size: &str, seconds: u64, max_peers: usize) -> anyhow::Result<()> {
         let before = measured.cpu_secs()?;
         let events = measured.collect(Duration::from_secs(seconds));
         let used = (measured.cpu_secs()? - before) / seconds as f64;
-        let fps: Vec<f64> = events
-            .iter()
-            .filter(|v| v["event"] == "stats")
-            .filter_map(|v| v["fps"].as_f64())
-            .collect();
-        let mean_fps = fps.iter().sum::<f64>() / fps.len().max(1) as f64;
+        let mean_fps = mean_stat(&events, "fps");
         println!(
             "CPU of one participant in a {n}-peer mesh ({size} 30 fps, sending to and decoding {} peers): {used:.2} CPU-s/s; mean received {mean_fps:.1} fps per peer",
             n - 1
