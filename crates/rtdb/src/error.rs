@@ -17,9 +17,6 @@ pub enum DbError {
     /// Missing or wrong credentials.
     #[error("Permission denied")]
     PermissionDenied,
-    /// The request's `auth` could not be understood at all.
-    #[error("Could not parse auth token.")]
-    BadToken,
     /// An `if-match` condition failed: carries the current value and its ETag.
     #[error("ETag mismatch")]
     PreconditionFailed {
@@ -45,7 +42,7 @@ impl DbError {
         match self {
             DbError::BadPath(_) | DbError::BadData(_) | DbError::BadQuery(_) => 400,
             DbError::BadMethod(_) => 405,
-            DbError::PermissionDenied | DbError::BadToken => 401,
+            DbError::PermissionDenied => 401,
             DbError::PreconditionFailed { .. } => 412,
             DbError::Storage(_) => 500,
             DbError::Unavailable => 503,

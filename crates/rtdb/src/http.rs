@@ -300,12 +300,7 @@ fn get(app: &AppState, path: &DbPath, params: &Params, headers: &HeaderMap) -> R
         set_etag(&mut resp, &tag);
         return resp;
     }
-    let print = if params.print == Print::Silent {
-        Print::Silent
-    } else {
-        params.print
-    };
-    let mut resp = json_response(StatusCode::OK, &value, print);
+    let mut resp = json_response(StatusCode::OK, &value, params.print);
     if header_str(headers, "x-firebase-etag") == Some("true") {
         set_etag(&mut resp, &tag);
     }

@@ -274,14 +274,7 @@ async fn shallow_and_format_export() {
 async fn query(rest: &Rest, path: &str, params: &[(&str, &str)]) -> Answer {
     let url = rest.url(path);
     let resp = rest.client.get(url).query(params).send().await.unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let text = resp.text().await.unwrap();
-    Answer {
-        status,
-        headers,
-        text,
-    }
+    Answer::read(resp).await
 }
 
 async fn query_ok(rest: &Rest, path: &str, params: &[(&str, &str)]) -> Value {

@@ -121,14 +121,7 @@ async fn six_peers_see_each_other_once_and_exactly_one_side_of_each_pair_offers(
 async fn offer_answer_and_candidates_are_delivered_once_in_order_and_cleaned_up() {
     let (_dir, server) = common::server().await;
     let url = server.url();
-    let room = signaling(&url, &pid("a"))
-        .create_room("Pair", Privacy::Public)
-        .await
-        .unwrap();
-    let mut a = Peer::join(&url, &room, &pid("a")).await;
-    let mut b = Peer::join(&url, &room, &pid("b")).await;
-    assert_eq!(joined_id(&a.next().await), Some((pid("b"), true)));
-    assert_eq!(joined_id(&b.next().await), Some((pid("a"), false)));
+    let (room, mut a, mut b) = common::pair(&url, "Pair").await;
 
     a.h()
         .send_offer(&pid("b"), "v=0 offer".into())
@@ -199,14 +192,7 @@ async fn offer_answer_and_candidates_are_delivered_once_in_order_and_cleaned_up(
 async fn stream_changes_leave_and_cleanup() {
     let (_dir, server) = common::server().await;
     let url = server.url();
-    let room = signaling(&url, &pid("a"))
-        .create_room("Room", Privacy::Public)
-        .await
-        .unwrap();
-    let mut a = Peer::join(&url, &room, &pid("a")).await;
-    let mut b = Peer::join(&url, &room, &pid("b")).await;
-    a.next().await;
-    b.next().await;
+    let (room, mut a, mut b) = common::pair(&url, "Room").await;
     b.h()
         .send_offer(&pid("a"), "v=0 renegotiate".into())
         .await
@@ -303,14 +289,7 @@ where
 async fn a_rejoin_after_a_crash_gets_a_new_session_and_no_leftovers() {
     let (_dir, server) = common::server().await;
     let url = server.url();
-    let room = signaling(&url, &pid("a"))
-        .create_room("Again", Privacy::Public)
-        .await
-        .unwrap();
-    let mut a = Peer::join(&url, &room, &pid("a")).await;
-    let mut b = Peer::join(&url, &room, &pid("b")).await;
-    a.next().await;
-    b.next().await;
+    let (room, mut a, mut b) = common::pair(&url, "Again").await;
     // a sends b an offer that b never answers; then b "crashes" and comes back at once.
     a.h()
         .send_offer(&pid("b"), "v=0 for the old b".into())
@@ -345,14 +324,7 @@ async fn a_server_restart_is_survived_without_duplicates_or_losses() {
     let server = common::server_at(dir.path(), 0).await;
     let port = server.addr().port();
     let url = server.url();
-    let room = signaling(&url, &pid("a"))
-        .create_room("Restart", Privacy::Public)
-        .await
-        .unwrap();
-    let mut a = Peer::join(&url, &room, &pid("a")).await;
-    let mut b = Peer::join(&url, &room, &pid("b")).await;
-    a.next().await;
-    b.next().await;
+    let (room, mut a, mut b) = common::pair(&url, "Restart").await;
     server.shutdown().await;
     a.until("lost", |e| matches!(e, RoomEvent::SignalingLost(_)))
         .await;
@@ -385,14 +357,7 @@ async fn destroying_an_occupied_room_closes_it_for_everyone() {
     let (_dir, server) = common::server().await;
     let url = server.url();
     let owner = signaling(&url, &pid("a"));
-    let room = owner
-        .create_room("Short-lived", Privacy::Public)
-        .await
-        .unwrap();
-    let mut a = Peer::join(&url, &room, &pid("a")).await;
-    let mut b = Peer::join(&url, &room, &pid("b")).await;
-    a.next().await;
-    b.next().await;
+    let (room, mut a, mut b) = common::pair(&url, "Short-lived").await;
     owner.destroy_room(&room, None).await.unwrap();
     a.until("closed", |e| *e == RoomEvent::RoomClosed).await;
     b.until("closed", |e| *e == RoomEvent::RoomClosed).await;
@@ -554,14 +519,7 @@ async fn hostile_nodes_are_ignored_and_the_room_goes_on() {
 async fn a_peer_whose_record_was_removed_rejoins_with_a_new_session() {
     let (_dir, server) = common::server().await;
     let url = server.url();
-    let room = signaling(&url, &pid("a"))
-        .create_room("Evict", Privacy::Public)
-        .await
-        .unwrap();
-    let mut a = Peer::join(&url, &room, &pid("a")).await;
-    let mut b = Peer::join(&url, &room, &pid("b")).await;
-    a.next().await;
-    b.next().await;
+    let (room, mut a, mut b) = common::pair(&url, "Evict").await;
     // As if b had been expired by the others while its machine slept.
     let resp = reqwest::Client::new()
         .delete(format!("{url}/occupants/{room}/{}.json", pid("b")))

@@ -354,6 +354,18 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// Reads a whole response.
+    pub async fn read(resp: reqwest::Response) -> Answer {
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        Answer {
+            status,
+            headers,
+            text,
+        }
+    }
+
     /// The body as JSON; panics when it is not JSON.
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.text).unwrap_or_else(|e| {
@@ -440,14 +452,7 @@ impl Rest {
             .send()
             .await
             .unwrap_or_else(|e| panic!("request to {url}: {e}"));
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.unwrap();
-        Answer {
-            status,
-            headers,
-            text,
-        }
+        Answer::read(resp).await
     }
 
     async fn ok(&self, method: &str, path: &str, body: Option<&Value>) -> Value {

@@ -114,3 +114,23 @@ impl Peer {
 pub fn pid(name: &str) -> String {
     format!("{name}-peer-id")
 }
+
+/// A public room named `name` with peers `a` and `b` in it, each having seen the other arrive
+/// (the smaller id, a, is the one that offers).
+pub async fn pair(url: &str, name: &str) -> (String, Peer, Peer) {
+    let room = signaling(url, &pid("a"))
+        .create_room(name, signal::room::Privacy::Public)
+        .await
+        .unwrap();
+    let mut a = Peer::join(url, &room, &pid("a")).await;
+    let mut b = Peer::join(url, &room, &pid("b")).await;
+    for (p, other, offers) in [(&mut a, "b", true), (&mut b, "a", false)] {
+        match p.next().await {
+            RoomEvent::MemberJoined { member, i_offer } => {
+                assert_eq!((member.peer_id, i_offer), (pid(other), offers));
+            }
+            other => panic!("{}: expected the other to arrive, got {other:?}", p.id),
+        }
+    }
+    (room, a, b)
+}
