@@ -5,20 +5,32 @@ export CARGO_TARGET_DIR
 HUDDLE_DATA ?= $(HOME)/.local/share/huddle/db
 LISTEN ?= 127.0.0.1:9000
 
-.PHONY: deps run test bench fmt
+.PHONY: deps run db test test-deb bench fmt
 
 deps:
-	@scripts/install-deps.sh
+	@scripts/install-deps.sh test
 
-## Start huddle-db (the embedded signaling database) in the foreground.
-run: deps
+## Build and start the desktop app (it starts its own database; no configuration needed).
+run:
+	@scripts/install-deps.sh run
+	cargo run --release --bin huddle
+
+## Only huddle-db, the signaling database, in the foreground (e.g. to host rooms for a LAN).
+db:
+	@scripts/install-deps.sh run
 	cargo run --release -p rtdb --bin huddle-db -- --listen $(LISTEN) --data $(HUDDLE_DATA)
 
-## Formatting, lints, and every test of the workspace.
+## Formatting, lints, every test of the workspace (the app's end to end under Xvfb included),
+## then the .deb: built, installed, started.
 test: deps
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo test --workspace
+	scripts/test-deb.sh
+
+## Builds the .deb with the Tauri CLI, installs it and checks that the installed app starts.
+test-deb: deps
+	scripts/test-deb.sh
 
 ## Benchmarks (figures go to docs/benchmarks.md by hand).
 bench: deps

@@ -1,9 +1,25 @@
 #!/usr/bin/env bash
-# Installs the Debian packages Huddle needs, skipping what is already there (idempotent).
-# Usage: scripts/install-deps.sh [build|test]
+# Installs what Huddle needs to build, run and test, skipping what is already there (idempotent):
+# Debian packages, the Tauri CLI (npm, into node_modules/) and tauri-driver (cargo, for the
+# end-to-end app test).
+# Usage: scripts/install-deps.sh [run|test]   (default: test, which is a superset)
 set -euo pipefail
+cd "$(dirname "$0")/.."
+what="${1:-test}"
 
-packages=(build-essential pkg-config libssl-dev curl libvpx-dev libopus-dev cmake)
+packages=(
+  build-essential pkg-config libssl-dev curl cmake
+  libvpx-dev libopus-dev
+  # Tauri 2 (WebKitGTK webview, tray)
+  libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev
+)
+if [ "$what" = test ]; then
+  packages+=(
+    # the app under a virtual display, WebDriver for its webview, a private session bus and
+    # a stand-in notification service (Python)
+    xvfb xauth webkit2gtk-driver dbus python3 python3-dbus python3-gi gir1.2-gtk-3.0
+  )
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -14,9 +30,22 @@ if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+    --no-install-recommends "${missing[@]}"
 fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo not found: install Rust with rustup (https://rustup.rs) and run this again" >&2
   exit 1
+fi
+if ! command -v npm >/dev/null 2>&1; then
+  echo "npm not found: install Node.js 18 or newer (Debian package nodejs + npm) and run this again" >&2
+  exit 1
+fi
+# The Tauri CLI (bundles the .deb); package-lock.json pins it.
+if [ ! -x node_modules/.bin/tauri ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+if [ "$what" = test ] && ! command -v tauri-driver >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/tauri-driver" ]; then
+  echo "installing tauri-driver (WebDriver bridge for the end-to-end app test)"
+  cargo install tauri-driver --locked --version 2.1.0
 fi

@@ -18,9 +18,12 @@ pub fn room(room_id: &str) -> String {
     format!("{ROOMS}/{room_id}")
 }
 
+/// Everyone in every room, by space.
+pub const OCCUPANTS: &str = "occupants";
+
 /// `occupants/<space>`.
 pub fn occupants(space: &str) -> String {
-    format!("occupants/{space}")
+    format!("{OCCUPANTS}/{space}")
 }
 
 /// `occupants/<space>/<peer>`.

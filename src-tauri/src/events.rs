@@ -1,0 +1,277 @@
+//! Everything the backend tells the UI, in one typed stream: the names of all events live in
+//! this one enum (serialized as `{"type": "<snake_case name>", ...}`).
+
+use mesh::{MediaKind, MeshEvent, PeerStats};
+use serde::Serialize;
+use signal::room::StreamConfig;
+
+use crate::settings::Settings;
+
+/// A room as the room list shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RoomView {
+    /// Room id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Private (needs a secret).
+    pub secured: bool,
+    /// People in it now; unknown for private rooms (their occupants are stored under a name
+    /// only the secret gives).
+    pub occupants: Option<usize>,
+    /// I created it (so I may destroy it).
+    pub mine: bool,
+}
+
+/// One event for the UI.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum UiEvent {
+    /// The settings now (after load or save).
+    Settings {
+        /// All of them.
+        settings: Settings,
+    },
+    /// The database: connected or not, and where.
+    Database {
+        /// Usable now.
+        connected: bool,
+        /// The URL the app talks to.
+        url: String,
+        /// The URL others on the LAN can use, when hosting.
+        lan_url: Option<String>,
+        /// What went wrong, in words.
+        message: Option<String>,
+    },
+    /// The room list changed (the whole list, sorted by name).
+    Rooms {
+        /// Rooms.
+        rooms: Vec<RoomView>,
+    },
+    /// I am in a room.
+    Joined {
+        /// Room id.
+        room: String,
+        /// Room name.
+        name: String,
+        /// My peer id (my tile's key is `self`).
+        me: String,
+        /// What I send.
+        streams: StreamConfig,
+    },
+    /// I left (or was removed).
+    Left {
+        /// Why, in words.
+        reason: String,
+    },
+    /// What I send changed (from the UI, a shortcut or the tray).
+    LocalStreams {
+        /// Now.
+        streams: StreamConfig,
+    },
+    /// Someone arrived.
+    MemberJoined {
+        /// Their id.
+        peer: String,
+        /// Display name.
+        name: String,
+        /// What they send.
+        streams: StreamConfig,
+    },
+    /// Someone left.
+    MemberLeft {
+        /// Their id.
+        peer: String,
+        /// Why.
+        reason: String,
+    },
+    /// Someone started or stopped sending something.
+    StreamChanged {
+        /// Whose.
+        peer: String,
+        /// Now.
+        streams: StreamConfig,
+    },
+    /// A remote track started or ended.
+    Track {
+        /// Whose.
+        peer: String,
+        /// Which.
+        kind: MediaKind,
+        /// Started (true) or ended.
+        added: bool,
+    },
+    /// Connection state with a peer (`new`, `connecting`, `connected`, `disconnected`, `failed`).
+    Connection {
+        /// With whom.
+        peer: String,
+        /// State.
+        state: String,
+    },
+    /// First picture from a peer.
+    FirstFrame {
+        /// From whom.
+        peer: String,
+        /// Camera or screen.
+        kind: MediaKind,
+        /// Since I joined.
+        ms_since_join: u64,
+    },
+    /// Someone started or stopped speaking (`self` for me).
+    Speaking {
+        /// Who.
+        peer: String,
+        /// Now speaking.
+        speaking: bool,
+        /// Level in dBFS.
+        level_dbfs: f32,
+    },
+    /// Receive statistics for a peer, every second.
+    Stats {
+        /// Whose.
+        peer: String,
+        /// Figures.
+        stats: PeerStats,
+    },
+    /// An invitation arrived (deep link): the UI shows the pre-join screen for it.
+    Invite {
+        /// Room id.
+        room: String,
+        /// Its database, when the link names one.
+        db: Option<String>,
+    },
+    /// Something the user should know; `hint` suggests what to do.
+    Error {
+        /// What went wrong.
+        message: String,
+        /// What to try.
+        hint: Option<String>,
+    },
+}
+
+impl UiEvent {
+    /// An error with an optional hint.
+    pub fn error(message: impl Into<String>, hint: Option<&str>) -> Self {
+        UiEvent::Error {
+            message: message.into(),
+            hint: hint.map(str::to_owned),
+        }
+    }
+
+    /// The UI's form of an engine event (`None` for what the UI does not show).
+    pub fn from_mesh(ev: MeshEvent) -> Option<Self> {
+        Some(match ev {
+            MeshEvent::MemberJoined {
+                peer_id,
+                name,
+                streams,
+            } => UiEvent::MemberJoined {
+                peer: peer_id,
+                name,
+                streams,
+            },
+            MeshEvent::MemberLeft { peer_id, reason } => UiEvent::MemberLeft {
+                peer: peer_id,
+                reason,
+            },
+            MeshEvent::StreamChanged { peer_id, streams } => UiEvent::StreamChanged {
+                peer: peer_id,
+                streams,
+            },
+            MeshEvent::TrackAdded { peer_id, kind } => UiEvent::Track {
+                peer: peer_id,
+                kind,
+                added: true,
+            },
+            MeshEvent::TrackRemoved { peer_id, kind } => UiEvent::Track {
+                peer: peer_id,
+                kind,
+                added: false,
+            },
+            MeshEvent::Connection { peer_id, state } => UiEvent::Connection {
+                peer: peer_id,
+                state: format!("{state:?}").to_lowercase(),
+            },
+            MeshEvent::FirstFrame {
+                peer_id,
+                kind,
+                ms_since_join,
+            } => UiEvent::FirstFrame {
+                peer: peer_id,
+                kind,
+                ms_since_join,
+            },
+            MeshEvent::AudioLevel {
+                peer_id,
+                level_dbfs,
+                speaking,
+            } => UiEvent::Speaking {
+                peer: peer_id,
+                speaking,
+                level_dbfs,
+            },
+            MeshEvent::Stats { peer_id, stats } => UiEvent::Stats {
+                peer: peer_id,
+                stats,
+            },
+            MeshEvent::Error { message } => {
+                let hint = message
+                    .contains("TURN")
+                    .then_some("Add a TURN server in Settings → Network.");
+                UiEvent::error(message, hint)
+            }
+            // Joined and RoomClosed are turned into Joined/Left by the call task, which
+            // knows the room's name and why the call ended.
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn events_serialize_with_their_type_name() {
+        let ev = UiEvent::MemberJoined {
+            peer: "p1".into(),
+            name: "Ann".into(),
+            streams: StreamConfig {
+                audio: true,
+                video: false,
+                screen: false,
+            },
+        };
+        let v = serde_json::to_value(&ev).unwrap();
+        assert_eq!(v["type"], "member_joined");
+        assert_eq!(v["name"], "Ann");
+        assert_eq!(v["streams"]["audio"], true);
+        let v = serde_json::to_value(UiEvent::error("db down", Some("check it"))).unwrap();
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["hint"], "check it");
+    }
+
+    #[test]
+    fn engine_events_map_to_ui_events() {
+        let ev = UiEvent::from_mesh(MeshEvent::Connection {
+            peer_id: "p".into(),
+            state: mesh::negotiation::Link::Connected,
+        })
+        .unwrap();
+        assert_eq!(
+            ev,
+            UiEvent::Connection {
+                peer: "p".into(),
+                state: "connected".into()
+            }
+        );
+        let ev = UiEvent::from_mesh(MeshEvent::Error {
+            message: "peer unreachable: a TURN server may help".into(),
+        })
+        .unwrap();
+        assert!(matches!(ev, UiEvent::Error { hint: Some(_), .. }));
+        assert_eq!(UiEvent::from_mesh(MeshEvent::RoomClosed), None);
+    }
+}

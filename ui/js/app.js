@@ -1,0 +1,448 @@
+// The page: views (home, pre-join, call, settings), the backend's events, shortcuts.
+// State lives in the backend; the page shows it and sends commands.
+
+import { call, subscribe } from './api.js';
+import { CallView } from './call.js';
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  settings: null,
+  rooms: [],
+  devices: null,
+  db: { connected: false },
+  inCall: null, // {room, name, me}
+  streams: { audio: false, video: false, screen: false },
+  prejoin: null, // {room, name, secured, db}
+};
+
+const callView = new CallView();
+window.huddle = { state, callView }; // for tests and for looking around in the inspector
+
+// ---------------------------------------------------------------- toasts
+function toast(message, { hint = null, error = false, ms = 6000 } = {}) {
+  const t = document.createElement('div');
+  t.className = `toast${error ? ' error' : ''}`;
+  t.textContent = message;
+  if (hint) {
+    const h = document.createElement('div');
+    h.className = 'hint';
+    h.textContent = hint;
+    t.append(h);
+  }
+  $('toasts').append(t);
+  setTimeout(() => t.remove(), ms);
+}
+
+function showError(e) {
+  toast(e?.message ?? String(e), { hint: e?.hint, error: true, ms: 9000 });
+}
+
+async function run(cmd, args) {
+  try {
+    return await call(cmd, args);
+  } catch (e) {
+    showError(e);
+    throw e;
+  }
+}
+
+// ---------------------------------------------------------------- views
+function show(view) {
+  for (const v of ['home', 'prejoin', 'call']) $(`view-${v}`).hidden = v !== view;
+  document.body.dataset.view = view;
+}
+
+function renderRooms() {
+  const list = $('room-list');
+  list.replaceChildren();
+  for (const r of state.rooms) {
+    const li = document.createElement('li');
+    li.dataset.room = r.id;
+    const name = document.createElement('span');
+    name.className = 'name';
+    name.textContent = r.name;
+    if (r.secured) name.append(Object.assign(document.createElement('span'), { className: 'badge', textContent: 'private' }));
+    const who = document.createElement('span');
+    who.className = 'who';
+    who.textContent = r.secured ? 'private' : `${r.occupants} ${r.occupants === 1 ? 'person' : 'people'}`;
+    const join = document.createElement('button');
+    join.className = 'primary join';
+    join.textContent = state.inCall?.room === r.id ? 'Back to call' : 'Join';
+    join.addEventListener('click', () => {
+      if (state.inCall?.room === r.id) show('call');
+      else openPrejoin({ room: r.id, name: r.name, secured: r.secured, db: null });
+    });
+    li.append(name, who, join);
+    // Destroying is offered for my rooms, and for any room nobody is in.
+    if (r.mine || r.occupants === 0) {
+      const del = document.createElement('button');
+      del.className = 'ghost destroy';
+      del.textContent = 'Destroy';
+      del.addEventListener('click', () => confirmDestroy(r));
+      li.append(del);
+    }
+    list.append(li);
+  }
+  $('rooms-empty').hidden = state.rooms.length > 0;
+  $('rooms-count').textContent = state.rooms.length ? `${state.rooms.length}` : '';
+}
+
+function renderRecent() {
+  const list = $('recent-list');
+  list.replaceChildren();
+  for (const r of state.settings?.recent ?? []) {
+    const li = document.createElement('li');
+    const b = document.createElement('button');
+    b.textContent = r.secured ? `${r.name} (private)` : r.name;
+    b.addEventListener('click', () => openPrejoin({ room: r.id, name: r.name, secured: r.secured, db: r.db }));
+    li.append(b);
+    list.append(li);
+  }
+}
+
+async function confirmDestroy(room) {
+  const dlg = $('confirm-dialog');
+  $('confirm-text').textContent = room.occupants
+    ? `Destroy “${room.name}”? The ${room.occupants} people in it will be disconnected.`
+    : `Destroy “${room.name}”? This cannot be undone.`;
+  dlg.returnValue = '';
+  dlg.showModal();
+  dlg.addEventListener('close', async () => {
+    if (dlg.returnValue !== 'yes') return;
+    let secret = null;
+    if (room.secured) secret = prompt('This room is private: its secret') ?? '';
+    await run('destroy_room', { room: room.id, secret }).catch(() => {});
+  }, { once: true });
+}
+
+// ---------------------------------------------------------------- devices
+function fillSelect(sel, choices, value) {
+  sel.replaceChildren();
+  for (const c of choices) {
+    const o = document.createElement('option');
+    o.value = c.id;
+    o.textContent = c.label;
+    sel.append(o);
+  }
+  sel.value = choices.some((c) => c.id === value) ? value : choices[0]?.id ?? '';
+}
+
+async function loadDevices() {
+  state.devices = await call('list_devices').catch(() => null);
+}
+
+// ---------------------------------------------------------------- pre-join
+async function openPrejoin(target) {
+  state.prejoin = target;
+  $('prejoin-title').textContent = `Join “${target.name ?? target.room}”`;
+  $('prejoin-where').textContent = target.db ? `on ${target.db}` : '';
+  $('prejoin-name').value = state.settings?.name ?? '';
+  $('prejoin-secret-row').hidden = !target.secured;
+  $('prejoin-secret').value = '';
+  $('prejoin-audio').checked = state.settings?.start_with_audio ?? true;
+  $('prejoin-video').checked = state.settings?.start_with_video ?? true;
+  await loadDevices();
+  const d = state.devices;
+  if (d) {
+    fillSelect($('pick-camera'), d.cameras, state.settings.devices.camera);
+    fillSelect($('pick-microphone'), d.microphones, state.settings.devices.microphone);
+    fillSelect($('pick-speaker'), d.speakers, state.settings.devices.speaker);
+  }
+  show('prejoin');
+  startPreview();
+}
+
+const preview = { attached: false };
+async function startPreview() {
+  if (!preview.attached) {
+    const tile = $('preview-tile');
+    tile.replaceChildren();
+    const canvas = document.createElement('canvas');
+    const avatar = document.createElement('div');
+    avatar.className = 'avatar';
+    avatar.innerHTML = '<span>You</span>';
+    tile.append(canvas, avatar);
+    callView.router.attach('self:video', canvas, () => tile.classList.add('has-video'));
+    preview.attached = true;
+  }
+  $('preview-tile').classList.remove('has-video');
+  if ($('prejoin-video').checked) {
+    await call('preview_start').catch((e) => toast(e.message, { hint: e.hint, error: true }));
+  } else {
+    await call('preview_stop').catch(() => {});
+  }
+}
+
+function stopPreview() {
+  if (preview.attached) {
+    callView.router.detach('self:video');
+    preview.attached = false;
+  }
+  call('preview_stop').catch(() => {});
+}
+
+async function prejoinChanged() {
+  // Device picks and the on/off switches are remembered for next time.
+  const s = structuredClone(state.settings);
+  s.name = $('prejoin-name').value.trim() || s.name;
+  s.devices.camera = $('pick-camera').value;
+  s.devices.microphone = $('pick-microphone').value;
+  s.devices.speaker = $('pick-speaker').value;
+  s.start_with_audio = $('prejoin-audio').checked;
+  s.start_with_video = $('prejoin-video').checked;
+  await run('save_settings', { settings: s }).catch(() => {});
+}
+
+async function joinNow() {
+  const t = state.prejoin;
+  if (!t) return;
+  await prejoinChanged();
+  stopPreview();
+  $('prejoin-join').disabled = true;
+  try {
+    await run('join_room', { room: t.room, secret: $('prejoin-secret').value || null, db: t.db });
+  } catch {
+    startPreview();
+  } finally {
+    $('prejoin-join').disabled = false;
+  }
+}
+
+// ---------------------------------------------------------------- call controls
+function renderControls() {
+  const s = state.streams;
+  const set = (id, on, onText, offText) => {
+    const b = $(id);
+    b.classList.toggle('on', on);
+    b.classList.toggle('off', !on && id !== 'btn-screen');
+    b.setAttribute('aria-pressed', String(on));
+    b.title = on ? onText : offText;
+  };
+  set('btn-mic', s.audio, 'Mute (Ctrl+D)', 'Unmute (Ctrl+D)');
+  set('btn-cam', s.video, 'Turn camera off (Ctrl+E)', 'Turn camera on (Ctrl+E)');
+  set('btn-screen', s.screen, 'Stop sharing (Ctrl+Shift+S)', 'Share screen (Ctrl+Shift+S)');
+}
+
+async function toggle(kind) {
+  if (!state.inCall) return;
+  const on = !state.streams[kind];
+  await run('set_stream', { kind, on }).catch(() => {});
+}
+
+async function leave() {
+  if (state.inCall) await run('leave_room').catch(() => {});
+}
+
+async function copyInvite() {
+  try {
+    const links = await call('invite_links');
+    let copied = false;
+    try {
+      await navigator.clipboard.writeText(links.app);
+      copied = true;
+    } catch { /* no clipboard access: show the links instead */ }
+    toast(copied ? 'Invitation link copied.' : links.app, { hint: `In a browser: ${links.web}`, ms: 15000 });
+  } catch (e) {
+    showError(e);
+  }
+}
+
+// ---------------------------------------------------------------- settings
+function openSettings() {
+  const s = state.settings;
+  if (!s) return;
+  $('set-name').value = s.name;
+  const mode = s.database.mode;
+  for (const r of document.querySelectorAll('input[name="db-mode"]')) r.checked = r.value === mode;
+  $('set-host-port').value = s.database.port ?? 9443;
+  $('set-host-secret').value = s.database.mode === 'host' ? s.database.secret ?? '' : '';
+  $('set-remote-url').value = s.database.url ?? '';
+  $('set-remote-auth').value = s.database.mode === 'remote' ? s.database.auth ?? '' : '';
+  $('set-ice').value = s.ice_servers.map((i) => [i.urls.join(','), i.username, i.credential].filter(Boolean).join(' ')).join('\n');
+  $('set-ns').checked = s.noise_suppression;
+  $('settings-error').hidden = true;
+  loadDevices().then(() => {
+    const d = state.devices;
+    if (!d) return;
+    fillSelect($('set-camera'), d.cameras, s.devices.camera);
+    fillSelect($('set-microphone'), d.microphones, s.devices.microphone);
+    fillSelect($('set-speaker'), d.speakers, s.devices.speaker);
+    fillSelect($('set-display'), d.displays, s.devices.display);
+  });
+  syncDbMode();
+  $('settings-dialog').showModal();
+}
+
+function syncDbMode() {
+  const mode = document.querySelector('input[name="db-mode"]:checked')?.value;
+  for (const sub of document.querySelectorAll('.sub[data-mode]')) sub.hidden = sub.dataset.mode !== mode;
+}
+
+async function saveSettings(ev) {
+  ev.preventDefault();
+  const s = structuredClone(state.settings);
+  s.name = $('set-name').value.trim();
+  const mode = document.querySelector('input[name="db-mode"]:checked')?.value ?? 'embedded';
+  if (mode === 'embedded') s.database = { mode };
+  if (mode === 'host') s.database = { mode, port: Number($('set-host-port').value), secret: $('set-host-secret').value || null };
+  if (mode === 'remote') s.database = { mode, url: $('set-remote-url').value.trim(), auth: $('set-remote-auth').value || null };
+  s.ice_servers = $('set-ice').value.split('\n').map((l) => l.trim()).filter(Boolean).map((l) => {
+    const [urls, username = '', credential = ''] = l.split(/\s+/);
+    return { urls: urls.split(','), username, credential };
+  });
+  for (const k of ['camera', 'microphone', 'speaker', 'display']) {
+    const v = $(`set-${k}`).value;
+    if (v) s.devices[k] = v;
+  }
+  s.noise_suppression = $('set-ns').checked;
+  try {
+    await call('save_settings', { settings: s });
+    $('settings-dialog').close();
+  } catch (e) {
+    $('settings-error').textContent = e.hint ? `${e.message}. ${e.hint}` : e.message;
+    $('settings-error').hidden = false;
+  }
+}
+
+// ---------------------------------------------------------------- backend events
+function onEvent(ev) {
+  switch (ev.type) {
+    case 'settings':
+      state.settings = ev.settings;
+      renderRecent();
+      break;
+    case 'database': {
+      state.db = ev;
+      const s = $('db-status');
+      s.className = `db-status ${ev.connected ? 'ok' : 'bad'}`;
+      s.textContent = ev.connected ? (ev.lan_url ? `hosting on ${ev.lan_url}` : ev.url) : `offline: ${ev.message ?? ''}`;
+      if (!ev.connected && ev.message) toast(ev.message, { error: true });
+      break;
+    }
+    case 'rooms':
+      state.rooms = ev.rooms;
+      renderRooms();
+      break;
+    case 'joined':
+      state.inCall = { room: ev.room, name: ev.name, me: ev.me };
+      state.streams = ev.streams;
+      $('call-title').textContent = ev.name;
+      callView.enter(ev.me, state.settings?.name ?? 'Me', ev.streams);
+      renderControls();
+      renderRooms();
+      show('call');
+      break;
+    case 'left':
+      if (state.inCall) toast(`Left the call: ${ev.reason}.`);
+      state.inCall = null;
+      state.streams = { audio: false, video: false, screen: false };
+      callView.clear();
+      renderRooms();
+      show('home');
+      break;
+    case 'local_streams':
+      state.streams = ev.streams;
+      renderControls();
+      callView.onEvent(ev);
+      break;
+    case 'speaking':
+      if ((ev.peer === 'self' || ev.peer === state.inCall?.me)) {
+        $('muted-hint').hidden = !(ev.speaking && !state.streams.audio);
+      }
+      callView.onEvent(ev);
+      break;
+    case 'member_joined':
+      toast(`${ev.name} joined.`, { ms: 3000 });
+      callView.onEvent(ev);
+      break;
+    case 'member_left': {
+      const m = callView.members.get(ev.peer);
+      if (m) toast(`${m.name} left (${ev.reason}).`, { ms: 4000 });
+      callView.onEvent(ev);
+      break;
+    }
+    case 'invite':
+      openPrejoin({ room: ev.room, name: null, secured: false, db: ev.db }).then(() => checkSecured(ev));
+      break;
+    case 'error':
+      showError(ev);
+      break;
+    default:
+      callView.onEvent(ev);
+  }
+  $('call-count').textContent = state.inCall ? `${callView.members.size + 1} in the call` : '';
+}
+
+function checkSecured(ev) {
+  const r = state.rooms.find((x) => x.id === ev.room);
+  if (r) {
+    state.prejoin.name = r.name;
+    state.prejoin.secured = r.secured;
+    $('prejoin-title').textContent = `Join “${r.name}”`;
+    $('prejoin-secret-row').hidden = !r.secured;
+  }
+}
+
+// ---------------------------------------------------------------- wiring
+function wire() {
+  $('create-private').addEventListener('change', (e) => { $('create-secret-row').hidden = !e.target.checked; });
+  $('create-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const name = $('create-name').value.trim();
+    const secret = $('create-private').checked ? $('create-secret').value : null;
+    if ($('create-private').checked && !secret) return showError({ message: 'A private room needs a secret.' });
+    try {
+      const id = await run('create_room', { name, secret });
+      $('create-name').value = '';
+      await openPrejoin({ room: id, name, secured: Boolean(secret), db: null });
+      if (secret) $('prejoin-secret').value = secret;
+    } catch { /* shown */ }
+  });
+  $('invite-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    await run('open_invite', { link: $('invite-link').value }).catch(() => {});
+  });
+  $('prejoin-join').addEventListener('click', joinNow);
+  $('prejoin-cancel').addEventListener('click', () => { stopPreview(); show('home'); });
+  $('prejoin-video').addEventListener('change', startPreview);
+  $('pick-camera').addEventListener('change', async () => { await prejoinChanged(); startPreview(); });
+  $('btn-mic').addEventListener('click', () => toggle('audio'));
+  $('btn-cam').addEventListener('click', () => toggle('video'));
+  $('btn-screen').addEventListener('click', () => toggle('screen'));
+  $('btn-leave').addEventListener('click', leave);
+  $('copy-invite').addEventListener('click', copyInvite);
+  $('toggle-stats').addEventListener('click', () => {
+    $('stats-panel').hidden = !$('stats-panel').hidden;
+    callView.sync();
+  });
+  $('open-settings').addEventListener('click', openSettings);
+  $('settings-form').addEventListener('submit', (e) => {
+    if (e.submitter?.value === 'save') saveSettings(e);
+  });
+  for (const r of document.querySelectorAll('input[name="db-mode"]')) r.addEventListener('change', syncDbMode);
+  document.addEventListener('keydown', (e) => {
+    if (!state.inCall || !e.ctrlKey) return;
+    const k = e.key.toLowerCase();
+    const action = e.shiftKey
+      ? { s: () => toggle('screen'), l: leave, i: () => $('toggle-stats').click() }[k]
+      : { d: () => toggle('audio'), e: () => toggle('video') }[k];
+    if (action) {
+      e.preventDefault();
+      action();
+    }
+  });
+}
+
+async function main() {
+  wire();
+  show('home');
+  try {
+    await callView.start();
+    await subscribe(onEvent);
+  } catch (e) {
+    showError(e);
+  }
+}
+
+main();
