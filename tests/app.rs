@@ -2,7 +2,8 @@
 //! its webview with WebDriver (tauri-driver + WebKitWebDriver), in a call with real
 //! `huddle-peer` participants over loopback. It creates a room, sees a participant arrive (a
 //! tile with moving video, a desktop notification), turns its own camera and screen on and
-//! off, saves a screenshot of a three-person call to docs/screenshot.png, and leaves.
+//! off, saves a screenshot of a three-person call to docs/screenshot.png, leaves, destroys the
+//! room, and sees a room destroyed by someone else close its call.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -287,5 +288,33 @@ async fn a_call_in_the_desktop_app() {
     )
     .await;
     bob.wait_event("Ann leaving", LONG, |v| v["event"] == "member_left");
+
+    // Destroy the room from the list (mine, so offered), confirming: Bob's call ends.
+    c.find(Locator::Css(&format!("li[data-room=\"{room}\"] .destroy")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(&c, "the confirmation", "return document.getElementById('confirm-dialog').open").await;
+    c.find(Locator::Id("confirm-yes")).await.unwrap().click().await.unwrap();
+    until(&c, "the room gone from the list", &format!("return !window.huddle.state.rooms.some(r => r.id === '{room}')")).await;
+    bob.wait_event("the room closing", LONG, |v| v["event"] == "room_closed");
+
+    // A room destroyed by someone else while I am in it: back home, and a notification.
+    c.find(Locator::Id("create-name")).await.unwrap().send_keys("Retro").await.unwrap();
+    c.find(Locator::Id("create-btn")).await.unwrap().click().await.unwrap();
+    until(&c, "the pre-join screen", "return !document.getElementById('view-prejoin').hidden").await;
+    c.find(Locator::Id("prejoin-join")).await.unwrap().click().await.unwrap();
+    let retro = until(&c, "being in Retro", "return window.huddle.state.inCall?.room").await;
+    let admin = signal::room::Signaling::new(
+        signal::rtdb::RtdbClient::new(signal::rtdb::ClientConfig::new(db.clone())).unwrap(),
+        "test-admin-0001",
+    );
+    admin.destroy_room(retro.as_str().unwrap(), None).await.unwrap();
+    until(&c, "the home screen after the room closed", "return !window.huddle.state.inCall && !document.getElementById('view-home').hidden").await;
+    wait_for("a notification that the room closed", Duration::from_secs(10), || {
+        desktop.shown().into_iter().find(|n| n["summary"] == "The room was closed")
+    });
     c.close().await.unwrap();
 }

@@ -116,13 +116,17 @@ impl Call {
     }
 
     /// Forwards the engine's events to the page until the call ends.
+    /// When the call ends by itself (room closed, signaling failed for good), `slot` is
+    /// emptied, which leaves.
     pub fn forward(
         &mut self,
         mut events: mpsc::Receiver<MeshEvent>,
         outlet: Arc<dyn Outlet>,
         frames: Arc<Compositor>,
+        slot: Arc<tokio::sync::Mutex<Option<Call>>>,
     ) {
         let members = self.members.clone();
+        let room = self.room.clone();
         self.task = Some(tokio::spawn(async move {
             while let Some(ev) = events.recv().await {
                 match &ev {
@@ -163,6 +167,7 @@ impl Call {
                         frames.remove_prefix(&format!("{peer_id}:"));
                     }
                     MeshEvent::RoomClosed => {
+                        end(&slot, &room, &frames).await;
                         outlet.emit(UiEvent::Left {
                             reason: "the room was closed".into(),
                         });
@@ -174,6 +179,12 @@ impl Call {
                     outlet.emit(ui);
                 }
             }
+            // The engine stopped (signaling failed for good): the call is over.
+            if end(&slot, &room, &frames).await {
+                outlet.emit(UiEvent::Left {
+                    reason: "the call's connection to the database failed".into(),
+                });
+            }
         }));
     }
 
@@ -183,5 +194,18 @@ impl Call {
             t.abort();
         }
         self.mesh.leave().await;
+    }
+}
+
+/// Forgets the call in `slot` if it is still the one in `room`; true if it was.
+async fn end(slot: &tokio::sync::Mutex<Option<Call>>, room: &str, frames: &Compositor) -> bool {
+    let mut guard = slot.lock().await;
+    if guard.as_ref().is_some_and(|c| c.room == room) {
+        // Dropping the call drops the engine's handle, which leaves the room.
+        let _ = guard.take();
+        frames.remove_prefix("");
+        true
+    } else {
+        false
     }
 }

@@ -101,7 +101,7 @@ pub struct Core {
     options: Options,
     settings: Mutex<Settings>,
     conn: tokio::sync::Mutex<Option<Conn>>,
-    call: tokio::sync::Mutex<Option<Call>>,
+    call: Arc<tokio::sync::Mutex<Option<Call>>>,
     pub(crate) rooms: Arc<Mutex<Vec<RoomView>>>,
     pub(crate) outlet: Arc<dyn Outlet>,
     preview: Mutex<Option<Preview>>,
@@ -128,7 +128,7 @@ impl Core {
             options,
             settings: Mutex::new(settings),
             conn: tokio::sync::Mutex::new(None),
-            call: tokio::sync::Mutex::new(None),
+            call: Arc::new(tokio::sync::Mutex::new(None)),
             rooms: Arc::new(Mutex::new(Vec::new())),
             outlet,
             preview: Mutex::new(None),
@@ -393,8 +393,11 @@ impl Core {
             }
         }
         self.outlet.emit(call.joined_event());
-        call.forward(events, self.outlet.clone(), self.frames.clone());
-        *self.call.lock().await = Some(call);
+        // Held while the forwarder starts, so an end it sees at once finds the call in place.
+        let mut slot = self.call.lock().await;
+        call.forward(events, self.outlet.clone(), self.frames.clone(), self.call.clone());
+        *slot = Some(call);
+        drop(slot);
         self.update_settings(|s| {
             s.remember(RecentRoom {
                 id: room.to_owned(),

@@ -134,6 +134,13 @@ pub enum UiEvent {
         /// Figures.
         stats: PeerStats,
     },
+    /// The call's signaling connection was lost or came back.
+    Signaling {
+        /// Reachable now.
+        connected: bool,
+        /// What happened.
+        message: Option<String>,
+    },
     /// An invitation arrived (deep link): the UI shows the pre-join screen for it.
     Invite {
         /// Room id.
@@ -221,6 +228,16 @@ impl UiEvent {
                     .then_some("Add a TURN server in Settings → Network.");
                 UiEvent::error(message, hint)
             }
+            MeshEvent::SignalingLost { reason } => UiEvent::Signaling {
+                connected: false,
+                message: Some(format!(
+                    "lost the connection to the database ({reason}); the call goes on and reconnects"
+                )),
+            },
+            MeshEvent::SignalingRestored => UiEvent::Signaling {
+                connected: true,
+                message: None,
+            },
             // Joined and RoomClosed are turned into Joined/Left by the call task, which
             // knows the room's name and why the call ended.
             _ => return None,

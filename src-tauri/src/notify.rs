@@ -1,5 +1,5 @@
 //! Native notifications: someone joined while the window is in the background, the room was
-//! closed, the connection was lost. The decision is a pure function; showing goes through
+//! closed, the call's connection to the database was lost. The decision is a pure function; showing goes through
 //! tauri-plugin-notification (the desktop's notification service).
 
 use tauri::{AppHandle, Manager, Runtime};
@@ -32,10 +32,9 @@ pub fn notice_for(ev: &UiEvent, focused: bool, in_call: Option<&str>) -> Option<
                 in_call.unwrap_or("The room")
             ),
         ),
-        UiEvent::Database {
+        UiEvent::Signaling {
             connected: false,
             message,
-            ..
         } if in_call.is_some() => notice(
             "Connection lost".into(),
             message
@@ -95,10 +94,8 @@ mod tests {
             reason: "you left".into(),
         };
         assert!(notice_for(&left, false, Some("R")).is_none());
-        let lost = UiEvent::Database {
+        let lost = UiEvent::Signaling {
             connected: false,
-            url: "u".into(),
-            lan_url: None,
             message: Some("gone".into()),
         };
         assert!(notice_for(&lost, true, Some("R")).is_some());

@@ -320,6 +320,10 @@ function onEvent(ev) {
       if (!ev.connected && ev.message) toast(ev.message, { error: true });
       break;
     }
+    case 'signaling':
+      if (ev.connected) toast('Reconnected to the database.', { ms: 3000 });
+      else toast(ev.message, { error: true, hint: 'People already in the call stay connected.' });
+      break;
     case 'rooms':
       state.rooms = ev.rooms;
       renderRooms();

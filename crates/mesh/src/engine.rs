@@ -309,8 +309,14 @@ impl RoomTask {
                 self.emit(MeshEvent::Error { message }).await;
                 return false;
             }
-            RoomEvent::SignalingLost(why) => tracing::info!(%why, "signaling lost; reconnecting"),
-            RoomEvent::SignalingRestored => tracing::info!("signaling restored"),
+            RoomEvent::SignalingLost(why) => {
+                tracing::info!(%why, "signaling lost; reconnecting");
+                self.emit(MeshEvent::SignalingLost { reason: why }).await;
+            }
+            RoomEvent::SignalingRestored => {
+                tracing::info!("signaling restored");
+                self.emit(MeshEvent::SignalingRestored).await;
+            }
             _ => {}
         }
         true

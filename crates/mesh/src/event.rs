@@ -143,6 +143,14 @@ pub enum MeshEvent {
     },
     /// The room was destroyed.
     RoomClosed,
+    /// The signaling database cannot be reached; the call goes on peer to peer and signaling
+    /// resumes by itself (no one can join or renegotiate meanwhile).
+    SignalingLost {
+        /// Why, in words.
+        reason: String,
+    },
+    /// The signaling database is reachable again.
+    SignalingRestored,
     /// Something went wrong; the words are for the user.
     Error {
         /// What.
