@@ -1,0 +1,197 @@
+//! Cameras through nokhwa (V4L2 on Linux, AVFoundation on macOS, Media Foundation on Windows):
+//! pick the mode closest to what the call wants, preferring formats that need little
+//! conversion, convert each picture to I420, and report an unplugged camera.
+
+use std::time::Instant;
+
+use media::source::{MediaError, VideoSource};
+use nokhwa::pixel_format::RgbFormat;
+use nokhwa::utils::{
+    ApiBackend, CameraFormat, CameraIndex, FrameFormat, RequestedFormat, RequestedFormatType,
+};
+
+use crate::convert::{to_i420, PixelFormat, RawPicture};
+use crate::events::{DeviceEvent, DeviceKind, EventSender};
+use crate::threaded::{self, Offer};
+
+/// One way a camera can capture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CameraMode {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Frames per second.
+    pub fps: u32,
+    /// Pixel layout.
+    pub format: PixelFormat,
+}
+
+/// The mode of `modes` closest to `want` (width, height and fps; format ignored), or None when
+/// there is none.
+///
+/// Closest means, in order: the smallest size at least as large as wanted (else the largest
+/// below), then a frame rate at least as high as wanted and as close to it as possible, then the
+/// cheapest format to convert (NV12/YUYV before RGB before MJPEG).
+pub fn choose_mode(modes: &[CameraMode], want: CameraMode) -> Option<CameraMode> {
+    let want_area = u64::from(want.width) * u64::from(want.height);
+    modes.iter().copied().min_by_key(|m| {
+        let area = u64::from(m.width) * u64::from(m.height);
+        let big_enough = m.width >= want.width && m.height >= want.height;
+        // Big enough and smallest first; then too small and largest first.
+        let size_rank = if big_enough {
+            (0, area - want_area.min(area))
+        } else {
+            (1, u64::MAX - area)
+        };
+        let fps_rank = if m.fps >= want.fps {
+            (0, m.fps - want.fps)
+        } else {
+            (1, want.fps - m.fps)
+        };
+        (size_rank, fps_rank, m.format.conversion_cost())
+    })
+}
+
+fn pixel_format(f: FrameFormat) -> PixelFormat {
+    match f {
+        FrameFormat::MJPEG => PixelFormat::Mjpeg,
+        FrameFormat::YUYV => PixelFormat::Yuyv,
+        FrameFormat::NV12 => PixelFormat::Nv12,
+        FrameFormat::GRAY => PixelFormat::Gray,
+        FrameFormat::RAWRGB => PixelFormat::Rgb24,
+        FrameFormat::RAWBGR => PixelFormat::Bgr24,
+    }
+}
+
+/// The cameras present now: (index, name). Empty when there are none (or no camera system).
+pub fn list() -> Result<Vec<(u32, String)>, MediaError> {
+    let cams = nokhwa::query(ApiBackend::Auto)
+        .map_err(|e| MediaError::Device(format!("cannot list cameras: {e}")))?;
+    Ok(cams
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let index = c.index().as_index().unwrap_or(i as u32);
+            (index, c.human_name())
+        })
+        .collect())
+}
+
+/// Opens camera `index` at the mode closest to `want` and starts capturing on a thread of its
+/// own. A camera that fails mid-call (unplugged) ends the stream and sends
+/// [`DeviceEvent::Lost`]; the rest of the call is untouched.
+pub fn open(
+    index: u32,
+    want: CameraMode,
+    events: EventSender,
+) -> Result<Box<dyn VideoSource>, MediaError> {
+    let present = list()?;
+    let Some((_, name)) = present.iter().find(|(i, _)| *i == index).cloned() else {
+        return Err(MediaError::NoDevice(match present.len() {
+            0 => "no camera found".to_owned(),
+            n => format!("there is no camera {index} ({n} found: see --list-devices)"),
+        }));
+    };
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (tx, source) = threaded::channel(format!("camera {index} ({name})"));
+    std::thread::Builder::new()
+        .name(format!("huddle-camera-{index}"))
+        .spawn(move || {
+            let mut cam = match start(index, want) {
+                Ok(c) => {
+                    let _ = ready_tx.send(Ok(()));
+                    c
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            let start = Instant::now();
+            let mut failures = 0;
+            loop {
+                let buffer = match cam.frame() {
+                    Ok(b) => {
+                        failures = 0;
+                        b
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        // One bad frame happens; three in a row is a camera that is gone.
+                        if failures < 3 {
+                            continue;
+                        }
+                        let message = format!("the camera stopped: {e}");
+                        events.send(DeviceEvent::Lost {
+                            kind: DeviceKind::Camera,
+                            name: name.clone(),
+                            message: message.clone(),
+                        });
+                        tx.fail(MediaError::Device(message));
+                        return;
+                    }
+                };
+                let res = buffer.resolution();
+                let format = pixel_format(buffer.source_frame_format());
+                let pic = RawPicture {
+                    format,
+                    width: res.width(),
+                    height: res.height(),
+                    stride: 0,
+                    data: buffer.buffer(),
+                };
+                match to_i420(&pic, start.elapsed()) {
+                    Ok(frame) => {
+                        if tx.offer(frame) == Offer::Closed {
+                            let _ = cam.stop_stream();
+                            return;
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "dropping a camera frame"),
+                }
+            }
+        })
+        .map_err(|e| MediaError::Device(e.to_string()))?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok(Box::new(source)),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(MediaError::Device("the camera thread ended".into())),
+    }
+}
+
+fn start(index: u32, want: CameraMode) -> Result<nokhwa::Camera, MediaError> {
+    let err = |e: nokhwa::NokhwaError| MediaError::Device(format!("camera {index}: {e}"));
+    let mut cam = nokhwa::Camera::new(
+        CameraIndex::Index(index),
+        RequestedFormat::new::<RgbFormat>(RequestedFormatType::None),
+    )
+    .map_err(err)?;
+    let formats = cam.compatible_camera_formats().map_err(err)?;
+    let modes: Vec<CameraMode> = formats
+        .iter()
+        .map(|f| CameraMode {
+            width: f.width(),
+            height: f.height(),
+            fps: f.frame_rate(),
+            format: pixel_format(f.format()),
+        })
+        .collect();
+    if let Some(best) = choose_mode(&modes, want) {
+        if let Some(f) = formats.iter().zip(&modes).find(|(_, m)| **m == best).map(|(f, _)| *f) {
+            let fourcc = [f.format()];
+            let request = RequestedFormat::with_formats(
+                RequestedFormatType::Exact(CameraFormat::new_from(
+                    f.width(),
+                    f.height(),
+                    f.format(),
+                    f.frame_rate(),
+                )),
+                &fourcc,
+            );
+            cam.set_camera_requset(request).map_err(err)?;
+        }
+    }
+    cam.open_stream().map_err(err)?;
+    Ok(cam)
+}
