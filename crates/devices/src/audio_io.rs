@@ -118,16 +118,7 @@ impl AudioDriver {
         let ctl_for_thread = ctl.clone();
         let thread = std::thread::Builder::new()
             .name("huddle-audio-device".into())
-            .spawn(move || {
-                supervise(
-                    selector,
-                    endpoint,
-                    events,
-                    ctl_for_thread,
-                    ctl_rx,
-                    ready_tx,
-                )
-            })
+            .spawn(move || supervise(selector, endpoint, events, ctl_for_thread, ctl_rx, ready_tx))
             .map_err(|e| MediaError::Device(e.to_string()))?;
         let name = ready_rx
             .recv_timeout(Duration::from_secs(10))
@@ -253,7 +244,8 @@ fn build(
     let dir = dir_of(endpoint);
     let device = find_device(dir, selector)?;
     let name = device_name(&device);
-    let refused = |e: cpal::Error| MediaError::Device(format!("{} {name:?}: {e}", dir.kind().as_str()));
+    let refused =
+        |e: cpal::Error| MediaError::Device(format!("{} {name:?}: {e}", dir.kind().as_str()));
     let config = match dir {
         Direction::Input => device.default_input_config(),
         Direction::Output => device.default_output_config(),
@@ -294,7 +286,11 @@ fn build(
                 SampleFormat::U16 => input!(u16),
                 SampleFormat::U8 => input!(u8),
                 SampleFormat::I8 => input!(i8),
-                f => return Err(MediaError::Unsupported(format!("{name}: sample format {f}"))),
+                f => {
+                    return Err(MediaError::Unsupported(format!(
+                        "{name}: sample format {f}"
+                    )))
+                }
             }
         }
         Endpoint::Playback(fifo) => {
@@ -305,7 +301,11 @@ fn build(
                 SampleFormat::I16 => output::<i16>(&device, &config, fifo, channels, on_error),
                 SampleFormat::I32 => output::<i32>(&device, &config, fifo, channels, on_error),
                 SampleFormat::U16 => output::<u16>(&device, &config, fifo, channels, on_error),
-                f => return Err(MediaError::Unsupported(format!("{name}: sample format {f}"))),
+                f => {
+                    return Err(MediaError::Unsupported(format!(
+                        "{name}: sample format {f}"
+                    )))
+                }
             }
         }
     }

@@ -178,7 +178,12 @@ fn start(index: u32, want: CameraMode) -> Result<nokhwa::Camera, MediaError> {
         })
         .collect();
     if let Some(best) = choose_mode(&modes, want) {
-        if let Some(f) = formats.iter().zip(&modes).find(|(_, m)| **m == best).map(|(f, _)| *f) {
+        if let Some(f) = formats
+            .iter()
+            .zip(&modes)
+            .find(|(_, m)| **m == best)
+            .map(|(f, _)| *f)
+        {
             let fourcc = [f.format()];
             let request = RequestedFormat::with_formats(
                 RequestedFormatType::Exact(CameraFormat::new_from(

@@ -244,7 +244,12 @@ impl AudioSource for Microphone {
                 Err(RecvTimeoutError::Timeout) => {
                     let pacer = self.silence.get_or_insert_with(|| Pacer::from_fps(50));
                     let tick = pacer.wait();
-                    if self.chunks.try_recv().map(|c| self.pipeline.push(&c)).is_ok() {
+                    if self
+                        .chunks
+                        .try_recv()
+                        .map(|c| self.pipeline.push(&c))
+                        .is_ok()
+                    {
                         continue;
                     }
                     return Ok(AudioFrame::silence(pacer.pts(tick)));

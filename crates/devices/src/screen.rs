@@ -48,7 +48,9 @@ impl ChangeGate {
 
     /// Decides about `picture` captured at `now` (and remembers it when it is sent).
     pub fn decide(&mut self, picture: &[u8], now: Instant) -> Decision {
-        let due = self.sent_at.is_none_or(|t| now.duration_since(t) >= KEEPALIVE);
+        let due = self
+            .sent_at
+            .is_none_or(|t| now.duration_since(t) >= KEEPALIVE);
         if self.last.as_slice() != picture {
             self.last.clear();
             self.last.extend_from_slice(picture);
@@ -98,7 +100,11 @@ fn no_screen(e: std::io::Error) -> MediaError {
 }
 
 /// Starts sharing display `index` at `fps` (clamped to 1..=[`MAX_FPS`]).
-pub fn open(index: usize, fps: u32, events: EventSender) -> Result<Box<dyn VideoSource>, MediaError> {
+pub fn open(
+    index: usize,
+    fps: u32,
+    events: EventSender,
+) -> Result<Box<dyn VideoSource>, MediaError> {
     let fps = fps.clamp(1, MAX_FPS);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (tx, source) = threaded::channel(format!("display {index}"));

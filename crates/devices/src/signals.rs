@@ -9,7 +9,9 @@ use std::f64::consts::PI;
 pub fn speech(seconds: f64, rate: u32, pitch_hz: f64, seed: u64) -> Vec<f32> {
     let n = (seconds * f64::from(rate)) as usize;
     let fs = f64::from(rate);
-    let mut rng = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut rng = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut noise = move || {
         rng = rng
             .wrapping_mul(6364136223846793005)
@@ -32,8 +34,16 @@ pub fn speech(seconds: f64, rate: u32, pitch_hz: f64, seed: u64) -> Vec<f32> {
             0.0
         };
         let s_pos = (t / syllable).fract();
-        let voiced = if s_pos < 0.7 { (PI * s_pos / 0.7).sin() } else { 0.0 };
-        let consonant = if (0.72..0.8).contains(&s_pos) { 0.15 * noise() } else { 0.0 };
+        let voiced = if s_pos < 0.7 {
+            (PI * s_pos / 0.7).sin()
+        } else {
+            0.0
+        };
+        let consonant = if (0.72..0.8).contains(&s_pos) {
+            0.15 * noise()
+        } else {
+            0.0
+        };
         let formant = |f: f64, bw: f64| {
             let r = (-PI * bw / fs).exp();
             (2.0 * r * (2.0 * PI * f / fs).cos(), -r * r)
@@ -74,7 +84,12 @@ impl EchoPath {
         let ms = |m: f64| (m * f64::from(rate) / 1000.0) as usize;
         EchoPath {
             delay: ms(60.0),
-            taps: vec![(0, 0.35), (ms(2.5), 0.18), (ms(7.0), -0.12), (ms(15.0), 0.06)],
+            taps: vec![
+                (0, 0.35),
+                (ms(2.5), 0.18),
+                (ms(7.0), -0.12),
+                (ms(15.0), 0.06),
+            ],
             lowpass: 0.35,
             history: Vec::new(),
             lp: 0.0,

@@ -144,14 +144,26 @@ impl DeviceSources {
             self.events.clone(),
         )?;
         let driver = Arc::new(driver);
-        *self.speaker_driver.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(&driver);
-        let speaker = Speaker::new(name, fifo, Some(self.processor.clone()), Some(Box::new(driver)));
+        *self
+            .speaker_driver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(&driver);
+        let speaker = Speaker::new(
+            name,
+            fifo,
+            Some(self.processor.clone()),
+            Some(Box::new(driver)),
+        );
         Ok(Arc::new(Mutex::new(speaker)))
     }
 
     /// Switches the microphone mid-call (None: the default one). Returns the device's name.
     pub fn switch_microphone(&self, selector: Option<String>) -> Result<String, MediaError> {
-        let driver = self.mic_driver.lock().unwrap_or_else(|e| e.into_inner()).upgrade();
+        let driver = self
+            .mic_driver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .upgrade();
         driver
             .ok_or_else(|| MediaError::NoDevice("the microphone is not on".into()))?
             .switch(selector)
@@ -159,7 +171,11 @@ impl DeviceSources {
 
     /// Switches the speaker mid-call (None: the default one). Returns the device's name.
     pub fn switch_speaker(&self, selector: Option<String>) -> Result<String, MediaError> {
-        let driver = self.speaker_driver.lock().unwrap_or_else(|e| e.into_inner()).upgrade();
+        let driver = self
+            .speaker_driver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .upgrade();
         driver
             .ok_or_else(|| MediaError::NoDevice("the speaker is not on".into()))?
             .switch(selector)

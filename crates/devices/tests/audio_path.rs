@@ -20,7 +20,10 @@ fn frames_of(x: &[f32]) -> Vec<AudioFrame> {
     x.chunks_exact(960)
         .enumerate()
         .map(|(i, c)| AudioFrame {
-            samples: c.iter().map(|&s| devices::resample::f32_to_i16(s)).collect(),
+            samples: c
+                .iter()
+                .map(|&s| devices::resample::f32_to_i16(s))
+                .collect(),
             pts: Duration::from_millis(20 * i as u64),
         })
         .collect()
@@ -34,7 +37,9 @@ fn energy(x: &[f32]) -> f64 {
 fn playout_fifo_primes_converts_and_bounds_latency() {
     let mut fifo = PlayoutFifo::new(44_100);
     let tone: Vec<i16> = (0..960)
-        .map(|i| ((i as f64 * 2.0 * std::f64::consts::PI * 441.0 / 48_000.0).sin() * 10_000.0) as i16)
+        .map(|i| {
+            ((i as f64 * 2.0 * std::f64::consts::PI * 441.0 / 48_000.0).sin() * 10_000.0) as i16
+        })
         .collect();
     // Nothing queued: silence, counted as underrun, no panic.
     let mut out = vec![1.0f32; 2 * 441];
@@ -55,7 +60,11 @@ fn playout_fifo_primes_converts_and_bounds_latency() {
     for _ in 0..50 {
         fifo.push(&tone);
     }
-    assert!(fifo.queued() <= Duration::from_millis(201), "{:?}", fifo.queued());
+    assert!(
+        fifo.queued() <= Duration::from_millis(201),
+        "{:?}",
+        fifo.queued()
+    );
     assert!(fifo.stats().dropped > 0);
 }
 
@@ -69,7 +78,12 @@ fn speaker_to_microphone_echo_is_removed_end_to_end() {
         gain_control: false,
     });
     let fifo = SharedFifo::new(44_100);
-    let mut speaker = Speaker::new("synthetic speaker", fifo.clone(), Some(processor.clone()), None);
+    let mut speaker = Speaker::new(
+        "synthetic speaker",
+        fifo.clone(),
+        Some(processor.clone()),
+        None,
+    );
     let control = MicControl::new(Some(processor));
     let (tx, rx) = mpsc::sync_channel(1000);
     let mut mic = Microphone::new(
@@ -127,7 +141,10 @@ fn muted_microphone_sends_silence_and_hints_when_speech_is_heard() {
         }
     }
     assert_eq!(out_energy, 0.0, "a muted microphone sent sound");
-    assert_eq!(rx.try_recv().unwrap(), DeviceEvent::MutedSpeaking { speaking: true });
+    assert_eq!(
+        rx.try_recv().unwrap(),
+        DeviceEvent::MutedSpeaking { speaking: true }
+    );
     // Silence: the hint is withdrawn once the talking stops.
     for _ in 0..50 {
         mic.push(&InputChunk {
@@ -138,7 +155,10 @@ fn muted_microphone_sends_silence_and_hints_when_speech_is_heard() {
         .unwrap();
         while mic.pop().is_some() {}
     }
-    assert_eq!(rx.try_recv().unwrap(), DeviceEvent::MutedSpeaking { speaking: false });
+    assert_eq!(
+        rx.try_recv().unwrap(),
+        DeviceEvent::MutedSpeaking { speaking: false }
+    );
     assert!(rx.try_recv().is_err(), "one hint per stretch of speech");
     // Unmuted speech is sent and raises no hint.
     control.set_muted(false);
@@ -174,7 +194,14 @@ fn a_stalled_device_gives_paced_silence_and_a_gone_driver_ends_the_source() {
         assert!(f.samples.iter().all(|&s| s == 0));
     }
     // 100 ms of grace, then 20 ms per frame: the call is not flooded with silence.
-    assert!(start.elapsed() >= Duration::from_millis(170), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_millis(170),
+        "{:?}",
+        start.elapsed()
+    );
     drop(tx);
-    assert!(matches!(mic.next_frame(), Err(media::source::MediaError::Ended)));
+    assert!(matches!(
+        mic.next_frame(),
+        Err(media::source::MediaError::Ended)
+    ));
 }

@@ -75,7 +75,11 @@ fn compare(got: &VideoFrame, want: &VideoFrame) -> [(u8, f64); 3] {
     let (g, w) = (planes(got), planes(want));
     let mut out = [(0u8, 0.0); 3];
     for i in 0..3 {
-        let diffs: Vec<u8> = g[i].iter().zip(&w[i]).map(|(a, b)| a.abs_diff(*b)).collect();
+        let diffs: Vec<u8> = g[i]
+            .iter()
+            .zip(&w[i])
+            .map(|(a, b)| a.abs_diff(*b))
+            .collect();
         out[i] = (
             *diffs.iter().max().unwrap(),
             diffs.iter().map(|&d| f64::from(d)).sum::<f64>() / diffs.len() as f64,
@@ -244,7 +248,10 @@ fn gray_and_i420_and_bad_input() {
         data: &[0; 100],
     };
     let err = to_i420(&short, Duration::ZERO).unwrap_err();
-    assert!(err.to_string().contains("needs 16384 bytes, got 100"), "{err}");
+    assert!(
+        err.to_string().contains("needs 16384 bytes, got 100"),
+        "{err}"
+    );
     let tiny = RawPicture {
         format: PixelFormat::Rgb24,
         width: 1,

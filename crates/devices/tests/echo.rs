@@ -64,7 +64,13 @@ fn scenario() -> (Vec<f32>, Vec<f32>) {
     let near: Vec<f32> = near_talker
         .iter()
         .enumerate()
-        .map(|(i, &s)| if i >= secs(12.0, 12.0).start { s * 0.5 } else { 0.0 })
+        .map(|(i, &s)| {
+            if i >= secs(12.0, 12.0).start {
+                s * 0.5
+            } else {
+                0.0
+            }
+        })
         .collect();
     (far, near)
 }
@@ -92,11 +98,18 @@ fn echo_is_cancelled_by_25_db_and_near_speech_survives() {
     let kept = db(energy(&r.out[dt.clone()]) / energy(&alone.out[dt.clone()]));
     // How much of the output is the near talker: correlation with the undisturbed output.
     let (a, b) = (&r.out[dt.clone()], &alone.out[dt.clone()]);
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
     let corr = dot / (energy(a) * energy(b)).sqrt() / a.len() as f64;
     eprintln!("double talk: near-end level {kept:+.1} dB, correlation {corr:.2}");
     assert!(kept > -6.0, "near end lost {kept:.1} dB in double talk");
-    assert!(corr > 0.75, "near end distorted in double talk (correlation {corr:.2})");
+    assert!(
+        corr > 0.75,
+        "near end distorted in double talk (correlation {corr:.2})"
+    );
 
     // Near end alone after the far end stops: passes almost untouched.
     let solo = secs(17.5, 20.0);
@@ -111,7 +124,10 @@ fn without_echo_cancellation_the_echo_stays() {
     let r = run(ProcessingSettings::off(), &far, &near);
     let conv = secs(4.0, 12.0);
     let erle = db(energy(&r.mic[conv.clone()]) / energy(&r.out[conv]));
-    assert!(erle.abs() < 1.0, "nothing should remove echo, got {erle:.1} dB");
+    assert!(
+        erle.abs() < 1.0,
+        "nothing should remove echo, got {erle:.1} dB"
+    );
 }
 
 #[test]
@@ -123,5 +139,8 @@ fn full_processing_keeps_the_echo_out() {
     let conv = secs(4.0, 12.0);
     let erle = db(energy(&r.mic[conv.clone()]) / energy(&r.out[conv]));
     eprintln!("ERLE with NS and AGC: {erle:.1} dB");
-    assert!(erle >= 25.0, "ERLE {erle:.1} dB < 25 dB with full processing");
+    assert!(
+        erle >= 25.0,
+        "ERLE {erle:.1} dB < 25 dB with full processing"
+    );
 }

@@ -44,12 +44,18 @@ fn fit(x: &[f64], f: f64, rate: f64) -> (f64, f64, f64) {
         worst = worst.max(r.abs());
         energy += r * r;
     }
-    ((a * a + b * b).sqrt(), worst, (energy / x.len() as f64).sqrt())
+    (
+        (a * a + b * b).sqrt(),
+        worst,
+        (energy / x.len() as f64).sqrt(),
+    )
 }
 
 /// Frequency from the number of rising zero crossings.
 fn frequency(x: &[f64], rate: f64) -> f64 {
-    let ups: Vec<usize> = (1..x.len()).filter(|&i| x[i - 1] < 0.0 && x[i] >= 0.0).collect();
+    let ups: Vec<usize> = (1..x.len())
+        .filter(|&i| x[i - 1] < 0.0 && x[i] >= 0.0)
+        .collect();
     let (first, last) = (ups[0], ups[ups.len() - 1]);
     (ups.len() - 1) as f64 * rate / (last - first) as f64
 }
@@ -75,7 +81,11 @@ fn sine_survives_44k1_16k_96k_to_48k() {
             }
         }
         // Two seconds in, at least 1.9 s out (the converter holds back a block).
-        assert!(out.len() >= 48_000 * 19 / 10, "{rate}: only {} samples", out.len());
+        assert!(
+            out.len() >= 48_000 * 19 / 10,
+            "{rate}: only {} samples",
+            out.len()
+        );
         let steady = &out[4_800..]; // past the filter's start-up
         let f = frequency(steady, 48_000.0);
         let (amp, worst, rms) = fit(steady, F, 48_000.0);
@@ -130,7 +140,11 @@ fn microphone_pipeline_makes_exact_frames_from_stereo_device_chunks() {
     assert!((amp / AMP - 1.0).abs() < 0.01, "level {amp}");
     // i16 quantisation adds ~3e-5; anything like a click would be orders above.
     assert!(worst < 1e-3, "worst residual {worst:.2e}");
-    assert!(control.level_dbfs() > -10.0, "meter {}", control.level_dbfs());
+    assert!(
+        control.level_dbfs() > -10.0,
+        "meter {}",
+        control.level_dbfs()
+    );
 
     // A device switch to another rate mid-stream: frames keep coming at 48 kHz.
     let more = sine(16_000, 16_000, 1);
@@ -150,5 +164,8 @@ fn microphone_pipeline_makes_exact_frames_from_stereo_device_chunks() {
 #[test]
 fn bad_rates_are_refused_in_words() {
     let err = StreamResampler::new(0, 48_000).err().unwrap();
-    assert!(err.to_string().contains("between 8 kHz and 384 kHz"), "{err}");
+    assert!(
+        err.to_string().contains("between 8 kHz and 384 kHz"),
+        "{err}"
+    );
 }

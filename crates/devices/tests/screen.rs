@@ -19,6 +19,8 @@ struct Xvfb {
 }
 
 impl Xvfb {
+    /// `-noreset`: without it the server resets (root window back to black) whenever its last
+    /// client, e.g. xsetroot, disconnects.
     fn start(size: &str) -> Xvfb {
         for n in (100 + std::process::id() % 400)..1000 {
             if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
@@ -28,7 +30,15 @@ impl Xvfb {
             }
             let display = format!(":{n}");
             let mut child = Command::new("Xvfb")
-                .args([&display, "-screen", "0", size, "-nolisten", "tcp"])
+                .args([
+                    &display,
+                    "-screen",
+                    "0",
+                    size,
+                    "-nolisten",
+                    "tcp",
+                    "-noreset",
+                ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -93,7 +103,10 @@ fn mean_yuv(f: &VideoFrame, x0: u32, x1: u32) -> (f64, f64, f64) {
         let rows = plane.len() / stride;
         let mut sum = 0u64;
         for r in 0..rows {
-            sum += plane[r * stride + a..r * stride + b].iter().map(|&v| u64::from(v)).sum::<u64>();
+            sum += plane[r * stride + a..r * stride + b]
+                .iter()
+                .map(|&v| u64::from(v))
+                .sum::<u64>();
         }
         sum as f64 / (rows * (b - a)) as f64
     };
@@ -114,7 +127,11 @@ const BLUE: (f64, f64, f64) = (41.0, 240.0, 110.0);
 const GREEN: (f64, f64, f64) = (145.0, 54.0, 34.0);
 
 /// Pulls frames until one satisfies `ok`, for up to 5 s.
-fn wait_for(src: &mut Box<dyn VideoSource>, what: &str, ok: impl Fn(&VideoFrame) -> bool) -> VideoFrame {
+fn wait_for(
+    src: &mut Box<dyn VideoSource>,
+    what: &str,
+    ok: impl Fn(&VideoFrame) -> bool,
+) -> VideoFrame {
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut last = None;
     while Instant::now() < deadline {
@@ -151,7 +168,14 @@ fn captures_what_is_drawn_on_an_x_display() {
     let dir = tempfile::tempdir().unwrap();
     let xbm = dir.path().join("half.xbm");
     std::fs::write(&xbm, left_half_bitmap(320, 240)).unwrap();
-    x.xsetroot(&["-bitmap", xbm.to_str().unwrap(), "-fg", "#00ff00", "-bg", "#0000ff"]);
+    x.xsetroot(&[
+        "-bitmap",
+        xbm.to_str().unwrap(),
+        "-fg",
+        "#00ff00",
+        "-bg",
+        "#0000ff",
+    ]);
     wait_for(&mut src, "green | blue", |f| {
         near(mean_yuv(f, 0, 150), GREEN, 2.0) && near(mean_yuv(f, 170, 320), BLUE, 2.0)
     });
@@ -178,5 +202,9 @@ fn captures_what_is_drawn_on_an_x_display() {
     assert!(devices::screen::open(0, 5, EventSender::new()).is_err());
     let listed = devices::list_devices();
     assert!(listed.displays.is_empty());
-    assert!(listed.problems.iter().any(|p| p.contains("no screen")), "{:?}", listed.problems);
+    assert!(
+        listed.problems.iter().any(|p| p.contains("no screen")),
+        "{:?}",
+        listed.problems
+    );
 }

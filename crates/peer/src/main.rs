@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use peer_devices::{Origin, PeerSources};
 use media::source::{AudioSource, MediaError, VideoSource};
 use media::synthetic::{TestPattern, Tone};
 use mesh::{MediaKind, Mesh, MeshConfig, MeshEvent, NetConfig, Sources};
+use peer_devices::{Origin, PeerSources};
 use serde_json::{json, Value};
-use signal::room::{JoinOptions, Privacy, SignalError, Signaling, StreamConfig, Timing};
+use signal::room::{JoinOptions, Privacy, SignalError, Signaling, Timing};
 use signal::rtdb::{ClientConfig, RtdbClient};
 use tokio::io::AsyncBufReadExt;
 
@@ -309,7 +309,10 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
         _ => match sources.devices.speaker() {
             Ok(sink) => Some(sink),
             Err(e) => {
-                out.print("device_unavailable", json!({ "message": format!("speaker: {e}") }));
+                out.print(
+                    "device_unavailable",
+                    json!({ "message": format!("speaker: {e}") }),
+                );
                 None
             }
         },
@@ -327,7 +330,9 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
         },
         fps: args.fps,
         audio_sink,
-        sink: args.report_frames.then(|| peer_devices::frame_reporter(out.start)),
+        sink: args
+            .report_frames
+            .then(|| peer_devices::frame_reporter(out.start)),
         ..MeshConfig::default()
     };
     let mic = sources.devices.mic_control();

@@ -25,11 +25,6 @@ pub enum Origin {
 }
 
 impl Origin {
-    /// Whether anything is sent.
-    pub fn on(&self) -> bool {
-        *self != Origin::None
-    }
-
     fn pick(&self) -> Pick {
         match self {
             Origin::Device(p) => p.clone(),
@@ -161,29 +156,33 @@ pub fn list_json() -> serde_json::Value {
 /// decoded size and mean Y, U and V: enough for a test to check what arrived.
 pub fn frame_reporter(start: Instant) -> VideoSink {
     let last: Mutex<HashMap<(String, MediaKind), Instant>> = Mutex::new(HashMap::new());
-    Arc::new(move |peer: &str, kind: MediaKind, frame: &media::VideoFrame| {
-        let now = Instant::now();
-        {
-            let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
-            let key = (peer.to_owned(), kind);
-            if last
-                .get(&key)
-                .is_some_and(|t| now.duration_since(*t) < Duration::from_millis(500))
+    Arc::new(
+        move |peer: &str, kind: MediaKind, frame: &media::VideoFrame| {
+            let now = Instant::now();
             {
-                return;
+                let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+                let key = (peer.to_owned(), kind);
+                if last
+                    .get(&key)
+                    .is_some_and(|t| now.duration_since(*t) < Duration::from_millis(500))
+                {
+                    return;
+                }
+                last.insert(key, now);
             }
-            last.insert(key, now);
-        }
-        let mean = |p: &[u8]| p.iter().map(|&v| u64::from(v)).sum::<u64>() as f64 / p.len().max(1) as f64;
-        let line = json!({
-            "from": peer,
-            "kind": kind,
-            "width": frame.width,
-            "height": frame.height,
-            "mean_yuv": [mean(frame.y()).round(), mean(frame.u()).round(), mean(frame.v()).round()],
-            "event": "frame",
-            "t_ms": start.elapsed().as_millis() as u64,
-        });
-        println!("{line}");
-    })
+            let mean = |p: &[u8]| {
+                p.iter().map(|&v| u64::from(v)).sum::<u64>() as f64 / p.len().max(1) as f64
+            };
+            let line = json!({
+                "from": peer,
+                "kind": kind,
+                "width": frame.width,
+                "height": frame.height,
+                "mean_yuv": [mean(frame.y()).round(), mean(frame.u()).round(), mean(frame.v()).round()],
+                "event": "frame",
+                "t_ms": start.elapsed().as_millis() as u64,
+            });
+            println!("{line}");
+        },
+    )
 }
