@@ -264,7 +264,7 @@ fn build(
                 ($t:ty) => {{
                     let tx = tx.clone();
                     device.build_input_stream::<$t, _, _>(
-                        config.clone(),
+                        config,
                         move |data: &[$t], _| {
                             let samples = data.iter().map(|s| s.to_sample::<f32>()).collect();
                             // A full channel means the call is behind: drop, never block here.
@@ -324,7 +324,7 @@ fn output<T: SizedSample + FromSample<f32>>(
     let fifo = fifo.clone();
     let mut scratch: Vec<f32> = Vec::new();
     device.build_output_stream::<T, _, _>(
-        config.clone(),
+        *config,
         move |out: &mut [T], _| {
             scratch.resize(out.len(), 0.0);
             fifo.lock().pull(&mut scratch, channels);

@@ -181,7 +181,9 @@ impl DeviceSources {
             .switch(selector)
     }
 
-    /// Whether the device for `kind` can be found (without opening it), with the reason if not.
+    /// Whether the device for `kind` is there, with the reason if not. Cameras and displays are
+    /// looked up; a microphone is opened and closed again (audio systems list devices they cannot
+    /// open).
     pub fn check(&self, kind: MediaKind) -> Result<(), MediaError> {
         match kind {
             MediaKind::Video => {
@@ -207,11 +209,14 @@ impl DeviceSources {
                 if self.choice.microphone == Pick::Off {
                     return Err(MediaError::NoDevice("no microphone chosen".into()));
                 }
-                crate::audio_io::find_device(
-                    crate::audio_io::Direction::Input,
-                    self.choice.microphone.selector().as_deref(),
+                // Listed is not enough (ALSA lists a default it cannot open): open and close it.
+                let (tx, _rx) = std::sync::mpsc::sync_channel(1);
+                AudioDriver::start(
+                    self.choice.microphone.selector(),
+                    Endpoint::Capture(tx),
+                    EventSender::new(),
                 )
-                .map(|_| ())
+                .map(drop)
             }
         }
     }
