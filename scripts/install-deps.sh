@@ -3,7 +3,11 @@
 # Usage: scripts/install-deps.sh [build|test]
 set -euo pipefail
 
-packages=(build-essential pkg-config libssl-dev curl libvpx-dev libopus-dev cmake)
+# Devices (crates/devices): libasound2-dev (cpal), libclang-dev (nokhwa's V4L2 bindgen),
+# libxcb*-dev (scrap); tests: xvfb + x11-xserver-utils (xsetroot) for screen capture.
+packages=(build-essential pkg-config libssl-dev curl libvpx-dev libopus-dev cmake
+  libasound2-dev libclang-dev libxcb1-dev libxcb-randr0-dev libxcb-shm0-dev
+  xvfb xauth x11-xserver-utils)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -33,7 +33,7 @@ impl DeviceKind {
 
 /// Something that happened to a device during a call.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
+#[serde(tag = "what", rename_all = "snake_case")]
 pub enum DeviceEvent {
     /// A device stopped working (unplugged, taken by another program) and could not be brought
     /// back. For a camera or display the stream has ended: the app should turn that stream off

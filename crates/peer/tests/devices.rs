@@ -340,6 +340,44 @@ async fn missing_devices_cost_only_their_stream() {
         assert_eq!(joined["streams"]["screen"], false, "{joined}");
         assert_eq!(joined["streams"]["audio"], true, "{joined}");
 
+        // A sound card that is not there (this box: ALSA's null device only): microphone and
+        // speaker are reported, the peer still joins and receives.
+        let list = Command::new(env!("CARGO_BIN_EXE_huddle-peer"))
+            .arg("--list-devices")
+            .output()
+            .unwrap();
+        let list: Value = serde_json::from_slice(&list.stdout).unwrap();
+        let no_sound_card = list["microphones"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["id"] == "alsa:null");
+        if no_sound_card {
+            let mut c = Peer::spawn(
+                &url,
+                "nodev-room",
+                "c",
+                &["--video", "none", "--audio", "mic", "--speaker", "default"],
+                None,
+            );
+            for kind in ["audio: ", "speaker: "] {
+                let ev = c.wait(kind, |v| {
+                    v["event"] == "device_unavailable"
+                        && v["message"].as_str().unwrap_or("").starts_with(kind)
+                });
+                assert!(
+                    ev["message"].as_str().unwrap().contains("not available"),
+                    "{ev}"
+                );
+            }
+            c.wait("joined", |v| v["event"] == "joined");
+            c.wait("a's audio", |v| {
+                v["event"] == "stats"
+                    && v["peer"] == from.as_str()
+                    && v["audio_frames_played"].as_u64() > Some(10)
+            });
+        }
+
         // A flag naming no kind of device is refused in words, before anything starts.
         let out = Command::new(env!("CARGO_BIN_EXE_huddle-peer"))
             .args(["--db", &url, "--room", "x", "--video", "webcam"])
