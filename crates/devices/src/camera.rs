@@ -200,3 +200,42 @@ fn start(index: u32, want: CameraMode) -> Result<nokhwa::Camera, MediaError> {
     cam.open_stream().map_err(err)?;
     Ok(cam)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a panic is the failure report
+mod tests {
+    use super::*;
+
+    fn m(width: u32, height: u32, fps: u32, format: PixelFormat) -> CameraMode {
+        CameraMode {
+            width,
+            height,
+            fps,
+            format,
+        }
+    }
+
+    #[test]
+    fn closest_mode_prefers_size_then_rate_then_cheap_formats() {
+        use PixelFormat::{Mjpeg, Yuyv};
+        let want = m(640, 360, 30, PixelFormat::I420);
+        let modes = [
+            m(1920, 1080, 30, Mjpeg),
+            m(1280, 720, 30, Mjpeg),
+            m(1280, 720, 10, Yuyv),
+            m(640, 480, 30, Mjpeg),
+            m(640, 480, 30, Yuyv),
+            m(640, 480, 15, Yuyv),
+            m(320, 240, 30, Yuyv),
+        ];
+        // 640x480 is the smallest that covers 640x360; 30 fps; YUYV is cheaper than MJPEG.
+        assert_eq!(choose_mode(&modes, want), Some(m(640, 480, 30, Yuyv)));
+        // Nothing large enough: the largest below.
+        let small = [m(320, 240, 30, Yuyv), m(160, 120, 30, Yuyv)];
+        assert_eq!(choose_mode(&small, m(1280, 720, 30, Yuyv)), Some(small[0]));
+        // A rate at least as high as wanted beats a closer but lower one.
+        let rates = [m(640, 360, 25, Yuyv), m(640, 360, 60, Yuyv)];
+        assert_eq!(choose_mode(&rates, want), Some(rates[1]));
+        assert_eq!(choose_mode(&[], want), None);
+    }
+}

@@ -203,3 +203,38 @@ pub fn open(
         Err(_) => Err(MediaError::Device("the screen capture thread ended".into())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unchanged_pictures_are_skipped_and_repeated_once_a_second() {
+        let mut gate = ChangeGate::new();
+        let t0 = Instant::now();
+        let a = vec![1u8; 64];
+        let mut b = a.clone();
+        b[63] = 2; // one byte differs: a changed screen
+        assert_eq!(gate.decide(&a, t0), Decision::Changed);
+        assert_eq!(
+            gate.decide(&a, t0 + Duration::from_millis(200)),
+            Decision::Skip
+        );
+        assert_eq!(
+            gate.decide(&b, t0 + Duration::from_millis(400)),
+            Decision::Changed
+        );
+        assert_eq!(
+            gate.decide(&b, t0 + Duration::from_millis(1300)),
+            Decision::Skip
+        );
+        assert_eq!(
+            gate.decide(&b, t0 + Duration::from_millis(1400)),
+            Decision::Repeat
+        );
+        assert_eq!(
+            gate.decide(&b, t0 + Duration::from_millis(1600)),
+            Decision::Skip
+        );
+    }
+}
