@@ -69,7 +69,13 @@ fn main() {
                 let _ = to_i420(&pic, Duration::ZERO);
             }))
         );
-        let rgb = picture(w, h, 3);
+        // A camera-like (smooth) picture: noise would make an unrealistically large JPEG.
+        let rgb: Vec<u8> = (0..w * h)
+            .flat_map(|i| {
+                let (x, y) = (i % w, i / w);
+                [(x * 255 / w) as u8, (y * 255 / h) as u8, ((x + y) % 256) as u8]
+            })
+            .collect();
         let mut jpeg = Vec::new();
         if jpeg_encoder::Encoder::new(&mut jpeg, 85)
             .encode(&rgb, w as u16, h as u16, jpeg_encoder::ColorType::Rgb)

@@ -44,6 +44,16 @@ pub mod speaker;
 mod threaded;
 
 pub use events::{DeviceEvent, DeviceKind};
+
+use media::source::MediaError;
+
+/// A device error as a sentence for the user, without the error type's generic prefix.
+pub fn message(e: &MediaError) -> String {
+    match e {
+        MediaError::NoDevice(m) | MediaError::Device(m) | MediaError::Unsupported(m) => m.clone(),
+        MediaError::Ended => e.to_string(),
+    }
+}
 pub use list::{list_devices, DeviceInfo, DeviceList};
 pub use mic::MicControl;
 pub use processing::{ProcessingSettings, SharedProcessor, VoiceProcessor};

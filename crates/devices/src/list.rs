@@ -48,7 +48,7 @@ pub fn list_devices() -> DeviceList {
                 })
                 .collect()
         }
-        Err(e) => out.problems.push(e.to_string()),
+        Err(e) => out.problems.push(crate::message(&e)),
     }
     let host = cpal::default_host();
     let default_in = host.default_input_device().and_then(|d| d.id().ok());
@@ -95,7 +95,7 @@ pub fn list_devices() -> DeviceList {
                 })
                 .collect()
         }
-        Err(e) => out.problems.push(e.to_string()),
+        Err(e) => out.problems.push(crate::message(&e)),
     }
     out
 }

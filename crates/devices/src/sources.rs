@@ -232,7 +232,7 @@ impl DeviceSources {
             match self.check(kind) {
                 Ok(()) => true,
                 Err(e) => {
-                    problems.push(format!("{}: {e}", kind.as_str()));
+                    problems.push(format!("{}: {}", kind.as_str(), crate::message(&e)));
                     false
                 }
             }
