@@ -73,7 +73,11 @@ fn main() {
         let rgb: Vec<u8> = (0..w * h)
             .flat_map(|i| {
                 let (x, y) = (i % w, i / w);
-                [(x * 255 / w) as u8, (y * 255 / h) as u8, ((x + y) % 256) as u8]
+                [
+                    (x * 255 / w) as u8,
+                    (y * 255 / h) as u8,
+                    ((x + y) % 256) as u8,
+                ]
             })
             .collect();
         let mut jpeg = Vec::new();
