@@ -78,27 +78,44 @@ pub fn list() -> Result<Vec<(u32, String)>, MediaError> {
         .collect())
 }
 
-/// Opens camera `index` at the mode closest to `want` and starts capturing on a thread of its
-/// own. A camera that fails mid-call (unplugged) ends the stream and sends
-/// [`DeviceEvent::Lost`]; the rest of the call is untouched.
-pub fn open(
-    index: u32,
-    want: CameraMode,
+/// One picture as a camera delivered it.
+#[derive(Clone, Debug)]
+pub struct Grabbed {
+    /// Its layout.
+    pub format: PixelFormat,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// The bytes (shared, not copied, from the driver's buffer).
+    pub data: bytes::Bytes,
+}
+
+/// Something that grabs pictures: a real camera, or a synthetic one in tests. Lives on the
+/// capture thread only (camera handles are not `Send`).
+pub trait Grabber {
+    /// Waits for and returns the next picture; an error is one failed grab.
+    fn grab(&mut self) -> Result<Grabbed, String>;
+}
+
+/// Grabs in a row that must fail before the camera counts as gone (one bad frame happens).
+pub const FAILURES_BEFORE_LOST: u32 = 3;
+
+/// Starts a capture thread: `open` makes the grabber there; every picture is converted to I420
+/// and offered to the encoder. When grabbing fails [`FAILURES_BEFORE_LOST`] times in a row (the
+/// camera was unplugged) it sends [`DeviceEvent::Lost`] and ends the stream with an error; the
+/// rest of the call is untouched. The thread ends when the stream is dropped.
+pub fn spawn_capture<G: Grabber + 'static>(
+    name: String,
+    open: impl FnOnce() -> Result<G, MediaError> + Send + 'static,
     events: EventSender,
 ) -> Result<Box<dyn VideoSource>, MediaError> {
-    let present = list()?;
-    let Some((_, name)) = present.iter().find(|(i, _)| *i == index).cloned() else {
-        return Err(MediaError::NoDevice(match present.len() {
-            0 => "no camera found".to_owned(),
-            n => format!("there is no camera {index} ({n} found: see --list-devices)"),
-        }));
-    };
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let (tx, source) = threaded::channel(format!("camera {index} ({name})"));
+    let (tx, source) = threaded::channel(format!("camera {name}"));
     std::thread::Builder::new()
-        .name(format!("huddle-camera-{index}"))
+        .name("huddle-camera".into())
         .spawn(move || {
-            let mut cam = match start(index, want) {
+            let mut cam = match open() {
                 Ok(c) => {
                     let _ = ready_tx.send(Ok(()));
                     c
@@ -111,15 +128,14 @@ pub fn open(
             let start = Instant::now();
             let mut failures = 0;
             loop {
-                let buffer = match cam.frame() {
-                    Ok(b) => {
+                let pic = match cam.grab() {
+                    Ok(p) => {
                         failures = 0;
-                        b
+                        p
                     }
                     Err(e) => {
                         failures += 1;
-                        // One bad frame happens; three in a row is a camera that is gone.
-                        if failures < 3 {
+                        if failures < FAILURES_BEFORE_LOST {
                             continue;
                         }
                         let message = format!("the camera stopped: {e}");
@@ -132,19 +148,16 @@ pub fn open(
                         return;
                     }
                 };
-                let res = buffer.resolution();
-                let format = pixel_format(buffer.source_frame_format());
-                let pic = RawPicture {
-                    format,
-                    width: res.width(),
-                    height: res.height(),
+                let raw = RawPicture {
+                    format: pic.format,
+                    width: pic.width,
+                    height: pic.height,
                     stride: 0,
-                    data: buffer.buffer(),
+                    data: &pic.data,
                 };
-                match to_i420(&pic, start.elapsed()) {
+                match to_i420(&raw, start.elapsed()) {
                     Ok(frame) => {
                         if tx.offer(frame) == Offer::Closed {
-                            let _ = cam.stop_stream();
                             return;
                         }
                     }
@@ -158,6 +171,49 @@ pub fn open(
         Ok(Err(e)) => Err(e),
         Err(_) => Err(MediaError::Device("the camera thread ended".into())),
     }
+}
+
+/// A nokhwa camera as a [`Grabber`]; its stream stops when dropped.
+struct NokhwaGrabber(nokhwa::Camera);
+
+impl Grabber for NokhwaGrabber {
+    fn grab(&mut self) -> Result<Grabbed, String> {
+        let buffer = self.0.frame().map_err(|e| e.to_string())?;
+        let res = buffer.resolution();
+        Ok(Grabbed {
+            format: pixel_format(buffer.source_frame_format()),
+            width: res.width(),
+            height: res.height(),
+            data: buffer.buffer_bytes(),
+        })
+    }
+}
+
+impl Drop for NokhwaGrabber {
+    fn drop(&mut self) {
+        let _ = self.0.stop_stream();
+    }
+}
+
+/// Opens camera `index` at the mode closest to `want` and starts capturing on a thread of its
+/// own (see [`spawn_capture`]).
+pub fn open(
+    index: u32,
+    want: CameraMode,
+    events: EventSender,
+) -> Result<Box<dyn VideoSource>, MediaError> {
+    let present = list()?;
+    let Some((_, name)) = present.iter().find(|(i, _)| *i == index).cloned() else {
+        return Err(MediaError::NoDevice(match present.len() {
+            0 => "no camera found".to_owned(),
+            n => format!("there is no camera {index} ({n} found: see --list-devices)"),
+        }));
+    };
+    spawn_capture(
+        format!("{index} ({name})"),
+        move || start(index, want).map(NokhwaGrabber),
+        events,
+    )
 }
 
 fn start(index: u32, want: CameraMode) -> Result<nokhwa::Camera, MediaError> {
