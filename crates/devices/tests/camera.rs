@@ -75,7 +75,7 @@ fn an_unplugged_camera_ends_its_stream_with_an_event() {
             Err(e) => break e,
         }
     };
-    assert!(frames >= 1 && frames <= 5, "{frames} frames");
+    assert!((1..=5).contains(&frames), "{frames} frames");
     assert!(matches!(err, MediaError::Device(_)), "{err}");
     assert!(
         err.to_string()
@@ -90,7 +90,6 @@ fn an_unplugged_camera_ends_its_stream_with_an_event() {
             message: "the camera stopped: No such device (os error 19)".into(),
         }
     );
-    assert!(FAILURES_BEFORE_LOST > 1, "one bad grab must not end a call");
     let deadline = Instant::now() + Duration::from_secs(5);
     while !stopped.load(Ordering::SeqCst) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
@@ -146,4 +145,35 @@ fn a_camera_that_does_not_open_says_why() {
         err.to_string(),
         "media device error: camera 0: Device or resource busy"
     );
+}
+
+/// Fails `FAILURES_BEFORE_LOST - 1` grabs in a row now and then, and works in between.
+struct Glitchy(u32);
+
+impl Grabber for Glitchy {
+    fn grab(&mut self) -> Result<Grabbed, String> {
+        std::thread::sleep(Duration::from_millis(2));
+        self.0 += 1;
+        if self.0 % 10 < FAILURES_BEFORE_LOST - 1 {
+            return Err("select timed out".into());
+        }
+        Ok(Grabbed {
+            format: PixelFormat::Gray,
+            width: 16,
+            height: 16,
+            data: vec![255u8; 256].into(),
+        })
+    }
+}
+
+#[test]
+fn occasional_bad_grabs_do_not_end_the_stream() {
+    let events = EventSender::new();
+    let mut rx = events.subscribe();
+    let mut src = spawn_capture("glitchy".into(), || Ok(Glitchy(0)), events).unwrap();
+    for _ in 0..30 {
+        let f = src.next_frame().unwrap();
+        assert_eq!(f.y()[0], 235);
+    }
+    assert!(rx.try_recv().is_err(), "no Lost event for glitches");
 }
