@@ -10,6 +10,8 @@ what="${1:-test}"
 packages=(
   build-essential pkg-config libssl-dev curl cmake
   libvpx-dev libopus-dev
+  # devices: cpal (ALSA), nokhwa (V4L2 bindings via bindgen), scrap (X11 shm capture)
+  libasound2-dev libclang-dev libxcb1-dev libxcb-randr0-dev libxcb-shm0-dev
   # Tauri 2 (WebKitGTK webview, tray)
   libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev
 )
@@ -18,6 +20,8 @@ if [ "$what" = test ]; then
     # the app under a virtual display, WebDriver for its webview, a private session bus and
     # a stand-in notification service (Python)
     xvfb xauth webkit2gtk-driver dbus python3 python3-dbus python3-gi gir1.2-gtk-3.0
+    # screen-capture tests draw on the virtual display with xsetroot
+    x11-xserver-utils
   )
 fi
 

@@ -155,10 +155,16 @@ mod tests {
 
     #[test]
     fn wait_paces_in_real_time() {
+        // On a loaded machine this thread may be descheduled for longer than a period, and the
+        // pacer then rightly skips ticks; what must hold is that no tick is handed out early.
         let mut p = Pacer::new(5 * MS);
         let t0 = Instant::now();
-        for expected in 0..4 {
-            assert_eq!(p.wait(), expected);
+        let mut last = None;
+        for _ in 0..4 {
+            let tick = p.wait();
+            assert!(last.is_none_or(|l| tick > l), "ticks go forward");
+            assert!(t0.elapsed() >= p.pts(tick), "tick {tick} handed out early");
+            last = Some(tick);
         }
         assert!(t0.elapsed() >= 15 * MS);
     }

@@ -1,17 +1,21 @@
 //! `huddle-peer`: a Huddle participant in the terminal. Joins a room, sends synthetic (or no)
 //! camera, microphone and screen, receives everyone else's, and prints one JSON event per line.
-//! Reads line commands on stdin: `video on|off`, `audio on|off`, `screen on|off`, `leave`.
+//! Reads line commands on stdin: `video on|off`, `audio on|off`, `screen on|off`, `mute on|off`,
+//! `ns on|off` (noise suppression), `leave`. Real devices: see `peer_devices`.
+
+mod peer_devices;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use media::source::{AudioSource, MediaError, VideoSource};
 use media::synthetic::{TestPattern, Tone};
 use mesh::{MediaKind, Mesh, MeshConfig, MeshEvent, NetConfig, Sources};
+use peer_devices::{Origin, PeerSources};
 use serde_json::{json, Value};
-use signal::room::{JoinOptions, Privacy, SignalError, Signaling, StreamConfig, Timing};
+use signal::room::{JoinOptions, Privacy, SignalError, Signaling, Timing};
 use signal::rtdb::{ClientConfig, RtdbClient};
 use tokio::io::AsyncBufReadExt;
 
@@ -20,8 +24,8 @@ use tokio::io::AsyncBufReadExt;
 #[command(version, about)]
 struct Args {
     /// Database URL (huddle-db or https://<db>.firebaseio.com).
-    #[arg(long)]
-    db: String,
+    #[arg(long, required_unless_present = "list_devices")]
+    db: Option<String>,
     /// Database secret or token, if the database needs one.
     #[arg(long)]
     auth: Option<String>,
@@ -29,8 +33,8 @@ struct Args {
     #[arg(long)]
     ca: Option<std::path::PathBuf>,
     /// Room id.
-    #[arg(long)]
-    room: String,
+    #[arg(long, required_unless_present = "list_devices")]
+    room: Option<String>,
     /// Display name.
     #[arg(long, default_value = "huddle-peer")]
     name: String,
@@ -40,15 +44,30 @@ struct Args {
     /// The room's secret (a private room).
     #[arg(long)]
     private: Option<String>,
-    /// Camera.
-    #[arg(long, value_enum, default_value = "synthetic")]
-    video: Source,
-    /// Microphone.
-    #[arg(long, value_enum, default_value = "synthetic")]
-    audio: Source,
-    /// Screen share.
-    #[arg(long, value_enum, default_value = "none")]
-    screen: Source,
+    /// Camera: synthetic, none, camera (the first) or camera:N.
+    #[arg(long, default_value = "synthetic", value_parser = peer_devices::parse_video)]
+    video: Origin,
+    /// Microphone: synthetic, none, mic (the default) or mic:NAME.
+    #[arg(long, default_value = "synthetic", value_parser = peer_devices::parse_audio)]
+    audio: Origin,
+    /// Screen share: synthetic, none, display (the first) or display:N.
+    #[arg(long, default_value = "none", value_parser = peer_devices::parse_screen)]
+    screen: Origin,
+    /// Where the call's audio plays: none, default, or a speaker's id or name.
+    #[arg(long, default_value = "none", value_parser = peer_devices::parse_speaker)]
+    speaker: devices::Pick,
+    /// Screen-share frame rate of a real display.
+    #[arg(long, default_value_t = devices::screen::DEFAULT_FPS)]
+    screen_fps: u32,
+    /// Turn the microphone's noise suppression off (echo cancellation stays on).
+    #[arg(long)]
+    no_noise_suppression: bool,
+    /// Print the cameras, microphones, speakers and displays (one JSON object) and exit.
+    #[arg(long)]
+    list_devices: bool,
+    /// Print a `frame` event (size, mean Y/U/V) for received video, twice a second per stream.
+    #[arg(long)]
+    report_frames: bool,
     /// Video size, WIDTHxHEIGHT.
     #[arg(long, default_value = "640x360", value_parser = parse_size)]
     size: (u32, u32),
@@ -73,14 +92,6 @@ struct Args {
     /// Presence bound in ms: a member silent this long is removed (protocol default 15000).
     #[arg(long, default_value_t = 15000)]
     expiry_ms: u64,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Source {
-    /// A generated pattern or tone.
-    Synthetic,
-    /// Nothing.
-    None,
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
@@ -213,6 +224,10 @@ async fn main() {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    if args.list_devices {
+        println!("{}", peer_devices::list_json());
+        return;
+    }
     match run(args, &out).await {
         Ok(()) => {}
         Err(e) => {
@@ -225,7 +240,10 @@ async fn main() {
 }
 
 async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
-    let mut config = ClientConfig::new(args.db.clone());
+    let (Some(db_url), Some(room_id)) = (args.db.clone(), args.room.clone()) else {
+        anyhow::bail!("--db and --room are needed to join a call");
+    };
+    let mut config = ClientConfig::new(db_url);
     if let Some(auth) = &args.auth {
         config = config.with_secret(auth.clone());
     }
@@ -249,18 +267,57 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
             .clone()
             .map_or(Privacy::Public, Privacy::Private);
         match signaling
-            .create_room_with_id(&args.room, &args.room, privacy)
+            .create_room_with_id(&room_id, &room_id, privacy)
             .await
         {
             Ok(()) | Err(SignalError::RoomExists) => {}
             Err(e) => return Err(e).context("cannot create the room"),
         }
     }
-    let streams = StreamConfig {
-        audio: args.audio == Source::Synthetic,
-        video: args.video == Source::Synthetic,
-        screen: args.screen == Source::Synthetic,
+    let sources = Arc::new(PeerSources::new(
+        Arc::new(Synthetic {
+            width: args.size.0,
+            height: args.size.1,
+            fps: args.fps,
+        }),
+        args.video.clone(),
+        args.audio.clone(),
+        args.screen.clone(),
+        devices::DeviceChoice {
+            speaker: args.speaker.clone(),
+            camera_mode: devices::camera::CameraMode {
+                width: args.size.0,
+                height: args.size.1,
+                fps: args.fps,
+                format: devices::convert::PixelFormat::I420,
+            },
+            screen_fps: args.screen_fps,
+            processing: devices::ProcessingSettings {
+                noise_suppression: !args.no_noise_suppression,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    ));
+    // A missing device costs only its own stream: say so and join with the rest.
+    let (streams, problems) = sources.streams();
+    for message in problems {
+        out.print("device_unavailable", json!({ "message": message }));
+    }
+    let audio_sink = match &args.speaker {
+        devices::Pick::Off => None,
+        _ => match sources.devices.speaker() {
+            Ok(sink) => Some(sink),
+            Err(e) => {
+                out.print(
+                    "device_unavailable",
+                    json!({ "message": format!("speaker: {e}") }),
+                );
+                None
+            }
+        },
     };
+    let mut device_events = sources.devices.events();
     let options = JoinOptions {
         streams,
         secret: args.private.clone(),
@@ -272,14 +329,14 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
             ice_servers: ice_servers(&args.ice_servers),
         },
         fps: args.fps,
+        audio_sink,
+        sink: args
+            .report_frames
+            .then(|| peer_devices::frame_reporter(out.start)),
         ..MeshConfig::default()
     };
-    let sources = Arc::new(Synthetic {
-        width: args.size.0,
-        height: args.size.1,
-        fps: args.fps,
-    });
-    let (mesh, mut events) = Mesh::join(&signaling, &args.room, options, mesh_config, sources)
+    let mic = sources.devices.mic_control();
+    let (mesh, mut events) = Mesh::join(&signaling, &room_id, options, mesh_config, sources)
         .await
         .context("cannot join the room")?;
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
@@ -307,9 +364,29 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
                 }
                 None => anyhow::bail!("the call ended unexpectedly"),
             },
+            ev = device_events.recv() => match ev {
+                Ok(ev) => {
+                    let lost = match &ev {
+                        devices::DeviceEvent::Lost { kind: devices::DeviceKind::Camera, .. } => Some(MediaKind::Video),
+                        devices::DeviceEvent::Lost { kind: devices::DeviceKind::Display, .. } => Some(MediaKind::Screen),
+                        _ => None,
+                    };
+                    out.print("device", json!(ev));
+                    // The call goes on without it; everyone sees that stream end.
+                    if let Some(kind) = lost {
+                        if let Err(e) = mesh.set_stream(kind, false).await {
+                            out.print("error", json!({"message": e.to_string()}));
+                        }
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    device_events = tokio::sync::broadcast::channel(1).1;
+                }
+            },
             line = stdin.next_line(), if stdin_open => match line {
                 Ok(Some(line)) => {
-                    if command(&mesh, line.trim(), out).await {
+                    if command(&mesh, &mic, line.trim(), out).await {
                         break;
                     }
                 }
@@ -324,17 +401,25 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
 }
 
 /// Runs one stdin command; true means "leave".
-async fn command(mesh: &Mesh, line: &str, out: &Out) -> bool {
+async fn command(mesh: &Mesh, mic: &devices::MicControl, line: &str, out: &Out) -> bool {
     let mut words = line.split_whitespace();
     let (what, arg) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     let kind = match what {
         "leave" => return true,
         "" => return false,
+        "mute" | "ns" if arg == "on" || arg == "off" => {
+            if what == "mute" {
+                mic.set_muted(arg == "on");
+            } else {
+                mic.set_noise_suppression(arg == "on");
+            }
+            return false;
+        }
         "video" => MediaKind::Video,
         "audio" => MediaKind::Audio,
         "screen" => MediaKind::Screen,
         other => {
-            out.print("error", json!({"message": format!("unknown command {other:?}: try video|audio|screen on|off, or leave")}));
+            out.print("error", json!({"message": format!("unknown command {other:?}: try video|audio|screen|mute|ns on|off, or leave")}));
             return false;
         }
     };

@@ -1,0 +1,306 @@
+//! The app's entry point: a device choice becomes the engine's [`mesh::Sources`] (camera,
+//! microphone, screen) and its [`mesh::AudioSink`] (speaker), sharing one echo canceller, with
+//! one stream of [`DeviceEvent`]s and live microphone controls.
+
+use std::sync::{Arc, Mutex, Weak};
+
+use media::source::{AudioSource, MediaError, VideoSource};
+use mesh::{MediaKind, SharedAudioSink, Sources};
+use signal::room::StreamConfig;
+use tokio::sync::broadcast;
+
+use crate::audio_io::{AudioDriver, Endpoint};
+use crate::camera::{self, CameraMode};
+use crate::convert::PixelFormat;
+use crate::events::{DeviceEvent, EventSender};
+use crate::mic::{MicControl, MicPipeline, Microphone};
+use crate::processing::{ProcessingSettings, SharedProcessor};
+use crate::screen;
+use crate::speaker::{SharedFifo, Speaker};
+
+/// Which device of a kind to use.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Pick {
+    /// None of this kind.
+    #[default]
+    Off,
+    /// The system's default (for cameras and displays: the first one).
+    Default,
+    /// A [`crate::DeviceInfo::id`] from [`crate::list_devices`]; for audio devices a (unique
+    /// part of a) name works too.
+    Named(String),
+}
+
+impl Pick {
+    fn selector(&self) -> Option<String> {
+        match self {
+            Pick::Named(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// What the user picked in the device settings.
+#[derive(Clone, Debug)]
+pub struct DeviceChoice {
+    /// Camera.
+    pub camera: Pick,
+    /// Microphone.
+    pub microphone: Pick,
+    /// Speakers or headphones.
+    pub speaker: Pick,
+    /// Display to share.
+    pub display: Pick,
+    /// The camera size and rate wanted (the closest mode is used; format ignored).
+    pub camera_mode: CameraMode,
+    /// Screen-share frame rate.
+    pub screen_fps: u32,
+    /// Echo cancellation, noise suppression, gain control.
+    pub processing: ProcessingSettings,
+}
+
+impl Default for DeviceChoice {
+    /// Default camera, microphone, speaker and display at 640x360 30 fps, screen at 5 fps,
+    /// all processing on.
+    fn default() -> Self {
+        DeviceChoice {
+            camera: Pick::Default,
+            microphone: Pick::Default,
+            speaker: Pick::Default,
+            display: Pick::Default,
+            camera_mode: CameraMode {
+                width: 640,
+                height: 360,
+                fps: 30,
+                format: PixelFormat::I420,
+            },
+            screen_fps: screen::DEFAULT_FPS,
+            processing: ProcessingSettings::default(),
+        }
+    }
+}
+
+/// Real devices for a call: give it to `Mesh::join` as its sources, and [`DeviceSources::speaker`]
+/// as `MeshConfig::audio_sink`.
+///
+/// Devices open when the engine asks for them (joining, or turning a stream on) and close when
+/// the stream stops. A device that is missing fails only its own stream, with a
+/// [`MediaError::NoDevice`] in words for the user; use [`DeviceSources::usable`] before joining
+/// to join with what is available.
+pub struct DeviceSources {
+    choice: DeviceChoice,
+    events: EventSender,
+    processor: SharedProcessor,
+    mic: MicControl,
+    mic_driver: Mutex<Weak<AudioDriver>>,
+    speaker_driver: Mutex<Weak<AudioDriver>>,
+}
+
+impl DeviceSources {
+    /// Sources for `choice`. Nothing is opened yet.
+    pub fn new(choice: DeviceChoice) -> Self {
+        let processor = SharedProcessor::new(choice.processing);
+        let mic = MicControl::new(Some(processor.clone()));
+        DeviceSources {
+            choice,
+            events: EventSender::new(),
+            processor,
+            mic,
+            mic_driver: Mutex::new(Weak::new()),
+            speaker_driver: Mutex::new(Weak::new()),
+        }
+    }
+
+    /// The choice these sources were made from.
+    pub fn choice(&self) -> &DeviceChoice {
+        &self.choice
+    }
+
+    /// Device events from now on (lost, rebuilt, switched, muted-but-speaking).
+    pub fn events(&self) -> broadcast::Receiver<DeviceEvent> {
+        self.events.subscribe()
+    }
+
+    /// Mute, noise suppression and the level meter of the microphone.
+    pub fn mic_control(&self) -> MicControl {
+        self.mic.clone()
+    }
+
+    /// The echo canceller shared by microphone and speaker.
+    pub fn processor(&self) -> SharedProcessor {
+        self.processor.clone()
+    }
+
+    /// Opens the chosen speaker: pass the result as `MeshConfig::audio_sink`. What it plays is
+    /// what the microphone's echo canceller removes.
+    pub fn speaker(&self) -> Result<SharedAudioSink, MediaError> {
+        if self.choice.speaker == Pick::Off {
+            return Err(MediaError::NoDevice("no speaker chosen".into()));
+        }
+        let fifo = SharedFifo::new(media::SAMPLE_RATE);
+        let (driver, name) = AudioDriver::start(
+            self.choice.speaker.selector(),
+            Endpoint::Playback(fifo.clone()),
+            self.events.clone(),
+        )?;
+        let driver = Arc::new(driver);
+        *self
+            .speaker_driver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(&driver);
+        let speaker = Speaker::new(
+            name,
+            fifo,
+            Some(self.processor.clone()),
+            Some(Box::new(driver)),
+        );
+        Ok(Arc::new(Mutex::new(speaker)))
+    }
+
+    /// Switches the microphone mid-call (None: the default one). Returns the device's name.
+    pub fn switch_microphone(&self, selector: Option<String>) -> Result<String, MediaError> {
+        let driver = self
+            .mic_driver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .upgrade();
+        driver
+            .ok_or_else(|| MediaError::NoDevice("the microphone is not on".into()))?
+            .switch(selector)
+    }
+
+    /// Switches the speaker mid-call (None: the default one). Returns the device's name.
+    pub fn switch_speaker(&self, selector: Option<String>) -> Result<String, MediaError> {
+        let driver = self
+            .speaker_driver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .upgrade();
+        driver
+            .ok_or_else(|| MediaError::NoDevice("the speaker is not on".into()))?
+            .switch(selector)
+    }
+
+    /// Whether the device for `kind` is there, with the reason if not. Cameras and displays are
+    /// looked up; a microphone is opened and closed again (audio systems list devices they cannot
+    /// open).
+    pub fn check(&self, kind: MediaKind) -> Result<(), MediaError> {
+        match kind {
+            MediaKind::Video => {
+                let index = self.camera_index()?;
+                let cams = camera::list()?;
+                if cams.iter().any(|(i, _)| *i == index) {
+                    Ok(())
+                } else if cams.is_empty() {
+                    Err(MediaError::NoDevice("no camera found".into()))
+                } else {
+                    Err(MediaError::NoDevice(format!("there is no camera {index}")))
+                }
+            }
+            MediaKind::Screen => {
+                let index = self.display_index()?;
+                let displays = screen::list()?;
+                match displays.len() > index {
+                    true => Ok(()),
+                    false => Err(MediaError::NoDevice(format!("there is no display {index}"))),
+                }
+            }
+            MediaKind::Audio => {
+                if self.choice.microphone == Pick::Off {
+                    return Err(MediaError::NoDevice("no microphone chosen".into()));
+                }
+                // Listed is not enough (ALSA lists a default it cannot open): open and close it.
+                let (tx, _rx) = std::sync::mpsc::sync_channel(1);
+                AudioDriver::start(
+                    self.choice.microphone.selector(),
+                    Endpoint::Capture(tx),
+                    EventSender::new(),
+                )
+                .map(drop)
+            }
+        }
+    }
+
+    /// The part of `wanted` whose devices are present, and a message for each one that is not:
+    /// join with the first, show the second. The call goes on with what is available.
+    pub fn usable(&self, wanted: StreamConfig) -> (StreamConfig, Vec<String>) {
+        let mut problems = Vec::new();
+        let mut keep = |on: bool, kind: MediaKind| -> bool {
+            if !on {
+                return false;
+            }
+            match self.check(kind) {
+                Ok(()) => true,
+                Err(e) => {
+                    problems.push(format!("{}: {}", kind.as_str(), crate::message(&e)));
+                    false
+                }
+            }
+        };
+        let usable = StreamConfig {
+            audio: keep(wanted.audio, MediaKind::Audio),
+            video: keep(wanted.video, MediaKind::Video),
+            screen: keep(wanted.screen, MediaKind::Screen),
+        };
+        (usable, problems)
+    }
+
+    fn camera_index(&self) -> Result<u32, MediaError> {
+        match &self.choice.camera {
+            Pick::Off => Err(MediaError::NoDevice("no camera chosen".into())),
+            Pick::Default => Ok(camera::list()?.first().map(|(i, _)| *i).unwrap_or(0)),
+            Pick::Named(s) => s
+                .parse()
+                .map_err(|_| MediaError::NoDevice(format!("{s:?} is not a camera number"))),
+        }
+    }
+
+    fn display_index(&self) -> Result<usize, MediaError> {
+        match &self.choice.display {
+            Pick::Off => Err(MediaError::NoDevice("no display chosen".into())),
+            Pick::Default => Ok(0),
+            Pick::Named(s) => s
+                .parse()
+                .map_err(|_| MediaError::NoDevice(format!("{s:?} is not a display number"))),
+        }
+    }
+}
+
+impl Sources for DeviceSources {
+    fn video(&self, kind: MediaKind) -> Result<Box<dyn VideoSource>, MediaError> {
+        match kind {
+            MediaKind::Screen => screen::open(
+                self.display_index()?,
+                self.choice.screen_fps,
+                self.events.clone(),
+            ),
+            _ => camera::open(
+                self.camera_index()?,
+                self.choice.camera_mode,
+                self.events.clone(),
+            ),
+        }
+    }
+
+    fn audio(&self) -> Result<Box<dyn AudioSource>, MediaError> {
+        if self.choice.microphone == Pick::Off {
+            return Err(MediaError::NoDevice("no microphone chosen".into()));
+        }
+        // Half a second of device chunks: plenty for a stalled encoder thread to catch up.
+        let (tx, rx) = std::sync::mpsc::sync_channel(64);
+        let (driver, name) = AudioDriver::start(
+            self.choice.microphone.selector(),
+            Endpoint::Capture(tx),
+            self.events.clone(),
+        )?;
+        let driver = Arc::new(driver);
+        *self.mic_driver.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(&driver);
+        let pipeline = MicPipeline::new(self.mic.clone(), self.events.clone());
+        Ok(Box::new(Microphone::new(
+            name,
+            rx,
+            pipeline,
+            Some(Box::new(driver)),
+        )))
+    }
+}
