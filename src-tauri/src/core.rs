@@ -140,10 +140,16 @@ impl Core {
     pub fn start_preview(&self) -> Result<(), UserError> {
         self.stop_preview();
         let settings = self.settings();
+        let real = crate::devices::sources(
+            &settings.devices,
+            &self.options.capture,
+            settings.noise_suppression,
+        );
         let sources = AppSources::new(
             settings.devices,
             self.options.capture.clone(),
             self.frames.clone(),
+            Arc::new(real),
         );
         let mut source = mesh::Sources::video(&sources, MediaKind::Video).map_err(|e| {
             UserError::new(
@@ -340,10 +346,32 @@ impl Core {
             None => (configured, None),
         };
         let info = rooms::info(&signaling, room).await?;
+        let real = Arc::new(crate::devices::sources(
+            &settings.devices,
+            &self.options.capture,
+            settings.noise_suppression,
+        ));
+        let speaker = match settings.devices.speaker.as_str() {
+            "none" => None,
+            _ => match real.speaker() {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    // Not fatal: the call goes on, and remote audio is still measured.
+                    self.outlet.emit(UiEvent::error(
+                        format!("cannot play sound: {}", devices::message(&e)),
+                        Some("Pick another speaker in Settings → Devices."),
+                    ));
+                    None
+                }
+            },
+        };
+        let device_events = real.events();
+        let mic = real.mic_control();
         let sources = AppSources::new(
             settings.devices.clone(),
             self.options.capture.clone(),
             self.frames.clone(),
+            real,
         );
         let frames = self.frames.clone();
         let config = MeshConfig {
@@ -363,7 +391,7 @@ impl Core {
             sink: Some(Arc::new(move |peer: &str, kind: MediaKind, frame: &_| {
                 frames.push(&crate::frames::key(peer, kind), frame)
             })),
-            audio_sink: crate::devices::speaker(&settings.devices.speaker),
+            audio_sink: speaker,
             ..MeshConfig::default()
         };
         let options = JoinOptions {
@@ -398,6 +426,13 @@ impl Core {
         call.forward(events, self.outlet.clone(), self.frames.clone(), self.call.clone());
         *slot = Some(call);
         drop(slot);
+        tokio::spawn(follow_devices(
+            device_events,
+            mic,
+            self.call.clone(),
+            room.to_owned(),
+            self.outlet.clone(),
+        ));
         self.update_settings(|s| {
             s.remember(RecentRoom {
                 id: room.to_owned(),
@@ -529,6 +564,58 @@ impl Conn {
         self.watcher.abort();
         if let Some(s) = self.server {
             s.shutdown().await;
+        }
+    }
+}
+
+/// Turns device events into what the user sees: a lost camera or screen ends that stream (the
+/// others see camera-off) with a message; "muted but speaking" becomes my speaking state.
+async fn follow_devices(
+    mut events: tokio::sync::broadcast::Receiver<devices::DeviceEvent>,
+    mic: devices::MicControl,
+    slot: Arc<tokio::sync::Mutex<Option<Call>>>,
+    room: String,
+    outlet: Arc<dyn Outlet>,
+) {
+    use devices::{DeviceEvent, DeviceKind};
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let ev = match events.recv().await {
+            Ok(ev) => ev,
+            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => return,
+        };
+        match ev {
+            DeviceEvent::Lost {
+                kind,
+                name,
+                message,
+            } => {
+                outlet.emit(UiEvent::error(
+                    format!("{name}: {message}"),
+                    Some("The call goes on. Plug it back in, or pick another device in Settings → Devices."),
+                ));
+                let media = match kind {
+                    DeviceKind::Camera => Some(MediaKind::Video),
+                    DeviceKind::Display => Some(MediaKind::Screen),
+                    _ => None,
+                };
+                let mut guard = slot.lock().await;
+                if let (Some(media), Some(call)) = (media, guard.as_mut()) {
+                    if call.room == room && call::is_on(&call.streams, media) {
+                        let _ = call.set_stream(media, false).await;
+                        outlet.emit(UiEvent::LocalStreams {
+                            streams: call.streams,
+                        });
+                    }
+                }
+            }
+            DeviceEvent::MutedSpeaking { speaking } => outlet.emit(UiEvent::Speaking {
+                peer: "self".into(),
+                speaking,
+                level_dbfs: mic.level_dbfs(),
+            }),
+            _ => {}
         }
     }
 }

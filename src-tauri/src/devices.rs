@@ -1,9 +1,9 @@
-//! The device list for the pickers, and opening a chosen device.
+//! The device pickers' choices, and the devices of a call: the `devices` crate's cameras,
+//! microphones, speakers and screens, beside the test sources (`synthetic`) and `none`.
 
-use media::source::{AudioSource, MediaError, VideoSource};
-use mesh::MediaKind;
 use serde::Serialize;
 
+use crate::settings::Devices;
 use crate::sources::Capture;
 
 /// One choice in a device picker.
@@ -15,7 +15,7 @@ pub struct DeviceChoice {
     pub label: String,
 }
 
-/// Every picker's choices.
+/// Every picker's choices, and what could not be listed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct DeviceList {
     /// Cameras.
@@ -26,6 +26,8 @@ pub struct DeviceList {
     pub speakers: Vec<DeviceChoice>,
     /// Screens.
     pub displays: Vec<DeviceChoice>,
+    /// Why a kind of device could not be listed, in words.
+    pub problems: Vec<String>,
 }
 
 fn choice(id: &str, label: &str) -> DeviceChoice {
@@ -35,53 +37,66 @@ fn choice(id: &str, label: &str) -> DeviceChoice {
     }
 }
 
+fn picker(real: &[devices::DeviceInfo], test: Option<&str>, none: &str) -> Vec<DeviceChoice> {
+    let mut v = vec![choice("default", "System default")];
+    v.extend(real.iter().map(|d| choice(&d.id, &d.name)));
+    if let Some(t) = test {
+        v.push(choice("synthetic", t));
+    }
+    v.push(choice("none", none));
+    v
+}
+
 /// The devices present now, plus the test sources and "none".
 pub fn list() -> DeviceList {
-    let mut l = DeviceList::default();
-    for (v, what) in [
-        (&mut l.cameras, "Test pattern"),
-        (&mut l.microphones, "Test tone"),
-        (&mut l.displays, "Test pattern (screen)"),
-    ] {
-        v.push(choice("default", "System default"));
-        v.push(choice("synthetic", what));
-        v.push(choice("none", "None"));
+    let real = devices::list_devices();
+    DeviceList {
+        cameras: picker(&real.cameras, Some("Test pattern"), "None"),
+        microphones: picker(&real.microphones, Some("Test tone"), "None"),
+        speakers: picker(&real.speakers, None, "None (do not play)"),
+        displays: picker(&real.displays, Some("Test pattern (screen)"), "None"),
+        problems: real.problems,
     }
-    l.speakers.push(choice("default", "System default"));
-    l.speakers.push(choice("none", "None (mute playback)"));
-    l
 }
 
-/// Opens a camera or screen.
-pub fn open_video(
-    kind: MediaKind,
-    choice: &str,
-    _capture: &Capture,
-) -> Result<Box<dyn VideoSource>, MediaError> {
-    let what = if kind == MediaKind::Screen {
-        "screen capture"
-    } else {
-        "camera"
+fn pick(id: &str) -> devices::Pick {
+    match id {
+        "none" | "synthetic" => devices::Pick::Off,
+        "default" | "" => devices::Pick::Default,
+        other => devices::Pick::Named(other.to_owned()),
+    }
+}
+
+/// The real devices the settings choose (test sources and `none` are handled by the caller).
+pub fn sources(d: &Devices, capture: &Capture, noise_suppression: bool) -> devices::DeviceSources {
+    let mut choice = devices::DeviceChoice {
+        camera: pick(&d.camera),
+        microphone: pick(&d.microphone),
+        speaker: pick(&d.speaker),
+        display: pick(&d.display),
+        ..devices::DeviceChoice::default()
     };
-    Err(MediaError::NoDevice(format!(
-        "no {what} is available on this computer ({choice}); pick the test source in Settings → Devices"
-    )))
+    choice.camera_mode.width = capture.width;
+    choice.camera_mode.height = capture.height;
+    choice.camera_mode.fps = capture.fps;
+    choice.processing.noise_suppression = noise_suppression;
+    devices::DeviceSources::new(choice)
 }
 
-/// Opens a microphone.
-pub fn open_audio(choice: &str) -> Result<Box<dyn AudioSource>, MediaError> {
-    Err(MediaError::NoDevice(format!(
-        "no microphone is available on this computer ({choice}); pick the test tone in Settings → Devices"
-    )))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The speaker sink for the call's mixed audio (`None`: decoded and measured, not played).
-pub fn speaker(choice: &str) -> Option<mesh::SharedAudioSink> {
-    if choice != "none" {
-        tracing::info!(
-            choice,
-            "no speaker output is available; remote audio is not played"
-        );
+    #[test]
+    fn every_picker_offers_default_and_none_and_test_sources_where_they_exist() {
+        let l = list();
+        for p in [&l.cameras, &l.microphones, &l.speakers, &l.displays] {
+            assert_eq!(p[0].id, "default");
+            assert_eq!(p.last().map(|c| c.id.as_str()), Some("none"));
+        }
+        assert!(l.cameras.iter().any(|c| c.id == "synthetic"));
+        assert!(!l.speakers.iter().any(|c| c.id == "synthetic"));
+        assert_eq!(pick("synthetic"), devices::Pick::Off);
+        assert_eq!(pick("2"), devices::Pick::Named("2".into()));
     }
-    None
 }

@@ -38,15 +38,23 @@ pub struct AppSources {
     devices: Devices,
     capture: Capture,
     preview: Arc<Compositor>,
+    real: Arc<devices::DeviceSources>,
 }
 
 impl AppSources {
-    /// Sources for `devices`, previewed in `preview`.
-    pub fn new(devices: Devices, capture: Capture, preview: Arc<Compositor>) -> Self {
+    /// Sources for `devices` (test sources, or the real devices of `real`), previewed in
+    /// `preview`.
+    pub fn new(
+        devices: Devices,
+        capture: Capture,
+        preview: Arc<Compositor>,
+        real: Arc<devices::DeviceSources>,
+    ) -> Self {
         AppSources {
             devices,
             capture,
             preview,
+            real,
         }
     }
 }
@@ -95,7 +103,12 @@ impl Sources for AppSources {
         match self.devices.microphone.as_str() {
             "synthetic" => Ok(Box::new(Tone::speech_like())),
             "none" => Err(missing("microphone", "none")),
-            other => crate::devices::open_audio(other),
+            _ => self.real.audio().map_err(|e| {
+                MediaError::NoDevice(format!(
+                    "{}; pick another microphone (or the test tone) in Settings → Devices",
+                    devices::message(&e)
+                ))
+            }),
         }
     }
 }

@@ -148,6 +148,8 @@ async function openPrejoin(target) {
     fillSelect($('pick-camera'), d.cameras, state.settings.devices.camera);
     fillSelect($('pick-microphone'), d.microphones, state.settings.devices.microphone);
     fillSelect($('pick-speaker'), d.speakers, state.settings.devices.speaker);
+    $('device-problems').textContent = d.problems.join(' ');
+    $('device-problems').hidden = d.problems.length === 0;
   }
   show('prejoin');
   startPreview();
@@ -411,6 +413,8 @@ function wire() {
   $('prejoin-cancel').addEventListener('click', () => { stopPreview(); show('home'); });
   $('prejoin-video').addEventListener('change', startPreview);
   $('pick-camera').addEventListener('change', async () => { await prejoinChanged(); startPreview(); });
+  $('pick-microphone').addEventListener('change', prejoinChanged);
+  $('pick-speaker').addEventListener('change', prejoinChanged);
   $('btn-mic').addEventListener('click', () => toggle('audio'));
   $('btn-cam').addEventListener('click', () => toggle('video'));
   $('btn-screen').addEventListener('click', () => toggle('screen'));
