@@ -16,7 +16,7 @@ unshare -n bash -c '
   DB=$!
   for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/9556) 2>/dev/null && break; sleep 0.1; done
   common="--db http://127.0.0.1:9556 --room r --loopback --size 320x180 --audio none --heartbeat-ms 1000 --expiry-ms 120000 --duration 30"
-  "$B/huddle-peer" $common --create --name a --peer-id aaaa-outage > "$OUT/a.out" 2>/dev/null &
+  RUST_LOG=error,mesh=debug "$B/huddle-peer" $common --create --name a --peer-id aaaa-outage > "$OUT/a.out" 2>"$OUT/a.err" &
   A=$!
   for i in $(seq 100); do grep -q joined "$OUT/a.out" 2>/dev/null && break; sleep 0.1; done
   "$B/huddle-peer" $common --name b --peer-id bbbb-outage > "$OUT/b.out" 2>/dev/null &
@@ -31,8 +31,11 @@ import json, sys
 for line in open(sys.argv[1]):
     v = json.loads(line)
     if v["event"] == "stats":
-        print(f'  t={v["t_ms"]/1000:5.1f}s fps={v["fps"]:4.1f} received={v["bitrate_kbps"]:5.0f} kbit/s latency={v["latency_ms"]}')
+        print(f'  t={v["t_ms"]/1000:5.1f}s fps={v["fps"]:4.1f} intact={v.get("intact_fps", 0):4.1f} received={v["bitrate_kbps"]:5.0f} kbit/s latency={v["latency_ms"]}')
     elif v["event"] in ("connection", "member_left", "member_joined"):
         print(f'  t={v["t_ms"]/1000:5.1f}s {v["event"]} {v.get("state", v.get("reason", ""))}')
 PY
+echo "sender a's send path at the end (NACK resends, stale resends dropped, pacer refusals) and keyframe sizes:"
+sed 's/\x1b\[[0-9;]*m//g' "$OUT/a.err" | grep 'send path' | tail -1 | grep -o 'estimate_kbps.*'
+sed 's/\x1b\[[0-9;]*m//g' "$OUT/a.err" | grep 'keyframe encoded' | grep -o 'bytes=[0-9]*' | tr '\n' ' '; echo
 rm -rf "$OUT"

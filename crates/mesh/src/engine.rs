@@ -76,6 +76,7 @@ struct PeerEntry {
     cmd: mpsc::UnboundedSender<PeerCommand>,
     counters: Arc<Counters>,
     last_frames: u64,
+    last_intact: u64,
     last_bytes: u64,
 }
 
@@ -349,6 +350,7 @@ impl RoomTask {
                 cmd,
                 counters,
                 last_frames: 0,
+                last_intact: 0,
                 last_bytes: 0,
             },
         );
@@ -410,6 +412,7 @@ impl RoomTask {
         let mut out = Vec::new();
         for (peer_id, p) in &mut self.peers {
             let frames = p.counters.frames.load(Ordering::Relaxed);
+            let intact = p.counters.intact.load(Ordering::Relaxed);
             let bytes = p.counters.bytes.load(Ordering::Relaxed);
             // Latency of frames decoded in this period only: a stale figure would hide a stall.
             let latency = p.counters.latency_us.swap(u64::MAX, Ordering::Relaxed);
@@ -417,6 +420,7 @@ impl RoomTask {
             let stats = PeerStats {
                 frames_decoded: frames,
                 fps: (frames - p.last_frames) as f64 / secs,
+                intact_fps: (intact - p.last_intact) as f64 / secs,
                 bitrate_kbps: (bytes - p.last_bytes) as f64 * 8.0 / 1000.0 / secs,
                 rtt_ms: (rtt != u64::MAX).then(|| rtt as f64 / 1000.0),
                 audio_packets: p.counters.audio_packets.load(Ordering::Relaxed),
@@ -425,6 +429,7 @@ impl RoomTask {
                 latency_ms: (latency != u64::MAX).then(|| latency as f64 / 1000.0),
             };
             p.last_frames = frames;
+            p.last_intact = intact;
             p.last_bytes = bytes;
             out.push(MeshEvent::Stats {
                 peer_id: peer_id.clone(),

@@ -45,6 +45,9 @@ pub struct PeerStats {
     pub frames_decoded: u64,
     /// Decoded frames per second over the last second.
     pub fps: f64,
+    /// Of those, frames whose embedded stamp read back intact (only synthetic senders draw one:
+    /// a picture damaged by loss fails the stamp's checksum).
+    pub intact_fps: f64,
     /// Received bitrate over the last second, all media.
     pub bitrate_kbps: f64,
     /// Round-trip time, when known.

@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod codecs;
+pub mod continuity;
 pub mod congestion;
 pub mod engine;
 pub mod event;
@@ -22,6 +23,7 @@ pub mod pc;
 mod peer;
 pub mod playout;
 pub mod remote;
+pub mod retransmit;
 
 pub use engine::{Mesh, MeshConfig, Sources};
 pub use event::{MediaKind, MeshEvent, PeerStats};

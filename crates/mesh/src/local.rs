@@ -258,6 +258,14 @@ pub fn start_video(
                     match enc.encode(&frame, force) {
                         Ok(packets) => {
                             for p in packets {
+                                if p.keyframe {
+                                    tracing::debug!(
+                                        kind = kind.as_str(),
+                                        bytes = p.data.len(),
+                                        kbps = current_kbps,
+                                        "keyframe encoded"
+                                    );
+                                }
                                 // No subscriber yet is fine: nobody to send to.
                                 let _ = tx.send((Bytes::from(p.data), frame_time));
                             }
@@ -363,8 +371,16 @@ mod tests {
             loopback_only: true,
             ..Default::default()
         };
-        let (sender, sender_events, _) = pc::build(&net).await.unwrap();
-        let (receiver, receiver_events, _) = pc::build(&net).await.unwrap();
+        let pc::Built {
+            pc: sender,
+            events: sender_events,
+            ..
+        } = pc::build(&net).await.unwrap();
+        let pc::Built {
+            pc: receiver,
+            events: receiver_events,
+            ..
+        } = pc::build(&net).await.unwrap();
         let stream = start_video(
             MediaKind::Video,
             Box::new(TestPattern::new(160, 96, 15)),

@@ -74,7 +74,12 @@ pub async fn run(
     i_offer: bool,
     mut commands: mpsc::UnboundedReceiver<PeerCommand>,
 ) {
-    let (pc, mut pc_events, estimate) = match pc::build(&setup.net).await {
+    let pc::Built {
+        pc,
+        events: mut pc_events,
+        estimate,
+        send,
+    } = match pc::build(&setup.net).await {
         Ok(x) => x,
         Err(e) => {
             let _ = setup
@@ -167,6 +172,14 @@ pub async fn run(
             _ = tick.tick() => pending.extend(neg.handle(Input::Tick, Instant::now())),
             _ = rtt_tick.tick() => {
                 setup.counters.target_bps.store(estimate.bps() as u64, Ordering::Relaxed);
+                tracing::debug!(
+                    peer = %setup.peer_id,
+                    estimate_kbps = estimate.bps() as u64 / 1000,
+                    retransmitted = send.retransmitted.load(Ordering::Relaxed),
+                    stale_resends_dropped = send.stale_dropped.load(Ordering::Relaxed),
+                    pacer_refused = send.pacer_refused.load(Ordering::Relaxed),
+                    "send path"
+                );
                 let report = pc.get_stats(Instant::now(), StatsSelector::None).await;
                 if let Some(rtt) = round_trip_time(&report) {
                     let us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX - 1);

@@ -15,6 +15,7 @@ use rtc::rtp::codec::vp8::Vp8Packet;
 use tokio::sync::mpsc;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
+use crate::continuity::{vp8_is_keyframe, Continuity};
 use crate::event::{MediaKind, MeshEvent};
 use crate::playout::{AudioStreams, PlayoutCounters};
 
@@ -27,6 +28,9 @@ pub type VideoSink = Arc<dyn Fn(&str, MediaKind, &VideoFrame) + Send + Sync>;
 pub struct Counters {
     /// Video frames decoded.
     pub frames: AtomicU64,
+    /// Decoded frames whose embedded stamp read back (synthetic senders draw one; a damaged
+    /// picture fails its checksum).
+    pub intact: AtomicU64,
     /// Payload bytes received.
     pub bytes: AtomicU64,
     /// Audio packets received.
@@ -49,6 +53,7 @@ impl Counters {
     pub fn new(audio: AudioStreams) -> Arc<Self> {
         Arc::new(Counters {
             frames: AtomicU64::new(0),
+            intact: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             audio_packets: AtomicU64::new(0),
             latency_us: AtomicU64::new(u64::MAX),
@@ -108,7 +113,14 @@ pub async fn receive(
         _ => None,
     };
     let mut first = true;
-    let mut waiting_for_keyframe = true;
+    let mut continuity = Continuity::new();
+    let ask_for_keyframe = || async {
+        let pli = PictureLossIndication {
+            sender_ssrc: 0,
+            media_ssrc,
+        };
+        let _ = track.write_rtcp(vec![Box::new(pli)]).await;
+    };
     while let Some(ev) = track.poll().await {
         let TrackRemoteEvent::OnRtpPacket(packet) = ev else {
             if matches!(ev, TrackRemoteEvent::OnEnded) {
@@ -134,13 +146,29 @@ pub async fn receive(
         let Some(dec) = decoder.as_mut() else {
             continue;
         };
+        if !packet.payload.is_empty() {
+            continuity.packet(packet.header.timestamp, packet.header.sequence_number);
+        }
         builder.push(Instant::now(), packet);
         while let Some(sample) = builder.pop(Instant::now()) {
+            let verdict = continuity.frame(
+                sample.packet_timestamp,
+                vp8_is_keyframe(&sample.data),
+                sample.prev_dropped_packets,
+                Instant::now(),
+            );
+            if verdict.request_keyframe {
+                tracing::debug!(peer = %peer_id, held_back = continuity.held_back, "a frame was lost; holding video until a keyframe");
+                ask_for_keyframe().await;
+            }
+            if !verdict.decode {
+                continue;
+            }
             match dec.decode(&sample.data) {
                 Ok(Some(frame)) => {
-                    waiting_for_keyframe = false;
                     counters.frames.fetch_add(1, Ordering::Relaxed);
                     if let Some(stamp) = media::stamp::read(&frame) {
+                        counters.intact.fetch_add(1, Ordering::Relaxed);
                         let now = media::stamp::now_ms();
                         let latency = now.saturating_sub(stamp.capture_ms);
                         counters.latency_us.store(latency * 1000, Ordering::Relaxed);
@@ -162,16 +190,10 @@ pub async fn receive(
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    // Usually a stream joined mid-way: ask the sender for a keyframe.
-                    if !waiting_for_keyframe {
-                        tracing::debug!(peer = %peer_id, error = %e, "undecodable frame; asking for a keyframe");
+                    tracing::debug!(peer = %peer_id, error = %e, "undecodable frame; asking for a keyframe");
+                    if continuity.undecodable(Instant::now()) {
+                        ask_for_keyframe().await;
                     }
-                    waiting_for_keyframe = true;
-                    let pli = PictureLossIndication {
-                        sender_ssrc: 0,
-                        media_ssrc,
-                    };
-                    let _ = track.write_rtcp(vec![Box::new(pli)]).await;
                 }
             }
         }
