@@ -20,6 +20,9 @@ use crate::playout::{self, AudioPlayout, AudioStreams, PlayoutTask, SharedAudioS
 use crate::remote::{Counters, VideoSink};
 use crate::MeshError;
 
+/// How often encoders are set to the congestion estimate.
+const FOLLOW_CONGESTION_EVERY: Duration = Duration::from_millis(200);
+
 /// Where local media comes from (synthetic sources in tests, devices in the app).
 pub trait Sources: Send + Sync {
     /// A camera or screen source.
@@ -199,6 +202,9 @@ impl RoomTask {
         mut commands: mpsc::Receiver<Command>,
     ) {
         let mut stats = tokio::time::interval(self.config.stats_every);
+        // Encoders follow the congestion estimate several times a second: an encoder still at
+        // the old rate a second after the estimate fell fills the pacer's queue meanwhile.
+        let mut congestion = tokio::time::interval(FOLLOW_CONGESTION_EVERY);
         loop {
             tokio::select! {
                 ev = room_events.recv() => match ev {
@@ -225,6 +231,7 @@ impl RoomTask {
                     }
                 },
                 _ = stats.tick() => self.stats().await,
+                _ = congestion.tick() => self.follow_congestion(),
             }
         }
         self.close_all();
@@ -407,7 +414,6 @@ impl RoomTask {
     }
 
     async fn stats(&mut self) {
-        self.follow_congestion();
         let secs = self.config.stats_every.as_secs_f64().max(0.001);
         let mut out = Vec::new();
         for (peer_id, p) in &mut self.peers {

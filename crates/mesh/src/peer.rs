@@ -104,6 +104,7 @@ pub async fn run(
     }
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut rtt_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut estimate_tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         // Carry out what the machine asked; each result is fed back in order.
         while !pending.is_empty() {
@@ -170,8 +171,10 @@ pub async fn run(
                 }
             },
             _ = tick.tick() => pending.extend(neg.handle(Input::Tick, Instant::now())),
-            _ = rtt_tick.tick() => {
+            _ = estimate_tick.tick() => {
                 setup.counters.target_bps.store(estimate.bps() as u64, Ordering::Relaxed);
+            }
+            _ = rtt_tick.tick() => {
                 tracing::debug!(
                     peer = %setup.peer_id,
                     estimate_kbps = estimate.bps() as u64 / 1000,
