@@ -2,7 +2,8 @@
 # A network outage mid-call, on loopback only: a network namespace with nothing but `lo`,
 # huddle-db and two huddle-peers inside; once b decodes a's video, `lo` goes down for OUTAGE
 # seconds (media and signaling lost), then comes back. Prints b's per-second stats so the
-# recovery (reconnect without a rejoin, frame rate, latency) can be read. Needs root (unshare)
+# recovery (reconnect without a rejoin, frame rate, intact frames, latency) can be read, then
+# a's view of the connection (an outage longer than ~10 s is repaired by ICE restart). Needs root (unshare)
 # and iproute2; build first: cargo build --release -p rtdb -p peer
 # Usage: scripts/bench-outage.sh [OUTAGE_SECONDS]   (default 6)
 set -euo pipefail
@@ -32,7 +33,15 @@ for line in open(sys.argv[1]):
     v = json.loads(line)
     if v["event"] == "stats":
         print(f'  t={v["t_ms"]/1000:5.1f}s fps={v["fps"]:4.1f} intact={v.get("intact_fps", 0):4.1f} received={v["bitrate_kbps"]:5.0f} kbit/s latency={v["latency_ms"]}')
-    elif v["event"] in ("connection", "member_left", "member_joined"):
+    elif v["event"] in ("connection", "member_left", "member_joined", "ice_restart"):
+        print(f'  t={v["t_ms"]/1000:5.1f}s {v["event"]} {v.get("state", v.get("reason", ""))}')
+PY
+echo "a's view of the connection:"
+python3 - "$OUT/a.out" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    v = json.loads(line)
+    if v["event"] in ("connection", "member_left", "member_joined", "ice_restart"):
         print(f'  t={v["t_ms"]/1000:5.1f}s {v["event"]} {v.get("state", v.get("reason", ""))}')
 PY
 echo "sender a's send path at the end (NACK resends, stale resends dropped, pacer refusals) and keyframe sizes:"

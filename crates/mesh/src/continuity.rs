@@ -82,22 +82,12 @@ impl Continuity {
 
     /// Reassembly produced the frame with this timestamp; `dropped` packets were thrown away
     /// before it (an incomplete frame) and `keyframe` says whether it is one. Decide.
-    pub fn frame(
-        &mut self,
-        timestamp: u32,
-        keyframe: bool,
-        dropped: u16,
-        now: Instant,
-    ) -> Verdict {
-        let range = self
-            .frames
-            .iter()
-            .position(|f| f.0 == timestamp)
-            .map(|i| {
-                let range = (self.frames[i].1, self.frames[i].2);
-                self.frames.drain(..=i);
-                range
-            });
+    pub fn frame(&mut self, timestamp: u32, keyframe: bool, dropped: u16, now: Instant) -> Verdict {
+        let range = self.frames.iter().position(|f| f.0 == timestamp).map(|i| {
+            let range = (self.frames[i].1, self.frames[i].2);
+            self.frames.drain(..=i);
+            range
+        });
         let contiguous = match (range, self.last_end) {
             (Some((first, _)), Some(end)) => first == end.wrapping_add(1),
             // The frame's packets were never seen (cannot happen) or nothing came before.
@@ -169,24 +159,24 @@ mod tests {
         assert!(!v.decode && v.request_keyframe);
         // The keyframe, then contiguous deltas (across the sequence-number wrap).
         feed(&mut c, 200, 12..=20);
-        assert!(c.frame(200, true, 0, t0 + ms(50)).decode);
+        assert!(c.frame(200, true, 0, t0 + ms(350)).decode);
         feed(&mut c, 300, 21..=21);
-        assert!(c.frame(300, false, 0, t0 + ms(80)).decode);
+        assert!(c.frame(300, false, 0, t0 + ms(380)).decode);
         // Frame 400 (22..=23) is lost whole: 500 decodes "fine" but must not be shown.
         feed(&mut c, 500, 24..=24);
-        let v = c.frame(500, false, 0, t0 + ms(120));
+        let v = c.frame(500, false, 0, t0 + ms(400));
         assert!(!v.decode && v.request_keyframe);
         feed(&mut c, 600, 25..=25);
-        let v = c.frame(600, false, 0, t0 + ms(200));
+        let v = c.frame(600, false, 0, t0 + ms(480));
         assert!(!v.decode && !v.request_keyframe, "asked 80 ms ago");
         feed(&mut c, 700, 26..=26);
-        let v = c.frame(700, false, 0, t0 + ms(450));
+        let v = c.frame(700, false, 0, t0 + ms(750));
         assert!(!v.decode && v.request_keyframe, "asked again");
         feed(&mut c, 800, 27..=30);
-        assert!(c.frame(800, true, 0, t0 + ms(500)).decode);
+        assert!(c.frame(800, true, 0, t0 + ms(800)).decode);
         // Packets dropped by reassembly (a frame given up half-way) break the chain too.
         feed(&mut c, 900, 31..=31);
-        assert!(!c.frame(900, false, 2, t0 + ms(530)).decode);
+        assert!(!c.frame(900, false, 2, t0 + ms(830)).decode);
         assert_eq!(c.held_back, 5);
         // Wrapping sequence numbers and packets out of order.
         let mut c = Continuity::new();

@@ -280,7 +280,7 @@ impl RoomTask {
                     streams: member.streams,
                 })
                 .await;
-                self.add_peer(member.peer_id, i_offer);
+                self.add_peer(member.peer_id, i_offer, member.streams);
             }
             RoomEvent::MemberLeft { peer_id, reason } => {
                 self.remove_peer(&peer_id);
@@ -288,6 +288,9 @@ impl RoomTask {
                 self.emit(MeshEvent::MemberLeft { peer_id, reason }).await;
             }
             RoomEvent::StreamsChanged { peer_id, streams } => {
+                if let Some(peer) = self.peers.get(&peer_id) {
+                    let _ = peer.cmd.send(PeerCommand::RemoteStreams(streams));
+                }
                 self.emit(MeshEvent::StreamChanged { peer_id, streams })
                     .await;
             }
@@ -333,7 +336,7 @@ impl RoomTask {
         }
     }
 
-    fn add_peer(&mut self, peer_id: String, i_offer: bool) {
+    fn add_peer(&mut self, peer_id: String, i_offer: bool, remote_streams: StreamConfig) {
         self.remove_peer(&peer_id);
         let (cmd, cmd_rx) = mpsc::unbounded_channel();
         let counters = Counters::new(self.audio.clone());
@@ -348,6 +351,7 @@ impl RoomTask {
             joined_at: self.joined_at,
             sink: self.config.sink.clone(),
             counters: counters.clone(),
+            remote_streams,
         };
         let feeds = self.local.values().map(LocalStream::subscribe).collect();
         tokio::spawn(peer::run(setup, feeds, i_offer, cmd_rx));

@@ -118,6 +118,12 @@ pub enum MeshEvent {
         /// Its state.
         state: Link,
     },
+    /// The connection to a peer lost its path and is being repaired by an ICE restart (new
+    /// candidates gathered and exchanged, without leaving the room).
+    IceRestart {
+        /// With whom.
+        peer_id: String,
+    },
     /// The first frame of a remote video track was decoded.
     FirstFrame {
         /// From whom.

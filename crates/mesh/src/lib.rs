@@ -12,8 +12,8 @@
 #![forbid(unsafe_code)]
 
 mod codecs;
-pub mod continuity;
 pub mod congestion;
+pub mod continuity;
 pub mod engine;
 pub mod event;
 pub mod keyframe;

@@ -468,6 +468,11 @@ mod tests {
             events,
             Instant::now(),
             None,
+            tokio::sync::watch::channel(signal::room::StreamConfig {
+                video: true,
+                ..Default::default()
+            })
+            .1,
         ));
         let deadline = Instant::now() + Duration::from_secs(10);
         while counters.frames.load(Ordering::Relaxed) < 5 && Instant::now() < deadline {

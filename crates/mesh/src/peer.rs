@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use signal::room::{Candidate, RoomHandle};
-use tokio::sync::mpsc;
+use signal::room::{Candidate, RoomHandle, StreamConfig};
+use tokio::sync::{mpsc, watch};
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::peer_connection::{
     PeerConnection, RTCIceCandidateInit, RTCSessionDescription, RTCStatsReport,
@@ -29,6 +29,8 @@ pub enum PeerCommand {
     AddTrack(Feed),
     /// Pause sending this kind (the track stays negotiated, so resuming needs no new offer).
     RemoveTrack(MediaKind),
+    /// What the peer says it sends now (its room record): ends or revives its tracks here.
+    RemoteStreams(StreamConfig),
     /// The peer left: close.
     Close,
 }
@@ -65,6 +67,8 @@ pub struct PeerSetup {
     pub sink: Option<VideoSink>,
     /// Incoming media counters for this peer.
     pub counters: Arc<Counters>,
+    /// What the peer said it sends when it joined.
+    pub remote_streams: StreamConfig,
 }
 
 /// Runs one peer until it is closed or given up.
@@ -94,6 +98,7 @@ pub async fn run(
     let mut neg = Negotiation::new(&setup.me, &setup.peer_id, setup.repair, Instant::now());
     let mut senders: BTreeMap<MediaKind, Sending> = BTreeMap::new();
     let link_up = Arc::new(AtomicBool::new(true));
+    let (remote_streams, _) = watch::channel(setup.remote_streams);
     let mut lost = false;
     for feed in feeds {
         add_track(&*pc, &mut senders, feed, &link_up).await;
@@ -123,6 +128,9 @@ pub async fn run(
                     if add_track(&*pc, &mut senders, feed, &link_up).await {
                         pending.extend(neg.handle(Input::NegotiationNeeded, Instant::now()));
                     }
+                }
+                Some(PeerCommand::RemoteStreams(streams)) => {
+                    remote_streams.send_replace(streams);
                 }
                 Some(PeerCommand::RemoveTrack(kind)) => {
                     if let Some(writer) = senders.get_mut(&kind).and_then(|s| s.writer.take()) {
@@ -167,6 +175,7 @@ pub async fn run(
                         setup.events.clone(),
                         setup.joined_at,
                         setup.sink.clone(),
+                        remote_streams.subscribe(),
                     ));
                 }
             },
@@ -285,6 +294,15 @@ async fn execute(setup: &PeerSetup, pc: &dyn PeerConnection, action: Action) -> 
     };
     match action {
         Action::CreateOffer { ice_restart } => {
+            if ice_restart {
+                tracing::info!(peer = %setup.peer_id, "connection lost: ICE restart");
+                let _ = setup
+                    .events
+                    .send(MeshEvent::IceRestart {
+                        peer_id: setup.peer_id.clone(),
+                    })
+                    .await;
+            }
             let options =
                 ice_restart.then_some(rtc::peer_connection::configuration::RTCOfferOptions {
                     ice_restart: true,

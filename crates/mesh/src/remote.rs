@@ -12,12 +12,13 @@ use media::VideoFrame;
 use rtc::media::io::sample_builder::SampleBuilder;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp::codec::vp8::Vp8Packet;
-use tokio::sync::mpsc;
+use signal::room::StreamConfig;
+use tokio::sync::{mpsc, watch};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
 use crate::continuity::{vp8_is_keyframe, Continuity};
 use crate::event::{MediaKind, MeshEvent};
-use crate::playout::{AudioStreams, PlayoutCounters};
+use crate::playout::{AudioStreams, PlayoutCounters, StreamGuard};
 
 /// Where decoded video goes (the app's renderer); called on the receiving task.
 pub type VideoSink = Arc<dyn Fn(&str, MediaKind, &VideoFrame) + Send + Sync>;
@@ -65,7 +66,36 @@ impl Counters {
     }
 }
 
+/// Whether `streams` says the sender sends `kind`.
+fn announced(streams: &StreamConfig, kind: MediaKind) -> bool {
+    match kind {
+        MediaKind::Audio => streams.audio,
+        MediaKind::Video => streams.video,
+        MediaKind::Screen => streams.screen,
+    }
+}
+
+/// Registers a remote audio track with the call's playout; it plays until the guard is dropped.
+fn play_audio(counters: &Counters, peer_id: &str, ssrc: u32) -> Option<StreamGuard> {
+    match counters
+        .audio
+        .register(peer_id, ssrc, counters.playout.clone())
+    {
+        Ok(guard) => Some(guard),
+        Err(e) => {
+            tracing::warn!(peer = %peer_id, error = %e, "cannot play this peer's audio");
+            None
+        }
+    }
+}
+
 /// Reads one remote track until it ends.
+///
+/// The track's life as the user sees it (`TrackAdded`/`TrackRemoved`) follows what the sender
+/// announces in the room (`streams`, watched through `announced`): a stream turned off is only
+/// paused on the wire (see docs/decisions.md), so the announcement is what ends it here. While
+/// it is off, stragglers still in flight are dropped; when it is on again, the next packet
+/// brings the track back.
 pub async fn receive(
     peer_id: String,
     track: Arc<dyn TrackRemote>,
@@ -73,6 +103,7 @@ pub async fn receive(
     events: mpsc::Sender<MeshEvent>,
     joined_at: Instant,
     sink: Option<VideoSink>,
+    mut streams: watch::Receiver<StreamConfig>,
 ) {
     let kind =
         MediaKind::from_track_id(&track.track_id().await).unwrap_or(match track.kind().await {
@@ -85,6 +116,7 @@ pub async fn receive(
             kind,
         })
         .await;
+    let mut shown = true;
     let media_ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
     // A lost packet may hold a frame back only briefly: NACK gets one retransmission chance,
     // then the frame is given up (and a PLI asks for a keyframe). Bounding it by packet count
@@ -95,21 +127,10 @@ pub async fn receive(
         MediaKind::Audio => None,
         _ => Vp8Decoder::new().ok(),
     };
-    // Registered for as long as this task reads the track: dropping the guard (track ended,
-    // task gone) takes the stream out of the mix.
-    let audio = match kind {
-        MediaKind::Audio => {
-            match counters
-                .audio
-                .register(&peer_id, media_ssrc, counters.playout.clone())
-            {
-                Ok(guard) => Some(guard),
-                Err(e) => {
-                    tracing::warn!(peer = %peer_id, error = %e, "cannot play this peer's audio");
-                    None
-                }
-            }
-        }
+    // Registered while the track is shown: dropping the guard (stream off, track ended, task
+    // gone) takes the stream out of the mix.
+    let mut audio = match kind {
+        MediaKind::Audio => play_audio(&counters, &peer_id, media_ssrc),
         _ => None,
     };
     let mut first = true;
@@ -121,13 +142,48 @@ pub async fn receive(
         };
         let _ = track.write_rtcp(vec![Box::new(pli)]).await;
     };
-    while let Some(ev) = track.poll().await {
+    let mut streams_open = true;
+    loop {
+        let ev = tokio::select! {
+            ev = track.poll() => ev,
+            changed = streams.changed(), if streams_open => {
+                if changed.is_err() {
+                    streams_open = false;
+                } else if shown && !announced(&streams.borrow_and_update(), kind) {
+                    shown = false;
+                    audio = None;
+                    let _ = events
+                        .send(MeshEvent::TrackRemoved { peer_id: peer_id.clone(), kind })
+                        .await;
+                }
+                continue;
+            }
+        };
+        let Some(ev) = ev else { break };
         let TrackRemoteEvent::OnRtpPacket(packet) = ev else {
             if matches!(ev, TrackRemoteEvent::OnEnded) {
                 break;
             }
             continue;
         };
+        if !shown {
+            if !announced(&streams.borrow(), kind) {
+                // In flight when the sender turned the stream off.
+                continue;
+            }
+            shown = true;
+            if kind == MediaKind::Audio {
+                audio = play_audio(&counters, &peer_id, media_ssrc);
+            }
+            // The sender's new encoder starts with a keyframe; wait for it.
+            continuity = Continuity::new();
+            let _ = events
+                .send(MeshEvent::TrackAdded {
+                    peer_id: peer_id.clone(),
+                    kind,
+                })
+                .await;
+        }
         counters
             .bytes
             .fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
@@ -199,5 +255,7 @@ pub async fn receive(
         }
     }
     drop(audio);
-    let _ = events.send(MeshEvent::TrackRemoved { peer_id, kind }).await;
+    if shown {
+        let _ = events.send(MeshEvent::TrackRemoved { peer_id, kind }).await;
+    }
 }

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rtc::interceptor::{Interceptor, Packet, PacerInterceptor, StreamInfo, TaggedPacket};
+use rtc::interceptor::{Interceptor, PacerInterceptor, Packet, StreamInfo, TaggedPacket};
 
 /// How often the receiver asks again for one missing packet.
 pub const MAX_NACKS_PER_PACKET: u16 = 2;
