@@ -3,7 +3,7 @@
 # Usage: scripts/install-deps.sh [build|test]
 set -euo pipefail
 
-packages=(build-essential pkg-config libssl-dev curl libvpx-dev libopus-dev cmake nasm iproute2)
+packages=(build-essential pkg-config libssl-dev curl libvpx-dev libopus-dev cmake iproute2)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -122,7 +122,10 @@ impl Feed {
         tokio::spawn(async move {
             // `poll` answers None once the track is unbound (the connection closed).
             let mut feedback_open = true;
-            let mut resume_at_keyframe = false;
+            // A feed starts at a keyframe too: the stream's first one may have been broadcast
+            // before this subscription, and a delta frame the receiver has no reference for
+            // decodes as garbage it cannot detect (its sequence numbers are contiguous).
+            let mut resume_at_keyframe = true;
             loop {
                 let received = tokio::select! {
                     r = self.rx.recv() => r,

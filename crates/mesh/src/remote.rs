@@ -94,8 +94,8 @@ fn play_audio(counters: &Counters, peer_id: &str, ssrc: u32) -> Option<StreamGua
 /// The track's life as the user sees it (`TrackAdded`/`TrackRemoved`) follows what the sender
 /// announces in the room (`streams`, watched through `announced`): a stream turned off is only
 /// paused on the wire (see docs/decisions.md), so the announcement is what ends it here. While
-/// it is off, stragglers still in flight are dropped; when it is on again, the next packet
-/// brings the track back.
+/// it is off nothing is delivered (stragglers still in flight are dropped); once it is on
+/// again, the next packet brings the track back.
 pub async fn receive(
     peer_id: String,
     track: Arc<dyn TrackRemote>,
@@ -166,23 +166,21 @@ pub async fn receive(
             }
             continue;
         };
-        if !shown {
-            if !announced(&streams.borrow(), kind) {
-                // In flight when the sender turned the stream off.
-                continue;
-            }
+        if !shown && announced(&streams.borrow(), kind) {
             shown = true;
             if kind == MediaKind::Audio {
                 audio = play_audio(&counters, &peer_id, media_ssrc);
             }
-            // The sender's new encoder starts with a keyframe; wait for it.
-            continuity = Continuity::new();
             let _ = events
                 .send(MeshEvent::TrackAdded {
                     peer_id: peer_id.clone(),
                     kind,
                 })
                 .await;
+        }
+        if !shown && kind == MediaKind::Audio {
+            // In flight when the sender turned the stream off (or ahead of its announcement).
+            continue;
         }
         counters
             .bytes
@@ -221,6 +219,10 @@ pub async fn receive(
                 continue;
             }
             match dec.decode(&sample.data) {
+                // Video while the track is not shown is still reassembled and decoded, only
+                // not delivered: the stragglers of a stream turned off, or the keyframe that
+                // starts a stream turned on, which may beat its announcement here.
+                Ok(Some(_)) if !shown => {}
                 Ok(Some(frame)) => {
                     counters.frames.fetch_add(1, Ordering::Relaxed);
                     if let Some(stamp) = media::stamp::read(&frame) {
