@@ -27,9 +27,11 @@ impl MediaKind {
         }
     }
 
-    /// From a track id.
+    /// From a track id: the kind's name, optionally followed by `-` and a suffix that makes
+    /// it unique (ours are `video-1a2b3c4d`).
     pub fn from_track_id(id: &str) -> Option<Self> {
-        match id {
+        let name = id.split_once('-').map_or(id, |(name, _)| name);
+        match name {
             "audio" => Some(MediaKind::Audio),
             "video" => Some(MediaKind::Video),
             "screen" => Some(MediaKind::Screen),
@@ -157,4 +159,21 @@ pub enum MeshEvent {
         /// What.
         message: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn track_ids_name_their_kind() {
+        assert_eq!(MediaKind::from_track_id("video"), Some(MediaKind::Video));
+        assert_eq!(
+            MediaKind::from_track_id("screen-00c0ffee"),
+            Some(MediaKind::Screen)
+        );
+        assert_eq!(MediaKind::from_track_id("audio-1"), Some(MediaKind::Audio));
+        assert_eq!(MediaKind::from_track_id("camera-1"), None);
+        assert_eq!(MediaKind::from_track_id(""), None);
+    }
 }

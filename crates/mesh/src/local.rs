@@ -214,7 +214,11 @@ pub fn new_track(kind: MediaKind) -> Result<(Arc<TrackLocalStaticSample>, u32), 
     };
     let track = MediaStreamTrack::new(
         "huddle".to_owned(),
-        kind.as_str().to_owned(),
+        // Unique per connection and kind, not just the kind: webrtc-rs 0.21 routes feedback
+        // (PLI/FIR) to a track by its id and tries the remote tracks first, so with plain
+        // "video" on both sides a receiver's keyframe request about my camera was delivered to
+        // my copy of THEIR camera and never reached my encoder.
+        format!("{}-{ssrc:08x}", kind.as_str()),
         kind.as_str().to_owned(),
         codec_kind,
         vec![RTCRtpEncodingParameters {
