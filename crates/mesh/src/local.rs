@@ -297,6 +297,11 @@ pub fn start_video(
                     let force = keyframe.take();
                     match enc.encode(&frame, force) {
                         Ok(packets) => {
+                            // Rate control may drop even a forced keyframe when its buffer is
+                            // low: ask again with the next frame rather than lose the request.
+                            if force && !packets.iter().any(|p| p.keyframe) {
+                                keyframe.set();
+                            }
                             for p in packets {
                                 if p.keyframe {
                                     tracing::debug!(
