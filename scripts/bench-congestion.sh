@@ -31,8 +31,11 @@ import json, sys
 for line in open(sys.argv[1]):
     v = json.loads(line)
     if v["event"] == "stats":
-        print(f'  t={v["t_ms"]/1000:5.1f}s fps={v["fps"]:4.1f} received={v["bitrate_kbps"]:6.0f} kbit/s latency={v["latency_ms"]} ms')
+        print(f'  t={v["t_ms"]/1000:5.1f}s fps={v["fps"]:4.1f} intact={v.get("intact_fps", 0):4.1f} received={v["bitrate_kbps"]:6.0f} kbit/s latency={v["latency_ms"]} ms')
 PY
 echo "sender a's encoder target (kbit/s) as congestion control moved it:"
-sed 's/\x1b\[[0-9;]*m//g' "$OUT/a.err" | grep -o 'kbps=[0-9]*' | tr '\n' ' '; echo
+sed 's/\x1b\[[0-9;]*m//g' "$OUT/a.err" | grep 'encoder follows' | grep -o 'kbps=[0-9]*' | tr '\n' ' '; echo
+echo "sender a's send path at the end (NACK resends, stale resends dropped, pacer refusals) and keyframe sizes:"
+sed 's/\x1b\[[0-9;]*m//g' "$OUT/a.err" | grep 'send path' | tail -1 | grep -o 'estimate_kbps.*'
+sed 's/\x1b\[[0-9;]*m//g' "$OUT/a.err" | grep 'keyframe encoded' | grep -o 'bytes=[0-9]*' | tr '\n' ' '; echo
 rm -rf "$OUT"

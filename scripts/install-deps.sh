@@ -10,6 +10,8 @@ what="${1:-test}"
 packages=(
   build-essential pkg-config libssl-dev curl cmake
   libvpx-dev libopus-dev
+  # the outage test takes loopback down in its own network namespace
+  iproute2
   # devices: cpal (ALSA), nokhwa (V4L2 bindings via bindgen), scrap (X11 shm capture)
   libasound2-dev libclang-dev libxcb1-dev libxcb-randr0-dev libxcb-shm0-dev
   # Tauri 2 (WebKitGTK webview, tray)

@@ -3,9 +3,10 @@
 //! estimate, because the same encoded frames go to everyone (and webrtc-rs paces each
 //! connection to its estimate: an encoder above it would only fill the pacer's queue).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rtc::interceptor::{BandwidthEstimator, EstimatorStats, Gcc, PacketReport};
 
@@ -21,6 +22,61 @@ pub const ENCODER_SHARE: f64 = 0.85;
 /// Where a fresh estimate starts: video at 600 kbit/s, a middle ground that probes up quickly on
 /// a good path and backs off within a second or two on a poor one.
 const START_KBPS: u32 = 600;
+
+/// The estimate may exceed what the receiver acknowledged by this factor (plus
+/// [`ACKED_HEADROOM_BPS`]), as in libwebrtc. webrtc-rs 0.21's GCC has no such bound: while the
+/// encoder sends less than the estimate (a simple picture, a low frame rate) nothing pushes
+/// back, the estimate climbs far above the path, and the pacer, which paces at the estimate,
+/// then bursts the next keyframe into the bottleneck faster than it drains (measured with
+/// `scripts/bench-congestion.sh 300kbit`: estimates up to 640 kbit/s, keyframes cut, video
+/// frozen for seconds).
+pub const ACKED_FACTOR: f64 = 1.5;
+/// See [`ACKED_FACTOR`].
+pub const ACKED_HEADROOM_BPS: f64 = 10_000.0;
+/// How much acknowledged traffic the bound looks at, and the least it needs to say anything.
+const ACKED_WINDOW: Duration = Duration::from_secs(1);
+const ACKED_MIN_SPAN: Duration = Duration::from_millis(500);
+
+/// The rate the receiver acknowledged over the last second, from congestion feedback.
+#[derive(Debug, Default)]
+struct Acked {
+    /// (when reported, bytes that arrived).
+    reports: VecDeque<(Instant, usize)>,
+    since: Option<Instant>,
+}
+
+impl Acked {
+    fn add(&mut self, now: Instant, bytes: usize) {
+        self.since.get_or_insert(now);
+        self.reports.push_back((now, bytes));
+        while self
+            .reports
+            .front()
+            .is_some_and(|(at, _)| now.saturating_duration_since(*at) > ACKED_WINDOW)
+        {
+            self.reports.pop_front();
+        }
+    }
+
+    /// Bits per second, once feedback has covered enough time to say.
+    fn bps(&self, now: Instant) -> Option<f64> {
+        let since = self.since?;
+        if now.saturating_duration_since(since) < ACKED_MIN_SPAN {
+            return None;
+        }
+        let span = now
+            .saturating_duration_since(since)
+            .min(ACKED_WINDOW)
+            .as_secs_f64();
+        let bytes: usize = self
+            .reports
+            .iter()
+            .filter(|(at, _)| now.saturating_duration_since(*at) <= ACKED_WINDOW)
+            .map(|(_, b)| b)
+            .sum();
+        Some(bytes as f64 * 8.0 / span)
+    }
+}
 
 /// A connection's current estimate, readable from any thread, and restartable.
 #[derive(Clone, Debug)]
@@ -43,22 +99,29 @@ impl Estimate {
 }
 
 /// An estimator that publishes its target after every update that can move it.
+/// It also bounds the estimate by what the receiver acknowledged (see [`ACKED_FACTOR`]).
 pub struct Reporting<E: BandwidthEstimator> {
     inner: E,
     fresh: fn() -> E,
     target: Arc<AtomicU64>,
     restart: Arc<AtomicBool>,
+    acked: Acked,
+    /// The bound from the last update (infinite until feedback says something).
+    ceiling: f64,
+    floor: f64,
 }
 
 impl<E: BandwidthEstimator> Reporting<E> {
     fn publish(&self) {
-        let bps = self.inner.target_bitrate();
+        let bps = self.target_bitrate();
         self.target.store(bps.to_bits(), Ordering::Relaxed);
     }
 
     fn maybe_restart(&mut self) {
         if self.restart.swap(false, Ordering::Relaxed) {
             self.inner = (self.fresh)();
+            self.acked = Acked::default();
+            self.ceiling = f64::INFINITY;
         }
     }
 }
@@ -67,11 +130,16 @@ impl<E: BandwidthEstimator> BandwidthEstimator for Reporting<E> {
     fn on_reports(&mut self, now: Instant, reports: &[PacketReport]) {
         self.maybe_restart();
         self.inner.on_reports(now, reports);
+        let arrived = reports.iter().filter(|r| r.arrived).map(|r| r.size).sum();
+        self.acked.add(now, arrived);
+        if let Some(acked) = self.acked.bps(now) {
+            self.ceiling = (acked * ACKED_FACTOR + ACKED_HEADROOM_BPS).max(self.floor);
+        }
         self.publish();
     }
 
     fn target_bitrate(&self) -> f64 {
-        self.inner.target_bitrate()
+        self.inner.target_bitrate().min(self.ceiling)
     }
 
     fn handle_timeout(&mut self, now: Instant) {
@@ -112,6 +180,9 @@ pub fn gcc() -> (Reporting<Gcc>, Estimate) {
         fresh: fresh_gcc,
         target,
         restart,
+        acked: Acked::default(),
+        ceiling: f64::INFINITY,
+        floor: f64::from(MIN_VIDEO_KBPS + RESERVED_KBPS) * 1000.0,
     };
     (reporting, estimate)
 }
@@ -168,5 +239,42 @@ mod tests {
             "{} vs {start}",
             handle.bps()
         );
+    }
+
+    #[test]
+    fn the_estimate_stays_within_reach_of_what_was_acknowledged() {
+        use rtc::rtcp::transport_feedbacks::cc_feedback_report::Ecn;
+        let (mut est, handle) = gcc();
+        let t0 = Instant::now();
+        let start = handle.bps();
+        // 200 kbit/s acknowledged for a second and a half: 25 reports of 1000 bytes per 100 ms.
+        for step in 0..15u64 {
+            let now = t0 + Duration::from_millis(step * 100);
+            let reports: Vec<PacketReport> = (0..25u64)
+                .map(|i| PacketReport {
+                    ssrc: 1,
+                    id: step * 25 + i,
+                    rtp_sequence_number: (step * 25 + i) as u16,
+                    is_twcc: true,
+                    twcc_sequence_number: (step * 25 + i) as u16,
+                    size: 100,
+                    arrived: true,
+                    departure: now,
+                    arrival: Some(Duration::from_millis(step * 100 + i)),
+                    ecn: Ecn::default(),
+                })
+                .collect();
+            est.on_reports(now, &reports);
+        }
+        let bound = 200_000.0 * ACKED_FACTOR + ACKED_HEADROOM_BPS;
+        assert!(
+            handle.bps() <= bound * 1.1 && handle.bps() < start,
+            "{} vs bound {bound}",
+            handle.bps()
+        );
+        // A restart forgets the bound: a new path may carry more.
+        handle.restart();
+        est.handle_timeout(t0 + Duration::from_secs(2));
+        assert!((handle.bps() - start).abs() < start * 0.1);
     }
 }

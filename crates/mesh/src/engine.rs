@@ -20,6 +20,9 @@ use crate::playout::{self, AudioPlayout, AudioStreams, PlayoutTask, SharedAudioS
 use crate::remote::{Counters, VideoSink};
 use crate::MeshError;
 
+/// How often encoders are set to the congestion estimate.
+const FOLLOW_CONGESTION_EVERY: Duration = Duration::from_millis(200);
+
 /// Where local media comes from (synthetic sources in tests, devices in the app).
 pub trait Sources: Send + Sync {
     /// A camera or screen source.
@@ -76,6 +79,7 @@ struct PeerEntry {
     cmd: mpsc::UnboundedSender<PeerCommand>,
     counters: Arc<Counters>,
     last_frames: u64,
+    last_intact: u64,
     last_bytes: u64,
 }
 
@@ -198,6 +202,9 @@ impl RoomTask {
         mut commands: mpsc::Receiver<Command>,
     ) {
         let mut stats = tokio::time::interval(self.config.stats_every);
+        // Encoders follow the congestion estimate several times a second: an encoder still at
+        // the old rate a second after the estimate fell fills the pacer's queue meanwhile.
+        let mut congestion = tokio::time::interval(FOLLOW_CONGESTION_EVERY);
         loop {
             tokio::select! {
                 ev = room_events.recv() => match ev {
@@ -224,6 +231,7 @@ impl RoomTask {
                     }
                 },
                 _ = stats.tick() => self.stats().await,
+                _ = congestion.tick() => self.follow_congestion(),
             }
         }
         self.close_all();
@@ -272,7 +280,7 @@ impl RoomTask {
                     streams: member.streams,
                 })
                 .await;
-                self.add_peer(member.peer_id, i_offer);
+                self.add_peer(member.peer_id, i_offer, member.streams);
             }
             RoomEvent::MemberLeft { peer_id, reason } => {
                 self.remove_peer(&peer_id);
@@ -280,6 +288,9 @@ impl RoomTask {
                 self.emit(MeshEvent::MemberLeft { peer_id, reason }).await;
             }
             RoomEvent::StreamsChanged { peer_id, streams } => {
+                if let Some(peer) = self.peers.get(&peer_id) {
+                    let _ = peer.cmd.send(PeerCommand::RemoteStreams(streams));
+                }
                 self.emit(MeshEvent::StreamChanged { peer_id, streams })
                     .await;
             }
@@ -331,7 +342,7 @@ impl RoomTask {
         }
     }
 
-    fn add_peer(&mut self, peer_id: String, i_offer: bool) {
+    fn add_peer(&mut self, peer_id: String, i_offer: bool, remote_streams: StreamConfig) {
         self.remove_peer(&peer_id);
         let (cmd, cmd_rx) = mpsc::unbounded_channel();
         let counters = Counters::new(self.audio.clone());
@@ -346,6 +357,7 @@ impl RoomTask {
             joined_at: self.joined_at,
             sink: self.config.sink.clone(),
             counters: counters.clone(),
+            remote_streams,
         };
         let feeds = self.local.values().map(LocalStream::subscribe).collect();
         tokio::spawn(peer::run(setup, feeds, i_offer, cmd_rx));
@@ -355,6 +367,7 @@ impl RoomTask {
                 cmd,
                 counters,
                 last_frames: 0,
+                last_intact: 0,
                 last_bytes: 0,
             },
         );
@@ -411,11 +424,11 @@ impl RoomTask {
     }
 
     async fn stats(&mut self) {
-        self.follow_congestion();
         let secs = self.config.stats_every.as_secs_f64().max(0.001);
         let mut out = Vec::new();
         for (peer_id, p) in &mut self.peers {
             let frames = p.counters.frames.load(Ordering::Relaxed);
+            let intact = p.counters.intact.load(Ordering::Relaxed);
             let bytes = p.counters.bytes.load(Ordering::Relaxed);
             // Latency of frames decoded in this period only: a stale figure would hide a stall.
             let latency = p.counters.latency_us.swap(u64::MAX, Ordering::Relaxed);
@@ -423,6 +436,7 @@ impl RoomTask {
             let stats = PeerStats {
                 frames_decoded: frames,
                 fps: (frames - p.last_frames) as f64 / secs,
+                intact_fps: (intact - p.last_intact) as f64 / secs,
                 bitrate_kbps: (bytes - p.last_bytes) as f64 * 8.0 / 1000.0 / secs,
                 rtt_ms: (rtt != u64::MAX).then(|| rtt as f64 / 1000.0),
                 audio_packets: p.counters.audio_packets.load(Ordering::Relaxed),
@@ -431,6 +445,7 @@ impl RoomTask {
                 latency_ms: (latency != u64::MAX).then(|| latency as f64 / 1000.0),
             };
             p.last_frames = frames;
+            p.last_intact = intact;
             p.last_bytes = bytes;
             out.push(MeshEvent::Stats {
                 peer_id: peer_id.clone(),

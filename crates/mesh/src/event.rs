@@ -27,9 +27,11 @@ impl MediaKind {
         }
     }
 
-    /// From a track id.
+    /// From a track id: the kind's name, optionally followed by `-` and a suffix that makes
+    /// it unique (ours are `video-1a2b3c4d`).
     pub fn from_track_id(id: &str) -> Option<Self> {
-        match id {
+        let name = id.split_once('-').map_or(id, |(name, _)| name);
+        match name {
             "audio" => Some(MediaKind::Audio),
             "video" => Some(MediaKind::Video),
             "screen" => Some(MediaKind::Screen),
@@ -45,6 +47,9 @@ pub struct PeerStats {
     pub frames_decoded: u64,
     /// Decoded frames per second over the last second.
     pub fps: f64,
+    /// Of those, frames whose embedded stamp read back intact (only synthetic senders draw one:
+    /// a picture damaged by loss fails the stamp's checksum).
+    pub intact_fps: f64,
     /// Received bitrate over the last second, all media.
     pub bitrate_kbps: f64,
     /// Round-trip time, when known.
@@ -115,6 +120,12 @@ pub enum MeshEvent {
         /// Its state.
         state: Link,
     },
+    /// The connection to a peer lost its path and is being repaired by an ICE restart (new
+    /// candidates gathered and exchanged, without leaving the room).
+    IceRestart {
+        /// With whom.
+        peer_id: String,
+    },
     /// The first frame of a remote video track was decoded.
     FirstFrame {
         /// From whom.
@@ -156,4 +167,21 @@ pub enum MeshEvent {
         /// What.
         message: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn track_ids_name_their_kind() {
+        assert_eq!(MediaKind::from_track_id("video"), Some(MediaKind::Video));
+        assert_eq!(
+            MediaKind::from_track_id("screen-00c0ffee"),
+            Some(MediaKind::Screen)
+        );
+        assert_eq!(MediaKind::from_track_id("audio-1"), Some(MediaKind::Audio));
+        assert_eq!(MediaKind::from_track_id("camera-1"), None);
+        assert_eq!(MediaKind::from_track_id(""), None);
+    }
 }

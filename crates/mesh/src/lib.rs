@@ -13,6 +13,7 @@
 
 mod codecs;
 pub mod congestion;
+pub mod continuity;
 pub mod engine;
 pub mod event;
 pub mod keyframe;
@@ -22,6 +23,7 @@ pub mod pc;
 mod peer;
 pub mod playout;
 pub mod remote;
+pub mod retransmit;
 
 pub use engine::{Mesh, MeshConfig, Sources};
 pub use event::{MediaKind, MeshEvent, PeerStats};

@@ -26,8 +26,19 @@ use crate::event::MediaKind;
 use crate::keyframe::{is_keyframe_request, Keyframes};
 use crate::MeshError;
 
-/// One encoded frame or audio packet and how long it lasts.
-pub type Encoded = (Bytes, Duration);
+/// libvpx's frame-drop threshold for our encoders (libwebrtc's value for VP8).
+const FRAME_DROP_THRESHOLD: u32 = 30;
+
+/// One encoded frame or audio packet.
+#[derive(Clone, Debug)]
+pub struct Encoded {
+    /// The bitstream.
+    pub data: Bytes,
+    /// How long it lasts.
+    pub duration: Duration,
+    /// A video keyframe (audio packets say true: every one stands alone).
+    pub keyframe: bool,
+}
 
 /// A running local stream: the encoder and the broadcast of what it produces.
 pub struct LocalStream {
@@ -92,7 +103,8 @@ impl Feed {
     ///
     /// While `link_up` is false (the connection lost its path) the frames are dropped, not
     /// queued: they would otherwise sit in webrtc-rs's pacer as seconds of stale media drained at
-    /// the collapsed estimate. When the link comes back the engine asks for a keyframe. (Before
+    /// the collapsed estimate. Writing resumes at a keyframe (asked for), since the receiver
+    /// cannot tell that frames were skipped. (Before
     /// the first connection frames are written anyway: webrtc-rs starts sending a little before
     /// our Connected event is handled, and gating there cost ~60 ms of every join.)
     pub fn write_into(
@@ -110,6 +122,10 @@ impl Feed {
         tokio::spawn(async move {
             // `poll` answers None once the track is unbound (the connection closed).
             let mut feedback_open = true;
+            // A feed starts at a keyframe too: the stream's first one may have been broadcast
+            // before this subscription, and a delta frame the receiver has no reference for
+            // decodes as garbage it cannot detect (its sequence numbers are contiguous).
+            let mut resume_at_keyframe = true;
             loop {
                 let received = tokio::select! {
                     r = self.rx.recv() => r,
@@ -122,11 +138,23 @@ impl Feed {
                     }
                 };
                 match received {
-                    Ok(_) if !link_up.load(Ordering::Relaxed) => {}
-                    Ok((data, duration)) => {
+                    Ok(encoded) => {
+                        if !link_up.load(Ordering::Relaxed) {
+                            // Skipped frames break the receiver's reference chain without a
+                            // trace in the sequence numbers: resume only from a keyframe.
+                            resume_at_keyframe = true;
+                            continue;
+                        }
+                        if resume_at_keyframe {
+                            if !encoded.keyframe {
+                                self.keyframe.set();
+                                continue;
+                            }
+                            resume_at_keyframe = false;
+                        }
                         let sample = Sample {
-                            data,
-                            duration,
+                            data: encoded.data,
+                            duration: encoded.duration,
                             ..Sample::new(Instant::now())
                         };
                         if let Err(e) = writer.sample_writer(ssrc, pt).write_sample(&sample).await {
@@ -134,7 +162,10 @@ impl Feed {
                         }
                     }
                     // This connection fell behind: skip to the present, from a keyframe.
-                    Err(broadcast::error::RecvError::Lagged(_)) => self.keyframe.set(),
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        resume_at_keyframe = true;
+                        self.keyframe.set();
+                    }
                     Err(broadcast::error::RecvError::Closed) => return,
                 }
             }
@@ -183,7 +214,11 @@ pub fn new_track(kind: MediaKind) -> Result<(Arc<TrackLocalStaticSample>, u32), 
     };
     let track = MediaStreamTrack::new(
         "huddle".to_owned(),
-        kind.as_str().to_owned(),
+        // Unique per connection and kind, not just the kind: webrtc-rs 0.21 routes feedback
+        // (PLI/FIR) to a track by its id and tries the remote tracks first, so with plain
+        // "video" on both sides a receiver's keyframe request about my camera was delivered to
+        // my copy of THEIR camera and never reached my encoder.
+        format!("{}-{ssrc:08x}", kind.as_str()),
         kind.as_str().to_owned(),
         codec_kind,
         vec![RTCRtpEncodingParameters {
@@ -240,8 +275,13 @@ pub fn start_video(
                                 threads: 1,
                             };
                             match Vp8Encoder::new(cfg) {
-                                Ok(e) => {
+                                Ok(mut e) => {
                                     current_kbps = want;
+                                    // On a poor link fewer frames, each intact, rather than
+                                    // every frame overshooting the rate into the pacer's queue.
+                                    if let Err(err) = e.set_frame_dropping(FRAME_DROP_THRESHOLD) {
+                                        tracing::warn!(error = %err, "frame dropping unavailable");
+                                    }
                                     encoder.insert(e)
                                 }
                                 Err(e) => {
@@ -257,9 +297,26 @@ pub fn start_video(
                     let force = keyframe.take();
                     match enc.encode(&frame, force) {
                         Ok(packets) => {
+                            // Rate control may drop even a forced keyframe when its buffer is
+                            // low: ask again with the next frame rather than lose the request.
+                            if force && !packets.iter().any(|p| p.keyframe) {
+                                keyframe.set();
+                            }
                             for p in packets {
+                                if p.keyframe {
+                                    tracing::debug!(
+                                        kind = kind.as_str(),
+                                        bytes = p.data.len(),
+                                        kbps = current_kbps,
+                                        "keyframe encoded"
+                                    );
+                                }
                                 // No subscriber yet is fine: nobody to send to.
-                                let _ = tx.send((Bytes::from(p.data), frame_time));
+                                let _ = tx.send(Encoded {
+                                    data: Bytes::from(p.data),
+                                    duration: frame_time,
+                                    keyframe: p.keyframe,
+                                });
                             }
                         }
                         Err(e) => {
@@ -305,7 +362,11 @@ pub fn start_audio(mut source: Box<dyn AudioSource>) -> Result<LocalStream, Mesh
                     };
                     match enc.encode(&frame) {
                         Ok(packet) => {
-                            let _ = tx.send((Bytes::from(packet), Duration::from_millis(20)));
+                            let _ = tx.send(Encoded {
+                                data: Bytes::from(packet),
+                                duration: Duration::from_millis(20),
+                                keyframe: true,
+                            });
                         }
                         Err(e) => tracing::warn!(error = %e, "dropping an audio frame the encoder refused"),
                     }
@@ -363,8 +424,16 @@ mod tests {
             loopback_only: true,
             ..Default::default()
         };
-        let (sender, sender_events, _) = pc::build(&net).await.unwrap();
-        let (receiver, receiver_events, _) = pc::build(&net).await.unwrap();
+        let pc::Built {
+            pc: sender,
+            events: sender_events,
+            ..
+        } = pc::build(&net).await.unwrap();
+        let pc::Built {
+            pc: receiver,
+            events: receiver_events,
+            ..
+        } = pc::build(&net).await.unwrap();
         let stream = start_video(
             MediaKind::Video,
             Box::new(TestPattern::new(160, 96, 15)),
@@ -411,6 +480,11 @@ mod tests {
             events,
             Instant::now(),
             None,
+            tokio::sync::watch::channel(signal::room::StreamConfig {
+                video: true,
+                ..Default::default()
+            })
+            .1,
         ));
         let deadline = Instant::now() + Duration::from_secs(10);
         while counters.frames.load(Ordering::Relaxed) < 5 && Instant::now() < deadline {

@@ -6,26 +6,31 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use webrtc::media_stream::track_remote::TrackRemote;
-use webrtc::peer_connection::{register_default_interceptors, Registry};
+use webrtc::peer_connection::Registry;
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
     RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceServer, RTCPeerConnectionIceEvent,
     RTCPeerConnectionState, SettingEngineBuilder,
 };
 
-use rtc::interceptor::{PacerBuilder, Slot};
+use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder, PacerBuilder, Slot};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 
 /// Packets the pacer may hold (~0.5 s at 800 kbit/s; a 640x360 keyframe is ~15-30).
 const PACER_QUEUE_PACKETS: usize = 48;
-use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 
 use crate::codecs::{opus_codec, vp8_codec};
 use crate::congestion::{self, Estimate};
 use crate::keyframe::{KeyframeRequestsToApp, KEYFRAME_REQUESTS_SLOT};
 use crate::negotiation::Link;
+use crate::retransmit::{
+    CountingPacer, SendCounters, StaleRetransmissions, MAX_NACKS_PER_PACKET,
+    STALE_RETRANSMISSIONS_SLOT,
+};
 use crate::MeshError;
 use rtc::peer_connection::configuration::interceptor_registry::{
-    configure_congestion_control, CongestionFeedback,
+    configure_congestion_control, configure_rtcp_reports, configure_simulcast_extension_headers,
+    CongestionFeedback,
 };
 
 /// Where and how connections gather candidates.
@@ -89,20 +94,23 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
-/// A new PeerConnection with VP8 and Opus, the default interceptors (NACK, RTCP reports) plus
-/// one passing keyframe requests to the application, and
-/// mDNS off (we exchange real addresses through encrypted or trusted signaling, and mDNS needs
-/// multicast, which a loopback-only namespace does not have).
-pub async fn build(
-    net: &NetConfig,
-) -> Result<
-    (
-        Arc<dyn PeerConnection>,
-        mpsc::UnboundedReceiver<PcEvent>,
-        Estimate,
-    ),
-    MeshError,
-> {
+/// A PeerConnection just built, with what its owner reads from it.
+pub struct Built {
+    /// The connection.
+    pub pc: Arc<dyn PeerConnection>,
+    /// Its callbacks.
+    pub events: mpsc::UnboundedReceiver<PcEvent>,
+    /// Its congestion estimate.
+    pub estimate: Estimate,
+    /// What its send path refused or repeated.
+    pub send: Arc<SendCounters>,
+}
+
+/// A new PeerConnection with VP8 and Opus; congestion control; NACK with bounded repetition
+/// (see `retransmit`), RTCP reports, and an interceptor passing keyframe requests to the
+/// application; mDNS off (we exchange real addresses through encrypted or trusted signaling,
+/// and mDNS needs multicast, which a loopback-only namespace does not have).
+pub async fn build(net: &NetConfig) -> Result<Built, MeshError> {
     let mut media = MediaEngine::default();
     media
         .register_codec(vp8_codec(), RtpCodecKind::Video)
@@ -112,6 +120,7 @@ pub async fn build(
         .map_err(MeshError::webrtc)?;
     // Send-side congestion control (transport-cc feedback + GCC + pacer); see `congestion`.
     let (estimator, estimate) = congestion::gcc();
+    let send = Arc::new(SendCounters::default());
     let registry = configure_congestion_control(
         Registry::new(),
         estimator,
@@ -124,12 +133,29 @@ pub async fn build(
     // A short queue drops instead; the receiver then asks for a keyframe and catches up.
     .with(
         Slot::Pacer,
-        PacerBuilder::new()
-            .with_queue_limit(PACER_QUEUE_PACKETS)
-            .build(),
+        CountingPacer::new(
+            PacerBuilder::new()
+                .with_queue_limit(PACER_QUEUE_PACKETS)
+                .build(),
+            send.clone(),
+        ),
     );
-    let registry = register_default_interceptors(registry, &mut media)
-        .map_err(MeshError::webrtc)?
+    // webrtc-rs's defaults (`register_default_interceptors`) minus its NACK generator, which
+    // re-asks for a lost packet every 100 ms without end (see `retransmit`). The NACK feedback
+    // types are in `vp8_codec`.
+    configure_simulcast_extension_headers(&mut media).map_err(MeshError::webrtc)?;
+    let registry = configure_rtcp_reports(registry)
+        .with(Slot::NackResponder, NackResponderBuilder::new().build())
+        .with(
+            Slot::NackGenerator,
+            NackGeneratorBuilder::new()
+                .with_max_nacks_per_packet(MAX_NACKS_PER_PACKET)
+                .build(),
+        )
+        .with(
+            Slot::from(STALE_RETRANSMISSIONS_SLOT),
+            StaleRetransmissions::new(send.clone()),
+        )
         // Without it the sender never sees a PLI or FIR (see `keyframe`).
         .with(
             Slot::from(KEYFRAME_REQUESTS_SLOT),
@@ -169,5 +195,10 @@ pub async fn build(
         .build()
         .await
         .map_err(MeshError::webrtc)?;
-    Ok((Arc::new(pc), rx, estimate))
+    Ok(Built {
+        pc: Arc::new(pc),
+        events: rx,
+        estimate,
+        send,
+    })
 }

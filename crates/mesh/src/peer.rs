@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use signal::room::{Candidate, RoomHandle};
-use tokio::sync::mpsc;
+use signal::room::{Candidate, RoomHandle, StreamConfig};
+use tokio::sync::{mpsc, watch};
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::peer_connection::{
     PeerConnection, RTCIceCandidateInit, RTCSessionDescription, RTCStatsReport,
@@ -29,6 +29,8 @@ pub enum PeerCommand {
     AddTrack(Feed),
     /// Pause sending this kind (the track stays negotiated, so resuming needs no new offer).
     RemoveTrack(MediaKind),
+    /// What the peer says it sends now (its room record): ends or revives its tracks here.
+    RemoteStreams(StreamConfig),
     /// The peer left: close.
     Close,
 }
@@ -65,6 +67,8 @@ pub struct PeerSetup {
     pub sink: Option<VideoSink>,
     /// Incoming media counters for this peer.
     pub counters: Arc<Counters>,
+    /// What the peer said it sends when it joined.
+    pub remote_streams: StreamConfig,
 }
 
 /// Runs one peer until it is closed or given up.
@@ -74,7 +78,12 @@ pub async fn run(
     i_offer: bool,
     mut commands: mpsc::UnboundedReceiver<PeerCommand>,
 ) {
-    let (pc, mut pc_events, estimate) = match pc::build(&setup.net).await {
+    let pc::Built {
+        pc,
+        events: mut pc_events,
+        estimate,
+        send,
+    } = match pc::build(&setup.net).await {
         Ok(x) => x,
         Err(e) => {
             let _ = setup
@@ -89,6 +98,7 @@ pub async fn run(
     let mut neg = Negotiation::new(&setup.me, &setup.peer_id, setup.repair, Instant::now());
     let mut senders: BTreeMap<MediaKind, Sending> = BTreeMap::new();
     let link_up = Arc::new(AtomicBool::new(true));
+    let (remote_streams, _) = watch::channel(setup.remote_streams);
     let mut lost = false;
     for feed in feeds {
         add_track(&*pc, &mut senders, feed, &link_up).await;
@@ -99,6 +109,7 @@ pub async fn run(
     }
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut rtt_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut estimate_tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         // Carry out what the machine asked; each result is fed back in order.
         while !pending.is_empty() {
@@ -117,6 +128,9 @@ pub async fn run(
                     if add_track(&*pc, &mut senders, feed, &link_up).await {
                         pending.extend(neg.handle(Input::NegotiationNeeded, Instant::now()));
                     }
+                }
+                Some(PeerCommand::RemoteStreams(streams)) => {
+                    remote_streams.send_replace(streams);
                 }
                 Some(PeerCommand::RemoveTrack(kind)) => {
                     if let Some(writer) = senders.get_mut(&kind).and_then(|s| s.writer.take()) {
@@ -161,12 +175,23 @@ pub async fn run(
                         setup.events.clone(),
                         setup.joined_at,
                         setup.sink.clone(),
+                        remote_streams.subscribe(),
                     ));
                 }
             },
             _ = tick.tick() => pending.extend(neg.handle(Input::Tick, Instant::now())),
-            _ = rtt_tick.tick() => {
+            _ = estimate_tick.tick() => {
                 setup.counters.target_bps.store(estimate.bps() as u64, Ordering::Relaxed);
+            }
+            _ = rtt_tick.tick() => {
+                tracing::debug!(
+                    peer = %setup.peer_id,
+                    estimate_kbps = estimate.bps() as u64 / 1000,
+                    retransmitted = send.retransmitted.load(Ordering::Relaxed),
+                    stale_resends_dropped = send.stale_dropped.load(Ordering::Relaxed),
+                    pacer_refused = send.pacer_refused.load(Ordering::Relaxed),
+                    "send path"
+                );
                 let report = pc.get_stats(Instant::now(), StatsSelector::None).await;
                 if let Some(rtt) = round_trip_time(&report) {
                     let us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX - 1);
@@ -269,6 +294,15 @@ async fn execute(setup: &PeerSetup, pc: &dyn PeerConnection, action: Action) -> 
     };
     match action {
         Action::CreateOffer { ice_restart } => {
+            if ice_restart {
+                tracing::info!(peer = %setup.peer_id, "connection lost: ICE restart");
+                let _ = setup
+                    .events
+                    .send(MeshEvent::IceRestart {
+                        peer_id: setup.peer_id.clone(),
+                    })
+                    .await;
+            }
             let options =
                 ice_restart.then_some(rtc::peer_connection::configuration::RTCOfferOptions {
                     ice_restart: true,

@@ -12,11 +12,13 @@ use media::VideoFrame;
 use rtc::media::io::sample_builder::SampleBuilder;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp::codec::vp8::Vp8Packet;
-use tokio::sync::mpsc;
+use signal::room::StreamConfig;
+use tokio::sync::{mpsc, watch};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
+use crate::continuity::{vp8_is_keyframe, Continuity};
 use crate::event::{MediaKind, MeshEvent};
-use crate::playout::{AudioStreams, PlayoutCounters};
+use crate::playout::{AudioStreams, PlayoutCounters, StreamGuard};
 
 /// Where decoded video goes (the app's renderer); called on the receiving task.
 pub type VideoSink = Arc<dyn Fn(&str, MediaKind, &VideoFrame) + Send + Sync>;
@@ -27,6 +29,9 @@ pub type VideoSink = Arc<dyn Fn(&str, MediaKind, &VideoFrame) + Send + Sync>;
 pub struct Counters {
     /// Video frames decoded.
     pub frames: AtomicU64,
+    /// Decoded frames whose embedded stamp read back (synthetic senders draw one; a damaged
+    /// picture fails its checksum).
+    pub intact: AtomicU64,
     /// Payload bytes received.
     pub bytes: AtomicU64,
     /// Audio packets received.
@@ -49,6 +54,7 @@ impl Counters {
     pub fn new(audio: AudioStreams) -> Arc<Self> {
         Arc::new(Counters {
             frames: AtomicU64::new(0),
+            intact: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             audio_packets: AtomicU64::new(0),
             latency_us: AtomicU64::new(u64::MAX),
@@ -60,7 +66,36 @@ impl Counters {
     }
 }
 
+/// Whether `streams` says the sender sends `kind`.
+fn announced(streams: &StreamConfig, kind: MediaKind) -> bool {
+    match kind {
+        MediaKind::Audio => streams.audio,
+        MediaKind::Video => streams.video,
+        MediaKind::Screen => streams.screen,
+    }
+}
+
+/// Registers a remote audio track with the call's playout; it plays until the guard is dropped.
+fn play_audio(counters: &Counters, peer_id: &str, ssrc: u32) -> Option<StreamGuard> {
+    match counters
+        .audio
+        .register(peer_id, ssrc, counters.playout.clone())
+    {
+        Ok(guard) => Some(guard),
+        Err(e) => {
+            tracing::warn!(peer = %peer_id, error = %e, "cannot play this peer's audio");
+            None
+        }
+    }
+}
+
 /// Reads one remote track until it ends.
+///
+/// The track's life as the user sees it (`TrackAdded`/`TrackRemoved`) follows what the sender
+/// announces in the room (`streams`, watched through `announced`): a stream turned off is only
+/// paused on the wire (see docs/decisions.md), so the announcement is what ends it here. While
+/// it is off nothing is delivered (stragglers still in flight are dropped); once it is on
+/// again, the next packet brings the track back.
 pub async fn receive(
     peer_id: String,
     track: Arc<dyn TrackRemote>,
@@ -68,6 +103,7 @@ pub async fn receive(
     events: mpsc::Sender<MeshEvent>,
     joined_at: Instant,
     sink: Option<VideoSink>,
+    mut streams: watch::Receiver<StreamConfig>,
 ) {
     let kind =
         MediaKind::from_track_id(&track.track_id().await).unwrap_or(match track.kind().await {
@@ -80,6 +116,7 @@ pub async fn receive(
             kind,
         })
         .await;
+    let mut shown = true;
     let media_ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
     // A lost packet may hold a frame back only briefly: NACK gets one retransmission chance,
     // then the frame is given up (and a PLI asks for a keyframe). Bounding it by packet count
@@ -90,32 +127,61 @@ pub async fn receive(
         MediaKind::Audio => None,
         _ => Vp8Decoder::new().ok(),
     };
-    // Registered for as long as this task reads the track: dropping the guard (track ended,
-    // task gone) takes the stream out of the mix.
-    let audio = match kind {
-        MediaKind::Audio => {
-            match counters
-                .audio
-                .register(&peer_id, media_ssrc, counters.playout.clone())
-            {
-                Ok(guard) => Some(guard),
-                Err(e) => {
-                    tracing::warn!(peer = %peer_id, error = %e, "cannot play this peer's audio");
-                    None
-                }
-            }
-        }
+    // Registered while the track is shown: dropping the guard (stream off, track ended, task
+    // gone) takes the stream out of the mix.
+    let mut audio = match kind {
+        MediaKind::Audio => play_audio(&counters, &peer_id, media_ssrc),
         _ => None,
     };
     let mut first = true;
-    let mut waiting_for_keyframe = true;
-    while let Some(ev) = track.poll().await {
+    let mut continuity = Continuity::new();
+    let ask_for_keyframe = || async {
+        let pli = PictureLossIndication {
+            sender_ssrc: 0,
+            media_ssrc,
+        };
+        let _ = track.write_rtcp(vec![Box::new(pli)]).await;
+    };
+    let mut streams_open = true;
+    loop {
+        let ev = tokio::select! {
+            ev = track.poll() => ev,
+            changed = streams.changed(), if streams_open => {
+                if changed.is_err() {
+                    streams_open = false;
+                } else if shown && !announced(&streams.borrow_and_update(), kind) {
+                    shown = false;
+                    audio = None;
+                    let _ = events
+                        .send(MeshEvent::TrackRemoved { peer_id: peer_id.clone(), kind })
+                        .await;
+                }
+                continue;
+            }
+        };
+        let Some(ev) = ev else { break };
         let TrackRemoteEvent::OnRtpPacket(packet) = ev else {
             if matches!(ev, TrackRemoteEvent::OnEnded) {
                 break;
             }
             continue;
         };
+        if !shown && announced(&streams.borrow(), kind) {
+            shown = true;
+            if kind == MediaKind::Audio {
+                audio = play_audio(&counters, &peer_id, media_ssrc);
+            }
+            let _ = events
+                .send(MeshEvent::TrackAdded {
+                    peer_id: peer_id.clone(),
+                    kind,
+                })
+                .await;
+        }
+        if !shown && kind == MediaKind::Audio {
+            // In flight when the sender turned the stream off (or ahead of its announcement).
+            continue;
+        }
         counters
             .bytes
             .fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
@@ -134,13 +200,33 @@ pub async fn receive(
         let Some(dec) = decoder.as_mut() else {
             continue;
         };
+        if !packet.payload.is_empty() {
+            continuity.packet(packet.header.timestamp, packet.header.sequence_number);
+        }
         builder.push(Instant::now(), packet);
         while let Some(sample) = builder.pop(Instant::now()) {
+            let verdict = continuity.frame(
+                sample.packet_timestamp,
+                vp8_is_keyframe(&sample.data),
+                sample.prev_dropped_packets,
+                Instant::now(),
+            );
+            if verdict.request_keyframe {
+                tracing::debug!(peer = %peer_id, held_back = continuity.held_back, "a frame was lost; holding video until a keyframe");
+                ask_for_keyframe().await;
+            }
+            if !verdict.decode {
+                continue;
+            }
             match dec.decode(&sample.data) {
+                // Video while the track is not shown is still reassembled and decoded, only
+                // not delivered: the stragglers of a stream turned off, or the keyframe that
+                // starts a stream turned on, which may beat its announcement here.
+                Ok(Some(_)) if !shown => {}
                 Ok(Some(frame)) => {
-                    waiting_for_keyframe = false;
                     counters.frames.fetch_add(1, Ordering::Relaxed);
                     if let Some(stamp) = media::stamp::read(&frame) {
+                        counters.intact.fetch_add(1, Ordering::Relaxed);
                         let now = media::stamp::now_ms();
                         let latency = now.saturating_sub(stamp.capture_ms);
                         counters.latency_us.store(latency * 1000, Ordering::Relaxed);
@@ -162,20 +248,16 @@ pub async fn receive(
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    // Usually a stream joined mid-way: ask the sender for a keyframe.
-                    if !waiting_for_keyframe {
-                        tracing::debug!(peer = %peer_id, error = %e, "undecodable frame; asking for a keyframe");
+                    tracing::debug!(peer = %peer_id, error = %e, "undecodable frame; asking for a keyframe");
+                    if continuity.undecodable(Instant::now()) {
+                        ask_for_keyframe().await;
                     }
-                    waiting_for_keyframe = true;
-                    let pli = PictureLossIndication {
-                        sender_ssrc: 0,
-                        media_ssrc,
-                    };
-                    let _ = track.write_rtcp(vec![Box::new(pli)]).await;
                 }
             }
         }
     }
     drop(audio);
-    let _ = events.send(MeshEvent::TrackRemoved { peer_id, kind }).await;
+    if shown {
+        let _ = events.send(MeshEvent::TrackRemoved { peer_id, kind }).await;
+    }
 }

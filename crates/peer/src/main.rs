@@ -177,6 +177,7 @@ fn describe(ev: &MeshEvent) -> Option<(&'static str, Value)> {
             "connection",
             json!({"peer": peer_id, "state": format!("{state:?}").to_lowercase()}),
         ),
+        MeshEvent::IceRestart { peer_id } => ("ice_restart", json!({"peer": peer_id})),
         MeshEvent::FirstFrame {
             peer_id,
             kind,

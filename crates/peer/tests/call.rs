@@ -184,6 +184,9 @@ async fn three_peers_form_a_full_mesh_toggle_leave_and_crash() {
                     && v["peer"] == "a-0000000"
                     && v["streams"]["video"] == false
             });
+            p.wait_from(mark, "a's video track removed", |v| {
+                v["event"] == "track_removed" && v["from"] == "a-0000000" && v["kind"] == "video"
+            });
             p.wait_from(mark, "a's video stopped", |v| {
                 v["event"] == "stats"
                     && v["peer"] == "a-0000000"
@@ -198,6 +201,9 @@ async fn three_peers_form_a_full_mesh_toggle_leave_and_crash() {
                 v["event"] == "stream_changed"
                     && v["peer"] == "a-0000000"
                     && v["streams"]["video"] == true
+            });
+            p.wait_from(mark, "a's video track back", |v| {
+                v["event"] == "track_added" && v["from"] == "a-0000000" && v["kind"] == "video"
             });
             p.wait_from(mark, "a's video flowing again", |v| {
                 v["event"] == "stats"

@@ -299,6 +299,8 @@ pub struct Vp8Encoder {
     base_pts: Option<Duration>,
     /// Timestamp (in ticks) of the previous frame, to keep timestamps strictly increasing.
     last_ticks: Option<i64>,
+    /// libvpx's frame-drop threshold (see [`Vp8Encoder::set_frame_dropping`]); 0 = never.
+    drop_threshold: u32,
 }
 
 impl std::fmt::Debug for Vp8Encoder {
@@ -319,7 +321,33 @@ impl Vp8Encoder {
             cfg,
             base_pts: None,
             last_ticks: None,
+            drop_threshold: 0,
         })
+    }
+
+    /// Lets rate control skip frames when the target bitrate cannot carry every frame at the
+    /// coarsest quantiser (a poor link): `threshold` is how empty (in percent) the rate
+    /// control's buffer may get before a frame is dropped; libwebrtc uses 30 for VP8. A dropped
+    /// frame yields no output and is never referenced, so the stream stays decodable. 0 (the
+    /// default) encodes every frame.
+    pub fn set_frame_dropping(&mut self, threshold: u32) -> Result<(), CodecError> {
+        self.drop_threshold = threshold.min(100);
+        self.apply_frame_dropping()
+    }
+
+    fn apply_frame_dropping(&mut self) -> Result<(), CodecError> {
+        self.raw.enc_cfg.rc_dropframe_thresh = self.drop_threshold;
+        let cfg_ptr: *const vpx_codec_enc_cfg_t = &*self.raw.enc_cfg;
+        // SAFETY: as in set_bitrate: an initialised encoder and a complete configuration.
+        let err = unsafe { vpx_codec_enc_config_set(self.raw.ctx.as_mut_ptr(), cfg_ptr) };
+        if err != vpx_codec_err_t::VPX_CODEC_OK {
+            return Err(CodecError::Vp8InvalidConfig(format!(
+                "frame dropping {}: {}",
+                self.drop_threshold,
+                self.raw.ctx.error()
+            )));
+        }
+        Ok(())
     }
 
     /// The current configuration (width and height follow the last encoded frame, the bitrate
@@ -355,7 +383,8 @@ impl Vp8Encoder {
     /// Compresses one frame; `force_keyframe` answers a receiver's picture-loss indication.
     ///
     /// Returns the compressed frames libvpx produced for this input (one in practice, since
-    /// there is no look-ahead and no frame dropping), each stamped with `frame.pts`.
+    /// there is no look-ahead; none when frame dropping is on and rate control skipped this
+    /// one), each stamped with `frame.pts`.
     pub fn encode(
         &mut self,
         frame: &VideoFrame,
@@ -386,12 +415,14 @@ impl Vp8Encoder {
             self.cfg = cfg;
             self.base_pts = None;
             self.last_ticks = None;
+            self.apply_frame_dropping()?;
         }
         let mut ticks = self.timestamp(frame.pts);
         if ticks > MAX_TICKS {
             self.raw = RawEncoder::new(&self.cfg)?;
             self.base_pts = None;
             self.last_ticks = None;
+            self.apply_frame_dropping()?;
             ticks = self.timestamp(frame.pts);
         }
 
