@@ -3,7 +3,8 @@
 # Usage: scripts/install-deps.sh [build|test]
 set -euo pipefail
 
-packages=(build-essential pkg-config libssl-dev curl libvpx-dev libopus-dev cmake)
+packages=(build-essential pkg-config libssl-dev curl libvpx-dev libopus-dev cmake
+  chromium chromium-driver) # the browser interop tests and huddle-web-bench (crates/peer)
 
 missing=()
 for p in "${packages[@]}"; do
