@@ -69,6 +69,22 @@ window.huddle = {
   join: (room, name) => join(room, name),
   leave: () => leave(),
   toggle: (kind, on) => toggle(kind, on),
+  /** Negotiation details per connection, for test failure reports. */
+  links: () =>
+    [...links].map(([peer, l]) => ({
+      peer,
+      signaling: l.pc.signalingState,
+      connection: l.pc.connectionState,
+      polite: l.polite,
+      pending: l.pending,
+      transceivers: l.pc.getTransceivers().map((t) => ({
+        mid: t.mid,
+        direction: t.direction,
+        current: t.currentDirection,
+        sends: l.kindOfSender.get(t.sender) || null,
+        track: !!t.sender.track,
+      })),
+    })),
 };
 
 let room = null;
@@ -80,6 +96,13 @@ function note(text) {
   if (state.log.length > 200) state.log.shift();
 }
 
+// Warnings (failed negotiation steps, refused messages) also go to the log tests print.
+const consoleWarn = console.warn.bind(console);
+console.warn = (...args) => {
+  consoleWarn(...args);
+  note('warning: ' + args.map((a) => (a instanceof Error ? `${a.name}: ${a.message}` : String(a))).join(' '));
+};
+
 function showStatus(text, kind = '') {
   const el = $('status');
   el.textContent = text;
@@ -89,6 +112,9 @@ function showStatus(text, kind = '') {
 // ---------- local media ----------
 
 async function openTrack(kind) {
+  if (!navigator.mediaDevices) {
+    throw new Error('the browser allows devices only on https:// pages (or http://localhost); you can still watch and listen');
+  }
   if (kind === 'audio') {
     const s = await navigator.mediaDevices.getUserMedia({ audio: true });
     return s.getAudioTracks()[0];

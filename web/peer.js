@@ -63,10 +63,10 @@ export class PeerLink {
 
   /** Starts, swaps or pauses (`null`) what I send of `kind`. */
   setTrack(kind, track) {
-    const sender = this.senders.get(kind);
-    if (sender) {
+    const existing = this.senders.get(kind);
+    if (existing) {
       // Already negotiated: swap or pause without a new offer, as the native engine pauses.
-      sender.replaceTrack(track).catch((e) => console.warn('replaceTrack failed', e));
+      existing.replaceTrack(track).catch((e) => console.warn('replaceTrack failed', e));
       return;
     }
     if (!track) return;
@@ -82,8 +82,8 @@ export class PeerLink {
     if (this.closed) return;
     // The larger id waits for the first offer (section 5); its tracks ride in its answer, and
     // anything still unnegotiated after that is offered once stable.
-    const waiting = !this.iOffer && !this.hadRemote;
-    if (waiting || this.makingOffer || this.pc.signalingState !== 'stable') {
+    if (!this.iOffer && !this.hadRemote) return; // afterStable() checks for unsent tracks
+    if (this.makingOffer || this.pc.signalingState !== 'stable') {
       this.pending = true;
       return;
     }
@@ -116,6 +116,7 @@ export class PeerLink {
       this.hadRemote = true;
       this.offerSentAt = null;
       await this.pc.setLocalDescription();
+      this.learnRemoteSetup(this.pc.localDescription.sdp, true);
       await this.room.sendAnswer(this.peerId, this.labelled(this.pc.localDescription.sdp));
       await this.flush();
       this.afterStable();
@@ -128,7 +129,9 @@ export class PeerLink {
     if (this.closed || this.pc.signalingState !== 'have-local-offer') return;
     try {
       this.learnKinds(sdp);
+      sdp = this.keepDtlsRole(sdp);
       await this.pc.setRemoteDescription({ type: 'answer', sdp });
+      this.learnRemoteSetup(sdp, false);
       this.hadRemote = true;
       this.offerSentAt = null;
       await this.flush();
@@ -159,7 +162,15 @@ export class PeerLink {
   }
 
   afterStable() {
-    if (this.pending && this.pc.signalingState === 'stable') this.negotiate(false);
+    if (this.pc.signalingState !== 'stable') return;
+    if (this.pending || this.unsent()) this.negotiate(false);
+  }
+
+  /** True when a track I send has no negotiated sending m-section yet. */
+  unsent() {
+    return this.pc
+      .getTransceivers()
+      .some((t) => t.sender.track && (t.mid === null || !['sendrecv', 'sendonly'].includes(t.currentDirection)));
   }
 
   /** The SDP as sent: each m-section I send on is labelled with its kind. */
@@ -181,6 +192,28 @@ export class PeerLink {
           .replace(/(\r\na=mid:\S+)/, `$1\r\na=msid:huddle ${kind}`);
       })
       .join('');
+  }
+
+  /**
+   * The DTLS roles are fixed by the first exchange. `mine`: my own answer (its `a=setup` is my
+   * role, the peer has the other); otherwise the peer's answer (its role).
+   */
+  learnRemoteSetup(sdp, mine) {
+    if (this.remoteSetup) return;
+    const m = /\r\na=setup:(active|passive)/.exec(sdp);
+    if (!m) return;
+    const flip = { active: 'passive', passive: 'active' };
+    this.remoteSetup = mine ? flip[m[1]] : m[1];
+  }
+
+  /**
+   * An answer to a later offer must keep the DTLS role the connection has (RFC 8842 section 5.5)
+   * or Chrome refuses it ("Failed to set SSL role"). webrtc-rs 0.21 answers every offer with
+   * `a=setup:active`, so an answer from a peer that is the DTLS server says the role it keeps.
+   */
+  keepDtlsRole(sdp) {
+    if (!this.remoteSetup) return sdp;
+    return sdp.replace(/\r\na=setup:(active|passive)/g, `\r\na=setup:${this.remoteSetup}`);
   }
 
   /** Remembers which remote m-section carries which kind (from the peer's msid labels). */

@@ -28,7 +28,7 @@ use anyhow::{bail, Context};
 use browser::{page_url, Browser};
 use clap::Parser;
 use native::Native;
-use serde_json::Value;
+
 
 /// Benchmarks the web client against huddle-peer on loopback.
 #[derive(Parser, Debug)]
