@@ -60,6 +60,7 @@ const state = {
   session: null,
   joinStartedAt: null,
   sending: { audio: false, video: false, screen: false },
+  capture: {}, // kind -> the device's settings {width, height, frameRate}
   members: {},
   log: [],
 };
@@ -145,6 +146,8 @@ async function toggle(kind, on) {
       return false;
     }
     local.set(kind, track);
+    const { width, height, frameRate } = track.getSettings();
+    state.capture[kind] = { width, height, frameRate };
     if (kind !== 'audio') showLocal(kind, track);
   } else {
     const track = local.get(kind);

@@ -87,7 +87,8 @@ async fn full_mesh(browsers: &[(&str, &Browser)], natives: &mut [Native]) {
         .unwrap();
     }
     for n in natives.iter_mut() {
-        for p in everyone.iter().filter(|p| **p != n.id) {
+        let me = n.id.clone();
+        for p in everyone.iter().filter(|p| **p != me) {
             let p = p.clone();
             blocking(|| {
                 n.wait(&format!("video from {p}"), T, |v| {
@@ -239,7 +240,28 @@ async fn two_browsers_and_one_native_peer() {
     let (_dir, server) = db().await;
     let url = server.url();
     let n = spawn_native(&url, "web-b", "k-native-1", &["--create"]);
-    let b1 = open_browser(&url, "web-b", "b-browser-1").await;
+    // Asked to join a private room, or one that does not exist, the page says so in words.
+    let private = serde_json::json!({"name": "Secret", "secured": true, "createdAt": 1,
+        "createdBy": "k-native-1", "check": "AAAA"});
+    let put = reqwest::Client::new()
+        .put(format!("{url}/rooms/private-one.json"))
+        .json(&private)
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success());
+    let b1 = open_browser(&url, "private-one", "b-browser-1").await;
+    let s = b1
+        .wait("the private-room refusal", T, |s| s["phase"] == "private")
+        .await
+        .unwrap();
+    let words = s["error"].as_str().unwrap();
+    assert!(words.contains("private room") && words.contains("Huddle app"), "{words}");
+    b1.navigate(&page_url(&url, "no-such-room", "x", "b-browser-1", "")).await.unwrap();
+    let s = b1.wait("the missing-room error", T, |s| s["phase"] == "error").await.unwrap();
+    assert!(s["error"].as_str().unwrap().contains("does not exist"), "{s}");
+    let extra = format!("&hb={HEARTBEAT_MS}&expiry={EXPIRY_MS}&w=320&h=180&fps=15");
+    b1.navigate(&page_url(&url, "web-b", "b-browser-1", "b-browser-1", &extra)).await.unwrap();
     let mut b2 = open_browser(&url, "web-b", "s-browser-2").await;
     let mut natives = [n];
     full_mesh(&[("b-browser-1", &b1), ("s-browser-2", &b2)], &mut natives).await;

@@ -21,7 +21,7 @@ pub fn chromium_args(profile: &std::path::Path) -> Vec<String> {
     [
         "--headless=new",
         "--allow-loopback-in-peer-connection",
-        "--use-fake-device-for-media-stream",
+        "--use-fake-device-for-media-stream=fps=30",
         "--use-fake-ui-for-media-stream",
         "--auto-accept-this-tab-capture",
         "--autoplay-policy=no-user-gesture-required",
@@ -113,9 +113,10 @@ impl Browser {
             _ => self.http.get(&url),
         };
         let resp = req.send().await.with_context(|| format!("WebDriver {path}"))?;
+        let ok = resp.status().is_success();
         let v: Value = resp.json().await?;
-        if let Some(err) = v["value"]["error"].as_str() {
-            bail!("WebDriver {path}: {err}: {}", v["value"]["message"]);
+        if !ok {
+            bail!("WebDriver {path}: {}: {}", v["value"]["error"], v["value"]["message"]);
         }
         Ok(v["value"].clone())
     }
