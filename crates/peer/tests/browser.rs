@@ -224,7 +224,8 @@ async fn browser_killed(victim: &mut Browser, id: &str, browsers: &[&Browser], n
 async fn one_browser_and_two_native_peers() {
     let (_dir, server) = db().await;
     let url = server.url();
-    let a = spawn_native(&url, "web-a", "a-native-1", &["--create"]);
+    let mut a = spawn_native(&url, "web-a", "a-native-1", &["--create"]);
+    blocking(|| a.wait("joined", T, |v| v["event"] == "joined").unwrap());
     let z = spawn_native(&url, "web-a", "z-native-2", &[]);
     // "m-..." sits between the natives: polite towards one, impolite (first offerer) towards the other.
     let mut web = open_browser(&url, "web-a", "m-browser-1").await;
@@ -239,7 +240,8 @@ async fn one_browser_and_two_native_peers() {
 async fn two_browsers_and_one_native_peer() {
     let (_dir, server) = db().await;
     let url = server.url();
-    let n = spawn_native(&url, "web-b", "k-native-1", &["--create"]);
+    let mut n = spawn_native(&url, "web-b", "k-native-1", &["--create"]);
+    blocking(|| n.wait("joined", T, |v| v["event"] == "joined").unwrap());
     // Asked to join a private room, or one that does not exist, the page says so in words.
     let private = serde_json::json!({"name": "Secret", "secured": true, "createdAt": 1,
         "createdBy": "k-native-1", "check": "AAAA"});
