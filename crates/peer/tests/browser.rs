@@ -44,12 +44,21 @@ fn spawn_native(db: &str, room: &str, id: &str, extra: &[&str]) -> Native {
         "2000",
     ];
     let args: Vec<&str> = timing.iter().chain(extra).copied().collect();
-    Native::spawn(env!("CARGO_BIN_EXE_huddle-peer").as_ref(), db, room, id, &args).unwrap()
+    Native::spawn(
+        env!("CARGO_BIN_EXE_huddle-peer").as_ref(),
+        db,
+        room,
+        id,
+        &args,
+    )
+    .unwrap()
 }
 
 async fn open_browser(db: &str, room: &str, id: &str) -> Browser {
     let extra = format!("&hb={HEARTBEAT_MS}&expiry={EXPIRY_MS}&w=320&h=180&fps=15");
-    Browser::open(&page_url(db, room, id, id, &extra)).await.unwrap()
+    Browser::open(&page_url(db, room, id, id, &extra))
+        .await
+        .unwrap()
 }
 
 /// Blocking waits on a native peer, without starving the runtime that serves the database.
@@ -62,7 +71,9 @@ fn recv<'a>(state: &'a Value, peer: &str, kind: &str) -> &'a Value {
 }
 
 fn frames(state: &Value, peer: &str, kind: &str) -> u64 {
-    recv(state, peer, kind)["framesDecoded"].as_u64().unwrap_or(0)
+    recv(state, peer, kind)["framesDecoded"]
+        .as_u64()
+        .unwrap_or(0)
 }
 
 fn fps(state: &Value, peer: &str, kind: &str) -> f64 {
@@ -116,7 +127,12 @@ async fn toggles_and_renegotiation(
     sharer: usize,
 ) {
     let marks: Vec<usize> = natives.iter_mut().map(Native::mark).collect();
-    assert_eq!(b.eval("return await window.huddle.toggle('video', false)").await.unwrap(), true);
+    assert_eq!(
+        b.eval("return await window.huddle.toggle('video', false)")
+            .await
+            .unwrap(),
+        true
+    );
     for (n, &mark) in natives.iter_mut().zip(&marks) {
         blocking(|| {
             n.wait_from(mark, "camera off", T, |v| {
@@ -137,7 +153,12 @@ async fn toggles_and_renegotiation(
         .unwrap();
     }
     let marks: Vec<usize> = natives.iter_mut().map(Native::mark).collect();
-    assert_eq!(b.eval("return await window.huddle.toggle('video', true)").await.unwrap(), true);
+    assert_eq!(
+        b.eval("return await window.huddle.toggle('video', true)")
+            .await
+            .unwrap(),
+        true
+    );
     for (n, &mark) in natives.iter_mut().zip(&marks) {
         blocking(|| {
             n.wait_from(mark, "camera on", T, |v| {
@@ -156,7 +177,12 @@ async fn toggles_and_renegotiation(
             .unwrap();
     }
     // Renegotiation started by the browser: a new screen track.
-    assert_eq!(b.eval("return await window.huddle.toggle('screen', true)").await.unwrap(), true);
+    assert_eq!(
+        b.eval("return await window.huddle.toggle('screen', true)")
+            .await
+            .unwrap(),
+        true
+    );
     for n in natives.iter_mut() {
         blocking(|| {
             n.wait("the browser's screen", T, |v| {
@@ -198,7 +224,12 @@ async fn native_killed(victim: &mut Native, browsers: &[&Browser]) {
 }
 
 /// Kills browser `victim` (no pagehide, no leave): everyone else drops it within the bound.
-async fn browser_killed(victim: &mut Browser, id: &str, browsers: &[&Browser], natives: &mut [Native]) {
+async fn browser_killed(
+    victim: &mut Browser,
+    id: &str,
+    browsers: &[&Browser],
+    natives: &mut [Native],
+) {
     victim.kill_chromium();
     let start = Instant::now();
     for n in natives.iter_mut() {
@@ -258,12 +289,31 @@ async fn two_browsers_and_one_native_peer() {
         .await
         .unwrap();
     let words = s["error"].as_str().unwrap();
-    assert!(words.contains("private room") && words.contains("Huddle app"), "{words}");
-    b1.navigate(&page_url(&url, "no-such-room", "x", "b-browser-1", "")).await.unwrap();
-    let s = b1.wait("the missing-room error", T, |s| s["phase"] == "error").await.unwrap();
-    assert!(s["error"].as_str().unwrap().contains("does not exist"), "{s}");
+    assert!(
+        words.contains("private room") && words.contains("Huddle app"),
+        "{words}"
+    );
+    b1.navigate(&page_url(&url, "no-such-room", "x", "b-browser-1", ""))
+        .await
+        .unwrap();
+    let s = b1
+        .wait("the missing-room error", T, |s| s["phase"] == "error")
+        .await
+        .unwrap();
+    assert!(
+        s["error"].as_str().unwrap().contains("does not exist"),
+        "{s}"
+    );
     let extra = format!("&hb={HEARTBEAT_MS}&expiry={EXPIRY_MS}&w=320&h=180&fps=15");
-    b1.navigate(&page_url(&url, "web-b", "b-browser-1", "b-browser-1", &extra)).await.unwrap();
+    b1.navigate(&page_url(
+        &url,
+        "web-b",
+        "b-browser-1",
+        "b-browser-1",
+        &extra,
+    ))
+    .await
+    .unwrap();
     let mut b2 = open_browser(&url, "web-b", "s-browser-2").await;
     let mut natives = [n];
     full_mesh(&[("b-browser-1", &b1), ("s-browser-2", &b2)], &mut natives).await;

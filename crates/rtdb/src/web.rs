@@ -10,13 +10,41 @@ pub const PREFIX: &str = "/web/";
 
 /// The embedded files: name under `/web/`, content type, bytes.
 const FILES: &[(&str, &str, &[u8])] = &[
-    ("", "text/html; charset=utf-8", include_bytes!("../../../web/index.html")),
-    ("index.html", "text/html; charset=utf-8", include_bytes!("../../../web/index.html")),
-    ("app.js", "text/javascript; charset=utf-8", include_bytes!("../../../web/app.js")),
-    ("peer.js", "text/javascript; charset=utf-8", include_bytes!("../../../web/peer.js")),
-    ("room.js", "text/javascript; charset=utf-8", include_bytes!("../../../web/room.js")),
-    ("rtdb.js", "text/javascript; charset=utf-8", include_bytes!("../../../web/rtdb.js")),
-    ("stamp.js", "text/javascript; charset=utf-8", include_bytes!("../../../web/stamp.js")),
+    (
+        "",
+        "text/html; charset=utf-8",
+        include_bytes!("../../../web/index.html"),
+    ),
+    (
+        "index.html",
+        "text/html; charset=utf-8",
+        include_bytes!("../../../web/index.html"),
+    ),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../../web/app.js"),
+    ),
+    (
+        "peer.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../../web/peer.js"),
+    ),
+    (
+        "room.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../../web/room.js"),
+    ),
+    (
+        "rtdb.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../../web/rtdb.js"),
+    ),
+    (
+        "stamp.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../../web/stamp.js"),
+    ),
 ];
 
 /// The response for `path` if it belongs to the web client (`/web`, `/web/...` not ending in
@@ -33,7 +61,13 @@ pub fn serve(method: &Method, path: &str) -> Option<Response> {
         return None;
     }
     if method != Method::GET && method != Method::HEAD {
-        return Some((StatusCode::METHOD_NOT_ALLOWED, "the web client is read-only").into_response());
+        return Some(
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "the web client is read-only",
+            )
+                .into_response(),
+        );
     }
     let Some((_, mime, bytes)) = FILES.iter().find(|(n, _, _)| *n == name) else {
         return Some((StatusCode::NOT_FOUND, "no such file in the web client").into_response());
@@ -58,13 +92,31 @@ mod tests {
     fn web_paths_are_served_and_database_paths_are_not() {
         let ok = serve(&Method::GET, "/web/").unwrap();
         assert_eq!(ok.status(), StatusCode::OK);
-        assert_eq!(ok.headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
+        assert_eq!(
+            ok.headers()[header::CONTENT_TYPE],
+            "text/html; charset=utf-8"
+        );
         let js = serve(&Method::GET, "/web/app.js").unwrap();
-        assert_eq!(js.headers()[header::CONTENT_TYPE], "text/javascript; charset=utf-8");
-        assert_eq!(serve(&Method::GET, "/web").unwrap().status(), StatusCode::MOVED_PERMANENTLY);
-        assert_eq!(serve(&Method::GET, "/web/nope.js").unwrap().status(), StatusCode::NOT_FOUND);
-        assert_eq!(serve(&Method::PUT, "/web/app.js").unwrap().status(), StatusCode::METHOD_NOT_ALLOWED);
-        assert!(serve(&Method::GET, "/web/x.json").is_none(), "a database location");
+        assert_eq!(
+            js.headers()[header::CONTENT_TYPE],
+            "text/javascript; charset=utf-8"
+        );
+        assert_eq!(
+            serve(&Method::GET, "/web").unwrap().status(),
+            StatusCode::MOVED_PERMANENTLY
+        );
+        assert_eq!(
+            serve(&Method::GET, "/web/nope.js").unwrap().status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            serve(&Method::PUT, "/web/app.js").unwrap().status(),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert!(
+            serve(&Method::GET, "/web/x.json").is_none(),
+            "a database location"
+        );
         assert!(serve(&Method::GET, "/web.json").is_none());
         assert!(serve(&Method::GET, "/rooms.json").is_none());
     }

@@ -1210,18 +1210,32 @@ async fn web_client_is_served_at_web() {
     let server = common::TestServer::spawn(&dir.path().join("data"), &["--secret", "S3cr3t"]);
     let rest = Rest::new(&server.url);
     let page = rest
-        .send_url("GET", &format!("{}/web/?room=abc&name=Ann", server.url), None, &[])
+        .send_url(
+            "GET",
+            &format!("{}/web/?room=abc&name=Ann", server.url),
+            None,
+            &[],
+        )
         .await;
     assert_eq!(page.status, 200, "{}", page.text);
-    assert!(page.header("content-type").unwrap().starts_with("text/html"));
+    assert!(page
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
     assert!(page.text.contains(r#"<script type="module" src="app.js">"#));
     for file in ["app.js", "room.js", "peer.js", "rtdb.js", "stamp.js"] {
         let js = rest
             .send_url("GET", &format!("{}/web/{file}", server.url), None, &[])
             .await;
         assert_eq!(js.status, 200, "{file}");
-        assert!(js.header("content-type").unwrap().starts_with("text/javascript"));
-        assert!(js.text.contains("export") || js.text.contains("import"), "{file}");
+        assert!(js
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/javascript"));
+        assert!(
+            js.text.contains("export") || js.text.contains("import"),
+            "{file}"
+        );
     }
     let missing = rest
         .send_url("GET", &format!("{}/web/secret.txt", server.url), None, &[])
@@ -1232,5 +1246,10 @@ async fn web_client_is_served_at_web() {
     assert_eq!(a.status, 401);
     let a = rest.send("PUT", "/web/x?auth=S3cr3t", Some("1"), &[]).await;
     assert_eq!(a.status, 200, "{}", a.text);
-    assert_eq!(rest.send("GET", "/web/x?auth=S3cr3t", None, &[]).await.json(), json!(1));
+    assert_eq!(
+        rest.send("GET", "/web/x?auth=S3cr3t", None, &[])
+            .await
+            .json(),
+        json!(1)
+    );
 }

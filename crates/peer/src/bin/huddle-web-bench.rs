@@ -29,7 +29,6 @@ use browser::{page_url, Browser};
 use clap::Parser;
 use native::Native;
 
-
 /// Benchmarks the web client against huddle-peer on loopback.
 #[derive(Parser, Debug)]
 #[command(version, about)]
@@ -64,7 +63,12 @@ impl Db {
             .env("RUST_LOG", "error")
             .stdout(Stdio::piped())
             .spawn()
-            .with_context(|| format!("{}: build it first (cargo build --release -p rtdb -p peer)", bin.display()))?;
+            .with_context(|| {
+                format!(
+                    "{}: build it first (cargo build --release -p rtdb -p peer)",
+                    bin.display()
+                )
+            })?;
         let mut line = String::new();
         BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
         let url = line
@@ -72,7 +76,11 @@ impl Db {
             .strip_prefix("listening on ")
             .context("huddle-db printed no address")?
             .to_owned();
-        Ok(Db { child, url, _dir: dir })
+        Ok(Db {
+            child,
+            url,
+            _dir: dir,
+        })
     }
 }
 
@@ -84,7 +92,13 @@ impl Drop for Db {
 }
 
 fn native(db: &Db, room: &str, id: &str, args: &[&str]) -> anyhow::Result<Native> {
-    Native::spawn(&browser::sibling_binary("huddle-peer"), &db.url, room, id, args)
+    Native::spawn(
+        &browser::sibling_binary("huddle-peer"),
+        &db.url,
+        room,
+        id,
+        args,
+    )
 }
 
 fn pct(v: &[f64], p: f64) -> f64 {
@@ -97,7 +111,10 @@ fn pct(v: &[f64], p: f64) -> f64 {
 }
 
 fn list(v: &[f64]) -> String {
-    v.iter().map(|t| format!("{t:.0}")).collect::<Vec<_>>().join(", ")
+    v.iter()
+        .map(|t| format!("{t:.0}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
@@ -106,14 +123,21 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 
 async fn bench_join(joins: usize) -> anyhow::Result<()> {
     let db = Db::start()?;
-    let mut host = native(&db, "join", "host-bench-id", &[&["--create"][..], &VIDEO].concat())?;
+    let mut host = native(
+        &db,
+        "join",
+        "host-bench-id",
+        &[&["--create"][..], &VIDEO].concat(),
+    )?;
     blocking(|| host.wait("joined", LIMIT, |v| v["event"] == "joined"))?;
     // Joiners have larger ids than the host, so the host offers in both series.
     let mut ours = Vec::new();
     for i in 0..joins {
         let mut p = native(&db, "join", &format!("j{i}-bench-id"), &VIDEO)?;
         let ev = blocking(|| {
-            p.wait("first frame", LIMIT, |v| v["event"] == "first_frame" && v["kind"] == "video")
+            p.wait("first frame", LIMIT, |v| {
+                v["event"] == "first_frame" && v["kind"] == "video"
+            })
         })?;
         ours.push(ev["ms_since_join"].as_f64().unwrap_or(f64::NAN));
         p.send("leave")?;
@@ -126,13 +150,20 @@ async fn bench_join(joins: usize) -> anyhow::Result<()> {
     let b = Browser::open(&url).await?;
     let mut chromium = Vec::new();
     for i in 0..joins {
-        b.eval(&format!("window.huddle.join('join', 'web{i}'); return true")).await?;
+        b.eval(&format!(
+            "window.huddle.join('join', 'web{i}'); return true"
+        ))
+        .await?;
         let s = b
             .wait("first frame", LIMIT, |s| {
                 s["members"]["host-bench-id"]["firstFrameMs"]["video"].is_number()
             })
             .await?;
-        chromium.push(s["members"]["host-bench-id"]["firstFrameMs"]["video"].as_f64().unwrap_or(f64::NAN));
+        chromium.push(
+            s["members"]["host-bench-id"]["firstFrameMs"]["video"]
+                .as_f64()
+                .unwrap_or(f64::NAN),
+        );
         b.eval("return await window.huddle.leave()").await?;
         b.wait("left", LIMIT, |s| s["phase"] == "left").await?;
     }
@@ -153,7 +184,12 @@ fn five(db: &Db) -> anyhow::Result<Vec<Native>> {
     let mut out = Vec::new();
     for i in 0..5 {
         let create: &[&str] = if i == 0 { &["--create"] } else { &[] };
-        let mut p = native(db, "cpu", &format!("o{i}-bench-id"), &[create, &VIDEO].concat())?;
+        let mut p = native(
+            db,
+            "cpu",
+            &format!("o{i}-bench-id"),
+            &[create, &VIDEO].concat(),
+        )?;
         blocking(|| p.wait("joined", LIMIT, |v| v["event"] == "joined"))?;
         out.push(p);
     }
@@ -178,7 +214,8 @@ async fn bench_cpu(seconds: u64) -> anyhow::Result<()> {
         let before = browser::cpu_ticks(m.child.id());
         let start = Instant::now();
         blocking(|| std::thread::sleep(window));
-        let used = ticks_to_secs(browser::cpu_ticks(m.child.id()) - before) / start.elapsed().as_secs_f64();
+        let used = ticks_to_secs(browser::cpu_ticks(m.child.id()) - before)
+            / start.elapsed().as_secs_f64();
         let mark = m.mark();
         let fps: Vec<f64> = m.seen[..mark]
             .iter()
@@ -196,9 +233,19 @@ async fn bench_cpu(seconds: u64) -> anyhow::Result<()> {
     // Chromium in the same place.
     let db = Db::start()?;
     let _others = five(&db)?;
-    let b = Browser::open(&page_url(&db.url, "cpu", "web", "m-bench-id", "&w=640&h=360&fps=30")).await?;
+    let b = Browser::open(&page_url(
+        &db.url,
+        "cpu",
+        "web",
+        "m-bench-id",
+        "&w=640&h=360&fps=30",
+    ))
+    .await?;
     b.wait("video from all five", LIMIT, |s| {
-        (0..5).all(|i| s["members"][format!("o{i}-bench-id")]["recv"]["video"]["framesDecoded"].as_u64() > Some(0))
+        (0..5).all(|i| {
+            s["members"][format!("o{i}-bench-id")]["recv"]["video"]["framesDecoded"].as_u64()
+                > Some(0)
+        })
     })
     .await?;
     blocking(|| std::thread::sleep(Duration::from_secs(2)));
@@ -238,16 +285,38 @@ async fn bench_cpu(seconds: u64) -> anyhow::Result<()> {
 
 async fn bench_latency(seconds: u64) -> anyhow::Result<()> {
     let db = Db::start()?;
-    let mut a = native(&db, "lat", "a-bench-id", &[&["--create"][..], &VIDEO, &["--audio", "none"][..]].concat())?;
+    let mut a = native(
+        &db,
+        "lat",
+        "a-bench-id",
+        &[&["--create"][..], &VIDEO, &["--audio", "none"][..]].concat(),
+    )?;
     blocking(|| a.wait("joined", LIMIT, |v| v["event"] == "joined"))?;
-    let mut n = native(&db, "lat", "n-bench-id", &[&VIDEO[..], &["--audio", "none"][..]].concat())?;
-    let b = Browser::open(&page_url(&db.url, "lat", "web", "w-bench-id", "&w=640&h=360&fps=30&source=stamp&audio=0")).await?;
+    let mut n = native(
+        &db,
+        "lat",
+        "n-bench-id",
+        &[&VIDEO[..], &["--audio", "none"][..]].concat(),
+    )?;
+    let b = Browser::open(&page_url(
+        &db.url,
+        "lat",
+        "web",
+        "w-bench-id",
+        "&w=640&h=360&fps=30&source=stamp&audio=0",
+    ))
+    .await?;
     b.wait("video from both", LIMIT, |s| {
-        s["members"]["a-bench-id"]["latencyMs"].is_number() && s["members"]["n-bench-id"]["latencyMs"].is_number()
+        s["members"]["a-bench-id"]["latencyMs"].is_number()
+            && s["members"]["n-bench-id"]["latencyMs"].is_number()
     })
     .await?;
     for p in [&mut a, &mut n] {
-        blocking(|| p.wait("browser video", LIMIT, |v| v["event"] == "first_frame" && v["from"] == "w-bench-id"))?;
+        blocking(|| {
+            p.wait("browser video", LIMIT, |v| {
+                v["event"] == "first_frame" && v["from"] == "w-bench-id"
+            })
+        })?;
     }
     let start_marks = [a.mark(), n.mark()];
     let mut to_browser = Vec::new();

@@ -65,15 +65,20 @@ impl Browser {
     /// Starts chromedriver and Chromium, and opens `url`.
     pub async fn open(url: &str) -> anyhow::Result<Browser> {
         let port = free_port()?;
-        let driver = Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()))
-            .arg(format!("--port={port}"))
-            .arg("--allowed-ips=127.0.0.1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("cannot start chromedriver (install chromium-driver: scripts/install-deps.sh)")?;
-        let profile = tempfile::Builder::new().prefix("huddle-chromium-").tempdir()?;
+        let driver =
+            Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()))
+                .arg(format!("--port={port}"))
+                .arg("--allowed-ips=127.0.0.1")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context(
+                    "cannot start chromedriver (install chromium-driver: scripts/install-deps.sh)",
+                )?;
+        let profile = tempfile::Builder::new()
+            .prefix("huddle-chromium-")
+            .tempdir()?;
         let http = reqwest::Client::builder().no_proxy().build()?;
         let base = format!("http://127.0.0.1:{port}");
         let mut browser = Browser {
@@ -85,7 +90,12 @@ impl Browser {
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            match browser.http.get(format!("{}/status", browser.base)).send().await {
+            match browser
+                .http
+                .get(format!("{}/status", browser.base))
+                .send()
+                .await
+            {
                 Ok(r) if r.status().is_success() => break,
                 _ if Instant::now() > deadline => bail!("chromedriver did not come up"),
                 _ => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -112,11 +122,18 @@ impl Browser {
             "DELETE" => self.http.delete(&url),
             _ => self.http.get(&url),
         };
-        let resp = req.send().await.with_context(|| format!("WebDriver {path}"))?;
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("WebDriver {path}"))?;
         let ok = resp.status().is_success();
         let v: Value = resp.json().await?;
         if !ok {
-            bail!("WebDriver {path}: {}: {}", v["value"]["error"], v["value"]["message"]);
+            bail!(
+                "WebDriver {path}: {}: {}",
+                v["value"]["error"],
+                v["value"]["message"]
+            );
         }
         Ok(v["value"].clone())
     }
@@ -127,8 +144,12 @@ impl Browser {
 
     /// Loads `url` in the tab.
     pub async fn navigate(&self, url: &str) -> anyhow::Result<()> {
-        self.call("POST", &self.session_path("/url"), Some(json!({"url": url})))
-            .await?;
+        self.call(
+            "POST",
+            &self.session_path("/url"),
+            Some(json!({"url": url})),
+        )
+        .await?;
         Ok(())
     }
 
@@ -224,20 +245,24 @@ pub fn stat_field(pid: u32, i: usize) -> Option<String> {
 
 /// CPU time (user + system) of `pid` in clock ticks.
 pub fn cpu_ticks(pid: u32) -> u64 {
-    let f = |i| stat_field(pid, i).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+    let f = |i| {
+        stat_field(pid, i)
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     f(11) + f(12)
 }
 
 /// `--type=` of a Chromium process (`renderer`, `gpu-process`, `utility`, ...; `browser` if none).
 pub fn chromium_type(pid: u32) -> String {
     let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    // Chromium rewrites its process title: the arguments may be joined by spaces, not NULs.
     let cmd = String::from_utf8_lossy(&cmd);
-    let ty = cmd
-        .split('\0')
+    let args = || cmd.split(['\0', ' ']);
+    let ty = args()
         .find_map(|a| a.strip_prefix("--type="))
         .unwrap_or("browser");
-    let sub = cmd
-        .split('\0')
+    let sub = args()
         .find_map(|a| a.strip_prefix("--utility-sub-type="))
         .unwrap_or("");
     if sub.is_empty() {
@@ -257,7 +282,10 @@ pub fn sibling_binary(name: &str) -> PathBuf {
     let me = std::env::current_exe().unwrap_or_default();
     let dir = me.parent().map(PathBuf::from).unwrap_or_default();
     // Test executables live in target/<profile>/deps, binaries in target/<profile>.
-    for d in [dir.clone(), dir.parent().map(PathBuf::from).unwrap_or_default()] {
+    for d in [
+        dir.clone(),
+        dir.parent().map(PathBuf::from).unwrap_or_default(),
+    ] {
         let p = d.join(name);
         if p.exists() {
             return p;

@@ -25,9 +25,25 @@ pub struct Native {
 
 impl Native {
     /// Starts `bin --db DB --room ROOM --name ID --peer-id ID --loopback ARGS...`.
-    pub fn spawn(bin: &Path, db: &str, room: &str, id: &str, args: &[&str]) -> anyhow::Result<Native> {
+    pub fn spawn(
+        bin: &Path,
+        db: &str,
+        room: &str,
+        id: &str,
+        args: &[&str],
+    ) -> anyhow::Result<Native> {
         let mut child = Command::new(bin)
-            .args(["--db", db, "--room", room, "--name", id, "--peer-id", id, "--loopback"])
+            .args([
+                "--db",
+                db,
+                "--room",
+                room,
+                "--name",
+                id,
+                "--peer-id",
+                id,
+                "--loopback",
+            ])
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -86,14 +102,22 @@ impl Native {
                 }
                 Err(_) => {
                     let tail: Vec<_> = self.seen.iter().rev().take(25).collect();
-                    bail!("{}: no {what} within {timeout:?}; last events: {tail:#?}", self.id)
+                    bail!(
+                        "{}: no {what} within {timeout:?}; last events: {tail:#?}",
+                        self.id
+                    )
                 }
             }
         }
     }
 
     /// Waits for an event matching `pred` (from the start).
-    pub fn wait(&mut self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+    pub fn wait(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Value> {
         self.wait_from(0, what, timeout, pred)
     }
 
