@@ -96,6 +96,24 @@ async fn full_mesh(browsers: &[(&str, &Browser)], natives: &mut [Native]) {
         })
         .await
         .unwrap();
+        // One tile per other participant, showing their name.
+        let tiles = b
+            .eval("return [...document.querySelectorAll('.tile[data-peer]')].map(t => t.dataset.peer + ' ' + t.textContent)")
+            .await
+            .unwrap();
+        let tiles: Vec<&str> = tiles
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(tiles.len(), others.len(), "{tiles:?}");
+        for p in &others {
+            assert!(
+                tiles.iter().any(|t| t.starts_with(&format!("{p} {p}"))),
+                "no tile for {p}: {tiles:?}"
+            );
+        }
     }
     for n in natives.iter_mut() {
         let me = n.id.clone();
@@ -176,6 +194,29 @@ async fn toggles_and_renegotiation(
             .await
             .unwrap();
     }
+    // The microphone off and on: the others see the flag.
+    for on in [false, true] {
+        let marks: Vec<usize> = natives.iter_mut().map(Native::mark).collect();
+        let cmd = format!("return await window.huddle.toggle('audio', {on})");
+        assert_eq!(b.eval(&cmd).await.unwrap(), true);
+        for (n, &mark) in natives.iter_mut().zip(&marks) {
+            blocking(|| {
+                n.wait_from(mark, "microphone flag", T, |v| {
+                    v["event"] == "stream_changed"
+                        && v["peer"] == who
+                        && v["streams"]["audio"] == on
+                })
+                .unwrap();
+            });
+        }
+        for w in watchers {
+            w.wait("microphone flag", T, |s| {
+                s["members"][who]["streams"]["audio"] == on
+            })
+            .await
+            .unwrap();
+        }
+    }
     // Renegotiation started by the browser: a new screen track.
     assert_eq!(
         b.eval("return await window.huddle.toggle('screen', true)")
@@ -195,6 +236,24 @@ async fn toggles_and_renegotiation(
         w.wait("the browser's screen", T, |s| frames(s, who, "screen") > 5)
             .await
             .unwrap();
+    }
+    // Unsharing: the others see the flag drop.
+    let marks: Vec<usize> = natives.iter_mut().map(Native::mark).collect();
+    assert_eq!(
+        b.eval("return await window.huddle.toggle('screen', false)")
+            .await
+            .unwrap(),
+        true
+    );
+    for (n, &mark) in natives.iter_mut().zip(&marks) {
+        blocking(|| {
+            n.wait_from(mark, "screen unshared", T, |v| {
+                v["event"] == "stream_changed"
+                    && v["peer"] == who
+                    && v["streams"]["screen"] == false
+            })
+            .unwrap();
+        });
     }
     // Renegotiation started by a native peer.
     let sid = natives[sharer].id.clone();
