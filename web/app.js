@@ -285,6 +285,16 @@ async function pollStats() {
     }
     const recv = {};
     report.forEach((s) => {
+      if (s.type === 'outbound-rtp' && s.kind === 'video') {
+        // What this connection's encoder really sends (browsers encode once per connection
+        // and lower resolution or rate when the CPU is short: qualityLimitationReason).
+        m.sent = {
+          framesEncoded: s.framesEncoded || 0,
+          width: s.frameWidth || 0,
+          height: s.frameHeight || 0,
+          limitation: s.qualityLimitationReason || 'none',
+        };
+      }
       if (s.type !== 'inbound-rtp') return;
       const kind = link.kindOfMid.get(s.mid) || s.kind;
       const r = recv[kind] || { framesDecoded: 0, packets: 0, fps: 0, bytes: 0 };

@@ -28,6 +28,7 @@ use anyhow::{bail, Context};
 use browser::{page_url, Browser};
 use clap::Parser;
 use native::Native;
+use serde_json::Value;
 
 /// Benchmarks the web client against huddle-peer on loopback.
 #[derive(Parser, Debug)]
@@ -211,21 +212,26 @@ async fn bench_cpu(seconds: u64) -> anyhow::Result<()> {
             blocking(|| m.wait("first frames", LIMIT, |v| v["event"] == "first_frame"))?;
         }
         blocking(|| std::thread::sleep(Duration::from_secs(2))); // past the join burst
+        let mark = m.mark();
         let before = browser::cpu_ticks(m.child.id());
         let start = Instant::now();
         blocking(|| std::thread::sleep(window));
         let used = ticks_to_secs(browser::cpu_ticks(m.child.id()) - before)
             / start.elapsed().as_secs_f64();
-        let mark = m.mark();
-        let fps: Vec<f64> = m.seen[..mark]
-            .iter()
-            .rev()
-            .filter(|v| v["event"] == "stats")
-            .take(5)
-            .filter_map(|v| v["fps"].as_f64())
+        let end = m.mark();
+        // Mean received fps per peer over the window, from the once-a-second stats.
+        let mut per_peer: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for v in m.seen[mark..end].iter().filter(|v| v["event"] == "stats") {
+            if let (Some(p), Some(f)) = (v["peer"].as_str(), v["fps"].as_f64()) {
+                per_peer.entry(p.to_owned()).or_default().push(f);
+            }
+        }
+        let fps: Vec<f64> = per_peer
+            .values()
+            .map(|v| v.iter().sum::<f64>() / v.len().max(1) as f64)
             .collect();
         println!(
-            "CPU, 6-participant mesh, 640x360 30 fps: huddle-peer {used:.2} CPU-s/s (received fps per peer, last: {})",
+            "CPU, 6-participant mesh, 640x360 30 fps: huddle-peer {used:.2} CPU-s/s; mean fps received per peer: {} (it encodes once, 640x360 30 fps)",
             list(&fps)
         );
         used
@@ -249,6 +255,7 @@ async fn bench_cpu(seconds: u64) -> anyhow::Result<()> {
     })
     .await?;
     blocking(|| std::thread::sleep(Duration::from_secs(2)));
+    let at_start = b.state().await?;
     let pids = b.chromium_pids();
     let before: BTreeMap<u32, u64> = pids.iter().map(|&p| (p, browser::cpu_ticks(p))).collect();
     let start = Instant::now();
@@ -266,14 +273,37 @@ async fn bench_cpu(seconds: u64) -> anyhow::Result<()> {
         .map(|(_, v)| v)
         .sum();
     let s = b.state().await?;
+    // Mean rates over the window, per peer: frames decoded from it, frames encoded for it.
+    let rate = |path: &[&str], i: usize| -> f64 {
+        let get = |v: &Value| {
+            let mut x = &v["members"][format!("o{i}-bench-id")];
+            for p in path {
+                x = &x[*p];
+            }
+            x.as_f64().unwrap_or(0.0)
+        };
+        (get(&s) - get(&at_start)) / secs
+    };
     let fps: Vec<f64> = (0..5)
-        .filter_map(|i| s["members"][format!("o{i}-bench-id")]["recv"]["video"]["fps"].as_f64())
+        .map(|i| rate(&["recv", "video", "framesDecoded"], i))
+        .collect();
+    let sent: Vec<f64> = (0..5)
+        .map(|i| rate(&["sent", "framesEncoded"], i))
+        .collect();
+    let sent_info: Vec<String> = (0..5)
+        .map(|i| {
+            let x = &s["members"][format!("o{i}-bench-id")]["sent"];
+            let why = x["limitation"].as_str().unwrap_or("?");
+            format!("{}x{} ({why})", x["width"], x["height"])
+        })
         .collect();
     let parts: Vec<String> = by_type.iter().map(|(t, v)| format!("{t} {v:.2}")).collect();
     println!(
-        "CPU, 6-participant mesh, 640x360 30 fps: Chromium renderer+GPU+network {core:.2} CPU-s/s, all processes {total:.2} ({}); received fps per peer: {}",
+        "CPU, 6-participant mesh, 640x360 30 fps: Chromium renderer+GPU+network {core:.2} CPU-s/s, all processes {total:.2} ({});\n  mean fps received per peer: {}; encoded per connection: {} at {}",
         parts.join(", "),
-        list(&fps)
+        list(&fps),
+        list(&sent),
+        sent_info.join(", ")
     );
     println!(
         "  ratio huddle-peer / Chromium: {:.2} (renderer+GPU+network), {:.2} (all processes)",
