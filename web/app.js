@@ -2,6 +2,7 @@
 // URL: /web/?room=ROOM&name=NAME joins directly; /web/?room=ROOM asks for a name first.
 // Test and benchmark knobs (also URL parameters): peer (peer id), hb / expiry (presence timing in
 // ms), audio=0 / video=0 (start without), source=stamp (a stamped canvas instead of the camera),
+// latency=1 (read the frame stamp of every received frame: glass-to-glass latency; costs CPU),
 // w / h / fps (capture size and rate), auth (database secret or token), loopback=1 (signal and
 // accept 127.0.0.1 candidates only: tests on one machine).
 //
@@ -11,7 +12,8 @@
 import { Db } from './rtdb.js';
 import { Room, randomId, validRoomId, validPeerId } from './room.js';
 import { PeerLink } from './peer.js';
-import { stampedSource, read as readStamp, bandHeight } from './stamp.js';
+import { stampedSource } from './stamp.js';
+import { watchFrames, pollStats } from './stats.js';
 
 const params = new URLSearchParams(location.search);
 const num = (k, d) => (params.has(k) && Number.isFinite(Number(params.get(k))) ? Number(params.get(k)) : d);
@@ -28,6 +30,7 @@ const opts = {
   height: num('h', 360),
   fps: num('fps', 30),
   loopbackOnly: params.get('loopback') === '1',
+  latency: params.get('latency') === '1',
 };
 
 const $ = (id) => document.getElementById(id);
@@ -209,36 +212,11 @@ function onTrack(peer, kind, track) {
   }
   const video = el.querySelector(`video[data-kind="${kind === 'screen' ? 'screen' : 'video'}"]`);
   video.srcObject = new MediaStream([track]);
-  watchFrames(peer, kind, video, m);
-}
-
-/** First presented frame (for join timing) and, when stamped, glass-to-glass latency. */
-function watchFrames(peer, kind, video, m) {
-  if (!('requestVideoFrameCallback' in video)) return;
-  const canvas = document.createElement('canvas');
-  const ctx = canvas.getContext('2d', { willReadFrequently: true });
-  const latencies = [];
-  const onFrame = (_now, meta) => {
-    if (m.firstFrameMs[kind] === undefined && state.joinStartedAt !== null) {
-      m.firstFrameMs[kind] = Math.round(performance.now() - state.joinStartedAt);
-      note(`first ${kind} frame from ${peer}`);
-    }
-    const w = meta.width;
-    if (kind === 'video' && w >= 160) {
-      canvas.width = w;
-      canvas.height = bandHeight(w);
-      ctx.drawImage(video, 0, 0, w, meta.height, 0, 0, w, meta.height);
-      const stamp = readStamp(ctx.getImageData(0, 0, w, bandHeight(w)).data, w);
-      if (stamp) {
-        latencies.push(Date.now() - stamp.captureMs);
-        if (latencies.length > 30) latencies.shift();
-        const sorted = [...latencies].sort((a, b) => a - b);
-        m.latencyMs = sorted[Math.floor(sorted.length / 2)];
-      }
-    }
-    if (video.srcObject) video.requestVideoFrameCallback(onFrame);
-  };
-  video.requestVideoFrameCallback(onFrame);
+  watchFrames(video, kind, m, {
+    readStamps: opts.latency,
+    sinceJoin: () => (state.joinStartedAt === null ? null : performance.now() - state.joinStartedAt),
+    onFirst: () => note(`first ${kind} frame from ${peer}`),
+  });
 }
 
 function startLink(member, iOffer) {
@@ -273,55 +251,7 @@ function stopLink(peer) {
 
 // ---------- stats for tests and the UI ----------
 
-async function pollStats() {
-  for (const [peer, link] of links) {
-    const m = state.members[peer];
-    if (!m) continue;
-    let report;
-    try {
-      report = await link.pc.getStats();
-    } catch {
-      continue;
-    }
-    const recv = {};
-    report.forEach((s) => {
-      if (s.type === 'outbound-rtp' && s.kind === 'video') {
-        // What this connection's encoder really sends (browsers encode once per connection
-        // and lower resolution or rate when the CPU is short: qualityLimitationReason).
-        m.sent = {
-          framesEncoded: s.framesEncoded || 0,
-          width: s.frameWidth || 0,
-          height: s.frameHeight || 0,
-          limitation: s.qualityLimitationReason || 'none',
-        };
-      }
-      if (s.type !== 'inbound-rtp') return;
-      const kind = link.kindOfMid.get(s.mid) || s.kind;
-      const r = recv[kind] || { framesDecoded: 0, packets: 0, fps: 0, bytes: 0 };
-      r.packets += s.packetsReceived || 0;
-      r.bytes += s.bytesReceived || 0;
-      if (s.kind === 'video') {
-        r.framesDecoded += s.framesDecoded || 0;
-        r.fps += s.framesPerSecond || 0;
-      }
-      recv[kind] = r;
-    });
-    const prev = m.recv;
-    for (const [kind, r] of Object.entries(recv)) {
-      // fps over the last poll, from the decoded-frame count (framesPerSecond lags and sticks).
-      const before = prev[kind];
-      const dt = (performance.now() - (m.polledAt || 0)) / 1000;
-      if (before && dt > 0 && kind !== 'audio') r.fps = Math.max(0, (r.framesDecoded - before.framesDecoded) / dt);
-      if (kind !== 'audio' && r.framesDecoded > 0 && m.firstFrameMs[kind] === undefined && state.joinStartedAt !== null) {
-        m.firstFrameMs[kind] = Math.round(performance.now() - state.joinStartedAt);
-      }
-    }
-    m.recv = recv;
-    m.polledAt = performance.now();
-  }
-}
-
-setInterval(pollStats, 500);
+setInterval(() => pollStats(links, state), 500);
 
 // ---------- join and leave ----------
 

@@ -41,6 +41,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../../web/rtdb.js"),
     ),
     (
+        "stats.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../../web/stats.js"),
+    ),
+    (
         "stamp.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../../web/stamp.js"),

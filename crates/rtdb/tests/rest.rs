@@ -1223,7 +1223,9 @@ async fn web_client_is_served_at_web() {
         .unwrap()
         .starts_with("text/html"));
     assert!(page.text.contains(r#"<script type="module" src="app.js">"#));
-    for file in ["app.js", "room.js", "peer.js", "rtdb.js", "stamp.js"] {
+    for file in [
+        "app.js", "room.js", "peer.js", "rtdb.js", "stamp.js", "stats.js",
+    ] {
         let js = rest
             .send_url("GET", &format!("{}/web/{file}", server.url), None, &[])
             .await;

@@ -333,7 +333,7 @@ async fn bench_latency(seconds: u64) -> anyhow::Result<()> {
         "lat",
         "web",
         "w-bench-id",
-        "&w=640&h=360&fps=30&source=stamp&audio=0",
+        "&w=640&h=360&fps=30&source=stamp&audio=0&latency=1",
     ))
     .await?;
     b.wait("video from both", LIMIT, |s| {
