@@ -32,11 +32,12 @@ test: deps
 test-deb: deps
 	scripts/test-deb.sh
 
-## Benchmarks (figures go to docs/benchmarks.md by hand).
+## Benchmarks (figures go to docs/benchmarks.md by hand; huddle-web-bench runs headless Chromium).
 bench: deps
 	cargo build --release -p rtdb -p peer
 	$(CARGO_TARGET_DIR)/release/huddle-db-bench
 	$(CARGO_TARGET_DIR)/release/huddle-mesh-bench
+	$(CARGO_TARGET_DIR)/release/huddle-web-bench
 
 fmt:
 	cargo fmt --all

@@ -22,6 +22,8 @@ if [ "$what" = test ]; then
     # the app under a virtual display, WebDriver for its webview, a private session bus and
     # a stand-in notification service (Python)
     xvfb xauth webkit2gtk-driver dbus python3 python3-dbus python3-gi gir1.2-gtk-3.0
+    # browser interop tests and huddle-web-bench (crates/peer)
+    chromium chromium-driver
     # screen-capture tests draw on the virtual display with xsetroot
     x11-xserver-utils
   )

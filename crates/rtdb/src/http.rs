@@ -176,6 +176,10 @@ async fn serve(app: &AppState, req: Request) -> Result<Response, DbError> {
     if req.method() == Method::OPTIONS {
         return Ok(preflight());
     }
+    // The browser client: public files, before credentials (they hold no data).
+    if let Some(resp) = crate::web::serve(req.method(), req.uri().path()) {
+        return Ok(resp);
+    }
     let params = Params::parse(req.uri().query())?;
     let caller = app.access.identify(
         params.auth.as_deref(),

@@ -38,6 +38,8 @@ pub mod store;
 #[cfg(feature = "server")]
 pub mod tls;
 pub mod tree;
+#[cfg(feature = "server")]
+pub mod web;
 
 #[cfg(feature = "server")]
 pub use db::{Db, DbConfig, WriteOp, WriteResult};

@@ -1201,3 +1201,57 @@ async fn garbage_requests_get_json_errors_and_the_server_keeps_answering() {
     assert_eq!(rest.get("/alive").await, json!(true));
     assert_eq!(rest.get("/half").await, Value::Null);
 }
+
+/// The browser client is served at `/web/` by the real binary (embedded files, no data folder
+/// needed), even when a secret guards the data; `.json` paths under `web` stay database paths.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_client_is_served_at_web() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::TestServer::spawn(&dir.path().join("data"), &["--secret", "S3cr3t"]);
+    let rest = Rest::new(&server.url);
+    let page = rest
+        .send_url(
+            "GET",
+            &format!("{}/web/?room=abc&name=Ann", server.url),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(page
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(page.text.contains(r#"<script type="module" src="app.js">"#));
+    for file in [
+        "app.js", "room.js", "peer.js", "rtdb.js", "stamp.js", "stats.js",
+    ] {
+        let js = rest
+            .send_url("GET", &format!("{}/web/{file}", server.url), None, &[])
+            .await;
+        assert_eq!(js.status, 200, "{file}");
+        assert!(js
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/javascript"));
+        assert!(
+            js.text.contains("export") || js.text.contains("import"),
+            "{file}"
+        );
+    }
+    let missing = rest
+        .send_url("GET", &format!("{}/web/secret.txt", server.url), None, &[])
+        .await;
+    assert_eq!(missing.status, 404);
+    // A database location named `web` is still the database (and still needs the secret).
+    let a = rest.send("PUT", "/web/x", Some("1"), &[]).await;
+    assert_eq!(a.status, 401);
+    let a = rest.send("PUT", "/web/x?auth=S3cr3t", Some("1"), &[]).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(
+        rest.send("GET", "/web/x?auth=S3cr3t", None, &[])
+            .await
+            .json(),
+        json!(1)
+    );
+}
