@@ -150,6 +150,19 @@ async fn a_call_in_the_desktop_app() {
     )
     .await;
     assert_eq!(listed["name"], "Standup");
+    // The invitation: an app link and, the room being public, a browser link.
+    c.find(Locator::Id("copy-invite"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &c,
+        "the invitation links",
+        &format!("return [...document.querySelectorAll('.toast')].some(t => t.textContent.includes('/web/?room={room}'))"),
+    )
+    .await;
 
     // Someone joins while I am in another application: a tile with moving video, and a
     // notification.
@@ -296,25 +309,80 @@ async fn a_call_in_the_desktop_app() {
         .click()
         .await
         .unwrap();
-    until(&c, "the confirmation", "return document.getElementById('confirm-dialog').open").await;
-    c.find(Locator::Id("confirm-yes")).await.unwrap().click().await.unwrap();
-    until(&c, "the room gone from the list", &format!("return !window.huddle.state.rooms.some(r => r.id === '{room}')")).await;
+    until(
+        &c,
+        "the confirmation",
+        "return document.getElementById('confirm-dialog').open",
+    )
+    .await;
+    c.find(Locator::Id("confirm-yes"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &c,
+        "the room gone from the list",
+        &format!("return !window.huddle.state.rooms.some(r => r.id === '{room}')"),
+    )
+    .await;
     bob.wait_event("the room closing", LONG, |v| v["event"] == "room_closed");
 
     // A room destroyed by someone else while I am in it: back home, and a notification.
-    c.find(Locator::Id("create-name")).await.unwrap().send_keys("Retro").await.unwrap();
-    c.find(Locator::Id("create-btn")).await.unwrap().click().await.unwrap();
-    until(&c, "the pre-join screen", "return !document.getElementById('view-prejoin').hidden").await;
-    c.find(Locator::Id("prejoin-join")).await.unwrap().click().await.unwrap();
-    let retro = until(&c, "being in Retro", "return window.huddle.state.inCall?.room").await;
+    c.find(Locator::Id("create-name"))
+        .await
+        .unwrap()
+        .send_keys("Retro")
+        .await
+        .unwrap();
+    c.find(Locator::Id("create-btn"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &c,
+        "the pre-join screen",
+        "return !document.getElementById('view-prejoin').hidden",
+    )
+    .await;
+    c.find(Locator::Id("prejoin-join"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let retro = until(
+        &c,
+        "being in Retro",
+        "return window.huddle.state.inCall?.room",
+    )
+    .await;
     let admin = signal::room::Signaling::new(
         signal::rtdb::RtdbClient::new(signal::rtdb::ClientConfig::new(db.clone())).unwrap(),
         "test-admin-0001",
     );
-    admin.destroy_room(retro.as_str().unwrap(), None).await.unwrap();
-    until(&c, "the home screen after the room closed", "return !window.huddle.state.inCall && !document.getElementById('view-home').hidden").await;
-    wait_for("a notification that the room closed", Duration::from_secs(10), || {
-        desktop.shown().into_iter().find(|n| n["summary"] == "The room was closed")
-    });
+    admin
+        .destroy_room(retro.as_str().unwrap(), None)
+        .await
+        .unwrap();
+    until(
+        &c,
+        "the home screen after the room closed",
+        "return !window.huddle.state.inCall && !document.getElementById('view-home').hidden",
+    )
+    .await;
+    wait_for(
+        "a notification that the room closed",
+        Duration::from_secs(10),
+        || {
+            desktop
+                .shown()
+                .into_iter()
+                .find(|n| n["summary"] == "The room was closed")
+        },
+    );
     c.close().await.unwrap();
 }

@@ -47,6 +47,8 @@ pub struct Call {
     me: String,
     /// What I send.
     pub streams: StreamConfig,
+    /// A private room (its invitation works in the app only).
+    pub secured: bool,
     members: Arc<Mutex<BTreeMap<String, MemberInfo>>>,
     task: Option<JoinHandle<()>>,
 }
@@ -60,6 +62,7 @@ impl Call {
             name,
             me,
             streams: StreamConfig::default(),
+            secured: false,
             members: Arc::default(),
             task: None,
         }

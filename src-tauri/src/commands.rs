@@ -186,8 +186,9 @@ pub async fn set_stream(
 pub struct Links {
     /// Opens the app.
     pub app: String,
-    /// Opens the browser client.
-    pub web: String,
+    /// Opens the browser client (public rooms only: the browser client cannot open private
+    /// rooms yet).
+    pub web: Option<String>,
 }
 
 /// Invite links for the current call.
@@ -200,7 +201,7 @@ pub async fn invite_links(core: Core_<'_>) -> Result<Links, UserError> {
     let db = core.shared_db_url().await.unwrap_or_default();
     Ok(Links {
         app: crate::links::app_link(&room, &db),
-        web: crate::links::web_link(&room, &db),
+        web: (!core.call_is_private().await).then(|| crate::links::web_link(&room, &db)),
     })
 }
 

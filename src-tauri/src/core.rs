@@ -409,6 +409,7 @@ impl Core {
             info.name.clone(),
             settings.peer_id.clone(),
         );
+        call.secured = info.secured;
         for (kind, on) in [
             (MediaKind::Audio, settings.start_with_audio),
             (MediaKind::Video, settings.start_with_video),
@@ -423,7 +424,12 @@ impl Core {
         self.outlet.emit(call.joined_event());
         // Held while the forwarder starts, so an end it sees at once finds the call in place.
         let mut slot = self.call.lock().await;
-        call.forward(events, self.outlet.clone(), self.frames.clone(), self.call.clone());
+        call.forward(
+            events,
+            self.outlet.clone(),
+            self.frames.clone(),
+            self.call.clone(),
+        );
         *slot = Some(call);
         drop(slot);
         tokio::spawn(follow_devices(
@@ -482,6 +488,11 @@ impl Core {
             .map(|c| call::is_on(&c.streams, kind))
             .ok_or_else(|| UserError::new("you are not in a call", None))?;
         self.set_stream(kind, !on).await
+    }
+
+    /// Whether the room I am in is private.
+    pub async fn call_is_private(&self) -> bool {
+        self.call.lock().await.as_ref().is_some_and(|c| c.secured)
     }
 
     /// The room I am in and what I send.

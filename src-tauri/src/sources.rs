@@ -84,12 +84,12 @@ impl Sources for AppSources {
                 (c.fps / 3).max(1),
             )),
             ("synthetic", _) => Box::new(TestPattern::new(c.width, c.height, c.fps)),
-            (other, kind) => crate::devices::open_video(kind, other, c).map_err(|e| {
-                if other == "none" {
-                    missing(what, other)
-                } else {
-                    e
-                }
+            ("none", _) => return Err(missing(what, "none")),
+            (_, kind) => self.real.video(kind).map_err(|e| {
+                MediaError::NoDevice(format!(
+                    "{}; pick another {what} (or the test source) in Settings → Devices",
+                    devices::message(&e)
+                ))
             })?,
         };
         Ok(Box::new(Previewed {

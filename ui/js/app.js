@@ -244,7 +244,8 @@ async function copyInvite() {
       await navigator.clipboard.writeText(links.app);
       copied = true;
     } catch { /* no clipboard access: show the links instead */ }
-    toast(copied ? 'Invitation link copied.' : links.app, { hint: `In a browser: ${links.web}`, ms: 15000 });
+    const web = links.web ? `In a browser: ${links.web}` : 'This room is private: it can be joined from the Huddle app only.';
+    toast(copied ? 'Invitation link copied.' : links.app, { hint: web, ms: 15000 });
   } catch (e) {
     showError(e);
   }
