@@ -12,10 +12,10 @@ deb=$(ls -t "$CARGO_TARGET_DIR"/release/bundle/deb/huddle_*.deb | head -n1)
 echo "built $deb ($(du -h "$deb" | cut -f1))"
 
 contents=$(dpkg-deb --contents "$deb")
-for f in ./usr/bin/huddle ./usr/share/applications/huddle.desktop; do
-  grep -q " $f\$" <<<"$contents" || { echo "the .deb lacks $f" >&2; exit 1; }
+for f in usr/bin/huddle usr/share/applications/huddle.desktop; do
+  grep -Eq " (\./)?$f\$" <<<"$contents" || { echo "the .deb lacks /$f" >&2; exit 1; }
 done
-desktop=$(dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/share/applications/huddle.desktop)
+desktop=$(dpkg-deb --fsys-tarfile "$deb" | tar -xO --wildcards '*usr/share/applications/huddle.desktop')
 grep -q 'x-scheme-handler/huddle' <<<"$desktop" || { echo "the .deb does not register huddle:// links" >&2; exit 1; }
 
 DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq --reinstall "$deb" >/dev/null

@@ -221,8 +221,11 @@ export class PeerLink {
     for (const sec of sdp.split(/\r\n(?=m=)/)) {
       const mid = /\r\na=mid:(\S+)/.exec(sec);
       const msid = /\r\na=msid:\S+ (\S+)/.exec(sec) || /\r\na=ssrc:\d+ msid:\S+ (\S+)/.exec(sec);
-      if (mid && msid && ['audio', 'video', 'screen'].includes(msid[1])) {
-        this.kindOfMid.set(mid[1], msid[1]);
+      // The track id is the kind, optionally followed by `-<anything>` (the native engine
+      // sends `video-<ssrc>` so that its tracks' names are unique).
+      const kind = msid && msid[1].split('-')[0];
+      if (mid && ['audio', 'video', 'screen'].includes(kind)) {
+        this.kindOfMid.set(mid[1], kind);
       }
     }
   }

@@ -43,6 +43,9 @@ impl Native {
                 "--peer-id",
                 id,
                 "--loopback",
+                // The tests share screens; a test machine has no display to capture.
+                "--screen",
+                "synthetic",
             ])
             .args(args)
             .stdin(Stdio::piped())
