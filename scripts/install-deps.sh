@@ -49,9 +49,10 @@ if ! command -v npm >/dev/null 2>&1; then
   echo "npm not found: install Node.js 18 or newer (Debian package nodejs + npm) and run this again" >&2
   exit 1
 fi
-# The Tauri CLI (bundles the .deb); package-lock.json pins it.
+# The Tauri CLI (bundles the .deb), at the version package-lock.json pins. (`npm install`, not
+# `npm ci`: this npm records only this platform's optional CLI binary in the lock file.)
 if [ ! -x node_modules/.bin/tauri ]; then
-  npm ci --no-audit --no-fund --loglevel=error
+  npm install --no-audit --no-fund --loglevel=error
 fi
 if [ "$what" = test ] && ! command -v tauri-driver >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/tauri-driver" ]; then
   echo "installing tauri-driver (WebDriver bridge for the end-to-end app test)"
