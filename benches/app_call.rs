@@ -12,9 +12,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use fantoccini::{ClientBuilder, Locator};
-use serde_json::{json, Value};
-use support::{Desktop, Peer};
+use serde_json::Value;
+use support::{App, Peer};
 
 const PEERS: usize = 5;
 const WINDOW: Duration = Duration::from_secs(10);
@@ -23,80 +22,22 @@ const RUN: Duration = Duration::from_secs(120);
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config");
-    std::fs::create_dir_all(&config).unwrap();
-    std::fs::write(
-        config.join("settings.json"),
-        json!({"name": "App", "start_with_audio": true, "start_with_video": true,
-               "devices": {"camera": "synthetic", "microphone": "synthetic", "speaker": "none", "display": "synthetic"}})
-        .to_string(),
-    )
-    .unwrap();
-    let desktop = Desktop::start(dir.path());
-    let env = [
-        ("HUDDLE_CONFIG_DIR", config.display().to_string()),
-        (
-            "HUDDLE_DATA_DIR",
-            dir.path().join("data").display().to_string(),
-        ),
-        ("HUDDLE_LOOPBACK_ONLY", "1".to_string()),
-    ];
-    let (_driver, port) = support::tauri_driver(&desktop, &env);
-    let caps = json!({"browserName": "wry", "tauri:options": {"application": env!("CARGO_BIN_EXE_huddle")}});
-    let c = ClientBuilder::rustls()
-        .unwrap()
-        .capabilities(caps.as_object().unwrap().clone())
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("a WebDriver session with the app");
-    let js = |s: &'static str| {
-        let c = c.clone();
-        async move { c.execute(s, vec![]).await.unwrap() }
-    };
-    let wait = |s: &'static str| {
-        let c = c.clone();
-        async move {
-            let end = Instant::now() + Duration::from_secs(60);
-            loop {
-                let v = c.execute(s, vec![]).await.unwrap();
-                if !(v.is_null() || v == json!(false)) {
-                    return v;
-                }
-                assert!(Instant::now() < end, "timed out: {s}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    };
-    let db = wait("return window.huddle?.state.db.connected && window.huddle.state.db.url").await;
-    let db = db.as_str().unwrap().to_owned();
-    c.find(Locator::Id("create-name"))
-        .await
-        .unwrap()
-        .send_keys("Bench")
-        .await
-        .unwrap();
-    c.find(Locator::Id("create-btn"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    wait("return !document.getElementById('view-prejoin').hidden").await;
-    c.find(Locator::Id("prejoin-join"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let room = wait("return window.huddle.state.inCall?.room").await;
-    let room = room.as_str().unwrap().to_owned();
+    let app = App::launch(dir.path(), "App").await;
+    let db = app.database().await;
+    let room = app.create_and_join("Bench").await;
     let _peers: Vec<Peer> = (0..PEERS)
         .map(|i| Peer::join_with(&db, &room, &format!("P{i}"), "640x360", 30))
         .collect();
-    wait("return document.querySelectorAll('.tile.has-video').length >= 6").await;
+    app.until(
+        "all six tiles with video",
+        "return document.querySelectorAll('.tile.has-video').length >= 6",
+    )
+    .await;
     // Settle, then measure in windows.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let _ = js("return window.__TAURI__.core.invoke('ui_stats', {reset: true})").await;
+    let _ = app
+        .js("return window.__TAURI__.core.invoke('ui_stats', {reset: true})")
+        .await;
     println!("window  tile                      fps   p50_ms  p95_ms");
     let start = Instant::now();
     let mut all: Vec<Value> = Vec::new();
@@ -104,7 +45,9 @@ async fn main() {
     while start.elapsed() < RUN {
         tokio::time::sleep(WINDOW).await;
         n += 1;
-        let stats = js("return window.__TAURI__.core.invoke('ui_stats', {reset: true})").await;
+        let stats = app
+            .js("return window.__TAURI__.core.invoke('ui_stats', {reset: true})")
+            .await;
         for t in stats.as_array().cloned().unwrap_or_default() {
             if t["key"].as_str().is_some_and(|k| k.starts_with("self")) {
                 continue;
@@ -138,5 +81,5 @@ async fn main() {
         max(&p50),
         max(&p95)
     );
-    c.close().await.unwrap();
+    app.client.close().await.unwrap();
 }

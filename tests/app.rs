@@ -10,36 +10,14 @@ mod support;
 
 use std::time::Duration;
 
-use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::{json, Value};
-use support::{wait_for, Desktop, Peer};
+use fantoccini::{Client, Locator};
+use serde_json::json;
+use support::{wait_for, App, Peer};
 
 const LONG: Duration = Duration::from_secs(40);
 
-async fn js(c: &Client, script: &str) -> Value {
-    c.execute(script, vec![]).await.unwrap()
-}
-
-/// Polls a script until it returns something truthy.
-async fn until(c: &Client, what: &str, script: &str) -> Value {
-    let end = std::time::Instant::now() + LONG;
-    loop {
-        let v = js(c, script).await;
-        let truthy = !(v.is_null() || v == json!(false) || v == json!(0) || v == json!(""));
-        if truthy {
-            return v;
-        }
-        assert!(
-            std::time::Instant::now() < end,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
-}
-
-async fn frames(c: &Client, key: &str) -> u64 {
-    let v = js(
-        c,
+async fn frames(app: &App, key: &str) -> u64 {
+    let v = app.js(
         &format!("const t = document.querySelector('.tile[data-key=\"{key}\"]'); return t ? Number(t.dataset.frames || 0) : 0;"),
     )
     .await;
@@ -57,109 +35,28 @@ async fn tile_png(c: &Client, key: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_in_the_desktop_app() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config");
-    std::fs::create_dir_all(&config).unwrap();
-    // No camera or microphone on a test machine: the app's test sources, as a user would pick
-    // them in Settings → Devices.
-    std::fs::write(
-        config.join("settings.json"),
-        json!({
-            "name": "Ann",
-            "devices": {"camera": "synthetic", "microphone": "synthetic", "speaker": "none", "display": "synthetic"}
-        })
-        .to_string(),
-    )
-    .unwrap();
-    let desktop = Desktop::start(dir.path());
-    let env = [
-        ("HUDDLE_CONFIG_DIR", config.display().to_string()),
-        (
-            "HUDDLE_DATA_DIR",
-            dir.path().join("data").display().to_string(),
-        ),
-        ("HUDDLE_LOOPBACK_ONLY", "1".to_string()),
-    ];
-    let (_driver, port) = support::tauri_driver(&desktop, &env);
-    let caps = json!({
-        "browserName": "wry",
-        "tauri:options": {"application": env!("CARGO_BIN_EXE_huddle")}
-    });
-    let caps = caps.as_object().unwrap().clone();
-    let c = ClientBuilder::rustls()
-        .unwrap()
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("a WebDriver session with the app");
+    let app = App::launch(dir.path(), "Ann").await;
+    let (c, desktop) = (&app.client, &app.desktop);
 
     // The built-in database starts by itself.
-    let db = until(
-        &c,
-        "the built-in database",
-        "return window.huddle?.state.db.connected && window.huddle.state.db.url",
-    )
-    .await;
-    let db = db.as_str().unwrap().to_owned();
+    let db = app.database().await;
     assert!(db.starts_with("http://127.0.0.1:"), "{db}");
 
     // Create a room and join it from the pre-join screen.
-    c.find(Locator::Id("create-name"))
-        .await
-        .unwrap()
-        .send_keys("Standup")
-        .await
-        .unwrap();
-    c.find(Locator::Id("create-btn"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    until(
-        &c,
-        "the pre-join screen",
-        "return !document.getElementById('view-prejoin').hidden",
-    )
-    .await;
-    until(
-        &c,
-        "the camera preview",
-        "return document.getElementById('preview-tile').classList.contains('has-video')",
-    )
-    .await;
-    c.find(Locator::Id("prejoin-join"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let room = until(
-        &c,
-        "being in the call",
-        "return window.huddle.state.inCall?.room",
-    )
-    .await;
-    let room = room.as_str().unwrap().to_owned();
-    until(&c, "my own tile showing my camera", "return document.querySelector('.tile[data-key=\"self:video\"]')?.classList.contains('has-video')").await;
-    let listed = until(
-        &c,
-        "the room in the list with me in it",
-        &format!(
+    let room = app.create_and_join("Standup").await;
+    app.until("my own tile showing my camera", "return document.querySelector('.tile[data-key=\"self:video\"]')?.classList.contains('has-video')").await;
+    let listed = app
+        .until(
+            "the room in the list with me in it",
+            &format!(
             "return window.huddle.state.rooms.find(r => r.id === '{room}' && r.occupants === 1)"
         ),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(listed["name"], "Standup");
     // The invitation: an app link and, the room being public, a browser link.
-    c.find(Locator::Id("copy-invite"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    until(
-        &c,
-        "the invitation links",
+    app.click("copy-invite").await;
+    app.until("the invitation links",
         &format!("return [...document.querySelectorAll('.toast')].some(t => t.textContent.includes('/web/?room={room}'))"),
     )
     .await;
@@ -169,12 +66,12 @@ async fn a_call_in_the_desktop_app() {
     let other_app = desktop.focus_another_app();
     let mut bob = Peer::join(&db, &room, "Bob");
     let bob_key = format!("{}:video", bob.id);
-    until(&c, "Bob's tile", &format!("return Number(document.querySelector('.tile[data-key=\"{bob_key}\"]')?.dataset.frames || 0) > 5")).await;
-    let a = tile_png(&c, &bob_key).await;
-    let f1 = frames(&c, &bob_key).await;
+    app.until("Bob's tile", &format!("return Number(document.querySelector('.tile[data-key=\"{bob_key}\"]')?.dataset.frames || 0) > 5")).await;
+    let a = tile_png(c, &bob_key).await;
+    let f1 = frames(&app, &bob_key).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let b = tile_png(&c, &bob_key).await;
-    let f2 = frames(&c, &bob_key).await;
+    let b = tile_png(c, &bob_key).await;
+    let f2 = frames(&app, &bob_key).await;
     assert!(f2 > f1, "Bob's video keeps arriving ({f1} -> {f2})");
     assert_ne!(
         a, b,
@@ -197,14 +94,8 @@ async fn a_call_in_the_desktop_app() {
 
     // My camera off and on: Bob sees the stream change both ways.
     bob.forget();
-    c.find(Locator::Id("btn-cam"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    until(
-        &c,
+    app.click("btn-cam").await;
+    app.until(
         "camera off",
         "return window.huddle.state.streams.video === false",
     )
@@ -212,26 +103,15 @@ async fn a_call_in_the_desktop_app() {
     bob.wait_event("Ann's camera off", LONG, |v| {
         v["event"] == "stream_changed" && v["streams"]["video"] == false
     });
-    until(&c, "my tile without video", "return !document.querySelector('.tile[data-key=\"self:video\"]').classList.contains('has-video')").await;
-    c.find(Locator::Id("btn-cam"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    app.until("my tile without video", "return !document.querySelector('.tile[data-key=\"self:video\"]').classList.contains('has-video')").await;
+    app.click("btn-cam").await;
     bob.wait_event("Ann's camera on", LONG, |v| {
         v["event"] == "stream_changed" && v["streams"]["video"] == true
     });
 
     // Screen share: shown large on the stage, and Bob receives it.
-    c.find(Locator::Id("btn-screen"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    until(
-        &c,
+    app.click("btn-screen").await;
+    app.until(
         "my screen on the stage",
         "return document.querySelector('#stage .tile[data-key=\"self:screen\"]')",
     )
@@ -239,14 +119,8 @@ async fn a_call_in_the_desktop_app() {
     bob.wait_event("Ann's screen", LONG, |v| {
         v["event"] == "first_frame" && v["kind"] == "screen"
     });
-    c.find(Locator::Id("btn-screen"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    until(
-        &c,
+    app.click("btn-screen").await;
+    app.until(
         "the stage empty again",
         "return !document.querySelector('#stage .tile')",
     )
@@ -255,19 +129,13 @@ async fn a_call_in_the_desktop_app() {
     // A third participant; the screenshot for the docs shows the three of us.
     let cy = Peer::join(&db, &room, "Cy");
     let cy_key = format!("{}:video", cy.id);
-    until(&c, "Cy's tile with video", &format!("return Number(document.querySelector('.tile[data-key=\"{cy_key}\"]')?.dataset.frames || 0) > 5")).await;
-    until(
-        &c,
+    app.until("Cy's tile with video", &format!("return Number(document.querySelector('.tile[data-key=\"{cy_key}\"]')?.dataset.frames || 0) > 5")).await;
+    app.until(
         "three in the call",
         "return document.getElementById('call-count').textContent.startsWith('3')",
     )
     .await;
-    c.find(Locator::Id("toggle-stats"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    app.click("toggle-stats").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let png = c.screenshot().await.unwrap();
     std::fs::write(
@@ -275,27 +143,22 @@ async fn a_call_in_the_desktop_app() {
         &png,
     )
     .unwrap();
-    let graphs = js(&c, "return document.querySelectorAll('.stats-peer').length").await;
+    let graphs = app
+        .js("return document.querySelectorAll('.stats-peer').length")
+        .await;
     assert_eq!(graphs, json!(2), "a stats box per remote participant");
 
     // Cy leaves: the tile goes.
     drop(cy);
-    until(
-        &c,
+    app.until(
         "Cy's tile gone",
         &format!("return !document.querySelector('.tile[data-key=\"{cy_key}\"]')"),
     )
     .await;
 
     // Leave: back home, and Bob sees me go.
-    c.find(Locator::Id("btn-leave"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    until(
-        &c,
+    app.click("btn-leave").await;
+    app.until(
         "the home screen",
         "return !document.getElementById('view-home').hidden && !window.huddle.state.inCall",
     )
@@ -309,20 +172,13 @@ async fn a_call_in_the_desktop_app() {
         .click()
         .await
         .unwrap();
-    until(
-        &c,
+    app.until(
         "the confirmation",
         "return document.getElementById('confirm-dialog').open",
     )
     .await;
-    c.find(Locator::Id("confirm-yes"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    until(
-        &c,
+    app.click("confirm-yes").await;
+    app.until(
         "the room gone from the list",
         &format!("return !window.huddle.state.rooms.some(r => r.id === '{room}')"),
     )
@@ -330,46 +186,13 @@ async fn a_call_in_the_desktop_app() {
     bob.wait_event("the room closing", LONG, |v| v["event"] == "room_closed");
 
     // A room destroyed by someone else while I am in it: back home, and a notification.
-    c.find(Locator::Id("create-name"))
-        .await
-        .unwrap()
-        .send_keys("Retro")
-        .await
-        .unwrap();
-    c.find(Locator::Id("create-btn"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    until(
-        &c,
-        "the pre-join screen",
-        "return !document.getElementById('view-prejoin').hidden",
-    )
-    .await;
-    c.find(Locator::Id("prejoin-join"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let retro = until(
-        &c,
-        "being in Retro",
-        "return window.huddle.state.inCall?.room",
-    )
-    .await;
+    let retro = app.create_and_join("Retro").await;
     let admin = signal::room::Signaling::new(
         signal::rtdb::RtdbClient::new(signal::rtdb::ClientConfig::new(db.clone())).unwrap(),
         "test-admin-0001",
     );
-    admin
-        .destroy_room(retro.as_str().unwrap(), None)
-        .await
-        .unwrap();
-    until(
-        &c,
+    admin.destroy_room(&retro, None).await.unwrap();
+    app.until(
         "the home screen after the room closed",
         "return !window.huddle.state.inCall && !document.getElementById('view-home').hidden",
     )
@@ -384,5 +207,5 @@ async fn a_call_in_the_desktop_app() {
                 .find(|n| n["summary"] == "The room was closed")
         },
     );
-    c.close().await.unwrap();
+    c.clone().close().await.unwrap();
 }

@@ -297,3 +297,124 @@ impl Peer {
         }
     }
 }
+
+/// The app under test: its desktop, tauri-driver, and a WebDriver session with its window.
+pub struct App {
+    /// The virtual desktop it runs on.
+    pub desktop: Desktop,
+    /// The WebDriver session.
+    pub client: fantoccini::Client,
+    _driver: Proc,
+}
+
+impl App {
+    /// Starts the `huddle` binary with its settings and data in `dir`: display name `name`,
+    /// the test camera, microphone and screen (no devices on a test machine, as a user would
+    /// pick them in Settings → Devices), ICE on loopback.
+    pub async fn launch(dir: &Path, name: &str) -> App {
+        let config = dir.join("config");
+        std::fs::create_dir_all(&config).expect("config dir");
+        let settings = serde_json::json!({
+            "name": name,
+            "devices": {"camera": "synthetic", "microphone": "synthetic", "speaker": "none", "display": "synthetic"}
+        });
+        std::fs::write(config.join("settings.json"), settings.to_string()).expect("settings");
+        let desktop = Desktop::start(dir);
+        let env = [
+            ("HUDDLE_CONFIG_DIR", config.display().to_string()),
+            ("HUDDLE_DATA_DIR", dir.join("data").display().to_string()),
+            ("HUDDLE_LOOPBACK_ONLY", "1".to_string()),
+        ];
+        let (driver, port) = tauri_driver(&desktop, &env);
+        let caps = serde_json::json!({
+            "browserName": "wry",
+            "tauri:options": {"application": env!("CARGO_BIN_EXE_huddle")}
+        });
+        let client = fantoccini::ClientBuilder::rustls()
+            .expect("a TLS setup for the WebDriver client")
+            .capabilities(caps.as_object().cloned().unwrap_or_default())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("a WebDriver session with the app");
+        App {
+            desktop,
+            client,
+            _driver: driver,
+        }
+    }
+
+    /// Runs a script in the page.
+    pub async fn js(&self, script: &str) -> Value {
+        self.client
+            .execute(script, vec![])
+            .await
+            .expect("the page runs the script")
+    }
+
+    /// Polls a script until it returns something truthy (at most 40 s).
+    pub async fn until(&self, what: &str, script: &str) -> Value {
+        let end = Instant::now() + Duration::from_secs(40);
+        loop {
+            let v = self.js(script).await;
+            let falsy = v.is_null() || v == Value::Bool(false) || v == 0 || v == "";
+            if !falsy {
+                return v;
+            }
+            assert!(Instant::now() < end, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+
+    /// Clicks the element with this id.
+    pub async fn click(&self, id: &str) {
+        self.client
+            .find(fantoccini::Locator::Id(id))
+            .await
+            .unwrap_or_else(|e| panic!("#{id}: {e}"))
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("clicking #{id}: {e}"));
+    }
+
+    /// The built-in database's URL, once it runs.
+    pub async fn database(&self) -> String {
+        let db = self
+            .until(
+                "the built-in database",
+                "return window.huddle?.state.db.connected && window.huddle.state.db.url",
+            )
+            .await;
+        db.as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Creates a public room from the home screen and joins it through the pre-join screen
+    /// (waiting for the camera preview); returns the room id.
+    pub async fn create_and_join(&self, name: &str) -> String {
+        self.client
+            .find(fantoccini::Locator::Id("create-name"))
+            .await
+            .expect("the create form")
+            .send_keys(name)
+            .await
+            .expect("typing the room name");
+        self.click("create-btn").await;
+        self.until(
+            "the pre-join screen",
+            "return !document.getElementById('view-prejoin').hidden",
+        )
+        .await;
+        self.until(
+            "the camera preview",
+            "return document.getElementById('preview-tile').classList.contains('has-video')",
+        )
+        .await;
+        self.click("prejoin-join").await;
+        let room = self
+            .until(
+                "being in the call",
+                "return window.huddle.state.inCall?.room",
+            )
+            .await;
+        room.as_str().unwrap_or_default().to_owned()
+    }
+}
