@@ -3,22 +3,23 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+#[path = "support/events.rs"]
+mod events;
 
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::Duration;
+
+use events::Events;
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(30);
 
 struct Peer {
-    name: String,
     child: Child,
     stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<Value>,
-    seen: Vec<Value>,
+    events: Events,
 }
 
 impl Peer {
@@ -51,27 +52,12 @@ impl Peer {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                match serde_json::from_str::<Value>(&line) {
-                    Ok(v) => {
-                        if tx.send(v).is_err() {
-                            return;
-                        }
-                    }
-                    Err(_) => panic!("not a JSON line: {line}"),
-                }
-            }
-        });
+        let events = Events::follow(name, child.stdout.take().unwrap());
         let stdin = child.stdin.take();
         Peer {
-            name: name.to_owned(),
             child,
             stdin,
-            lines: rx,
-            seen: Vec::new(),
+            events,
         }
     }
 
@@ -81,10 +67,7 @@ impl Peer {
 
     /// Takes in every line printed so far; the index after them marks "from now on".
     fn mark(&mut self) -> usize {
-        while let Ok(v) = self.lines.try_recv() {
-            self.seen.push(v);
-        }
-        self.seen.len()
+        self.events.mark()
     }
 
     /// Waits for an event matching `pred`; returns it. Fails after `T`.
@@ -94,25 +77,7 @@ impl Peer {
 
     /// Like `wait`, considering only events from index `from` on.
     fn wait_from(&mut self, from: usize, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        if let Some(v) = self.seen.iter().skip(from).find(|v| pred(v)) {
-            return v.clone();
-        }
-        let deadline = Instant::now() + T;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(v) => {
-                    self.seen.push(v.clone());
-                    if pred(&v) {
-                        return v;
-                    }
-                }
-                Err(_) => panic!(
-                    "{}: no {what} within {T:?}; saw {:#?}",
-                    self.name, self.seen
-                ),
-            }
-        }
+        self.events.wait_from(from, T, what, pred)
     }
 
     fn send(&mut self, line: &str) {
@@ -321,6 +286,7 @@ async fn crossing_renegotiations_resolve() {
         a.first_frame_from("b", "screen");
         b.first_frame_from("a", "screen");
         let kinds: BTreeSet<String> = a
+            .events
             .seen
             .iter()
             .filter(|v| v["event"] == "track_added")

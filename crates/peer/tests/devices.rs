@@ -4,21 +4,21 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-use std::io::{BufRead, BufReader};
+#[path = "support/events.rs"]
+mod events;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use events::Events;
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(30);
 
 struct Peer {
-    name: String,
     child: Child,
-    lines: mpsc::Receiver<Value>,
-    seen: Vec<Value>,
+    events: Events,
 }
 
 impl Peer {
@@ -56,26 +56,8 @@ impl Peer {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                match serde_json::from_str::<Value>(&line) {
-                    Ok(v) => {
-                        if tx.send(v).is_err() {
-                            return;
-                        }
-                    }
-                    Err(_) => panic!("not a JSON line: {line}"),
-                }
-            }
-        });
-        Peer {
-            name: name.to_owned(),
-            child,
-            lines: rx,
-            seen: Vec::new(),
-        }
+        let events = Events::follow(name, child.stdout.take().unwrap());
+        Peer { child, events }
     }
 
     fn id(name: &str) -> String {
@@ -84,10 +66,7 @@ impl Peer {
 
     /// Takes in every line printed so far; the index after them marks "from now on".
     fn mark(&mut self) -> usize {
-        while let Ok(v) = self.lines.try_recv() {
-            self.seen.push(v);
-        }
-        self.seen.len()
+        self.events.mark()
     }
 
     /// Waits for an event matching `pred`; returns it. Fails after `T`.
@@ -97,25 +76,7 @@ impl Peer {
 
     /// Like `wait`, considering only events from index `from` on.
     fn wait_from(&mut self, from: usize, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        if let Some(v) = self.seen.iter().skip(from).find(|v| pred(v)) {
-            return v.clone();
-        }
-        let deadline = Instant::now() + T;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(v) => {
-                    self.seen.push(v.clone());
-                    if pred(&v) {
-                        return v;
-                    }
-                }
-                Err(_) => panic!(
-                    "{}: no {what} within {T:?}; saw {:#?}",
-                    self.name, self.seen
-                ),
-            }
-        }
+        self.events.wait_from(from, T, what, pred)
     }
 }
 

@@ -9,11 +9,13 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-use std::io::{BufRead, BufReader};
+#[path = "support/events.rs"]
+mod events;
+
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use events::Events;
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
 use serde_json::Value;
@@ -49,8 +51,7 @@ fn ip(args: &[&str]) {
 struct Peer {
     name: String,
     child: Child,
-    lines: mpsc::Receiver<Value>,
-    seen: Vec<Value>,
+    events: Events,
 }
 
 impl Peer {
@@ -68,22 +69,11 @@ impl Peer {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let v: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|_| panic!("not a JSON line: {line}"));
-                if tx.send(v).is_err() {
-                    return;
-                }
-            }
-        });
+        let events = Events::follow(name, child.stdout.take().unwrap());
         Peer {
             name: name.to_owned(),
             child,
-            lines: rx,
-            seen: Vec::new(),
+            events,
         }
     }
 
@@ -93,10 +83,7 @@ impl Peer {
 
     /// Takes in every line printed so far; the index after them marks "from now on".
     fn mark(&mut self) -> usize {
-        while let Ok(v) = self.lines.try_recv() {
-            self.seen.push(v);
-        }
-        self.seen.len()
+        self.events.mark()
     }
 
     /// Waits up to `within` for an event from index `from` on matching `pred`.
@@ -107,32 +94,14 @@ impl Peer {
         what: &str,
         pred: impl Fn(&Value) -> bool,
     ) -> Value {
-        if let Some(v) = self.seen.iter().skip(from).find(|v| pred(v)) {
-            return v.clone();
-        }
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(v) => {
-                    self.seen.push(v.clone());
-                    if pred(&v) {
-                        return v;
-                    }
-                }
-                Err(_) => panic!(
-                    "{}: no {what} within {within:?}; saw since the mark {:#?}",
-                    self.name,
-                    &self.seen[from.min(self.seen.len())..]
-                ),
-            }
-        }
+        self.events.wait_from(from, within, what, pred)
     }
 
     /// Stats about `other` from index `from` on.
     fn stats_from<'a>(&'a self, from: usize, other: &'a str) -> impl Iterator<Item = &'a Value> {
         let id = Peer::id(other);
-        self.seen
+        self.events
+            .seen
             .iter()
             .skip(from)
             .filter(move |v| v["event"] == "stats" && v["peer"] == id.as_str())
@@ -192,6 +161,7 @@ fn outage_and_recovery(peers: &mut [&mut Peer; 2], outage: Duration, bound: Dura
         assert!(f(last, "intact_fps") >= MIN_FPS, "{}: {last}", p.name);
         let id = Peer::id(other);
         let rejoins: Vec<&Value> = p
+            .events
             .seen
             .iter()
             .filter(|v| {
@@ -251,7 +221,8 @@ fn outages_are_repaired_without_a_rejoin_and_video_comes_back_intact() {
     );
     for p in [&a, &b] {
         assert!(
-            p.seen
+            p.events
+                .seen
                 .iter()
                 .any(|v| v["event"] == "connection" && v["state"] == "disconnected"),
             "{}: the outage went unnoticed",
