@@ -452,6 +452,10 @@ mod tests {
         let writer = stream
             .subscribe()
             .write_into(track, ssrc, Arc::new(AtomicBool::new(true)));
+        // The feed starts at a keyframe of its own; written before the connection exists, it
+        // is dropped, so the receiver can only decode by asking. (Negotiating at once raced:
+        // on a fast run the feed's keyframe got through and nothing had to be asked.)
+        tokio::time::sleep(Duration::from_millis(300)).await;
 
         let offer = sender.create_offer(None).await.unwrap();
         sender.set_local_description(offer.clone()).await.unwrap();
