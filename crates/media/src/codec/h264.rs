@@ -399,6 +399,24 @@ mod tests {
         assert!(late.decode(&idr[0].data).unwrap().is_some());
     }
 
+    /// A peer that connects asks for a keyframe right after the stream's first IDR: rate
+    /// control, still paying for that IDR, must not skip the requested one (it would cost the
+    /// joiner a frame interval).
+    #[test]
+    fn a_keyframe_asked_for_right_after_the_first_comes_at_once() {
+        let mut source = Frames::new(640, 360);
+        let mut enc = H264Encoder::new(H264Config {
+            bitrate_kbps: 300,
+            ..config(640, 360)
+        })
+        .unwrap();
+        assert!(enc.encode(&source.next_frame().unwrap(), false).unwrap()[0].keyframe);
+        for _ in 0..3 {
+            let out = enc.encode(&source.next_frame().unwrap(), true).unwrap();
+            assert!(out.first().is_some_and(|e| e.keyframe), "the IDR was skipped");
+        }
+    }
+
     #[test]
     fn the_bitrate_changes_live_and_steers_the_size() {
         let mut source = Frames::new(320, 180);
