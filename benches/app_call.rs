@@ -26,7 +26,7 @@ async fn main() {
     let db = app.database().await;
     let room = app.create_and_join("Bench").await;
     let _peers: Vec<Peer> = (0..PEERS)
-        .map(|i| Peer::join_with(&db, &room, &format!("P{i}"), "640x360", 30))
+        .map(|i| Peer::join_with(&db, &room, &format!("P{i}"), "640x360", 30, &[]))
         .collect();
     app.until(
         "all six tiles with video",

@@ -42,6 +42,16 @@ async fn a_call_in_the_desktop_app() {
     let db = app.database().await;
     assert!(db.starts_with("http://127.0.0.1:"), "{db}");
 
+    // Settings: prefer H.264 (used with whoever wants it too; VP8 with everyone else).
+    app.click("open-settings").await;
+    app.click("set-h264").await;
+    app.click("settings-save").await;
+    app.until(
+        "the H.264 preference saved",
+        "return window.huddle.state.settings.prefer_h264 === true",
+    )
+    .await;
+
     // Create a room and join it from the pre-join screen.
     let room = app.create_and_join("Standup").await;
     app.until("my own tile showing my camera", "return document.querySelector('.tile[data-key=\"self:video\"]')?.classList.contains('has-video')").await;
@@ -64,7 +74,7 @@ async fn a_call_in_the_desktop_app() {
     // Someone joins while I am in another application: a tile with moving video, and a
     // notification.
     let other_app = desktop.focus_another_app();
-    let mut bob = Peer::join(&db, &room, "Bob");
+    let mut bob = Peer::join_with(&db, &room, "Bob", "320x180", 15, &["--codec", "h264"]);
     let bob_key = format!("{}:video", bob.id);
     app.until("Bob's tile", &format!("return Number(document.querySelector('.tile[data-key=\"{bob_key}\"]')?.dataset.frames || 0) > 5")).await;
     let a = tile_png(c, &bob_key).await;
@@ -80,6 +90,11 @@ async fn a_call_in_the_desktop_app() {
     bob.wait_event("Ann's video decoded", LONG, |v| {
         v["event"] == "first_frame" && v["kind"] == "video"
     });
+    // Bob wants H.264 too: that is what Ann sends him.
+    let track = bob.wait_event("Ann's camera track", LONG, |v| {
+        v["event"] == "track_added" && v["kind"] == "video"
+    });
+    assert_eq!(track["codec"], "h264", "{track}");
     let notified = wait_for("a notification about Bob", Duration::from_secs(10), || {
         desktop
             .shown()
@@ -147,6 +162,14 @@ async fn a_call_in_the_desktop_app() {
         .js("return document.querySelectorAll('.stats-peer').length")
         .await;
     assert_eq!(graphs, json!(2), "a stats box per remote participant");
+    // Each box names its connection's video codec: H.264 with Bob, VP8 with Cy.
+    for (peer, codec) in [(&bob.id, "H.264"), (&cy.id, "VP8")] {
+        app.until(
+            &format!("{codec} in {peer}'s stats"),
+            &format!("return document.querySelector('.stats-peer[data-peer=\"{peer}\"] h3')?.textContent.endsWith('{codec}')"),
+        )
+        .await;
+    }
 
     // Cy leaves: the tile goes.
     drop(cy);

@@ -198,11 +198,19 @@ pub struct Peer {
 impl Peer {
     /// Joins `room` on `db` sending synthetic 320x180 video at 15 fps and audio.
     pub fn join(db: &str, room: &str, name: &str) -> Peer {
-        Peer::join_with(db, room, name, "320x180", 15)
+        Peer::join_with(db, room, name, "320x180", 15, &[])
     }
 
-    /// Joins sending synthetic video of `size` at `fps`, and audio.
-    pub fn join_with(db: &str, room: &str, name: &str, size: &str, fps: u32) -> Peer {
+    /// Joins sending synthetic video of `size` at `fps`, and audio, with `extra` huddle-peer
+    /// flags.
+    pub fn join_with(
+        db: &str,
+        room: &str,
+        name: &str,
+        size: &str,
+        fps: u32,
+        extra: &[&str],
+    ) -> Peer {
         let bin = Path::new(env!("CARGO_BIN_EXE_huddle")).with_file_name("huddle-peer");
         assert!(
             bin.exists(),
@@ -230,6 +238,7 @@ impl Peer {
                 &fps.to_string(),
                 "--loopback",
             ])
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

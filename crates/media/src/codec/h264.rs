@@ -413,7 +413,10 @@ mod tests {
         assert!(enc.encode(&source.next_frame().unwrap(), false).unwrap()[0].keyframe);
         for _ in 0..3 {
             let out = enc.encode(&source.next_frame().unwrap(), true).unwrap();
-            assert!(out.first().is_some_and(|e| e.keyframe), "the IDR was skipped");
+            assert!(
+                out.first().is_some_and(|e| e.keyframe),
+                "the IDR was skipped"
+            );
         }
     }
 
