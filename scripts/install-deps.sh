@@ -9,7 +9,7 @@ what="${1:-test}"
 
 packages=(
   build-essential pkg-config libssl-dev curl cmake
-  libvpx-dev libopus-dev
+  libvpx-dev libopus-dev nasm
   # the outage test takes loopback down in its own network namespace
   iproute2
   # devices: cpal (ALSA), nokhwa (V4L2 bindings via bindgen), scrap (X11 shm capture)

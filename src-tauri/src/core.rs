@@ -392,12 +392,18 @@ impl Core {
                 frames.push(&crate::frames::key(peer, kind), frame)
             })),
             audio_sink: speaker,
+            video_codecs: if settings.prefer_h264 {
+                vec![mesh::VideoCodec::H264, mesh::VideoCodec::Vp8]
+            } else {
+                vec![mesh::VideoCodec::Vp8]
+            },
             ..MeshConfig::default()
         };
         let options = JoinOptions {
             name: settings.name.clone(),
             streams: StreamConfig::default(),
             secret: secret.filter(|s| !s.is_empty()),
+            ..JoinOptions::new(settings.name.clone())
         };
         // Join sending nothing, then start each wanted stream: a missing camera is then one
         // error message and a call without video, not a failed join.

@@ -101,6 +101,9 @@ pub enum UiEvent {
         kind: MediaKind,
         /// Started (true) or ended.
         added: bool,
+        /// Its codec (`vp8`, `h264`, `opus`) when it started.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        codec: Option<String>,
     },
     /// Connection state with a peer (`new`, `connecting`, `connected`, `disconnected`, `failed`).
     Connection {
@@ -186,15 +189,21 @@ impl UiEvent {
                 peer: peer_id,
                 streams,
             },
-            MeshEvent::TrackAdded { peer_id, kind } => UiEvent::Track {
+            MeshEvent::TrackAdded {
+                peer_id,
+                kind,
+                codec,
+            } => UiEvent::Track {
                 peer: peer_id,
                 kind,
                 added: true,
+                codec: Some(codec),
             },
             MeshEvent::TrackRemoved { peer_id, kind } => UiEvent::Track {
                 peer: peer_id,
                 kind,
                 added: false,
+                codec: None,
             },
             MeshEvent::Connection { peer_id, state } => UiEvent::Connection {
                 peer: peer_id,

@@ -100,6 +100,8 @@ pub struct Settings {
     pub devices: Devices,
     /// Noise suppression on the microphone.
     pub noise_suppression: bool,
+    /// Send H.264 to the participants who prefer it too (VP8 with everyone else).
+    pub prefer_h264: bool,
     /// Join with the microphone on.
     pub start_with_audio: bool,
     /// Join with the camera on.
@@ -120,6 +122,7 @@ impl Default for Settings {
             ice_servers: Vec::new(),
             devices: Devices::default(),
             noise_suppression: true,
+            prefer_h264: false,
             start_with_audio: true,
             start_with_video: true,
             recent: Vec::new(),

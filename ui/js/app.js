@@ -264,6 +264,7 @@ function openSettings() {
   $('set-remote-auth').value = s.database.mode === 'remote' ? s.database.auth ?? '' : '';
   $('set-ice').value = s.ice_servers.map((i) => [i.urls.join(','), i.username, i.credential].filter(Boolean).join(' ')).join('\n');
   $('set-ns').checked = s.noise_suppression;
+  $('set-h264').checked = s.prefer_h264;
   $('settings-error').hidden = true;
   loadDevices().then(() => {
     const d = state.devices;
@@ -299,6 +300,7 @@ async function saveSettings(ev) {
     if (v) s.devices[k] = v;
   }
   s.noise_suppression = $('set-ns').checked;
+  s.prefer_h264 = $('set-h264').checked;
   try {
     await call('save_settings', { settings: s });
     $('settings-dialog').close();

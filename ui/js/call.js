@@ -89,6 +89,11 @@ export class CallView {
       case 'connection':
         this.member(ev.peer).state = ev.state;
         break;
+      case 'track': {
+        // The video codec each connection uses, shown in the stats panel.
+        if (ev.added && ev.codec && ev.kind !== 'audio') this.member(ev.peer).codec = ev.codec;
+        break;
+      }
       case 'speaking': {
         const key = ev.peer === 'self' || ev.peer === this.me ? 'self' : ev.peer;
         if (key === 'self') this.selfSpeaking = ev.speaking;
@@ -236,7 +241,8 @@ export class CallView {
         }
         this.statsPanel.append(box);
       }
-      box.querySelector('h3').textContent = `${m.name} · ${m.state}`;
+      const codec = { vp8: 'VP8', h264: 'H.264' }[m.codec] ?? m.codec;
+      box.querySelector('h3').textContent = [m.name, m.state, codec].filter(Boolean).join(' · ');
       const last = m.history[m.history.length - 1];
       for (const row of box.querySelectorAll('.stats-row')) {
         const k = row.dataset.metric;

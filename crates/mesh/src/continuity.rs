@@ -132,12 +132,6 @@ impl Continuity {
     }
 }
 
-/// Whether a VP8 frame (as reassembled, payload descriptor removed) is a keyframe: bit 0 of the
-/// frame tag is 0 for one (RFC 6386 9.1).
-pub fn vp8_is_keyframe(frame: &[u8]) -> bool {
-    frame.first().is_some_and(|b| b & 1 == 0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,12 +182,5 @@ mod tests {
         assert!(c.undecodable(t0 + ms(1000)));
         c.packet(3, 2);
         assert!(!c.frame(3, false, 0, t0 + ms(1001)).decode);
-    }
-
-    #[test]
-    fn vp8_keyframes_are_recognised() {
-        assert!(vp8_is_keyframe(&[0x50, 0x01]));
-        assert!(!vp8_is_keyframe(&[0x51]));
-        assert!(!vp8_is_keyframe(&[]));
     }
 }

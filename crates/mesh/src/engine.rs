@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use media::codec::VideoCodec;
 use media::source::{AudioSource, MediaError, VideoSource};
 use signal::room::{JoinOptions, RoomEvent, RoomHandle, Signaling, StreamConfig};
 use tokio::sync::{mpsc, oneshot};
@@ -49,6 +50,9 @@ pub struct MeshConfig {
     pub audio_sink: Option<SharedAudioSink>,
     /// How often statistics are reported.
     pub stats_every: Duration,
+    /// The video codecs I want, most preferred first. VP8 only by default; H.264 is used with
+    /// a peer only when both want it (`codecs::choose`, `docs/protocol.md` §4a).
+    pub video_codecs: Vec<VideoCodec>,
 }
 
 impl Default for MeshConfig {
@@ -61,6 +65,7 @@ impl Default for MeshConfig {
             sink: None,
             audio_sink: None,
             stats_every: Duration::from_secs(1),
+            video_codecs: vec![VideoCodec::Vp8],
         }
     }
 }
@@ -77,6 +82,8 @@ pub struct Mesh {
 
 struct PeerEntry {
     cmd: mpsc::UnboundedSender<PeerCommand>,
+    /// The connection's video codec.
+    codec: VideoCodec,
     counters: Arc<Counters>,
     last_frames: u64,
     last_intact: u64,
@@ -104,12 +111,17 @@ impl Mesh {
     pub async fn join(
         signaling: &Signaling,
         room_id: &str,
-        options: JoinOptions,
+        mut options: JoinOptions,
         config: MeshConfig,
         sources: Arc<dyn Sources>,
     ) -> Result<(Mesh, mpsc::Receiver<MeshEvent>), MeshError> {
         let joined_at = Instant::now();
         let wanted = options.streams;
+        options.codecs = config
+            .video_codecs
+            .iter()
+            .map(|c| c.name().to_owned())
+            .collect();
         let (room, room_events) = signaling.join(room_id, options).await?;
         let (events, events_rx) = mpsc::channel(1024);
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
@@ -185,7 +197,9 @@ impl RoomTask {
             )?,
         };
         for peer in self.peers.values() {
-            let _ = peer.cmd.send(PeerCommand::AddTrack(stream.subscribe()));
+            let _ = peer
+                .cmd
+                .send(PeerCommand::AddTrack(stream.subscribe(peer.codec)));
         }
         self.local.insert(kind, stream);
         Ok(())
@@ -280,7 +294,14 @@ impl RoomTask {
                     streams: member.streams,
                 })
                 .await;
-                self.add_peer(member.peer_id, i_offer, member.streams);
+                let codec = crate::codecs::choose(
+                    &self.me,
+                    &self.config.video_codecs,
+                    &member.peer_id,
+                    &member.codecs,
+                );
+                tracing::debug!(peer = %member.peer_id, codec = codec.name(), "video codec chosen");
+                self.add_peer(member.peer_id, i_offer, member.streams, codec);
             }
             RoomEvent::MemberLeft { peer_id, reason } => {
                 self.remove_peer(&peer_id);
@@ -342,7 +363,13 @@ impl RoomTask {
         }
     }
 
-    fn add_peer(&mut self, peer_id: String, i_offer: bool, remote_streams: StreamConfig) {
+    fn add_peer(
+        &mut self,
+        peer_id: String,
+        i_offer: bool,
+        remote_streams: StreamConfig,
+        codec: VideoCodec,
+    ) {
         self.remove_peer(&peer_id);
         let (cmd, cmd_rx) = mpsc::unbounded_channel();
         let counters = Counters::new(self.audio.clone());
@@ -358,13 +385,15 @@ impl RoomTask {
             sink: self.config.sink.clone(),
             counters: counters.clone(),
             remote_streams,
+            video_codec: codec,
         };
-        let feeds = self.local.values().map(LocalStream::subscribe).collect();
+        let feeds = self.local.values().map(|s| s.subscribe(codec)).collect();
         tokio::spawn(peer::run(setup, feeds, i_offer, cmd_rx));
         self.peers.insert(
             peer_id,
             PeerEntry {
                 cmd,
+                codec,
                 counters,
                 last_frames: 0,
                 last_intact: 0,
@@ -376,10 +405,14 @@ impl RoomTask {
     async fn report(&mut self, report: PeerReport) {
         match report {
             PeerReport::Connected(peer) | PeerReport::Negotiated(peer) => {
-                // The new or changed connection needs a picture it can start decoding from.
-                tracing::debug!(%peer, "keyframe requested");
+                // The new or changed connection needs a picture it can start decoding from,
+                // from the encoder of its codec.
+                let Some(codec) = self.peers.get(&peer).map(|p| p.codec) else {
+                    return;
+                };
+                tracing::debug!(%peer, codec = codec.name(), "keyframe requested");
                 for s in self.local.values() {
-                    s.request_keyframe();
+                    s.request_keyframe(codec);
                 }
             }
             PeerReport::GaveUp(peer_id, why) => {

@@ -105,6 +105,8 @@ pub enum MeshEvent {
         peer_id: String,
         /// Which.
         kind: MediaKind,
+        /// Its codec, lower case: `opus`, `vp8`, `h264` (empty when the stack did not say).
+        codec: String,
     },
     /// A remote track ended.
     TrackRemoved {

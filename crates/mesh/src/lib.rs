@@ -28,6 +28,7 @@ pub mod retransmit;
 
 pub use engine::{Mesh, MeshConfig, Sources};
 pub use event::{MediaKind, MeshEvent, PeerStats};
+pub use media::codec::VideoCodec;
 pub use pc::{IceServer, NetConfig};
 pub use playout::{AudioSink, SharedAudioSink};
 

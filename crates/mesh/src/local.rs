@@ -1,8 +1,9 @@
-//! What I send: one stream per kind (camera, microphone, screen), each fed by ONE encoder whose
-//! output is broadcast to every connection. Each connection packetizes the same encoded frames
-//! into a track of its own (a webrtc-rs 0.21 local track delivers to only one PeerConnection),
-//! so a source is encoded once whatever the number of peers; only the cheap RTP packetizing is
-//! per peer.
+//! What I send: one stream per kind (camera, microphone, screen), each fed by ONE encoder per
+//! codec in use whose output is broadcast to every connection using that codec. Each connection
+//! packetizes the same encoded frames into a track of its own (a webrtc-rs 0.21 local track
+//! delivers to only one PeerConnection), so a source is encoded once per codec whatever the
+//! number of peers; only the cheap RTP packetizing is per peer. An encoder runs only while some
+//! connection takes its codec: a room of VP8 peers never pays for H.264.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use media::codec::opus::OpusEncoder;
-use media::codec::vp8::{Vp8Config, Vp8Encoder};
+use media::codec::{EncoderSettings, VideoCodec, VideoEncoder};
 use media::source::{AudioSource, VideoSource};
 use rtc::media::Sample;
 use rtc::media_stream::MediaStreamTrack;
@@ -21,13 +22,10 @@ use tokio::sync::broadcast;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 
-use crate::codecs::{opus_codec, vp8_codec, OPUS_PT, VP8_PT};
+use crate::codecs::{opus_codec, video_codec, video_pt, OPUS_PT};
 use crate::event::MediaKind;
 use crate::keyframe::{is_keyframe_request, Keyframes};
 use crate::MeshError;
-
-/// libvpx's frame-drop threshold for our encoders (libwebrtc's value for VP8).
-const FRAME_DROP_THRESHOLD: u32 = 30;
 
 /// One encoded frame or audio packet.
 #[derive(Clone, Debug)]
@@ -40,12 +38,29 @@ pub struct Encoded {
     pub keyframe: bool,
 }
 
-/// A running local stream: the encoder and the broadcast of what it produces.
+/// One codec's output of a stream: the broadcast of its encoded frames and its keyframe flag.
+#[derive(Clone)]
+struct Output {
+    tx: broadcast::Sender<Encoded>,
+    keyframe: Arc<Keyframes>,
+}
+
+impl Output {
+    fn new(capacity: usize, keyframe_wanted: bool) -> Self {
+        Output {
+            tx: broadcast::channel(capacity).0,
+            keyframe: Arc::new(Keyframes::new(keyframe_wanted)),
+        }
+    }
+}
+
+/// A running local stream: its encoders (one per video codec in use; audio has one) and the
+/// broadcast of what each produces.
 pub struct LocalStream {
     /// The kind.
     pub kind: MediaKind,
-    tx: broadcast::Sender<Encoded>,
-    keyframe: Arc<Keyframes>,
+    /// Audio: the one output. Video: one per codec, in [`VideoCodec::ALL`] order.
+    outputs: Vec<(VideoCodec, Output)>,
     bitrate_kbps: Arc<AtomicU32>,
     stop: Arc<AtomicBool>,
 }
@@ -61,23 +76,50 @@ impl LocalStream {
         self.bitrate_kbps.load(Ordering::Relaxed)
     }
 
-    /// Asks the encoder for a keyframe (a peer connected, or lost a picture).
-    pub fn request_keyframe(&self) {
-        self.keyframe.force();
+    /// Asks the encoder of `codec` for a keyframe (a peer using it connected, or lost a
+    /// picture). Audio has no keyframes and ignores it.
+    pub fn request_keyframe(&self, codec: VideoCodec) {
+        if let Some(out) = self.output(codec) {
+            out.keyframe.force();
+        }
     }
 
-    /// The stream's keyframe flag and its rate limit for remote requests.
+    fn output(&self, codec: VideoCodec) -> Option<&Output> {
+        match self.kind {
+            MediaKind::Audio => None,
+            _ => self
+                .outputs
+                .iter()
+                .find(|(c, _)| *c == codec)
+                .map(|(_, o)| o),
+        }
+    }
+
+    /// The keyframe flag of `codec`'s encoder and its rate limit for remote requests.
     #[cfg(test)]
-    pub fn keyframes(&self) -> &Arc<Keyframes> {
-        &self.keyframe
+    pub fn keyframes(&self, codec: VideoCodec) -> &Arc<Keyframes> {
+        &self
+            .outputs
+            .iter()
+            .find(|(c, _)| *c == codec)
+            .unwrap()
+            .1
+            .keyframe
     }
 
-    /// A new connection's feed of this stream.
-    pub fn subscribe(&self) -> Feed {
+    /// A new connection's feed of this stream, encoded with `codec` (audio ignores it).
+    pub fn subscribe(&self, codec: VideoCodec) -> Feed {
+        let out = self.output(codec).or(self.outputs.first().map(|(_, o)| o));
+        let (tx, keyframe) = match out {
+            Some(o) => (o.tx.clone(), o.keyframe.clone()),
+            // Unreachable: every stream has an output; a closed channel just ends the feed.
+            None => (broadcast::channel(1).0, Arc::new(Keyframes::new(false))),
+        };
         Feed {
             kind: self.kind,
-            rx: self.tx.subscribe(),
-            keyframe: self.keyframe.clone(),
+            codec,
+            rx: tx.subscribe(),
+            keyframe,
         }
     }
 }
@@ -85,6 +127,7 @@ impl LocalStream {
 /// One connection's copy of a local stream.
 pub struct Feed {
     kind: MediaKind,
+    codec: VideoCodec,
     rx: broadcast::Receiver<Encoded>,
     keyframe: Arc<Keyframes>,
 }
@@ -93,6 +136,11 @@ impl Feed {
     /// The kind.
     pub fn kind(&self) -> MediaKind {
         self.kind
+    }
+
+    /// The video codec it carries (meaningless for audio).
+    pub fn codec(&self) -> VideoCodec {
+        self.codec
     }
 
     /// Starts a task writing the stream into `track` (this connection's track of this kind) and
@@ -116,7 +164,7 @@ impl Feed {
         let pt = if self.kind == MediaKind::Audio {
             OPUS_PT
         } else {
-            VP8_PT
+            video_pt(self.codec)
         };
         let writer = track;
         tokio::spawn(async move {
@@ -205,12 +253,15 @@ impl Drop for LocalStream {
     }
 }
 
-/// A new local track of `kind` with a random SSRC.
-pub fn new_track(kind: MediaKind) -> Result<(Arc<TrackLocalStaticSample>, u32), MeshError> {
+/// A new local track of `kind` (video in `video`) with a random SSRC.
+pub fn new_track(
+    kind: MediaKind,
+    video: VideoCodec,
+) -> Result<(Arc<TrackLocalStaticSample>, u32), MeshError> {
     let ssrc = rand::random::<u32>();
     let (codec_kind, codec) = match kind {
         MediaKind::Audio => (RtpCodecKind::Audio, opus_codec()),
-        MediaKind::Video | MediaKind::Screen => (RtpCodecKind::Video, vp8_codec()),
+        MediaKind::Video | MediaKind::Screen => (RtpCodecKind::Video, video_codec(video)),
     };
     let track = MediaStreamTrack::new(
         "huddle".to_owned(),
@@ -234,27 +285,35 @@ pub fn new_track(kind: MediaKind) -> Result<(Arc<TrackLocalStaticSample>, u32), 
     Ok((Arc::new(track), ssrc))
 }
 
-/// Starts a video stream: a thread pulls paced frames from `source`, encodes each once, and a
-/// task writes the encoded frames to the shared track.
+/// Starts a video stream: a thread pulls paced frames from `source` and encodes each once per
+/// codec that some connection takes; tasks write the encoded frames to the connections' tracks.
 pub fn start_video(
     kind: MediaKind,
     mut source: Box<dyn VideoSource>,
     fps: u32,
     bitrate_kbps: u32,
 ) -> Result<LocalStream, MeshError> {
-    let keyframe = Arc::new(Keyframes::new(true));
     let bitrate = Arc::new(AtomicU32::new(bitrate_kbps));
     let stop = Arc::new(AtomicBool::new(false));
-    let (tx, _) = broadcast::channel::<Encoded>(8);
+    let outputs: Vec<(VideoCodec, Output)> = VideoCodec::ALL
+        .iter()
+        .map(|c| (*c, Output::new(8, true)))
+        .collect();
     let frame_time = Duration::from_secs(1) / fps.max(1);
     {
-        let (keyframe, bitrate, stop, tx) =
-            (keyframe.clone(), bitrate.clone(), stop.clone(), tx.clone());
+        let (bitrate, stop, outputs) = (bitrate.clone(), stop.clone(), outputs.clone());
         std::thread::Builder::new()
             .name(format!("huddle-{}-encoder", kind.as_str()))
             .spawn(move || {
-                let mut encoder: Option<Vp8Encoder> = None;
-                let mut current_kbps = 0;
+                let mut encoders: Vec<Encoding> = outputs
+                    .into_iter()
+                    .map(|(codec, out)| Encoding {
+                        codec,
+                        out,
+                        encoder: None,
+                        kbps: 0,
+                    })
+                    .collect();
                 while !stop.load(Ordering::Relaxed) {
                     let frame = match source.next_frame() {
                         Ok(f) => f,
@@ -264,63 +323,10 @@ pub fn start_video(
                         }
                     };
                     let want = bitrate.load(Ordering::Relaxed);
-                    let enc = match &mut encoder {
-                        Some(e) => e,
-                        None => {
-                            let cfg = Vp8Config {
-                                width: frame.width,
-                                height: frame.height,
-                                fps,
-                                bitrate_kbps: want,
-                                threads: 1,
-                            };
-                            match Vp8Encoder::new(cfg) {
-                                Ok(mut e) => {
-                                    current_kbps = want;
-                                    // On a poor link fewer frames, each intact, rather than
-                                    // every frame overshooting the rate into the pacer's queue.
-                                    if let Err(err) = e.set_frame_dropping(FRAME_DROP_THRESHOLD) {
-                                        tracing::warn!(error = %err, "frame dropping unavailable");
-                                    }
-                                    encoder.insert(e)
-                                }
-                                Err(e) => {
-                                    tracing::error!(error = %e, "cannot start the video encoder");
-                                    return;
-                                }
-                            }
-                        }
-                    };
-                    if want != current_kbps && enc.set_bitrate(want).is_ok() {
-                        current_kbps = want;
-                    }
-                    let force = keyframe.take();
-                    match enc.encode(&frame, force) {
-                        Ok(packets) => {
-                            // Rate control may drop even a forced keyframe when its buffer is
-                            // low: ask again with the next frame rather than lose the request.
-                            if force && !packets.iter().any(|p| p.keyframe) {
-                                keyframe.set();
-                            }
-                            for p in packets {
-                                if p.keyframe {
-                                    tracing::debug!(
-                                        kind = kind.as_str(),
-                                        bytes = p.data.len(),
-                                        kbps = current_kbps,
-                                        "keyframe encoded"
-                                    );
-                                }
-                                // No subscriber yet is fine: nobody to send to.
-                                let _ = tx.send(Encoded {
-                                    data: Bytes::from(p.data),
-                                    duration: frame_time,
-                                    keyframe: p.keyframe,
-                                });
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "dropping a frame the encoder refused")
+                    for enc in &mut encoders {
+                        if let Err(e) = enc.encode(kind, &frame, fps, want, frame_time) {
+                            tracing::error!(error = %e, codec = enc.codec.name(), "cannot start the video encoder");
+                            return;
                         }
                     }
                 }
@@ -329,19 +335,93 @@ pub fn start_video(
     }
     Ok(LocalStream {
         kind,
-        tx,
-        keyframe,
+        outputs,
         bitrate_kbps: bitrate,
         stop,
     })
 }
 
+/// One codec's encoder of a video stream, started when a connection first takes the codec.
+struct Encoding {
+    codec: VideoCodec,
+    out: Output,
+    encoder: Option<Box<dyn VideoEncoder>>,
+    kbps: u32,
+}
+
+impl Encoding {
+    /// Encodes `frame` if some connection takes this codec and broadcasts the result; an error
+    /// only when the encoder cannot be started at all.
+    fn encode(
+        &mut self,
+        kind: MediaKind,
+        frame: &media::VideoFrame,
+        fps: u32,
+        want_kbps: u32,
+        frame_time: Duration,
+    ) -> Result<(), media::codec::CodecError> {
+        if self.out.tx.receiver_count() == 0 {
+            return Ok(());
+        }
+        let enc = match &mut self.encoder {
+            Some(e) => e,
+            None => {
+                let settings = EncoderSettings {
+                    width: frame.width,
+                    height: frame.height,
+                    fps,
+                    bitrate_kbps: want_kbps,
+                };
+                self.kbps = want_kbps;
+                tracing::debug!(
+                    codec = self.codec.name(),
+                    kind = kind.as_str(),
+                    "video encoder started"
+                );
+                self.encoder.insert(self.codec.encoder(&settings)?)
+            }
+        };
+        if want_kbps != self.kbps && enc.set_bitrate(want_kbps).is_ok() {
+            self.kbps = want_kbps;
+        }
+        let force = self.out.keyframe.take();
+        match enc.encode(frame, force) {
+            Ok(packets) => {
+                // Rate control may drop even a forced keyframe when its buffer is low: ask
+                // again with the next frame rather than lose the request.
+                if force && !packets.iter().any(|p| p.keyframe) {
+                    self.out.keyframe.set();
+                }
+                for p in packets {
+                    if p.keyframe {
+                        tracing::debug!(
+                            kind = kind.as_str(),
+                            codec = self.codec.name(),
+                            bytes = p.data.len(),
+                            kbps = self.kbps,
+                            "keyframe encoded"
+                        );
+                    }
+                    // A subscriber may have gone meanwhile: nobody to send to is fine.
+                    let _ = self.out.tx.send(Encoded {
+                        data: Bytes::from(p.data),
+                        duration: frame_time,
+                        keyframe: p.keyframe,
+                    });
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "dropping a frame the encoder refused"),
+        }
+        Ok(())
+    }
+}
+
 /// Starts an audio stream: paced 20 ms frames, Opus-encoded once, written to the shared track.
 pub fn start_audio(mut source: Box<dyn AudioSource>) -> Result<LocalStream, MeshError> {
     let stop = Arc::new(AtomicBool::new(false));
-    let (tx, _) = broadcast::channel::<Encoded>(16);
+    let output = Output::new(16, false);
     {
-        let (stop, tx) = (stop.clone(), tx.clone());
+        let (stop, tx) = (stop.clone(), output.tx.clone());
         std::thread::Builder::new()
             .name("huddle-audio-encoder".into())
             .spawn(move || {
@@ -376,8 +456,8 @@ pub fn start_audio(mut source: Box<dyn AudioSource>) -> Result<LocalStream, Mesh
     }
     Ok(LocalStream {
         kind: MediaKind::Audio,
-        tx,
-        keyframe: Arc::new(Keyframes::new(false)),
+        // Audio's one output; the codec tag is unused.
+        outputs: vec![(VideoCodec::Vp8, output)],
         bitrate_kbps: Arc::new(AtomicU32::new(32)),
         stop,
     })
@@ -387,6 +467,7 @@ pub fn start_audio(mut source: Box<dyn AudioSource>) -> Result<LocalStream, Mesh
 #[allow(clippy::unwrap_used)] // test code: a panic is the failure report
 mod tests {
     use super::*;
+    use crate::event::MeshEvent;
     use crate::pc::{self, NetConfig, PcEvent};
     use crate::playout::AudioStreams;
     use crate::remote::{self, Counters};
@@ -416,10 +497,20 @@ mod tests {
     }
 
     /// A receiver that missed the stream's keyframe (nothing forces one on connection here)
-    /// decodes video only because its PLI reaches the encoder: the encoder's own keyframe
-    /// interval is 3000 frames.
+    /// decodes video only because its PLI reaches the encoder: neither encoder makes periodic
+    /// keyframes of its own.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_late_receiver_gets_a_keyframe_by_asking_for_it() {
+    async fn a_late_receiver_gets_a_vp8_keyframe_by_asking_for_it() {
+        late_receiver_asks(VideoCodec::Vp8).await;
+    }
+
+    /// The same over H.264: the track, the payloader, the depacketizer and the decoder.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_late_receiver_gets_an_h264_keyframe_by_asking_for_it() {
+        late_receiver_asks(VideoCodec::H264).await;
+    }
+
+    async fn late_receiver_asks(codec: VideoCodec) {
         let net = NetConfig {
             loopback_only: true,
             ..Default::default()
@@ -428,12 +519,12 @@ mod tests {
             pc: sender,
             events: sender_events,
             ..
-        } = pc::build(&net).await.unwrap();
+        } = pc::build(&net, codec).await.unwrap();
         let pc::Built {
             pc: receiver,
             events: receiver_events,
             ..
-        } = pc::build(&net).await.unwrap();
+        } = pc::build(&net, codec).await.unwrap();
         let stream = start_video(
             MediaKind::Video,
             Box::new(TestPattern::new(160, 96, 15)),
@@ -441,17 +532,17 @@ mod tests {
             300,
         )
         .unwrap();
-        // The first frame is the stream's keyframe; let it go by with nobody listening.
+        // Nobody takes the stream yet: no encoder runs.
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(!stream.keyframes().take(), "no keyframe pending");
-        let (track, ssrc) = new_track(MediaKind::Video).unwrap();
+        let (track, ssrc) = new_track(MediaKind::Video, codec).unwrap();
         sender
             .add_track(track.clone() as Arc<dyn TrackLocal>)
             .await
             .unwrap();
-        let writer = stream
-            .subscribe()
-            .write_into(track, ssrc, Arc::new(AtomicBool::new(true)));
+        let writer =
+            stream
+                .subscribe(codec)
+                .write_into(track, ssrc, Arc::new(AtomicBool::new(true)));
         // The feed starts at a keyframe of its own; written before the connection exists, it
         // is dropped, so the receiver can only decode by asking. (Negotiating at once raced:
         // on a fast run the feed's keyframe got through and nothing had to be asked.)
@@ -472,7 +563,16 @@ mod tests {
 
         let counters = Counters::new(AudioStreams::new());
         let (events, mut events_rx) = mpsc::channel(64);
-        tokio::spawn(async move { while events_rx.recv().await.is_some() {} });
+        // The track's codec as the receiving stack reports it: what went over the wire.
+        let (codec_tx, codec_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let mut codec_tx = Some(codec_tx);
+            while let Some(ev) = events_rx.recv().await {
+                if let (MeshEvent::TrackAdded { codec, .. }, Some(tx)) = (ev, codec_tx.take()) {
+                    let _ = tx.send(codec);
+                }
+            }
+        });
         let track = tokio::time::timeout(Duration::from_secs(10), tracks.recv())
             .await
             .unwrap()
@@ -495,7 +595,9 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let frames = counters.frames.load(Ordering::Relaxed);
-        let asked = stream.keyframes().forced_for_peers();
+        let intact = counters.intact.load(Ordering::Relaxed);
+        let asked = stream.keyframes(codec).forced_for_peers();
+        let received_as = codec_rx.await.unwrap();
         writer.abort();
         let _ = sender.close().await;
         let _ = receiver.close().await;
@@ -504,5 +606,14 @@ mod tests {
             "the PLI never reached the encoder ({frames} frames)"
         );
         assert!(frames >= 5, "only {frames} frames decoded");
+        assert_eq!(
+            received_as,
+            codec.name(),
+            "the track arrived in another codec"
+        );
+        assert!(
+            intact >= 5,
+            "only {intact} of {frames} frames read back their stamp"
+        );
     }
 }

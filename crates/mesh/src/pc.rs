@@ -19,7 +19,7 @@ use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 /// Packets the pacer may hold (~0.5 s at 800 kbit/s; a 640x360 keyframe is ~15-30).
 const PACER_QUEUE_PACKETS: usize = 48;
 
-use crate::codecs::{opus_codec, vp8_codec};
+use crate::codecs::{opus_codec, video_codec};
 use crate::congestion::{self, Estimate};
 use crate::keyframe::{KeyframeRequestsToApp, KEYFRAME_REQUESTS_SLOT};
 use crate::negotiation::Link;
@@ -28,6 +28,7 @@ use crate::retransmit::{
     STALE_RETRANSMISSIONS_SLOT,
 };
 use crate::MeshError;
+use media::codec::VideoCodec;
 use rtc::peer_connection::configuration::interceptor_registry::{
     configure_congestion_control, configure_rtcp_reports, configure_simulcast_extension_headers,
     CongestionFeedback,
@@ -106,14 +107,15 @@ pub struct Built {
     pub send: Arc<SendCounters>,
 }
 
-/// A new PeerConnection with VP8 and Opus; congestion control; NACK with bounded repetition
+/// A new PeerConnection with `video` (the connection's one video codec, see `codecs::choose`)
+/// and Opus; congestion control; NACK with bounded repetition
 /// (see `retransmit`), RTCP reports, and an interceptor passing keyframe requests to the
 /// application; mDNS off (we exchange real addresses through encrypted or trusted signaling,
 /// and mDNS needs multicast, which a loopback-only namespace does not have).
-pub async fn build(net: &NetConfig) -> Result<Built, MeshError> {
+pub async fn build(net: &NetConfig, video: VideoCodec) -> Result<Built, MeshError> {
     let mut media = MediaEngine::default();
     media
-        .register_codec(vp8_codec(), RtpCodecKind::Video)
+        .register_codec(video_codec(video), RtpCodecKind::Video)
         .map_err(MeshError::webrtc)?;
     media
         .register_codec(opus_codec(), RtpCodecKind::Audio)
@@ -142,7 +144,7 @@ pub async fn build(net: &NetConfig) -> Result<Built, MeshError> {
     );
     // webrtc-rs's defaults (`register_default_interceptors`) minus its NACK generator, which
     // re-asks for a lost packet every 100 ms without end (see `retransmit`). The NACK feedback
-    // types are in `vp8_codec`.
+    // types are in `video_codec`.
     configure_simulcast_extension_headers(&mut media).map_err(MeshError::webrtc)?;
     let registry = configure_rtcp_reports(registry)
         .with(Slot::NackResponder, NackResponderBuilder::new().build())

@@ -21,6 +21,7 @@ use crate::local::Feed;
 use crate::negotiation::{Action, Input, Link, Negotiation, RepairPolicy};
 use crate::pc::{self, NetConfig, PcEvent};
 use crate::remote::{self, Counters, VideoSink};
+use media::codec::VideoCodec;
 
 /// What the room task tells a peer task.
 pub enum PeerCommand {
@@ -70,6 +71,8 @@ pub struct PeerSetup {
     pub counters: Arc<Counters>,
     /// What the peer said it sends when it joined.
     pub remote_streams: StreamConfig,
+    /// The connection's video codec (`codecs::choose`): every video track I send is in it.
+    pub video_codec: VideoCodec,
 }
 
 /// Runs one peer until it is closed or given up.
@@ -84,7 +87,7 @@ pub async fn run(
         events: mut pc_events,
         estimate,
         send,
-    } = match pc::build(&setup.net).await {
+    } = match pc::build(&setup.net, setup.video_codec).await {
         Ok(x) => x,
         Err(e) => {
             let _ = setup
@@ -269,7 +272,7 @@ async fn add_track(
             Some(feed.write_into(sending.track.clone(), sending.ssrc, link_up.clone()));
         return false;
     }
-    let (track, ssrc) = match crate::local::new_track(kind) {
+    let (track, ssrc) = match crate::local::new_track(kind, feed.codec()) {
         Ok(x) => x,
         Err(e) => {
             tracing::warn!(error = %e, kind = kind.as_str(), "could not create a track");

@@ -7,16 +7,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use media::codec::vp8::Vp8Decoder;
+use bytes::Bytes;
+use media::codec::VideoCodec;
 use media::VideoFrame;
 use rtc::media::io::sample_builder::SampleBuilder;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp::codec::h264::H264Packet;
 use rtc::rtp::codec::vp8::Vp8Packet;
+use rtc::rtp::packetizer::Depacketizer;
 use signal::room::StreamConfig;
 use tokio::sync::{mpsc, watch};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
-use crate::continuity::{vp8_is_keyframe, Continuity};
+use crate::continuity::Continuity;
 use crate::event::{MediaKind, MeshEvent};
 use crate::playout::{AudioStreams, PlayoutCounters, StreamGuard};
 
@@ -66,6 +69,51 @@ impl Counters {
     }
 }
 
+/// RTP payload reassembly for the video codec a track carries.
+enum VideoPayload {
+    Vp8(Vp8Packet),
+    H264(H264Packet),
+}
+
+impl VideoPayload {
+    fn new(codec: VideoCodec) -> Self {
+        match codec {
+            VideoCodec::Vp8 => VideoPayload::Vp8(Vp8Packet::default()),
+            // Annex B out (start codes between NAL units), as OpenH264 reads it.
+            VideoCodec::H264 => VideoPayload::H264(H264Packet::default()),
+        }
+    }
+}
+
+impl Depacketizer for VideoPayload {
+    fn depacketize(&mut self, b: &Bytes) -> rtc::shared::error::Result<Bytes> {
+        match self {
+            VideoPayload::Vp8(p) => p.depacketize(b),
+            VideoPayload::H264(p) => p.depacketize(b),
+        }
+    }
+
+    fn is_partition_head(&self, payload: &Bytes) -> bool {
+        match self {
+            VideoPayload::Vp8(p) => p.is_partition_head(payload),
+            VideoPayload::H264(p) => p.is_partition_head(payload),
+        }
+    }
+
+    fn is_partition_tail(&self, marker: bool, payload: &Bytes) -> bool {
+        match self {
+            VideoPayload::Vp8(p) => p.is_partition_tail(marker, payload),
+            VideoPayload::H264(p) => p.is_partition_tail(marker, payload),
+        }
+    }
+}
+
+/// The codec name a track reports in events: `opus`, `vp8`, `h264`, or the MIME subtype of
+/// anything else, lower case.
+fn codec_name(mime: &str) -> String {
+    mime.rsplit('/').next().unwrap_or(mime).to_ascii_lowercase()
+}
+
 /// Whether `streams` says the sender sends `kind`.
 fn announced(streams: &StreamConfig, kind: MediaKind) -> bool {
     match kind {
@@ -110,22 +158,38 @@ pub async fn receive(
             rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Audio => MediaKind::Audio,
             _ => MediaKind::Video,
         });
+    let media_ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
+    let mime = track
+        .codec(media_ssrc)
+        .await
+        .map(|c| c.mime_type)
+        .unwrap_or_default();
+    let codec = codec_name(&mime);
+    // What the connection negotiated (ours offer exactly one video codec; a browser's answer
+    // to its own offer lists VP8 first): VP8 unless the track says H.264.
+    let video_codec = VideoCodec::from_name(&codec).unwrap_or(VideoCodec::Vp8);
     let _ = events
         .send(MeshEvent::TrackAdded {
             peer_id: peer_id.clone(),
             kind,
+            codec: codec.clone(),
         })
         .await;
     let mut shown = true;
-    let media_ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
     // A lost packet may hold a frame back only briefly: NACK gets one retransmission chance,
     // then the frame is given up (and a PLI asks for a keyframe). Bounding it by packet count
     // alone let one loss at a low bitrate stall video for seconds.
-    let mut builder = SampleBuilder::new(128, Vp8Packet::default(), 90_000)
+    let mut builder = SampleBuilder::new(128, VideoPayload::new(video_codec), 90_000)
         .with_max_time_delay(std::time::Duration::from_millis(200));
     let mut decoder = match kind {
         MediaKind::Audio => None,
-        _ => Vp8Decoder::new().ok(),
+        _ => match video_codec.decoder() {
+            Ok(d) => Some(d),
+            Err(e) => {
+                tracing::warn!(peer = %peer_id, error = %e, "cannot decode this peer's video");
+                None
+            }
+        },
     };
     // Registered while the track is shown: dropping the guard (stream off, track ended, task
     // gone) takes the stream out of the mix.
@@ -175,6 +239,7 @@ pub async fn receive(
                 .send(MeshEvent::TrackAdded {
                     peer_id: peer_id.clone(),
                     kind,
+                    codec: codec.clone(),
                 })
                 .await;
         }
@@ -207,7 +272,7 @@ pub async fn receive(
         while let Some(sample) = builder.pop(Instant::now()) {
             let verdict = continuity.frame(
                 sample.packet_timestamp,
-                vp8_is_keyframe(&sample.data),
+                video_codec.is_keyframe(&sample.data),
                 sample.prev_dropped_packets,
                 Instant::now(),
             );

@@ -12,7 +12,7 @@ use anyhow::Context;
 use clap::Parser;
 use media::source::{AudioSource, MediaError, VideoSource};
 use media::synthetic::{TestPattern, Tone};
-use mesh::{MediaKind, Mesh, MeshConfig, MeshEvent, NetConfig, Sources};
+use mesh::{MediaKind, Mesh, MeshConfig, MeshEvent, NetConfig, Sources, VideoCodec};
 use peer_devices::{Origin, PeerSources};
 use serde_json::{json, Value};
 use signal::room::{JoinOptions, Privacy, SignalError, Signaling, Timing};
@@ -71,6 +71,10 @@ struct Args {
     /// Video size, WIDTHxHEIGHT.
     #[arg(long, default_value = "640x360", value_parser = parse_size)]
     size: (u32, u32),
+    /// Video codec to use with peers that want it too: vp8 (everyone has it) or h264. A peer
+    /// that does not list H.264 still gets VP8.
+    #[arg(long, default_value = "vp8", value_parser = parse_codec)]
+    codec: VideoCodec,
     /// Video frame rate.
     #[arg(long, default_value_t = 30)]
     fps: u32,
@@ -92,6 +96,10 @@ struct Args {
     /// Presence bound in ms: a member silent this long is removed (protocol default 15000).
     #[arg(long, default_value_t = 15000)]
     expiry_ms: u64,
+}
+
+fn parse_codec(s: &str) -> Result<VideoCodec, String> {
+    VideoCodec::from_name(s).ok_or_else(|| format!("unknown video codec {s:?}: use vp8 or h264"))
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
@@ -167,9 +175,14 @@ fn describe(ev: &MeshEvent) -> Option<(&'static str, Value)> {
             "stream_changed",
             json!({"peer": peer_id, "streams": streams}),
         ),
-        MeshEvent::TrackAdded { peer_id, kind } => {
-            ("track_added", json!({"from": peer_id, "kind": kind}))
-        }
+        MeshEvent::TrackAdded {
+            peer_id,
+            kind,
+            codec,
+        } => (
+            "track_added",
+            json!({"from": peer_id, "kind": kind, "codec": codec}),
+        ),
         MeshEvent::TrackRemoved { peer_id, kind } => {
             ("track_removed", json!({"from": peer_id, "kind": kind}))
         }
@@ -330,6 +343,11 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
             ice_servers: ice_servers(&args.ice_servers),
         },
         fps: args.fps,
+        // H.264 first when asked for; VP8 always, for the peers that do not want H.264.
+        video_codecs: match args.codec {
+            VideoCodec::H264 => vec![VideoCodec::H264, VideoCodec::Vp8],
+            VideoCodec::Vp8 => vec![VideoCodec::Vp8],
+        },
         audio_sink,
         sink: args
             .report_frames

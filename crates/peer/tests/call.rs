@@ -323,3 +323,51 @@ async fn a_screen_shared_at_join_reaches_the_first_offerer() {
     })
     .await;
 }
+
+/// a and b both want H.264 and use it with each other, screen share included; c wants only VP8,
+/// so a and b send it VP8 (each of them encoding its camera twice, once per codec) and every
+/// picture still decodes with its stamp intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h264_between_peers_that_both_want_it_vp8_with_the_rest() {
+    let (_dir, server) = db().await;
+    let url = server.url();
+    blocking(move || {
+        let h264 = ["--codec", "h264", "--audio", "none"];
+        let mut a = Peer::spawn(&url, "codecs", "a", &[&h264[..], &["--create"]].concat());
+        a.wait("joined", |v| v["event"] == "joined");
+        let mut b = Peer::spawn(&url, "codecs", "b", &h264);
+        let mut c = Peer::spawn(&url, "codecs", "c", &["--audio", "none"]);
+        let codec_of = |p: &mut Peer, from: &str, kind: &str| -> String {
+            let (id, kind) = (Peer::id(from), kind.to_owned());
+            let track = p.wait(&format!("{kind} track from {from}"), move |v| {
+                v["event"] == "track_added"
+                    && v["from"] == id.as_str()
+                    && v["kind"] == kind.as_str()
+            });
+            track["codec"].as_str().unwrap().to_owned()
+        };
+        for (p, pairs) in [
+            (&mut a, [("b", "h264"), ("c", "vp8")]),
+            (&mut b, [("a", "h264"), ("c", "vp8")]),
+            (&mut c, [("a", "vp8"), ("b", "vp8")]),
+        ] {
+            for (from, want) in pairs {
+                assert_eq!(codec_of(p, from, "video"), want, "{from}'s camera");
+                let id = Peer::id(from);
+                // Intact: the stamp in the pixels read back, so the picture decoded right.
+                p.wait(&format!("intact video from {from}"), move |v| {
+                    v["event"] == "stats"
+                        && v["peer"] == id.as_str()
+                        && v["intact_fps"].as_f64().unwrap_or(0.0) >= 5.0
+                });
+            }
+        }
+        // A screen share added later goes over a new m-section in the connection's codec.
+        a.send("screen on");
+        assert_eq!(codec_of(&mut b, "a", "screen"), "h264");
+        assert_eq!(codec_of(&mut c, "a", "screen"), "vp8");
+        b.first_frame_from("a", "screen");
+        c.first_frame_from("a", "screen");
+    })
+    .await;
+}

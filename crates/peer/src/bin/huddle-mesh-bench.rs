@@ -37,6 +37,9 @@ struct Args {
     /// Run only this phase: join, six, latency, cpu.
     #[arg(long)]
     only: Option<String>,
+    /// Video codec every peer wants (vp8 or h264): all connections use it.
+    #[arg(long, default_value = "vp8")]
+    codec: String,
 }
 
 fn sibling(name: &str) -> anyhow::Result<PathBuf> {
@@ -207,9 +210,9 @@ fn first_frame_ms(v: &Value) -> Option<f64> {
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-fn bench_join(joins: usize) -> anyhow::Result<()> {
+fn bench_join(joins: usize, codec: &str) -> anyhow::Result<()> {
     let db = Db::start()?;
-    let small = ["--size", "320x180", "--fps", "30"];
+    let small = ["--size", "320x180", "--fps", "30", "--codec", codec];
     let host = Peer::spawn(
         &db.url,
         "join",
@@ -237,9 +240,11 @@ fn bench_join(joins: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn bench_six() -> anyhow::Result<()> {
+fn bench_six(codec: &str) -> anyhow::Result<()> {
     let db = Db::start()?;
-    let small = ["--size", "320x180", "--fps", "15", "--audio", "none"];
+    let small = [
+        "--size", "320x180", "--fps", "15", "--audio", "none", "--codec", codec,
+    ];
     let mut resident = Vec::new();
     for i in 0..5 {
         let create: &[&str] = if i == 0 { &["--create"] } else { &[] };
@@ -265,9 +270,11 @@ fn bench_six() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn bench_latency(size: &str, seconds: u64) -> anyhow::Result<()> {
+fn bench_latency(size: &str, seconds: u64, codec: &str) -> anyhow::Result<()> {
     let db = Db::start()?;
-    let args = ["--size", size, "--fps", "30", "--audio", "none"];
+    let args = [
+        "--size", size, "--fps", "30", "--audio", "none", "--codec", codec,
+    ];
     let a = Peer::spawn(&db.url, "lat", "a", &[&["--create"][..], &args].concat())?;
     a.wait(LIMIT, |v| v["event"] == "joined")?;
     let b = Peer::spawn(&db.url, "lat", "b", &args)?;
@@ -288,10 +295,10 @@ fn bench_latency(size: &str, seconds: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn bench_cpu(size: &str, seconds: u64, max_peers: usize) -> anyhow::Result<()> {
+fn bench_cpu(size: &str, seconds: u64, max_peers: usize, codec: &str) -> anyhow::Result<()> {
     for n in (2..=max_peers).filter(|n| *n == 2 || *n == 3 || *n == max_peers) {
         let db = Db::start()?;
-        let args = ["--size", size, "--fps", "30"];
+        let args = ["--size", size, "--fps", "30", "--codec", codec];
         let measured = Peer::spawn(&db.url, "cpu", "m", &[&["--create"][..], &args].concat())?;
         measured.wait(LIMIT, |v| v["event"] == "joined")?;
         let mut others = Vec::new();
@@ -318,20 +325,22 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let run = |p: &str| args.only.as_deref().is_none_or(|o| o == p);
     println!(
-        "huddle-mesh-bench on {} cores",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        "huddle-mesh-bench on {} cores, video codec {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        args.codec
     );
+    let codec = args.codec.as_str();
     if run("join") {
-        bench_join(args.joins)?;
+        bench_join(args.joins, codec)?;
     }
     if run("six") {
-        bench_six()?;
+        bench_six(codec)?;
     }
     if run("latency") {
-        bench_latency(&args.size, args.seconds)?;
+        bench_latency(&args.size, args.seconds, codec)?;
     }
     if run("cpu") {
-        bench_cpu(&args.size, args.seconds, args.max_peers)?;
+        bench_cpu(&args.size, args.seconds, args.max_peers, codec)?;
     }
     Ok(())
 }

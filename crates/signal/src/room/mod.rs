@@ -114,6 +114,9 @@ pub struct JoinOptions {
     pub streams: StreamConfig,
     /// The room secret, for a private room.
     pub secret: Option<String>,
+    /// The video codecs I want to use, most preferred first, as written to my occupant record
+    /// (`docs/protocol.md` §4a). Empty: VP8 only, the protocol's default.
+    pub codecs: Vec<String>,
 }
 
 impl JoinOptions {
@@ -123,6 +126,7 @@ impl JoinOptions {
             name: name.into(),
             streams: StreamConfig::default(),
             secret: None,
+            codecs: Vec::new(),
         }
     }
 }
@@ -351,6 +355,7 @@ impl Signaling {
             space,
             key,
             name,
+            codecs: options.codecs.clone(),
             timing: self.timing,
         };
         session::start(room, options.streams).await

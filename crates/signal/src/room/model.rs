@@ -64,7 +64,30 @@ pub struct Occupant {
     pub seen: i64,
     /// What the peer sends.
     pub streams: StreamConfig,
+    /// The video codecs the peer wants to use, most preferred first (`docs/protocol.md` §4a);
+    /// absent means VP8 only. On the wire one comma-separated string (`"h264,vp8"`): the
+    /// database would turn an array into an object keyed "0", "1", ...
+    #[serde(default, deserialize_with = "lenient_codecs")]
+    pub codecs: Vec<String>,
 }
+
+/// Reads the codec list leniently: anything but a string is an empty list, so a strange value
+/// costs the peer its codec preference, not its place in the room.
+fn lenient_codecs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let v = Value::deserialize(d)?;
+    Ok(v.as_str()
+        .map(|s| {
+            s.split(',')
+                .map(|c| c.trim().to_owned())
+                .filter(|c| !c.is_empty() && c.len() <= 16)
+                .take(MAX_CODECS)
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// At most this many codec names are read from a record, each at most 16 characters.
+pub const MAX_CODECS: usize = 8;
 
 impl Occupant {
     /// Parses and checks a record; `None` for anything incomplete or malformed.
@@ -75,14 +98,23 @@ impl Occupant {
     }
 
     /// The record to write on join (server timestamps for the times).
-    pub fn join_value(name: &str, session: &str, streams: StreamConfig) -> Value {
-        json!({
+    pub fn join_value(
+        name: &str,
+        session: &str,
+        streams: StreamConfig,
+        codecs: &[String],
+    ) -> Value {
+        let mut v = json!({
             "name": name,
             "session": session,
             "joinedAt": {".sv": "timestamp"},
             "seen": {".sv": "timestamp"},
             "streams": streams,
-        })
+        });
+        if !codecs.is_empty() {
+            v["codecs"] = json!(codecs.join(","));
+        }
+        v
     }
 }
 
@@ -190,6 +222,28 @@ mod tests {
         let good = json!({"name": "Ann", "session": "s1", "joinedAt": 1, "seen": 2,
             "streams": {"audio": true, "video": false, "screen": false}});
         assert!(Occupant::from_value(&good).is_some());
+        // The codec list: a string read leniently; anything else is no list, not a bad record.
+        let mut with = good.clone();
+        with["codecs"] = json!("h264, vp8,,");
+        assert_eq!(Occupant::from_value(&with).unwrap().codecs, ["h264", "vp8"]);
+        for odd in [json!(["h264"]), json!({"0": "h264"}), json!(7), json!(null)] {
+            with["codecs"] = odd;
+            assert!(Occupant::from_value(&with).unwrap().codecs.is_empty());
+        }
+        with["codecs"] = json!(format!("{},h264", "x".repeat(40)));
+        assert_eq!(Occupant::from_value(&with).unwrap().codecs, ["h264"]);
+        let v = Occupant::join_value(
+            "Ann",
+            "s1",
+            StreamConfig::default(),
+            &["h264".into(), "vp8".into()],
+        );
+        assert_eq!(v["codecs"], "h264,vp8");
+        assert!(
+            Occupant::join_value("Ann", "s1", StreamConfig::default(), &[])
+                .get("codecs")
+                .is_none()
+        );
         let mut bad = good.clone();
         bad["name"] = json!(7);
         assert!(Occupant::from_value(&bad).is_none());

@@ -144,6 +144,7 @@ pub(super) struct Room {
     pub space: String,
     pub key: Option<RoomKey>,
     pub name: String,
+    pub codecs: Vec<String>,
     pub timing: Timing,
 }
 
@@ -204,7 +205,7 @@ async fn register(room: &Room, session: &str, streams: StreamConfig) -> Result<(
     let mut patch = Map::new();
     patch.insert(
         paths::occupant(&room.space, &room.me),
-        Occupant::join_value(&room.name, session, streams),
+        Occupant::join_value(&room.name, session, streams, &room.codecs),
     );
     for kind in Kind::ALL {
         patch.insert(paths::inbox(kind, &room.space, &room.me), Value::Null);

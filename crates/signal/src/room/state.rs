@@ -25,6 +25,8 @@ pub struct Member {
     pub session: String,
     /// What they send.
     pub streams: StreamConfig,
+    /// The video codecs they want, most preferred first (empty: VP8 only).
+    pub codecs: Vec<String>,
     /// Server ms.
     pub joined_at: i64,
     /// Server ms of their last heartbeat.
@@ -188,6 +190,7 @@ impl RoomState {
             name: rec.name,
             session: rec.session,
             streams: rec.streams,
+            codecs: rec.codecs,
             joined_at: rec.joined_at,
             seen: rec.seen,
         };
