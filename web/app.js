@@ -88,6 +88,8 @@ window.huddle = {
         sends: l.kindOfSender.get(t.sender) || null,
         track: !!t.sender.track,
       })),
+      localSdp: l.pc.localDescription && l.pc.localDescription.sdp,
+      remoteSdp: l.pc.remoteDescription && l.pc.remoteDescription.sdp,
     })),
 };
 

@@ -116,7 +116,6 @@ export class PeerLink {
       this.hadRemote = true;
       this.offerSentAt = null;
       await this.pc.setLocalDescription();
-      this.learnRemoteSetup(this.pc.localDescription.sdp, true);
       await this.room.sendAnswer(this.peerId, this.labelled(this.pc.localDescription.sdp));
       await this.flush();
       this.afterStable();
@@ -129,9 +128,7 @@ export class PeerLink {
     if (this.closed || this.pc.signalingState !== 'have-local-offer') return;
     try {
       this.learnKinds(sdp);
-      sdp = this.keepDtlsRole(sdp);
       await this.pc.setRemoteDescription({ type: 'answer', sdp });
-      this.learnRemoteSetup(sdp, false);
       this.hadRemote = true;
       this.offerSentAt = null;
       await this.flush();
@@ -192,28 +189,6 @@ export class PeerLink {
           .replace(/(\r\na=mid:\S+)/, `$1\r\na=msid:huddle ${kind}`);
       })
       .join('');
-  }
-
-  /**
-   * The DTLS roles are fixed by the first exchange. `mine`: my own answer (its `a=setup` is my
-   * role, the peer has the other); otherwise the peer's answer (its role).
-   */
-  learnRemoteSetup(sdp, mine) {
-    if (this.remoteSetup) return;
-    const m = /\r\na=setup:(active|passive)/.exec(sdp);
-    if (!m) return;
-    const flip = { active: 'passive', passive: 'active' };
-    this.remoteSetup = mine ? flip[m[1]] : m[1];
-  }
-
-  /**
-   * An answer to a later offer must keep the DTLS role the connection has (RFC 8842 section 5.5)
-   * or Chrome refuses it ("Failed to set SSL role"). webrtc-rs 0.21 answers every offer with
-   * `a=setup:active`, so an answer from a peer that is the DTLS server says the role it keeps.
-   */
-  keepDtlsRole(sdp) {
-    if (!this.remoteSetup) return sdp;
-    return sdp.replace(/\r\na=setup:(active|passive)/g, `\r\na=setup:${this.remoteSetup}`);
   }
 
   /** Remembers which remote m-section carries which kind (from the peer's msid labels). */

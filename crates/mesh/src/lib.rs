@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+mod answer;
 mod codecs;
 pub mod congestion;
 pub mod continuity;

@@ -15,6 +15,7 @@ use webrtc::peer_connection::{
     RTCStatsReportEntry, StatsSelector,
 };
 
+use crate::answer::{self, DtlsRole};
 use crate::event::{MediaKind, MeshEvent};
 use crate::local::Feed;
 use crate::negotiation::{Action, Input, Link, Negotiation, RepairPolicy};
@@ -103,6 +104,7 @@ pub async fn run(
     let link_up = Arc::new(AtomicBool::new(true));
     let (remote_streams, _) = watch::channel(setup.remote_streams);
     let mut lost = false;
+    let mut dtls = DtlsRole::default();
     for feed in feeds {
         add_track(&*pc, &mut senders, feed, &link_up).await;
     }
@@ -118,8 +120,16 @@ pub async fn run(
         while !pending.is_empty() {
             let actions = std::mem::take(&mut pending);
             for action in actions {
-                if let Some(input) = execute(&setup, &*pc, action).await {
+                if let Some(input) = execute(&setup, &*pc, &mut dtls, action).await {
+                    // An answer fits my tracks into the offer's m-sections; one it had no room
+                    // for (a screen shared before this peer's offer came) needs my own offer.
+                    let left_out = matches!(&input, Input::AnswerReady(sdp)
+                        if !answer::carries_all(sdp, senders.values().map(|s| s.ssrc)));
                     pending.extend(neg.handle(input, Instant::now()));
+                    if left_out {
+                        tracing::debug!(peer = %setup.peer_id, "a track had no m-section in the offer: offering it");
+                        pending.extend(neg.handle(Input::NegotiationNeeded, Instant::now()));
+                    }
                 }
             }
         }
@@ -290,7 +300,12 @@ async fn add_track(
 }
 
 /// Carries out one action; returns the input that reports its result, if any.
-async fn execute(setup: &PeerSetup, pc: &dyn PeerConnection, action: Action) -> Option<Input> {
+async fn execute(
+    setup: &PeerSetup,
+    pc: &dyn PeerConnection,
+    dtls: &mut DtlsRole,
+    action: Action,
+) -> Option<Input> {
     let failed = |what: &str, e: &dyn std::fmt::Display| {
         tracing::warn!(peer = %setup.peer_id, error = %e, "{what} failed");
         Some(Input::OperationFailed(format!("{what}: {e}")))
@@ -347,10 +362,14 @@ async fn execute(setup: &PeerSetup, pc: &dyn PeerConnection, action: Action) -> 
                 Ok(a) => a,
                 Err(e) => return failed("creating the answer", &e),
             };
-            let sdp = answer.sdp.clone();
+            // webrtc-rs answers `active` even where it is the DTLS server: the answer sent says
+            // the role kept (see `answer`). The one set locally must stay as webrtc-rs made it
+            // (it refuses any other), and it reads `a=setup` only in the first exchange.
+            let sdp = dtls.keep_in_answer(&answer.sdp);
             if let Err(e) = pc.set_local_description(answer).await {
                 return failed("setting the answer", &e);
             }
+            dtls.learn_from_my_answer(&sdp);
             let _ = setup
                 .reports
                 .send(PeerReport::Negotiated(setup.peer_id.clone()));
@@ -361,13 +380,14 @@ async fn execute(setup: &PeerSetup, pc: &dyn PeerConnection, action: Action) -> 
             Err(e) => failed("sending the answer", &e),
         },
         Action::ApplyAnswer(sdp) => {
-            let answer = match RTCSessionDescription::answer(sdp) {
+            let answer = match RTCSessionDescription::answer(sdp.clone()) {
                 Ok(a) => a,
                 Err(e) => return failed("reading the answer", &e),
             };
             if let Err(e) = pc.set_remote_description(answer).await {
                 return failed("applying the answer", &e);
             }
+            dtls.learn_from_their_answer(&sdp);
             let _ = setup
                 .reports
                 .send(PeerReport::Negotiated(setup.peer_id.clone()));

@@ -255,7 +255,7 @@ async fn toggles_and_renegotiation(
             .unwrap();
         });
     }
-    // Renegotiation started by a native peer.
+    // Renegotiation started by a native peer (it shares its screen for the first time).
     let sid = natives[sharer].id.clone();
     natives[sharer].send("screen on").unwrap();
     for w in watchers.iter().chain([&b]) {
@@ -316,23 +316,32 @@ async fn one_browser_and_two_native_peers() {
     let url = server.url();
     let mut a = spawn_native(&url, "web-a", "a-native-1", &["--create"]);
     blocking(|| a.wait("joined", T, |v| v["event"] == "joined").unwrap());
-    let z = spawn_native(&url, "web-a", "z-native-2", &[]);
+    // z shares its screen from the start: it answers the first offers of both others, which
+    // have no m-section for a screen, so it must offer its screen itself afterwards.
+    let z = spawn_native(&url, "web-a", "z-native-2", &["--screen", "synthetic"]);
     // "m-..." sits between the natives: polite towards one, impolite (first offerer) towards the other.
     let mut web = open_browser(&url, "web-a", "m-browser-1").await;
     let mut natives = [a, z];
     full_mesh(&[("m-browser-1", &web)], &mut natives).await;
+    web.wait("the screen z shared when it joined", T, |s| {
+        frames(s, "z-native-2", "screen") > 5
+            && s["members"]["z-native-2"]["streams"]["screen"] == true
+    })
+    .await
+    .unwrap();
+    blocking(|| {
+        natives[0]
+            .wait("the screen z shared when it joined", T, |v| {
+                v["event"] == "first_frame" && v["from"] == "z-native-2" && v["kind"] == "screen"
+            })
+            .unwrap();
+    });
     toggles_and_renegotiation("m-browser-1", &web, &[], &mut natives, 0).await;
     native_killed(&mut natives[1], &[&web]).await;
     browser_killed(&mut web, "m-browser-1", &[], &mut natives[..1]).await;
 }
 
-// Known failure since the mesh recovery work (track ids `<kind>-<ssrc>`, keyframe-gated
-// connections) met the web client: when the native peer starts a screen share that needs a
-// NEW m-section towards a browser, the browser never gets the screen track (no `track` event;
-// 3 runs of 3). A reused m-section works (one_browser_and_two_native_peers). Kept runnable with
-// `cargo test -p peer --test browser -- --ignored` until it is fixed (issue 7 stays open).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a native screen share over a new m-section does not reach a browser (issue 7 open)"]
 async fn two_browsers_and_one_native_peer() {
     let (_dir, server) = db().await;
     let url = server.url();

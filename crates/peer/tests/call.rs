@@ -300,6 +300,30 @@ async fn crossing_renegotiations_resolve() {
     .await;
 }
 
+/// A peer sharing its screen from the moment it joins answers the first offer, which has no
+/// m-section for a screen (the offerer has none): it must offer its screen itself afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_screen_shared_at_join_reaches_the_first_offerer() {
+    let (_dir, server) = db().await;
+    let url = server.url();
+    blocking(move || {
+        let mut a = Peer::spawn(&url, "early", "a", &["--create", "--audio", "none"]);
+        a.wait("joined", |v| v["event"] == "joined");
+        // "a" < "b": a sends the first offer (its camera only), b answers it.
+        let mut b = Peer::spawn(
+            &url,
+            "early",
+            "b",
+            &["--audio", "none", "--screen", "synthetic"],
+        );
+        b.wait("joined", |v| v["event"] == "joined");
+        a.first_frame_from("b", "video");
+        a.first_frame_from("b", "screen");
+        b.first_frame_from("a", "video");
+    })
+    .await;
+}
+
 /// a and b both want H.264 and use it with each other, screen share included; c wants only VP8,
 /// so a and b send it VP8 (each of them encoding its camera twice, once per codec) and every
 /// picture still decodes with its stamp intact.

@@ -183,7 +183,13 @@ impl Browser {
                 return Ok(s);
             }
             if Instant::now() > deadline {
-                bail!("browser: no {what} within {timeout:?}; state: {s:#}");
+                // What each connection negotiated (transceivers, both descriptions) tells a
+                // signaling fault from a media one.
+                let links = self
+                    .eval("return window.huddle ? window.huddle.links() : null")
+                    .await
+                    .unwrap_or_else(|e| Value::String(e.to_string()));
+                bail!("browser: no {what} within {timeout:?}; state: {s:#}; links: {links:#}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

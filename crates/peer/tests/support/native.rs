@@ -43,14 +43,16 @@ impl Native {
                 "--peer-id",
                 id,
                 "--loopback",
-                // The tests share screens; a test machine has no display to capture.
-                "--screen",
-                "synthetic",
             ])
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            // HUDDLE_PEER_STDERR=1 shows the peers' logs (with RUST_LOG) when a test fails.
+            .stderr(if std::env::var_os("HUDDLE_PEER_STDERR").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .with_context(|| format!("cannot start {}", bin.display()))?;
         let stdout = child.stdout.take().context("stdout")?;
