@@ -70,6 +70,9 @@ pub enum Action {
     SendOffer(String),
     /// Roll my own offer back (`rollback`), then apply theirs.
     Rollback,
+    /// Roll their offer back (a remote `rollback`): answering it failed, and a connection left
+    /// in have-remote-offer would refuse every later offer.
+    RollbackRemote,
     /// Apply their offer, create and set the answer, report `AnswerReady`.
     AcceptOffer(String),
     /// Send this answer to the peer.
@@ -218,9 +221,15 @@ impl Negotiation {
                 // Back to a known state; the change is retried after a pause (never in a hot loop).
                 let mut out = Vec::new();
                 self.making_offer = false;
-                if self.signaling == Signaling::HaveLocalOffer {
-                    out.push(Action::Rollback);
-                    self.pending = true;
+                match self.signaling {
+                    Signaling::HaveLocalOffer => {
+                        out.push(Action::Rollback);
+                        self.pending = true;
+                    }
+                    // Their offer stays unanswered: they make it again when their wait for an
+                    // answer runs out, and this time it can be applied.
+                    Signaling::HaveRemoteOffer => out.push(Action::RollbackRemote),
+                    Signaling::Stable => {}
                 }
                 self.signaling = Signaling::Stable;
                 self.offer_sent_at = None;

@@ -350,6 +350,21 @@ async fn execute(
             }
             None
         }
+        Action::RollbackRemote => {
+            // Only needed when the offer was applied and the answer failed; after a refused
+            // offer the connection is still stable and webrtc-rs says there is nothing to undo.
+            if pc.pending_remote_description().await.is_some() {
+                match RTCSessionDescription::rollback(None) {
+                    Ok(desc) => {
+                        if let Err(e) = pc.set_remote_description(desc).await {
+                            tracing::warn!(peer = %setup.peer_id, error = %e, "rolling their offer back failed");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot build a rollback"),
+                }
+            }
+            None
+        }
         Action::AcceptOffer(sdp) => {
             let offer = match RTCSessionDescription::offer(sdp) {
                 Ok(o) => o,

@@ -78,6 +78,7 @@ impl World {
                             side.name
                         );
                     }
+                    Action::RollbackRemote => {}
                     Action::AcceptOffer(sdp) => {
                         let answer = format!("answer:{}", sdp);
                         side.pc.completed.push((sdp, answer.clone()));
@@ -301,4 +302,26 @@ fn an_offer_whose_answer_never_comes_is_made_again() {
     w.settle();
     assert!(w.both_stable() && w.agree());
     assert_eq!(w.sides[0].pc.completed.len(), 1);
+}
+
+#[test]
+fn an_offer_that_could_not_be_answered_is_rolled_back_and_the_next_one_is_answered() {
+    let t0 = Instant::now();
+    let mut bob = Negotiation::new("bob", "alice", RepairPolicy::default(), t0);
+    let actions = bob.handle(Input::RemoteOffer("offer:1".into()), t0);
+    assert!(
+        actions.contains(&Action::AcceptOffer("offer:1".into())),
+        "{actions:?}"
+    );
+    // Creating or setting the answer failed: the connection is left holding their offer.
+    let actions = bob.handle(Input::OperationFailed("setting the answer".into()), t0);
+    assert_eq!(actions, vec![Action::RollbackRemote]);
+    assert_eq!(bob.signaling(), Signaling::Stable);
+    // Their offer, made again after their wait, is answered.
+    let later = t0 + Duration::from_secs(10);
+    let actions = bob.handle(Input::RemoteOffer("offer:2".into()), later);
+    assert!(
+        actions.contains(&Action::AcceptOffer("offer:2".into())),
+        "{actions:?}"
+    );
 }
