@@ -49,6 +49,8 @@ pub struct Call {
     pub streams: StreamConfig,
     /// A private room (its invitation works in the app only).
     pub secured: bool,
+    /// The real microphone's controls (its muted-speaking hint), when one is used.
+    pub mic: Option<devices::MicControl>,
     members: Arc<Mutex<BTreeMap<String, MemberInfo>>>,
     task: Option<JoinHandle<()>>,
 }
@@ -63,6 +65,7 @@ impl Call {
             me,
             streams: StreamConfig::default(),
             secured: false,
+            mic: None,
             members: Arc::default(),
             task: None,
         }
@@ -95,8 +98,20 @@ impl Call {
     }
 
     /// Starts or stops one of my streams.
+    ///
+    /// The microphone is muted rather than closed once it runs (see `Mesh::set_muted`): the
+    /// others see it off, but it keeps listening for the "you are muted" hint and unmutes at
+    /// once.
     pub async fn set_stream(&mut self, kind: MediaKind, on: bool) -> Result<(), UserError> {
-        match self.mesh.set_stream(kind, on).await {
+        let result = if kind == MediaKind::Audio {
+            if let Some(mic) = &self.mic {
+                mic.set_muted(!on);
+            }
+            self.mesh.set_muted(!on).await
+        } else {
+            self.mesh.set_stream(kind, on).await
+        };
+        match result {
             Ok(()) => {
                 set(&mut self.streams, kind, on);
                 Ok(())

@@ -416,6 +416,7 @@ impl Core {
             settings.peer_id.clone(),
         );
         call.secured = info.secured;
+        call.mic = Some(mic.clone());
         for (kind, on) in [
             (MediaKind::Audio, settings.start_with_audio),
             (MediaKind::Video, settings.start_with_video),

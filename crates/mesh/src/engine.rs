@@ -72,6 +72,7 @@ impl Default for MeshConfig {
 
 enum Command {
     SetStream(MediaKind, bool, oneshot::Sender<Result<(), MeshError>>),
+    SetMuted(bool, oneshot::Sender<Result<(), MeshError>>),
     Leave(oneshot::Sender<()>),
 }
 
@@ -99,6 +100,8 @@ struct RoomTask {
     reports_tx: mpsc::UnboundedSender<PeerReport>,
     peers: BTreeMap<String, PeerEntry>,
     local: BTreeMap<MediaKind, LocalStream>,
+    /// The microphone while muted: still running (see [`Mesh::set_muted`]), sent to nobody.
+    muted_audio: Option<LocalStream>,
     joined_at: Instant,
     /// Every remote audio track of the call, fed by the receive tasks.
     audio: AudioStreams,
@@ -137,6 +140,7 @@ impl Mesh {
             reports_tx,
             peers: BTreeMap::new(),
             local: BTreeMap::new(),
+            muted_audio: None,
             joined_at,
             audio,
             _playout: playout,
@@ -160,6 +164,20 @@ impl Mesh {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Command::SetStream(kind, on, reply))
+            .await
+            .map_err(|_| MeshError::Closed)?;
+        answer.await.map_err(|_| MeshError::Closed)?
+    }
+
+    /// Mutes or unmutes the microphone the way calls do it: muted, the others see my
+    /// microphone off and receive nothing (no renegotiation: the track pauses), but the
+    /// microphone keeps running, so a "you are muted" hint can listen to it and unmuting is
+    /// instant (no device to reopen, no first words lost). Unmuting with no microphone running
+    /// starts it; `set_stream(Audio, false)` closes it, muted or not.
+    pub async fn set_muted(&self, muted: bool) -> Result<(), MeshError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::SetMuted(muted, reply))
             .await
             .map_err(|_| MeshError::Closed)?;
         answer.await.map_err(|_| MeshError::Closed)?
@@ -230,6 +248,9 @@ impl RoomTask {
                     Some(Command::SetStream(kind, on, reply)) => {
                         let _ = reply.send(self.set_stream(kind, on).await);
                     }
+                    Some(Command::SetMuted(muted, reply)) => {
+                        let _ = reply.send(self.set_muted(muted).await);
+                    }
                     Some(Command::Leave(reply)) => {
                         self.close_all();
                         if let Err(e) = self.room.leave().await {
@@ -257,6 +278,7 @@ impl RoomTask {
         }
         self.audio.clear();
         self.local.clear();
+        self.muted_audio = None;
     }
 
     /// Closes the connection to `peer_id`, if any, and stops playing its audio at once (its
@@ -269,12 +291,41 @@ impl RoomTask {
     }
 
     async fn set_stream(&mut self, kind: MediaKind, on: bool) -> Result<(), MeshError> {
+        if kind == MediaKind::Audio && on && self.muted_audio.is_some() {
+            return self.set_muted(false).await;
+        }
+        if kind == MediaKind::Audio && !on {
+            self.muted_audio = None;
+        }
         if on {
             self.start_local(kind)?;
         } else if self.local.remove(&kind).is_some() {
             for peer in self.peers.values() {
                 let _ = peer.cmd.send(PeerCommand::RemoveTrack(kind));
             }
+        }
+        self.room.set_streams(self.streams()).await?;
+        Ok(())
+    }
+
+    async fn set_muted(&mut self, muted: bool) -> Result<(), MeshError> {
+        if muted {
+            if let Some(stream) = self.local.remove(&MediaKind::Audio) {
+                for peer in self.peers.values() {
+                    let _ = peer.cmd.send(PeerCommand::RemoveTrack(MediaKind::Audio));
+                }
+                self.muted_audio = Some(stream);
+            }
+        } else if let Some(stream) = self.muted_audio.take() {
+            // The connections' audio tracks are paused, not gone: this resumes them.
+            for peer in self.peers.values() {
+                let _ = peer
+                    .cmd
+                    .send(PeerCommand::AddTrack(stream.subscribe(peer.codec)));
+            }
+            self.local.insert(MediaKind::Audio, stream);
+        } else {
+            self.start_local(MediaKind::Audio)?;
         }
         self.room.set_streams(self.streams()).await?;
         Ok(())

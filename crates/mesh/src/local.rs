@@ -440,6 +440,11 @@ pub fn start_audio(mut source: Box<dyn AudioSource>) -> Result<LocalStream, Mesh
                             return;
                         }
                     };
+                    // Nobody takes it (muted, or alone): keep pulling the source, which may be
+                    // a microphone listening for the muted hint, but do not encode.
+                    if tx.receiver_count() == 0 {
+                        continue;
+                    }
                     match enc.encode(&frame) {
                         Ok(packet) => {
                             let _ = tx.send(Encoded {

@@ -371,3 +371,51 @@ async fn h264_between_peers_that_both_want_it_vp8_with_the_rest() {
     })
     .await;
 }
+
+/// Muting (`mute on`) is what the others see as microphone off, with no audio reaching them;
+/// unmuting brings the same track back at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn muting_stops_the_audio_others_get_and_unmuting_resumes_it() {
+    let (_dir, server) = db().await;
+    let url = server.url();
+    blocking(move || {
+        let mut a = Peer::spawn(&url, "mute", "a", &["--create", "--video", "none"]);
+        a.wait("joined", |v| v["event"] == "joined");
+        let mut b = Peer::spawn(&url, "mute", "b", &["--video", "none"]);
+        let packets = |v: &Value| v["audio_packets"].as_u64().unwrap_or(0);
+        let from_a = |v: &Value| v["event"] == "stats" && v["peer"] == "a-0000000";
+        b.wait("a's audio", |v| from_a(v) && packets(v) > 20);
+        // Seen by b: a's microphone flag and its audio track, after `a` sends `cmd`.
+        let switched = |a: &mut Peer, b: &mut Peer, cmd: &str, on: bool| {
+            let mark = b.mark();
+            a.send(cmd);
+            b.wait_from(mark, &format!("a's microphone on={on}"), |v| {
+                v["event"] == "stream_changed"
+                    && v["peer"] == "a-0000000"
+                    && v["streams"]["audio"] == on
+            });
+            let event = if on { "track_added" } else { "track_removed" };
+            b.wait_from(mark, &format!("a's audio {event}"), |v| {
+                v["event"] == event && v["from"] == "a-0000000" && v["kind"] == "audio"
+            });
+            mark
+        };
+        switched(&mut a, &mut b, "mute on", false);
+        // Once the last packets in flight are in, the count stands still (stats every second).
+        let mut counts = Vec::new();
+        for _ in 0..3 {
+            let m = b.mark();
+            counts.push(packets(&b.wait_from(m, "stats while muted", from_a)));
+        }
+        assert!(
+            counts[2] <= counts[0] + 1,
+            "audio kept coming while muted: {counts:?}"
+        );
+        let mark = switched(&mut a, &mut b, "mute off", true);
+        let resumed = counts[2] + 20;
+        b.wait_from(mark, "a's audio flowing again", move |v| {
+            from_a(v) && packets(v) > resumed
+        });
+    })
+    .await;
+}
