@@ -26,8 +26,8 @@ use openh264_sys2::{
     SPATIAL_LAYER_0, SPATIAL_LAYER_ALL,
 };
 
-use super::{CodecError, EncodedFrame};
-use crate::frame::{plane_sizes, VideoFrame};
+use super::{check_frame, CodecError, EncodedFrame};
+use crate::frame::VideoFrame;
 
 /// The largest picture the decoder accepts, as for VP8 (level 5.2's frame size).
 pub const MAX_DECODE_PIXELS: u64 = super::vp8::MAX_DECODE_PIXELS;
@@ -173,15 +173,7 @@ impl H264Encoder {
         frame: &VideoFrame,
         force_keyframe: bool,
     ) -> Result<Vec<EncodedFrame>, CodecError> {
-        if !frame.is_well_formed() {
-            let (y, c) = plane_sizes(frame.width, frame.height);
-            return Err(CodecError::MalformedVideoFrame {
-                width: frame.width,
-                height: frame.height,
-                expected: y + 2 * c,
-                actual: frame.data.len(),
-            });
-        }
+        check_frame(frame)?;
         let (w, h) = (frame.width & !1, frame.height & !1);
         if w != self.cfg.width || h != self.cfg.height {
             let cfg = H264Config {

@@ -121,6 +121,21 @@ pub struct EncoderSettings {
     pub bitrate_kbps: u32,
 }
 
+/// A frame whose buffer does not hold its claimed size of I420 is refused in words, before any
+/// encoder reads it.
+pub(crate) fn check_frame(frame: &VideoFrame) -> Result<(), CodecError> {
+    if frame.is_well_formed() {
+        return Ok(());
+    }
+    let (y, c) = crate::frame::plane_sizes(frame.width, frame.height);
+    Err(CodecError::MalformedVideoFrame {
+        width: frame.width,
+        height: frame.height,
+        expected: y + 2 * c,
+        actual: frame.data.len(),
+    })
+}
+
 /// A video encoder of any codec.
 pub trait VideoEncoder: Send {
     /// Compresses one frame (nothing when rate control skipped it); `force_keyframe` answers a

@@ -26,7 +26,7 @@ use vpx_sys::{
     VPX_FRAME_IS_KEY,
 };
 
-use super::{CodecError, EncodedFrame};
+use super::{check_frame, CodecError, EncodedFrame};
 use crate::frame::{plane_sizes, VideoFrame};
 
 /// Largest picture [`Vp8Decoder`] agrees to decode, in pixels (a little over 4K UHD).
@@ -390,15 +390,7 @@ impl Vp8Encoder {
         frame: &VideoFrame,
         force_keyframe: bool,
     ) -> Result<Vec<EncodedFrame>, CodecError> {
-        if !frame.is_well_formed() {
-            let (y, c) = plane_sizes(frame.width, frame.height);
-            return Err(CodecError::MalformedVideoFrame {
-                width: frame.width,
-                height: frame.height,
-                expected: y + 2 * c,
-                actual: frame.data.len(),
-            });
-        }
+        check_frame(frame)?;
         if frame.width != self.cfg.width || frame.height != self.cfg.height {
             let cfg = Vp8Config {
                 width: frame.width,
