@@ -312,6 +312,7 @@ pub fn start_video(
                         out,
                         encoder: None,
                         kbps: 0,
+                        refused: None,
                     })
                     .collect();
                 while !stop.load(Ordering::Relaxed) {
@@ -324,10 +325,7 @@ pub fn start_video(
                     };
                     let want = bitrate.load(Ordering::Relaxed);
                     for enc in &mut encoders {
-                        if let Err(e) = enc.encode(kind, &frame, fps, want, frame_time) {
-                            tracing::error!(error = %e, codec = enc.codec.name(), "cannot start the video encoder");
-                            return;
-                        }
+                        enc.encode(kind, &frame, fps, want, frame_time);
                     }
                 }
             })
@@ -347,11 +345,13 @@ struct Encoding {
     out: Output,
     encoder: Option<Box<dyn VideoEncoder>>,
     kbps: u32,
+    /// The frame size this codec's encoder refused (OpenH264 stops at 3840x2160): not tried
+    /// again until the size changes, while the other codec goes on.
+    refused: Option<(u32, u32)>,
 }
 
 impl Encoding {
-    /// Encodes `frame` if some connection takes this codec and broadcasts the result; an error
-    /// only when the encoder cannot be started at all.
+    /// Encodes `frame` if some connection takes this codec and broadcasts the result.
     fn encode(
         &mut self,
         kind: MediaKind,
@@ -359,9 +359,10 @@ impl Encoding {
         fps: u32,
         want_kbps: u32,
         frame_time: Duration,
-    ) -> Result<(), media::codec::CodecError> {
-        if self.out.tx.receiver_count() == 0 {
-            return Ok(());
+    ) {
+        let size = (frame.width, frame.height);
+        if self.out.tx.receiver_count() == 0 || self.refused == Some(size) {
+            return;
         }
         let enc = match &mut self.encoder {
             Some(e) => e,
@@ -376,9 +377,12 @@ impl Encoding {
                 tracing::debug!(
                     codec = self.codec.name(),
                     kind = kind.as_str(),
-                    "video encoder started"
+                    "starting the video encoder"
                 );
-                self.encoder.insert(self.codec.encoder(&settings)?)
+                match self.codec.encoder(&settings) {
+                    Ok(e) => self.encoder.insert(e),
+                    Err(e) => return self.refuse(kind, size, &e),
+                }
             }
         };
         if want_kbps != self.kbps && enc.set_bitrate(want_kbps).is_ok() {
@@ -410,9 +414,26 @@ impl Encoding {
                     });
                 }
             }
+            // A size the codec cannot take (the encoder restarts itself for a new size).
+            Err(
+                e @ (media::codec::CodecError::H264InvalidConfig(_)
+                | media::codec::CodecError::Vp8InvalidConfig(_)),
+            ) => self.refuse(kind, size, &e),
             Err(e) => tracing::warn!(error = %e, "dropping a frame the encoder refused"),
         }
-        Ok(())
+    }
+
+    fn refuse(&mut self, kind: MediaKind, size: (u32, u32), e: &media::codec::CodecError) {
+        tracing::error!(
+            error = %e,
+            codec = self.codec.name(),
+            kind = kind.as_str(),
+            "cannot encode {}x{}: peers using this codec get no picture until the size changes",
+            size.0,
+            size.1
+        );
+        self.encoder = None;
+        self.refused = Some(size);
     }
 }
 
@@ -499,6 +520,34 @@ mod tests {
                 }
             }
         });
+    }
+
+    /// A size one codec cannot take (OpenH264 stops at 3840x2160) costs only that codec's
+    /// peers their picture: the stream goes on in the other codec.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_size_h264_refuses_leaves_vp8_running() {
+        let stream = start_video(
+            MediaKind::Screen,
+            Box::new(TestPattern::new(4096, 2160, 5)),
+            5,
+            2000,
+        )
+        .unwrap();
+        let (mut vp8, mut h264) = (
+            stream.subscribe(VideoCodec::Vp8).rx,
+            stream.subscribe(VideoCodec::H264).rx,
+        );
+        for _ in 0..3 {
+            let frame = tokio::time::timeout(Duration::from_secs(20), vp8.recv())
+                .await
+                .expect("VP8 keeps encoding")
+                .unwrap();
+            assert!(!frame.data.is_empty());
+        }
+        assert!(
+            matches!(h264.try_recv(), Err(broadcast::error::TryRecvError::Empty)),
+            "H.264 cannot encode 4096x2160"
+        );
     }
 
     /// A receiver that missed the stream's keyframe (nothing forces one on connection here)
