@@ -4,12 +4,13 @@
 # huddle-peers there (a sends 640x360 video, b receives), and prints b's per-second stats and a's
 # encoder targets. Needs root (unshare) and iproute2's tc; build first:
 #   cargo build --release -p rtdb -p peer
-# Usage: scripts/bench-congestion.sh [RATE]   (default 600kbit)
+# Usage: [CODEC=h264] scripts/bench-congestion.sh [RATE]   (default 600kbit, VP8)
 set -euo pipefail
 RATE=${1:-600kbit}
+CODEC=${CODEC:-vp8}
 B=${CARGO_TARGET_DIR:-$HOME/.cache/huddle/target}/release
 OUT=$(mktemp -d)
-export RATE B OUT
+export RATE B OUT CODEC
 unshare -n bash -c '
   set -e
   ip link set lo up
@@ -18,14 +19,14 @@ unshare -n bash -c '
   DB=$!
   sleep 0.5
   RUST_LOG=error,mesh=debug timeout 25 "$B/huddle-peer" --db http://127.0.0.1:9555 --room g --create \
-    --name a --peer-id aaaa-congestion --loopback --audio none --duration 18 >/dev/null 2>"$OUT/a.err" &
+    --name a --peer-id aaaa-congestion --loopback --codec "$CODEC" --audio none --duration 18 >/dev/null 2>"$OUT/a.err" &
   sleep 0.5
   timeout 25 "$B/huddle-peer" --db http://127.0.0.1:9555 --room g --name b --peer-id bbbb-congestion \
-    --loopback --audio none --video none --duration 17 >"$OUT/b.out" 2>/dev/null || true
+    --loopback --codec "$CODEC" --audio none --video none --duration 17 >"$OUT/b.out" 2>/dev/null || true
   sleep 1
   kill $DB 2>/dev/null || true
 '
-echo "link: $RATE on loopback; receiver b, per second:"
+echo "link: $RATE on loopback, $CODEC; receiver b, per second:"
 python3 - "$OUT/b.out" <<'PY'
 import json, sys
 for line in open(sys.argv[1]):

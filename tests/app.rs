@@ -74,7 +74,7 @@ async fn a_call_in_the_desktop_app() {
     // Someone joins while I am in another application: a tile with moving video, and a
     // notification.
     let other_app = desktop.focus_another_app();
-    let mut bob = Peer::join_with(&db, &room, "Bob", "320x180", 15, &["--codec", "h264"]);
+    let mut bob = Peer::join(&db, &room, "Bob");
     let bob_key = format!("{}:video", bob.id);
     app.until("Bob's tile", &format!("return Number(document.querySelector('.tile[data-key=\"{bob_key}\"]')?.dataset.frames || 0) > 5")).await;
     let a = tile_png(c, &bob_key).await;
@@ -90,11 +90,11 @@ async fn a_call_in_the_desktop_app() {
     bob.wait_event("Ann's video decoded", LONG, |v| {
         v["event"] == "first_frame" && v["kind"] == "video"
     });
-    // Bob wants H.264 too: that is what Ann sends him.
+    // Bob does not ask for H.264: Ann, who prefers it, sends him VP8.
     let track = bob.wait_event("Ann's camera track", LONG, |v| {
         v["event"] == "track_added" && v["kind"] == "video"
     });
-    assert_eq!(track["codec"], "h264", "{track}");
+    assert_eq!(track["codec"], "vp8", "{track}");
     let notified = wait_for("a notification about Bob", Duration::from_secs(10), || {
         desktop
             .shown()
@@ -142,7 +142,8 @@ async fn a_call_in_the_desktop_app() {
     .await;
 
     // A third participant; the screenshot for the docs shows the three of us.
-    let cy = Peer::join(&db, &room, "Cy");
+    // Cy prefers H.264 too: that is what Ann and Cy use with each other.
+    let mut cy = Peer::join_with(&db, &room, "Cy", "320x180", 15, &["--codec", "h264"]);
     let cy_key = format!("{}:video", cy.id);
     app.until("Cy's tile with video", &format!("return Number(document.querySelector('.tile[data-key=\"{cy_key}\"]')?.dataset.frames || 0) > 5")).await;
     app.until(
@@ -162,8 +163,18 @@ async fn a_call_in_the_desktop_app() {
         .js("return document.querySelectorAll('.stats-peer').length")
         .await;
     assert_eq!(graphs, json!(2), "a stats box per remote participant");
-    // Each box names its connection's video codec: H.264 with Bob, VP8 with Cy.
-    for (peer, codec) in [(&bob.id, "H.264"), (&cy.id, "VP8")] {
+    let bob_id = bob.id.clone();
+    let track = cy.wait_event("Ann's camera track", LONG, |v| {
+        v["event"] == "track_added" && v["kind"] == "video" && v["from"] != bob_id.as_str()
+    });
+    assert_eq!(track["codec"], "h264", "{track}");
+    // ... while Bob and Cy, who do not both want it, use VP8.
+    let track = cy.wait_event("Bob's camera track", LONG, |v| {
+        v["event"] == "track_added" && v["kind"] == "video" && v["from"] == bob_id.as_str()
+    });
+    assert_eq!(track["codec"], "vp8", "{track}");
+    // Each box names its connection's video codec: VP8 with Bob, H.264 with Cy.
+    for (peer, codec) in [(&bob.id, "VP8"), (&cy.id, "H.264")] {
         app.until(
             &format!("{codec} in {peer}'s stats"),
             &format!("return document.querySelector('.stats-peer[data-peer=\"{peer}\"] h3')?.textContent.endsWith('{codec}')"),
