@@ -428,7 +428,13 @@ async fn command(mesh: &Mesh, mic: &devices::MicControl, line: &str, out: &Out) 
         "" => return false,
         "mute" | "ns" if arg == "on" || arg == "off" => {
             if what == "mute" {
-                mic.set_muted(arg == "on");
+                // The pipeline listens for the muted hint; the engine stops sending and tells
+                // the room, keeping the microphone open for an instant unmute.
+                let muted = arg == "on";
+                mic.set_muted(muted);
+                if let Err(e) = mesh.set_muted(muted).await {
+                    out.print("error", json!({ "message": format!("mute {arg}: {e}") }));
+                }
             } else {
                 mic.set_noise_suppression(arg == "on");
             }
