@@ -8,7 +8,7 @@ mod events;
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 use std::time::Duration;
 
 use events::Events;
@@ -24,28 +24,7 @@ struct Peer {
 
 impl Peer {
     fn spawn(db: &str, room: &str, name: &str, extra: &[&str]) -> Peer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_huddle-peer"))
-            .args([
-                "--db",
-                db,
-                "--room",
-                room,
-                "--name",
-                name,
-                "--peer-id",
-                &format!("{name}-0000000"),
-            ])
-            .args([
-                "--loopback",
-                "--size",
-                "160x96",
-                "--fps",
-                "15",
-                "--heartbeat-ms",
-                "300",
-                "--expiry-ms",
-                "2000",
-            ])
+        let mut child = events::test_peer(db, room, name)
             .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

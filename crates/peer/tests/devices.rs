@@ -23,33 +23,12 @@ struct Peer {
 
 impl Peer {
     fn spawn(db: &str, room: &str, name: &str, extra: &[&str], display: Option<&str>) -> Peer {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_huddle-peer"));
+        let mut cmd = events::test_peer(db, room, name);
         match display {
             Some(d) => cmd.env("DISPLAY", d),
             None => cmd.env_remove("DISPLAY"),
         };
         let mut child = cmd
-            .args([
-                "--db",
-                db,
-                "--room",
-                room,
-                "--name",
-                name,
-                "--peer-id",
-                &format!("{name}-0000000"),
-            ])
-            .args([
-                "--loopback",
-                "--size",
-                "160x96",
-                "--fps",
-                "15",
-                "--heartbeat-ms",
-                "300",
-                "--expiry-ms",
-                "2000",
-            ])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

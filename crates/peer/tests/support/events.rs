@@ -74,3 +74,16 @@ impl Events {
         }
     }
 }
+
+/// `huddle-peer` joining `room` on `db` as `name` (peer id `<name>-0000000`) the way the
+/// call and device tests run it: candidates on 127.0.0.1 only, small video at 15 fps, and a
+/// short presence bound so departures show quickly.
+#[allow(dead_code)] // the outage test starts its peers in a namespace, with its own flags
+pub fn test_peer(db: &str, room: &str, name: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_huddle-peer"));
+    cmd.args(["--db", db, "--room", room, "--name", name])
+        .args(["--peer-id", &format!("{name}-0000000")])
+        .args(["--loopback", "--size", "160x96", "--fps", "15"])
+        .args(["--heartbeat-ms", "300", "--expiry-ms", "2000"]);
+    cmd
+}
