@@ -13,23 +13,6 @@ use crate::core::{Outlet, UserError};
 use crate::events::UiEvent;
 use crate::frames::Compositor;
 
-/// Whether `streams` sends `kind`.
-pub fn is_on(streams: &StreamConfig, kind: MediaKind) -> bool {
-    match kind {
-        MediaKind::Audio => streams.audio,
-        MediaKind::Video => streams.video,
-        MediaKind::Screen => streams.screen,
-    }
-}
-
-fn set(streams: &mut StreamConfig, kind: MediaKind, on: bool) {
-    match kind {
-        MediaKind::Audio => streams.audio = on,
-        MediaKind::Video => streams.video = on,
-        MediaKind::Screen => streams.screen = on,
-    }
-}
-
 /// Who is in the call, as the page needs to rebuild its tiles after a reload.
 #[derive(Clone, Debug)]
 struct MemberInfo {
@@ -113,15 +96,11 @@ impl Call {
         };
         match result {
             Ok(()) => {
-                set(&mut self.streams, kind, on);
+                self.streams.set(kind, on);
                 Ok(())
             }
             Err(e) => {
-                let what = match kind {
-                    MediaKind::Audio => "microphone",
-                    MediaKind::Video => "camera",
-                    MediaKind::Screen => "screen sharing",
-                };
+                let what = kind.device_name();
                 let hint = matches!(e, mesh::MeshError::Media(_)).then_some(
                     "The call goes on without it. Pick another device in Settings → Devices.",
                 );

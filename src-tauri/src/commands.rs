@@ -12,7 +12,7 @@ use tauri::ipc::{Channel, InvokeResponseBody};
 use tauri::State;
 
 use crate::core::{Core, UserError};
-use crate::devices::DeviceList;
+use crate::devices::Pickers;
 use crate::events::UiEvent;
 use crate::frames::{Drawn, TileStats};
 use crate::settings::Settings;
@@ -123,8 +123,8 @@ pub async fn save_settings(core: Core_<'_>, settings: Settings) -> Result<(), Us
 
 /// Cameras, microphones, speakers and screens.
 #[tauri::command]
-pub fn list_devices() -> DeviceList {
-    crate::devices::list()
+pub fn list_devices() -> Pickers {
+    crate::devices::pickers()
 }
 
 /// Connects (again) to the configured database.

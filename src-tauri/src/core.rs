@@ -10,12 +10,12 @@ use signal::room::{JoinOptions, Privacy, SignalError, Signaling, StreamConfig};
 use signal::rtdb::{ClientConfig, RtdbClient};
 use tokio::task::JoinHandle;
 
-use crate::call::{self, Call};
+use crate::call::Call;
+use crate::devices::Capture;
 use crate::events::{RoomView, UiEvent};
 use crate::frames::{Compositor, SELF_SCREEN, SELF_VIDEO};
 use crate::rooms;
 use crate::settings::{Database, RecentRoom, Settings, Store};
-use crate::sources::{AppSources, Capture};
 
 /// Where UI events go (the event channel, notifications, the tray).
 pub trait Outlet: Send + Sync {
@@ -140,16 +140,11 @@ impl Core {
     pub fn start_preview(&self) -> Result<(), UserError> {
         self.stop_preview();
         let settings = self.settings();
-        let real = crate::devices::sources(
+        let sources = crate::devices::sources(
             &settings.devices,
             &self.options.capture,
             settings.noise_suppression,
-        );
-        let sources = AppSources::new(
-            settings.devices,
-            self.options.capture.clone(),
             self.frames.clone(),
-            Arc::new(real),
         );
         let mut source = mesh::Sources::video(&sources, MediaKind::Video).map_err(|e| {
             UserError::new(
@@ -162,7 +157,8 @@ impl Core {
         let thread = std::thread::Builder::new()
             .name("preview".into())
             .spawn(move || {
-                // `Previewed` puts every frame in my tile; nothing else is done with them.
+                // The sources' video tap puts every frame in my tile; nothing else is done
+                // with them.
                 while !flag.load(Ordering::Relaxed) {
                     if let Err(e) = source.next_frame() {
                         tracing::warn!(error = %e, "camera preview stopped");
@@ -346,14 +342,15 @@ impl Core {
             None => (configured, None),
         };
         let info = rooms::info(&signaling, room).await?;
-        let real = Arc::new(crate::devices::sources(
+        let sources = Arc::new(crate::devices::sources(
             &settings.devices,
             &self.options.capture,
             settings.noise_suppression,
+            self.frames.clone(),
         ));
-        let speaker = match settings.devices.speaker.as_str() {
-            "none" => None,
-            _ => match real.speaker() {
+        let speaker = match settings.devices.speaker.is_device() {
+            false => None,
+            true => match sources.speaker() {
                 Ok(s) => Some(s),
                 Err(e) => {
                     // Not fatal: the call goes on, and remote audio is still measured.
@@ -365,14 +362,8 @@ impl Core {
                 }
             },
         };
-        let device_events = real.events();
-        let mic = real.mic_control();
-        let sources = AppSources::new(
-            settings.devices.clone(),
-            self.options.capture.clone(),
-            self.frames.clone(),
-            real,
-        );
+        let device_events = sources.events();
+        let mic = sources.mic_control();
         let frames = self.frames.clone();
         let config = MeshConfig {
             net: NetConfig {
@@ -407,8 +398,7 @@ impl Core {
         };
         // Join sending nothing, then start each wanted stream: a missing camera is then one
         // error message and a call without video, not a failed join.
-        let (mesh, events) =
-            Mesh::join(&signaling, room, options, config, Arc::new(sources)).await?;
+        let (mesh, events) = Mesh::join(&signaling, room, options, config, sources).await?;
         let mut call = Call::new(
             mesh,
             room.to_owned(),
@@ -492,7 +482,7 @@ impl Core {
             .lock()
             .await
             .as_ref()
-            .map(|c| call::is_on(&c.streams, kind))
+            .map(|c| c.streams.get(kind))
             .ok_or_else(|| UserError::new("you are not in a call", None))?;
         self.set_stream(kind, !on).await
     }
@@ -620,7 +610,7 @@ async fn follow_devices(
                 };
                 let mut guard = slot.lock().await;
                 if let (Some(media), Some(call)) = (media, guard.as_mut()) {
-                    if call.room == room && call::is_on(&call.streams, media) {
+                    if call.room == room && call.streams.get(media) {
                         let _ = call.set_stream(media, false).await;
                         outlet.emit(UiEvent::LocalStreams {
                             streams: call.streams,

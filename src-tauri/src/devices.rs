@@ -1,56 +1,79 @@
-//! The device pickers' choices, and the devices of a call: the `devices` crate's cameras,
-//! microphones, speakers and screens, beside the test sources (`synthetic`) and `none`.
+//! The devices of the app: the pickers' entries (the `devices` crate's cameras, microphones,
+//! speakers and screens, beside the test sources and "none"), and the sources a call or the
+//! pre-join preview opens from the settings' [`Devices`], every camera and screen frame also
+//! shown in my own tile.
 
+use std::sync::Arc;
+
+use devices::{DeviceChoice, DeviceSetup, DeviceSources};
+use media::MediaKind;
 use serde::Serialize;
 
+use crate::frames::{Compositor, SELF_SCREEN, SELF_VIDEO};
 use crate::settings::Devices;
-use crate::sources::Capture;
 
-/// One choice in a device picker.
+/// Capture settings of the call (tests and benchmarks set smaller ones).
+#[derive(Clone, Debug)]
+pub struct Capture {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+}
+
+impl Default for Capture {
+    fn default() -> Self {
+        Capture {
+            width: 640,
+            height: 360,
+            fps: 30,
+        }
+    }
+}
+
+/// One entry of a device picker.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct DeviceChoice {
-    /// What the settings store.
+pub struct PickerEntry {
+    /// What the settings store (a [`DeviceChoice`] in its string form).
     pub id: String,
     /// What the user reads.
     pub label: String,
 }
 
-/// Every picker's choices, and what could not be listed.
+/// Every picker's entries, and what could not be listed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct DeviceList {
-    /// Cameras.
-    pub cameras: Vec<DeviceChoice>,
-    /// Microphones.
-    pub microphones: Vec<DeviceChoice>,
-    /// Speakers.
-    pub speakers: Vec<DeviceChoice>,
-    /// Screens.
-    pub displays: Vec<DeviceChoice>,
+pub struct Pickers {
+    pub cameras: Vec<PickerEntry>,
+    pub microphones: Vec<PickerEntry>,
+    pub speakers: Vec<PickerEntry>,
+    pub displays: Vec<PickerEntry>,
     /// Why a kind of device could not be listed, in words.
     pub problems: Vec<String>,
 }
 
-fn choice(id: &str, label: &str) -> DeviceChoice {
-    DeviceChoice {
-        id: id.into(),
+fn entry(choice: DeviceChoice, label: &str) -> PickerEntry {
+    PickerEntry {
+        id: choice.to_string(),
         label: label.into(),
     }
 }
 
-fn picker(real: &[devices::DeviceInfo], test: Option<&str>, none: &str) -> Vec<DeviceChoice> {
-    let mut v = vec![choice("default", "System default")];
-    v.extend(real.iter().map(|d| choice(&d.id, &d.name)));
+fn picker(real: &[devices::DeviceInfo], test: Option<&str>, none: &str) -> Vec<PickerEntry> {
+    let mut v = vec![entry(DeviceChoice::Default, "System default")];
+    v.extend(
+        real.iter()
+            .map(|d| entry(DeviceChoice::Named(d.id.clone()), &d.name)),
+    );
     if let Some(t) = test {
-        v.push(choice("synthetic", t));
+        v.push(entry(DeviceChoice::Synthetic, t));
     }
-    v.push(choice("none", none));
+    v.push(entry(DeviceChoice::Off, none));
     v
 }
 
 /// The devices present now, plus the test sources and "none".
-pub fn list() -> DeviceList {
+pub fn pickers() -> Pickers {
     let real = devices::list_devices();
-    DeviceList {
+    Pickers {
         cameras: picker(&real.cameras, Some("Test pattern"), "None"),
         microphones: picker(&real.microphones, Some("Test tone"), "None"),
         speakers: picker(&real.speakers, None, "None (do not play)"),
@@ -59,28 +82,32 @@ pub fn list() -> DeviceList {
     }
 }
 
-fn pick(id: &str) -> devices::Pick {
-    match id {
-        "none" | "synthetic" => devices::Pick::Off,
-        "default" | "" => devices::Pick::Default,
-        other => devices::Pick::Named(other.to_owned()),
-    }
-}
-
-/// The real devices the settings choose (test sources and `none` are handled by the caller).
-pub fn sources(d: &Devices, capture: &Capture, noise_suppression: bool) -> devices::DeviceSources {
-    let mut choice = devices::DeviceChoice {
-        camera: pick(&d.camera),
-        microphone: pick(&d.microphone),
-        speaker: pick(&d.speaker),
-        display: pick(&d.display),
-        ..devices::DeviceChoice::default()
+/// The sources the settings choose; every camera and screen frame also goes to my own tile in
+/// `preview`.
+pub fn sources(
+    d: &Devices,
+    capture: &Capture,
+    noise_suppression: bool,
+    preview: Arc<Compositor>,
+) -> DeviceSources {
+    let mut setup = DeviceSetup {
+        camera: d.camera.clone(),
+        microphone: d.microphone.clone(),
+        speaker: d.speaker.clone(),
+        display: d.display.clone(),
+        ..DeviceSetup::default()
     };
-    choice.camera_mode.width = capture.width;
-    choice.camera_mode.height = capture.height;
-    choice.camera_mode.fps = capture.fps;
-    choice.processing.noise_suppression = noise_suppression;
-    devices::DeviceSources::new(choice)
+    setup.camera_mode.width = capture.width;
+    setup.camera_mode.height = capture.height;
+    setup.camera_mode.fps = capture.fps;
+    setup.processing.noise_suppression = noise_suppression;
+    DeviceSources::new(setup).with_video_tap(Arc::new(move |kind, frame| {
+        let key = match kind {
+            MediaKind::Screen => SELF_SCREEN,
+            _ => SELF_VIDEO,
+        };
+        preview.push(key, frame);
+    }))
 }
 
 #[cfg(test)]
@@ -89,14 +116,14 @@ mod tests {
 
     #[test]
     fn every_picker_offers_default_and_none_and_test_sources_where_they_exist() {
-        let l = list();
+        let l = pickers();
         for p in [&l.cameras, &l.microphones, &l.speakers, &l.displays] {
             assert_eq!(p[0].id, "default");
             assert_eq!(p.last().map(|c| c.id.as_str()), Some("none"));
         }
         assert!(l.cameras.iter().any(|c| c.id == "synthetic"));
         assert!(!l.speakers.iter().any(|c| c.id == "synthetic"));
-        assert_eq!(pick("synthetic"), devices::Pick::Off);
-        assert_eq!(pick("2"), devices::Pick::Named("2".into()));
+        assert_eq!(DeviceChoice::from("synthetic"), DeviceChoice::Synthetic);
+        assert_eq!(DeviceChoice::from("2"), DeviceChoice::Named("2".into()));
     }
 }

@@ -19,7 +19,6 @@ pub mod notify;
 pub mod rooms;
 pub mod scale;
 pub mod settings;
-pub mod sources;
 pub mod tray;
 
 use std::path::PathBuf;

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use devices::DeviceChoice;
 use serde::{Deserialize, Serialize};
 
 /// Which database carries the signaling.
@@ -44,29 +45,15 @@ pub struct IceServerSetting {
     pub credential: String,
 }
 
-/// Which device feeds each stream: a device id from the device list, `synthetic` (a generated
-/// test pattern or tone) or `none`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Which device feeds each stream (stored as strings: a device id from the device list,
+/// `default`, `synthetic` for a generated test pattern or tone, or `none`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Devices {
-    /// Camera.
-    pub camera: String,
-    /// Microphone.
-    pub microphone: String,
-    /// Speakers.
-    pub speaker: String,
-    /// Screen to share.
-    pub display: String,
-}
-
-impl Default for Devices {
-    fn default() -> Self {
-        Devices {
-            camera: "default".into(),
-            microphone: "default".into(),
-            speaker: "default".into(),
-            display: "default".into(),
-        }
-    }
+    pub camera: DeviceChoice,
+    pub microphone: DeviceChoice,
+    pub speaker: DeviceChoice,
+    /// The screen to share.
+    pub display: DeviceChoice,
 }
 
 /// A room joined lately, for the tray's quick-join and the home screen.

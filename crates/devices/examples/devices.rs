@@ -1,7 +1,7 @@
 //! A tour of the API the app uses, runnable on any machine (with or without devices):
 //!
 //! 1. `list_devices()` for the pickers;
-//! 2. `DeviceSources` from a `DeviceChoice`: which streams can be sent, and why not the others;
+//! 2. `DeviceSources` from a `DeviceSetup`: which streams can be sent, and why not the others;
 //! 3. the events and microphone controls;
 //! 4. a speaker and microphone driven by synthetic devices through a simulated room, showing
 //!    the echo canceller at work (what a laptop with real devices does);
@@ -26,10 +26,11 @@ use devices::events::EventSender;
 use devices::mic::{InputChunk, MicControl, MicPipeline, Microphone};
 use devices::signals::{speech, EchoPath};
 use devices::speaker::{SharedFifo, Speaker};
-use devices::{DeviceChoice, DeviceSources, ProcessingSettings, SharedProcessor};
+use devices::{DeviceSetup, DeviceSources, ProcessingSettings, SharedProcessor};
+use media::source::{AudioSink, Sources};
 use media::AudioFrame;
-use mesh::{AudioSink, MediaKind, Sources};
-use signal::room::StreamConfig;
+use media::MediaKind;
+use media::StreamConfig;
 
 fn main() {
     // 1. What is plugged in.
@@ -41,7 +42,7 @@ fn main() {
 
     // 2. The user's choice (defaults: first camera, default microphone and speaker, first
     //    display) and what of it works here.
-    let sources = DeviceSources::new(DeviceChoice::default());
+    let sources = DeviceSources::new(DeviceSetup::default());
     let (usable, problems) = sources.usable(StreamConfig {
         audio: true,
         video: true,

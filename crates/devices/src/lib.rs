@@ -7,9 +7,10 @@
 //!
 //! - [`list_devices`] fills the pickers: cameras, microphones, speakers and displays, each with an
 //!   `id` and a human `name`.
-//! - [`DeviceSources::new`] with a [`DeviceChoice`] gives the engine's [`mesh::Sources`]; its
-//!   [`DeviceSources::speaker`] gives the [`mesh::AudioSink`] for `MeshConfig::audio_sink`.
-//!   Both share one echo canceller.
+//! - [`DeviceSources::new`] with a [`DeviceSetup`] (a [`DeviceChoice`] per stream: a device, the
+//!   synthetic test source, or nothing) gives the engine's [`media::source::Sources`]; its
+//!   [`DeviceSources::speaker`] gives the [`media::source::AudioSink`] for
+//!   `MeshConfig::audio_sink`. Both share one echo canceller.
 //! - [`DeviceSources::usable`] says which of the wanted streams have a device (join with those,
 //!   show the messages for the others); a missing device never panics or ends the call.
 //! - [`DeviceSources::events`] reports devices lost mid-call (turn that stream off), streams
@@ -31,6 +32,7 @@
 
 pub mod audio_io;
 pub mod camera;
+pub mod choice;
 pub mod convert;
 pub mod events;
 pub mod list;
@@ -54,8 +56,9 @@ pub fn message(e: &MediaError) -> String {
         MediaError::Ended => e.to_string(),
     }
 }
+pub use choice::DeviceChoice;
 pub use list::{list_devices, DeviceInfo, DeviceList};
 pub use mic::MicControl;
 pub use processing::{ProcessingSettings, SharedProcessor, VoiceProcessor};
-pub use sources::{DeviceChoice, DeviceSources, Pick};
+pub use sources::{DeviceSetup, DeviceSources, VideoTap};
 pub use speaker::Speaker;

@@ -7,7 +7,7 @@ use crate::audio_io::device_name;
 /// One device in a picker.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct DeviceInfo {
-    /// What to pass back in a [`crate::DeviceChoice`] (`Pick::Named`) or to `huddle-peer`:
+    /// What to pass back in a [`crate::DeviceChoice`] (`DeviceChoice::Named`) or to `huddle-peer`:
     /// the camera or display index, or the audio device's id.
     pub id: String,
     /// A name for people.

@@ -1,16 +1,18 @@
-//! The app's entry point: a device choice becomes the engine's [`mesh::Sources`] (camera,
-//! microphone, screen) and its [`mesh::AudioSink`] (speaker), sharing one echo canceller, with
-//! one stream of [`DeviceEvent`]s and live microphone controls.
+//! The app's and huddle-peer's entry point: a [`DeviceSetup`] becomes the engine's
+//! [`Sources`] (camera, microphone, screen: real devices or synthetic ones) and its
+//! [`media::source::AudioSink`] (speaker), sharing one echo canceller, with one stream of
+//! [`DeviceEvent`]s and live microphone controls.
 
 use std::sync::{Arc, Mutex, Weak};
 
-use media::source::{AudioSource, MediaError, VideoSource};
-use mesh::{MediaKind, SharedAudioSink, Sources};
-use signal::room::StreamConfig;
+use media::source::{AudioSource, MediaError, SharedAudioSink, Sources, VideoSource};
+use media::synthetic::SyntheticSources;
+use media::{MediaKind, StreamConfig, VideoFrame};
 use tokio::sync::broadcast;
 
 use crate::audio_io::{AudioDriver, Endpoint};
 use crate::camera::{self, CameraMode};
+use crate::choice::DeviceChoice;
 use crate::convert::PixelFormat;
 use crate::events::{DeviceEvent, EventSender};
 use crate::mic::{MicControl, MicPipeline, Microphone};
@@ -18,56 +20,34 @@ use crate::processing::{ProcessingSettings, SharedProcessor};
 use crate::screen;
 use crate::speaker::{SharedFifo, Speaker};
 
-/// Which device of a kind to use.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum Pick {
-    /// None of this kind.
-    #[default]
-    Off,
-    /// The system's default (for cameras and displays: the first one).
-    Default,
-    /// A [`crate::DeviceInfo::id`] from [`crate::list_devices`]; for audio devices a (unique
-    /// part of a) name works too.
-    Named(String),
-}
-
-impl Pick {
-    fn selector(&self) -> Option<String> {
-        match self {
-            Pick::Named(s) => Some(s.clone()),
-            _ => None,
-        }
-    }
-}
-
-/// What the user picked in the device settings.
+/// Every stream's device and how to capture: what the user picked in the device settings, or
+/// huddle-peer's flags.
 #[derive(Clone, Debug)]
-pub struct DeviceChoice {
-    /// Camera.
-    pub camera: Pick,
-    /// Microphone.
-    pub microphone: Pick,
-    /// Speakers or headphones.
-    pub speaker: Pick,
-    /// Display to share.
-    pub display: Pick,
-    /// The camera size and rate wanted (the closest mode is used; format ignored).
+pub struct DeviceSetup {
+    pub camera: DeviceChoice,
+    pub microphone: DeviceChoice,
+    pub speaker: DeviceChoice,
+    /// The display to share.
+    pub display: DeviceChoice,
+    /// The camera size and rate wanted (the closest mode is used; format ignored). A synthetic
+    /// camera has exactly this size and rate, a synthetic screen twice the size at a third of
+    /// the rate.
     pub camera_mode: CameraMode,
-    /// Screen-share frame rate.
+    /// Screen-share frame rate of a real display.
     pub screen_fps: u32,
     /// Echo cancellation, noise suppression, gain control.
     pub processing: ProcessingSettings,
 }
 
-impl Default for DeviceChoice {
+impl Default for DeviceSetup {
     /// Default camera, microphone, speaker and display at 640x360 30 fps, screen at 5 fps,
     /// all processing on.
     fn default() -> Self {
-        DeviceChoice {
-            camera: Pick::Default,
-            microphone: Pick::Default,
-            speaker: Pick::Default,
-            display: Pick::Default,
+        DeviceSetup {
+            camera: DeviceChoice::Default,
+            microphone: DeviceChoice::Default,
+            speaker: DeviceChoice::Default,
+            display: DeviceChoice::Default,
             camera_mode: CameraMode {
                 width: 640,
                 height: 360,
@@ -80,15 +60,19 @@ impl Default for DeviceChoice {
     }
 }
 
-/// Real devices for a call: give it to `Mesh::join` as its sources, and [`DeviceSources::speaker`]
-/// as `MeshConfig::audio_sink`.
+/// Sees every camera and screen frame a call captures (the app shows them in my own tile).
+pub type VideoTap = Arc<dyn Fn(MediaKind, &VideoFrame) + Send + Sync>;
+
+/// The sources a [`DeviceSetup`] chooses, real devices or synthetic ones: give it to `Mesh::join`
+/// as its sources, and [`DeviceSources::speaker`] as `MeshConfig::audio_sink`.
 ///
 /// Devices open when the engine asks for them (joining, or turning a stream on) and close when
 /// the stream stops. A device that is missing fails only its own stream, with a
 /// [`MediaError::NoDevice`] in words for the user; use [`DeviceSources::usable`] before joining
 /// to join with what is available.
 pub struct DeviceSources {
-    choice: DeviceChoice,
+    choice: DeviceSetup,
+    tap: Option<VideoTap>,
     events: EventSender,
     processor: SharedProcessor,
     mic: MicControl,
@@ -98,11 +82,12 @@ pub struct DeviceSources {
 
 impl DeviceSources {
     /// Sources for `choice`. Nothing is opened yet.
-    pub fn new(choice: DeviceChoice) -> Self {
+    pub fn new(choice: DeviceSetup) -> Self {
         let processor = SharedProcessor::new(choice.processing);
         let mic = MicControl::new(Some(processor.clone()));
         DeviceSources {
             choice,
+            tap: None,
             events: EventSender::new(),
             processor,
             mic,
@@ -111,9 +96,20 @@ impl DeviceSources {
         }
     }
 
+    /// Hands every captured camera and screen frame to `tap` too.
+    pub fn with_video_tap(mut self, tap: VideoTap) -> Self {
+        self.tap = Some(tap);
+        self
+    }
+
     /// The choice these sources were made from.
-    pub fn choice(&self) -> &DeviceChoice {
+    pub fn choice(&self) -> &DeviceSetup {
         &self.choice
+    }
+
+    fn synthetic(&self) -> SyntheticSources {
+        let m = self.choice.camera_mode;
+        SyntheticSources::new(m.width, m.height, m.fps)
     }
 
     /// Device events from now on (lost, rebuilt, switched, muted-but-speaking).
@@ -134,7 +130,7 @@ impl DeviceSources {
     /// Opens the chosen speaker: pass the result as `MeshConfig::audio_sink`. What it plays is
     /// what the microphone's echo canceller removes.
     pub fn speaker(&self) -> Result<SharedAudioSink, MediaError> {
-        if self.choice.speaker == Pick::Off {
+        if !self.choice.speaker.is_device() {
             return Err(MediaError::NoDevice("no speaker chosen".into()));
         }
         let fifo = SharedFifo::new(media::SAMPLE_RATE);
@@ -185,6 +181,14 @@ impl DeviceSources {
     /// looked up; a microphone is opened and closed again (audio systems list devices they cannot
     /// open).
     pub fn check(&self, kind: MediaKind) -> Result<(), MediaError> {
+        let choice = match kind {
+            MediaKind::Audio => &self.choice.microphone,
+            MediaKind::Video => &self.choice.camera,
+            MediaKind::Screen => &self.choice.display,
+        };
+        if *choice == DeviceChoice::Synthetic {
+            return Ok(());
+        }
         match kind {
             MediaKind::Video => {
                 let index = self.camera_index()?;
@@ -206,7 +210,7 @@ impl DeviceSources {
                 }
             }
             MediaKind::Audio => {
-                if self.choice.microphone == Pick::Off {
+                if self.choice.microphone == DeviceChoice::Off {
                     return Err(MediaError::NoDevice("no microphone chosen".into()));
                 }
                 // Listed is not enough (ALSA lists a default it cannot open): open and close it.
@@ -225,31 +229,28 @@ impl DeviceSources {
     /// join with the first, show the second. The call goes on with what is available.
     pub fn usable(&self, wanted: StreamConfig) -> (StreamConfig, Vec<String>) {
         let mut problems = Vec::new();
-        let mut keep = |on: bool, kind: MediaKind| -> bool {
-            if !on {
+        let usable = StreamConfig::from_fn(|kind| {
+            if !wanted.get(kind) {
                 return false;
             }
             match self.check(kind) {
                 Ok(()) => true,
                 Err(e) => {
-                    problems.push(format!("{}: {}", kind.as_str(), crate::message(&e)));
+                    problems.push(format!("{kind}: {}", crate::message(&e)));
                     false
                 }
             }
-        };
-        let usable = StreamConfig {
-            audio: keep(wanted.audio, MediaKind::Audio),
-            video: keep(wanted.video, MediaKind::Video),
-            screen: keep(wanted.screen, MediaKind::Screen),
-        };
+        });
         (usable, problems)
     }
 
     fn camera_index(&self) -> Result<u32, MediaError> {
         match &self.choice.camera {
-            Pick::Off => Err(MediaError::NoDevice("no camera chosen".into())),
-            Pick::Default => Ok(camera::list()?.first().map(|(i, _)| *i).unwrap_or(0)),
-            Pick::Named(s) => s
+            DeviceChoice::Off | DeviceChoice::Synthetic => {
+                Err(MediaError::NoDevice("no camera chosen".into()))
+            }
+            DeviceChoice::Default => Ok(camera::list()?.first().map(|(i, _)| *i).unwrap_or(0)),
+            DeviceChoice::Named(s) => s
                 .parse()
                 .map_err(|_| MediaError::NoDevice(format!("{s:?} is not a camera number"))),
         }
@@ -257,9 +258,11 @@ impl DeviceSources {
 
     fn display_index(&self) -> Result<usize, MediaError> {
         match &self.choice.display {
-            Pick::Off => Err(MediaError::NoDevice("no display chosen".into())),
-            Pick::Default => Ok(0),
-            Pick::Named(s) => s
+            DeviceChoice::Off | DeviceChoice::Synthetic => {
+                Err(MediaError::NoDevice("no display chosen".into()))
+            }
+            DeviceChoice::Default => Ok(0),
+            DeviceChoice::Named(s) => s
                 .parse()
                 .map_err(|_| MediaError::NoDevice(format!("{s:?} is not a display number"))),
         }
@@ -268,23 +271,38 @@ impl DeviceSources {
 
 impl Sources for DeviceSources {
     fn video(&self, kind: MediaKind) -> Result<Box<dyn VideoSource>, MediaError> {
-        match kind {
-            MediaKind::Screen => screen::open(
+        let choice = match kind {
+            MediaKind::Screen => &self.choice.display,
+            _ => &self.choice.camera,
+        };
+        let source = match (kind, choice) {
+            (_, DeviceChoice::Synthetic) => self.synthetic().video(kind)?,
+            (MediaKind::Screen, _) => screen::open(
                 self.display_index()?,
                 self.choice.screen_fps,
                 self.events.clone(),
-            ),
+            )?,
             _ => camera::open(
                 self.camera_index()?,
                 self.choice.camera_mode,
                 self.events.clone(),
-            ),
-        }
+            )?,
+        };
+        Ok(match &self.tap {
+            Some(tap) => Box::new(Tapped {
+                inner: source,
+                kind,
+                tap: tap.clone(),
+            }),
+            None => source,
+        })
     }
 
     fn audio(&self) -> Result<Box<dyn AudioSource>, MediaError> {
-        if self.choice.microphone == Pick::Off {
-            return Err(MediaError::NoDevice("no microphone chosen".into()));
+        match self.choice.microphone {
+            DeviceChoice::Off => return Err(MediaError::NoDevice("no microphone chosen".into())),
+            DeviceChoice::Synthetic => return self.synthetic().audio(),
+            _ => {}
         }
         // Half a second of device chunks: plenty for a stalled encoder thread to catch up.
         let (tx, rx) = std::sync::mpsc::sync_channel(64);
@@ -302,5 +320,24 @@ impl Sources for DeviceSources {
             pipeline,
             Some(Box::new(driver)),
         )))
+    }
+}
+
+/// A video source whose frames are also handed to a [`VideoTap`].
+struct Tapped {
+    inner: Box<dyn VideoSource>,
+    kind: MediaKind,
+    tap: VideoTap,
+}
+
+impl VideoSource for Tapped {
+    fn next_frame(&mut self) -> Result<VideoFrame, MediaError> {
+        let frame = self.inner.next_frame()?;
+        (self.tap)(self.kind, &frame);
+        Ok(frame)
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
     }
 }

@@ -1,5 +1,5 @@
 //! The speaker path: the call's mixed 48 kHz audio, handed over every 20 ms by the engine's
-//! playout task ([`mesh::AudioSink`]), is recorded as the echo canceller's far end, converted to
+//! playout task ([`media::source::AudioSink`]), is recorded as the echo canceller's far end, converted to
 //! the device's rate, and queued in a small FIFO that the device's real-time callback drains.
 //!
 //! The FIFO is the last jitter stage: the engine's 20 ms ticks come from a tokio timer and wobble
@@ -11,8 +11,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use media::source::AudioSink;
 use media::{AudioFrame, SAMPLE_RATE};
-use mesh::AudioSink;
 
 use crate::processing::SharedProcessor;
 use crate::resample::{i16_to_f32, StreamResampler};

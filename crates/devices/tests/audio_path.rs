@@ -12,9 +12,9 @@ use devices::mic::{InputChunk, MicControl, MicPipeline, Microphone};
 use devices::processing::{ProcessingSettings, SharedProcessor};
 use devices::signals::{speech, EchoPath};
 use devices::speaker::{PlayoutFifo, SharedFifo, Speaker, PRIME};
+use media::source::AudioSink;
 use media::source::AudioSource;
 use media::AudioFrame;
-use mesh::AudioSink;
 
 fn frames_of(x: &[f32]) -> Vec<AudioFrame> {
     x.chunks_exact(960)

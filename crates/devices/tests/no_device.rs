@@ -4,10 +4,11 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-use devices::{DeviceChoice, DeviceSources, Pick};
+use devices::{DeviceChoice, DeviceSetup, DeviceSources};
 use media::source::MediaError;
-use mesh::{MediaKind, Sources};
-use signal::room::StreamConfig;
+use media::source::Sources;
+use media::MediaKind;
+use media::StreamConfig;
 
 fn no_display() {
     // This test binary never starts an X server; make sure an inherited DISPLAY cannot help.
@@ -30,13 +31,13 @@ fn cameras_and_displays_missing_are_reported_in_words() {
         "{list:?}"
     );
 
-    let sources = DeviceSources::new(DeviceChoice::default());
+    let sources = DeviceSources::new(DeviceSetup::default());
     let err = sources.video(MediaKind::Video).err().unwrap();
     assert!(matches!(err, MediaError::NoDevice(_)), "{err}");
     assert_eq!(err.to_string(), "no such media device: no camera found");
     let err = sources.video(MediaKind::Screen).err().unwrap();
     assert!(err.to_string().contains("no screen to capture"), "{err}");
-    let err = devices::camera::open(3, DeviceChoice::default().camera_mode, Default::default())
+    let err = devices::camera::open(3, DeviceSetup::default().camera_mode, Default::default())
         .err()
         .unwrap();
     assert!(err.to_string().contains("no camera found"), "{err}");
@@ -55,11 +56,11 @@ fn cameras_and_displays_missing_are_reported_in_words() {
 
 #[test]
 fn nothing_chosen_and_bad_choices_are_errors_not_panics() {
-    let sources = DeviceSources::new(DeviceChoice {
-        camera: Pick::Off,
-        microphone: Pick::Off,
-        speaker: Pick::Off,
-        display: Pick::Named("left".into()),
+    let sources = DeviceSources::new(DeviceSetup {
+        camera: DeviceChoice::Off,
+        microphone: DeviceChoice::Off,
+        speaker: DeviceChoice::Off,
+        display: DeviceChoice::Named("left".into()),
         ..Default::default()
     });
     assert_eq!(
@@ -86,8 +87,8 @@ fn nothing_chosen_and_bad_choices_are_errors_not_panics() {
         .contains("\"left\" is not a display number"));
     assert!(sources.switch_microphone(None).is_err());
     assert!(sources.switch_speaker(None).is_err());
-    let named = DeviceSources::new(DeviceChoice {
-        microphone: Pick::Named("no such microphone anywhere".into()),
+    let named = DeviceSources::new(DeviceSetup {
+        microphone: DeviceChoice::Named("no such microphone anywhere".into()),
         ..Default::default()
     });
     let err = named.audio().err().unwrap().to_string();
@@ -104,7 +105,7 @@ fn a_default_sound_device_that_does_not_open_is_reported() {
         eprintln!("a real sound card is present: skipping");
         return;
     }
-    let sources = DeviceSources::new(DeviceChoice::default());
+    let sources = DeviceSources::new(DeviceSetup::default());
     let err = sources.audio().err().unwrap().to_string();
     assert!(
         err.contains("microphone") && err.contains("not available"),

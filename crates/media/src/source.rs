@@ -1,9 +1,12 @@
-//! Where raw frames come from: the source traits every capture path implements (synthetic ones
-//! now, cameras and microphones later), their error type, and the pacing clock they share.
+//! Where raw frames come from and where mixed sound goes: the source traits every capture path
+//! implements (synthetic ones and real devices), the [`Sources`] a call opens them from, the
+//! [`AudioSink`] it plays into, their error type, and the pacing clock sources share.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::frame::{AudioFrame, VideoFrame};
+use crate::stream::MediaKind;
 
 /// Why a source could not produce a frame.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +45,28 @@ pub trait AudioSource: Send {
     /// A short human-readable description for logs and the device picker.
     fn describe(&self) -> String;
 }
+
+/// Where a call's media comes from: the engine opens a source when a stream starts and drops
+/// it when the stream stops, so a device is open only while it is used.
+pub trait Sources: Send + Sync {
+    /// A camera ([`MediaKind::Video`]) or screen ([`MediaKind::Screen`]) source.
+    fn video(&self, kind: MediaKind) -> Result<Box<dyn VideoSource>, MediaError>;
+    /// A microphone source.
+    fn audio(&self) -> Result<Box<dyn AudioSource>, MediaError>;
+}
+
+/// Where the mix of everyone's audio goes (speakers, or a recorder in tests).
+///
+/// `play` is called once per 20 ms on the call's playout task with exactly 960 samples (silence
+/// when nobody sends audio), so it must not block: a device sink should copy into its own ring
+/// buffer and return.
+pub trait AudioSink: Send {
+    /// Plays (or queues) 20 ms of mixed audio.
+    fn play(&mut self, frame: &AudioFrame);
+}
+
+/// An [`AudioSink`] shared between the app and the engine.
+pub type SharedAudioSink = Arc<Mutex<dyn AudioSink>>;
 
 /// Real-time pacing for a fixed frame rate.
 ///

@@ -6,8 +6,9 @@ use std::f32::consts::PI;
 use std::time::Duration;
 
 use crate::frame::{plane_sizes, AudioFrame, VideoFrame, SAMPLES_PER_FRAME, SAMPLE_RATE};
-use crate::source::{AudioSource, MediaError, Pacer, VideoSource};
+use crate::source::{AudioSource, MediaError, Pacer, Sources, VideoSource};
 use crate::stamp::{self, Stamp};
+use crate::stream::MediaKind;
 
 /// (Y, U, V) of the classic colour bars, BT.601 limited range.
 const BARS: [(u8, u8, u8); 8] = [
@@ -20,6 +21,40 @@ const BARS: [(u8, u8, u8); 8] = [
     (41, 240, 110),  // blue
     (16, 128, 128),  // black
 ];
+
+/// [`Sources`] that need no device: a [`TestPattern`] camera and screen and a speech-like
+/// [`Tone`]. The screen is larger and slower than the camera, as real ones are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyntheticSources {
+    /// The camera's size and rate; the screen is twice the size at a third of the rate.
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+}
+
+impl SyntheticSources {
+    /// A camera of `width`x`height` at `fps`.
+    pub fn new(width: u32, height: u32, fps: u32) -> Self {
+        SyntheticSources { width, height, fps }
+    }
+}
+
+impl Sources for SyntheticSources {
+    fn video(&self, kind: MediaKind) -> Result<Box<dyn VideoSource>, MediaError> {
+        Ok(match kind {
+            MediaKind::Screen => Box::new(TestPattern::new(
+                self.width * 2,
+                self.height * 2,
+                (self.fps / 3).max(1),
+            )),
+            _ => Box::new(TestPattern::new(self.width, self.height, self.fps)),
+        })
+    }
+
+    fn audio(&self) -> Result<Box<dyn AudioSource>, MediaError> {
+        Ok(Box::new(Tone::speech_like()))
+    }
+}
 
 /// A moving colour-bar video source with a [`stamp`] in every frame.
 ///

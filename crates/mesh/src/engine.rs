@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use media::codec::VideoCodec;
-use media::source::{AudioSource, MediaError, VideoSource};
+use media::source::Sources;
 use signal::room::{JoinOptions, RoomEvent, RoomHandle, Signaling, StreamConfig};
 use tokio::sync::{mpsc, oneshot};
 
@@ -23,14 +23,6 @@ use crate::MeshError;
 
 /// How often encoders are set to the congestion estimate.
 const FOLLOW_CONGESTION_EVERY: Duration = Duration::from_millis(200);
-
-/// Where local media comes from (synthetic sources in tests, devices in the app).
-pub trait Sources: Send + Sync {
-    /// A camera or screen source.
-    fn video(&self, kind: MediaKind) -> Result<Box<dyn VideoSource>, MediaError>;
-    /// A microphone source.
-    fn audio(&self) -> Result<Box<dyn AudioSource>, MediaError>;
-}
 
 /// How the engine runs.
 #[derive(Clone)]
@@ -194,11 +186,7 @@ impl Mesh {
 
 impl RoomTask {
     fn streams(&self) -> StreamConfig {
-        StreamConfig {
-            audio: self.local.contains_key(&MediaKind::Audio),
-            video: self.local.contains_key(&MediaKind::Video),
-            screen: self.local.contains_key(&MediaKind::Screen),
-        }
+        StreamConfig::from_fn(|kind| self.local.contains_key(&kind))
     }
 
     fn start_local(&mut self, kind: MediaKind) -> Result<(), MeshError> {

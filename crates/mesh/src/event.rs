@@ -1,44 +1,9 @@
 //! What the engine tells its user (the app, `huddle-peer`), in one typed stream.
 
+pub use media::{MediaKind, StreamConfig};
 use serde::Serialize;
-use signal::room::StreamConfig;
 
 use crate::negotiation::Link;
-
-/// A kind of media a participant sends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MediaKind {
-    /// Microphone.
-    Audio,
-    /// Camera.
-    Video,
-    /// Screen share.
-    Screen,
-}
-
-impl MediaKind {
-    /// The name used as track id and in events.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MediaKind::Audio => "audio",
-            MediaKind::Video => "video",
-            MediaKind::Screen => "screen",
-        }
-    }
-
-    /// From a track id: the kind's name, optionally followed by `-` and a suffix that makes
-    /// it unique (ours are `video-1a2b3c4d`).
-    pub fn from_track_id(id: &str) -> Option<Self> {
-        let name = id.split_once('-').map_or(id, |(name, _)| name);
-        match name {
-            "audio" => Some(MediaKind::Audio),
-            "video" => Some(MediaKind::Video),
-            "screen" => Some(MediaKind::Screen),
-            _ => None,
-        }
-    }
-}
 
 /// Per-peer receive statistics, reported every second.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -169,21 +134,4 @@ pub enum MeshEvent {
         /// What.
         message: String,
     },
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn track_ids_name_their_kind() {
-        assert_eq!(MediaKind::from_track_id("video"), Some(MediaKind::Video));
-        assert_eq!(
-            MediaKind::from_track_id("screen-00c0ffee"),
-            Some(MediaKind::Screen)
-        );
-        assert_eq!(MediaKind::from_track_id("audio-1"), Some(MediaKind::Audio));
-        assert_eq!(MediaKind::from_track_id("camera-1"), None);
-        assert_eq!(MediaKind::from_track_id(""), None);
-    }
 }

@@ -26,11 +26,12 @@ pub mod playout;
 pub mod remote;
 pub mod retransmit;
 
-pub use engine::{Mesh, MeshConfig, Sources};
-pub use event::{MediaKind, MeshEvent, PeerStats};
+pub use engine::{Mesh, MeshConfig};
+pub use event::{MeshEvent, PeerStats};
 pub use media::codec::VideoCodec;
+pub use media::source::{AudioSink, SharedAudioSink, Sources};
+pub use media::{MediaKind, StreamConfig};
 pub use pc::{IceServer, NetConfig};
-pub use playout::{AudioSink, SharedAudioSink};
 
 /// Errors of the engine, in words a user understands.
 #[derive(Debug, thiserror::Error)]

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use media::codec::opus::OpusDecoder;
 use media::jitter::{JitterBuffer, Playout};
 use media::mixer::{self, VoiceActivity, SILENCE_DBFS};
+pub use media::source::{AudioSink, SharedAudioSink};
 use media::AudioFrame;
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
@@ -26,19 +27,6 @@ use crate::MeshError;
 
 /// One playout period: one Opus packet, one mixed frame.
 const TICK: Duration = Duration::from_millis(20);
-
-/// Where the mixed remote audio goes (the app's speaker).
-///
-/// `play` is called once per 20 ms on the call's playout task with exactly 960 samples (silence
-/// when nobody sends audio), so it must not block: a device sink should copy into its own ring
-/// buffer and return.
-pub trait AudioSink: Send {
-    /// Plays (or queues) 20 ms of mixed audio.
-    fn play(&mut self, frame: &AudioFrame);
-}
-
-/// An [`AudioSink`] shared between the app and the engine.
-pub type SharedAudioSink = Arc<Mutex<dyn AudioSink>>;
 
 /// Playout counters of one peer, read for [`crate::PeerStats`].
 #[derive(Debug, Default)]

@@ -9,13 +9,13 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use media::codec::VideoCodec;
+use media::StreamConfig;
 use media::VideoFrame;
 use rtc::media::io::sample_builder::SampleBuilder;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp::codec::h264::H264Packet;
 use rtc::rtp::codec::vp8::Vp8Packet;
 use rtc::rtp::packetizer::Depacketizer;
-use signal::room::StreamConfig;
 use tokio::sync::{mpsc, watch};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
@@ -114,15 +114,6 @@ fn codec_name(mime: &str) -> String {
     mime.rsplit('/').next().unwrap_or(mime).to_ascii_lowercase()
 }
 
-/// Whether `streams` says the sender sends `kind`.
-fn announced(streams: &StreamConfig, kind: MediaKind) -> bool {
-    match kind {
-        MediaKind::Audio => streams.audio,
-        MediaKind::Video => streams.video,
-        MediaKind::Screen => streams.screen,
-    }
-}
-
 /// Registers a remote audio track with the call's playout; it plays until the guard is dropped.
 fn play_audio(counters: &Counters, peer_id: &str, ssrc: u32) -> Option<StreamGuard> {
     match counters
@@ -140,7 +131,7 @@ fn play_audio(counters: &Counters, peer_id: &str, ssrc: u32) -> Option<StreamGua
 /// Reads one remote track until it ends.
 ///
 /// The track's life as the user sees it (`TrackAdded`/`TrackRemoved`) follows what the sender
-/// announces in the room (`streams`, watched through `announced`): a stream turned off is only
+/// announces in the room (`streams`, watched here): a stream turned off is only
 /// paused on the wire (see docs/decisions.md), so the announcement is what ends it here. While
 /// it is off nothing is delivered (stragglers still in flight are dropped); once it is on
 /// again, the next packet brings the track back.
@@ -213,7 +204,7 @@ pub async fn receive(
             changed = streams.changed(), if streams_open => {
                 if changed.is_err() {
                     streams_open = false;
-                } else if shown && !announced(&streams.borrow_and_update(), kind) {
+                } else if shown && !streams.borrow_and_update().get(kind) {
                     shown = false;
                     audio = None;
                     let _ = events
@@ -230,7 +221,7 @@ pub async fn receive(
             }
             continue;
         };
-        if !shown && announced(&streams.borrow(), kind) {
+        if !shown && streams.borrow().get(kind) {
             shown = true;
             if kind == MediaKind::Audio {
                 audio = play_audio(&counters, &peer_id, media_ssrc);

@@ -10,10 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use media::source::{AudioSource, MediaError, VideoSource};
-use media::synthetic::{TestPattern, Tone};
-use mesh::{MediaKind, Mesh, MeshConfig, MeshEvent, NetConfig, Sources, VideoCodec};
-use peer_devices::{Origin, PeerSources};
+use devices::DeviceChoice;
+use mesh::{MediaKind, Mesh, MeshConfig, MeshEvent, NetConfig, VideoCodec};
 use serde_json::{json, Value};
 use signal::room::{JoinOptions, Privacy, SignalError, Signaling, Timing};
 use signal::rtdb::{ClientConfig, RtdbClient};
@@ -46,16 +44,16 @@ struct Args {
     private: Option<String>,
     /// Camera: synthetic, none, camera (the first) or camera:N.
     #[arg(long, default_value = "synthetic", value_parser = peer_devices::parse_video)]
-    video: Origin,
+    video: DeviceChoice,
     /// Microphone: synthetic, none, mic (the default) or mic:NAME.
     #[arg(long, default_value = "synthetic", value_parser = peer_devices::parse_audio)]
-    audio: Origin,
+    audio: DeviceChoice,
     /// Screen share: synthetic, none, display (the first) or display:N.
     #[arg(long, default_value = "none", value_parser = peer_devices::parse_screen)]
-    screen: Origin,
+    screen: DeviceChoice,
     /// Where the call's audio plays: none, default, or a speaker's id or name.
     #[arg(long, default_value = "none", value_parser = peer_devices::parse_speaker)]
-    speaker: devices::Pick,
+    speaker: DeviceChoice,
     /// Screen-share frame rate of a real display.
     #[arg(long, default_value_t = devices::screen::DEFAULT_FPS)]
     screen_fps: u32,
@@ -112,30 +110,6 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
         return Err("size must be between 16x16 and 3840x2160".into());
     }
     Ok((w, h))
-}
-
-struct Synthetic {
-    width: u32,
-    height: u32,
-    fps: u32,
-}
-
-impl Sources for Synthetic {
-    fn video(&self, kind: MediaKind) -> Result<Box<dyn VideoSource>, MediaError> {
-        // A screen share is larger and slower than a camera, as real ones are.
-        Ok(match kind {
-            MediaKind::Screen => Box::new(TestPattern::new(
-                self.width * 2,
-                self.height * 2,
-                (self.fps / 3).max(1),
-            )),
-            _ => Box::new(TestPattern::new(self.width, self.height, self.fps)),
-        })
-    }
-
-    fn audio(&self) -> Result<Box<dyn AudioSource>, MediaError> {
-        Ok(Box::new(Tone::speech_like()))
-    }
 }
 
 struct Out {
@@ -288,16 +262,11 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
             Err(e) => return Err(e).context("cannot create the room"),
         }
     }
-    let sources = Arc::new(PeerSources::new(
-        Arc::new(Synthetic {
-            width: args.size.0,
-            height: args.size.1,
-            fps: args.fps,
-        }),
-        args.video.clone(),
-        args.audio.clone(),
-        args.screen.clone(),
-        devices::DeviceChoice {
+    let (sources, streams, problems) = peer_devices::sources(
+        &args.video,
+        &args.audio,
+        &args.screen,
+        devices::DeviceSetup {
             speaker: args.speaker.clone(),
             camera_mode: devices::camera::CameraMode {
                 width: args.size.0,
@@ -312,15 +281,15 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
             },
             ..Default::default()
         },
-    ));
+    );
+    let sources = Arc::new(sources);
     // A missing device costs only its own stream: say so and join with the rest.
-    let (streams, problems) = sources.streams();
     for message in problems {
         out.print("device_unavailable", json!({ "message": message }));
     }
-    let audio_sink = match &args.speaker {
-        devices::Pick::Off => None,
-        _ => match sources.devices.speaker() {
+    let audio_sink = match args.speaker.is_device() {
+        false => None,
+        true => match sources.speaker() {
             Ok(sink) => Some(sink),
             Err(e) => {
                 out.print(
@@ -331,7 +300,7 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
             }
         },
     };
-    let mut device_events = sources.devices.events();
+    let mut device_events = sources.events();
     let options = JoinOptions {
         streams,
         secret: args.private.clone(),
@@ -354,7 +323,7 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
             .then(|| peer_devices::frame_reporter(out.start)),
         ..MeshConfig::default()
     };
-    let mic = sources.devices.mic_control();
+    let mic = sources.mic_control();
     let (mesh, mut events) = Mesh::join(&signaling, &room_id, options, mesh_config, sources)
         .await
         .context("cannot join the room")?;

@@ -1,6 +1,7 @@
 //! The JSON shapes of `docs/protocol.md`, and their checks: a node written by another client is
 //! only believed when it has the right types and sizes.
 
+pub use media::StreamConfig;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -10,17 +11,6 @@ pub const MAX_SDP: usize = 100_000;
 pub const MAX_CANDIDATE: usize = 2_000;
 /// Longest name (room or display) accepted, in characters.
 pub const MAX_NAME: usize = 100;
-
-/// What a participant sends.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StreamConfig {
-    /// Microphone.
-    pub audio: bool,
-    /// Camera.
-    pub video: bool,
-    /// Screen share.
-    pub screen: bool,
-}
 
 /// A room as listed in `rooms/`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
