@@ -60,6 +60,17 @@ impl Default for DeviceSetup {
     }
 }
 
+impl DeviceSetup {
+    /// The choice for `kind`'s device (the camera for video, the display for a screen share).
+    pub fn device_for(&self, kind: MediaKind) -> &DeviceChoice {
+        match kind {
+            MediaKind::Audio => &self.microphone,
+            MediaKind::Video => &self.camera,
+            MediaKind::Screen => &self.display,
+        }
+    }
+}
+
 /// Sees every camera and screen frame a call captures (the app shows them in my own tile).
 pub type VideoTap = Arc<dyn Fn(MediaKind, &VideoFrame) + Send + Sync>;
 
@@ -181,12 +192,7 @@ impl DeviceSources {
     /// looked up; a microphone is opened and closed again (audio systems list devices they cannot
     /// open).
     pub fn check(&self, kind: MediaKind) -> Result<(), MediaError> {
-        let choice = match kind {
-            MediaKind::Audio => &self.choice.microphone,
-            MediaKind::Video => &self.choice.camera,
-            MediaKind::Screen => &self.choice.display,
-        };
-        if *choice == DeviceChoice::Synthetic {
+        if *self.choice.device_for(kind) == DeviceChoice::Synthetic {
             return Ok(());
         }
         match kind {
@@ -271,11 +277,7 @@ impl DeviceSources {
 
 impl Sources for DeviceSources {
     fn video(&self, kind: MediaKind) -> Result<Box<dyn VideoSource>, MediaError> {
-        let choice = match kind {
-            MediaKind::Screen => &self.choice.display,
-            _ => &self.choice.camera,
-        };
-        let source = match (kind, choice) {
+        let source = match (kind, self.choice.device_for(kind)) {
             (_, DeviceChoice::Synthetic) => self.synthetic().video(kind)?,
             (MediaKind::Screen, _) => screen::open(
                 self.display_index()?,
