@@ -11,62 +11,89 @@ use tauri::async_runtime::JoinHandle;
 use tauri::ipc::{Channel, InvokeResponseBody};
 use tauri::State;
 
-use crate::core::{Core, UserError};
+use crate::core::Core;
 use crate::devices::Pickers;
+use crate::error::UserError;
 use crate::events::UiEvent;
 use crate::frames::{Drawn, TileStats};
 use crate::settings::Settings;
 
-/// The page's two channels.
+/// The page's two channels: typed events and video frame bundles.
 #[derive(Default)]
-pub struct Hub {
-    /// Typed events.
-    pub events: Mutex<Option<Channel<UiEvent>>>,
+pub struct PageChannels {
+    events: Mutex<Option<Channel<UiEvent>>>,
+    /// Invitations and errors that came before the page listened.
+    pending: Mutex<Vec<UiEvent>>,
     frames_task: Mutex<Option<JoinHandle<()>>>,
 }
 
-impl Hub {
-    /// Sends an event to the page (dropped when no page listens).
+/// How many early invitations and errors are kept for the page.
+const MAX_PENDING: usize = 16;
+
+impl PageChannels {
+    /// Sends an event to the page. Before a page listens, invitations and errors wait for it
+    /// (a link that started the app must not be lost); the rest is in the next snapshot.
     pub fn send(&self, ev: UiEvent) {
         let ch = self
             .events
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        if let Some(ch) = ch {
-            if let Err(e) = ch.send(ev) {
+        match ch {
+            Some(ch) => {
+                if let Err(e) = ch.send(ev) {
+                    tracing::debug!(error = %e, "the page did not take an event");
+                }
+            }
+            None if matches!(ev, UiEvent::Invite { .. } | UiEvent::Error { .. }) => {
+                let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+                if p.len() < MAX_PENDING {
+                    p.push(ev);
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// A (re)loaded page listens on `events`: it gets `snapshot`, then what waited for it.
+    fn attach(&self, events: Channel<UiEvent>, snapshot: Vec<UiEvent>) {
+        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        for ev in snapshot.into_iter().chain(pending) {
+            if let Err(e) = events.send(ev) {
                 tracing::debug!(error = %e, "the page did not take an event");
             }
         }
+        *self.events.lock().unwrap_or_else(|p| p.into_inner()) = Some(events);
     }
 }
 
-type Core_<'a> = State<'a, Arc<Core>>;
-
 fn kind(name: &str) -> Result<MediaKind, UserError> {
-    MediaKind::from_track_id(name).ok_or_else(|| UserError {
-        message: format!("unknown stream {name:?} (audio, video or screen)"),
-        hint: None,
+    MediaKind::from_track_id(name).ok_or_else(|| {
+        UserError::new(
+            format!("unknown stream {name:?} (audio, video or screen)"),
+            None,
+        )
     })
 }
 
 /// The page's event channel; the current state follows at once.
 #[tauri::command]
 pub async fn subscribe(
-    core: Core_<'_>,
-    hub: State<'_, Arc<Hub>>,
+    core: State<'_, Core>,
+    page: State<'_, Arc<PageChannels>>,
     events: Channel<UiEvent>,
 ) -> Result<(), UserError> {
-    *hub.events.lock().unwrap_or_else(|p| p.into_inner()) = Some(events);
-    core.snapshot().await;
+    let page = page.inner().clone();
+    // In the core's order: the snapshot, then every later event, none twice.
+    core.replay(move |snapshot| page.attach(events, snapshot));
     Ok(())
 }
 
 /// The page's frame channel (binary bundles, see `frames`).
 #[tauri::command]
 pub fn frames_subscribe(
-    core: Core_<'_>,
-    hub: State<'_, Arc<Hub>>,
+    core: State<'_, Core>,
+    page: State<'_, Arc<PageChannels>>,
     frames: Channel<InvokeResponseBody>,
 ) {
     let compositor = core.frames.clone();
@@ -75,7 +102,7 @@ pub fn frames_subscribe(
             .run(move |bundle| frames.send(InvokeResponseBody::Raw(bundle)).is_ok())
             .await
     });
-    let old = hub
+    let old = page
         .frames_task
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -88,7 +115,11 @@ pub fn frames_subscribe(
 /// The page drew the last bundle. (Async, like every frequent command, so that it runs off
 /// the main thread the webview needs.)
 #[tauri::command]
-pub async fn frames_ack(core: Core_<'_>, drawn: Vec<Drawn>, now_ms: f64) -> Result<(), UserError> {
+pub async fn frames_ack(
+    core: State<'_, Core>,
+    drawn: Vec<Drawn>,
+    now_ms: f64,
+) -> Result<(), UserError> {
     core.frames.ack(&drawn, now_ms);
     Ok(())
 }
@@ -96,7 +127,7 @@ pub async fn frames_ack(core: Core_<'_>, drawn: Vec<Drawn>, now_ms: f64) -> Resu
 /// The sizes the tiles are shown at (device pixels).
 #[tauri::command]
 pub async fn tile_sizes(
-    core: Core_<'_>,
+    core: State<'_, Core>,
     sizes: HashMap<String, (u32, u32)>,
 ) -> Result<(), UserError> {
     core.frames.set_sizes(sizes);
@@ -105,19 +136,19 @@ pub async fn tile_sizes(
 
 /// Drawing figures per tile (benchmarks and the stats panel).
 #[tauri::command]
-pub fn ui_stats(core: Core_<'_>, reset: bool) -> Vec<TileStats> {
+pub fn ui_stats(core: State<'_, Core>, reset: bool) -> Vec<TileStats> {
     core.frames.stats(reset)
 }
 
 /// The settings.
 #[tauri::command]
-pub fn get_settings(core: Core_<'_>) -> Settings {
+pub fn get_settings(core: State<'_, Core>) -> Settings {
     core.settings()
 }
 
 /// Saves the settings.
 #[tauri::command]
-pub async fn save_settings(core: Core_<'_>, settings: Settings) -> Result<(), UserError> {
+pub async fn save_settings(core: State<'_, Core>, settings: Settings) -> Result<(), UserError> {
     core.save_settings(settings).await
 }
 
@@ -129,14 +160,14 @@ pub fn list_devices() -> Pickers {
 
 /// Connects (again) to the configured database.
 #[tauri::command]
-pub async fn reconnect(core: Core_<'_>) -> Result<(), UserError> {
+pub async fn reconnect(core: State<'_, Core>) -> Result<(), UserError> {
     core.reconnect().await
 }
 
 /// Creates a room; returns its id.
 #[tauri::command]
 pub async fn create_room(
-    core: Core_<'_>,
+    core: State<'_, Core>,
     name: String,
     secret: Option<String>,
 ) -> Result<String, UserError> {
@@ -146,7 +177,7 @@ pub async fn create_room(
 /// Destroys a room.
 #[tauri::command]
 pub async fn destroy_room(
-    core: Core_<'_>,
+    core: State<'_, Core>,
     room: String,
     secret: Option<String>,
 ) -> Result<(), UserError> {
@@ -156,7 +187,7 @@ pub async fn destroy_room(
 /// Joins a room.
 #[tauri::command]
 pub async fn join_room(
-    core: Core_<'_>,
+    core: State<'_, Core>,
     room: String,
     secret: Option<String>,
     db: Option<String>,
@@ -166,7 +197,7 @@ pub async fn join_room(
 
 /// Leaves the call.
 #[tauri::command]
-pub async fn leave_room(core: Core_<'_>) -> Result<(), UserError> {
+pub async fn leave_room(core: State<'_, Core>) -> Result<(), UserError> {
     core.leave("you left").await;
     Ok(())
 }
@@ -174,7 +205,7 @@ pub async fn leave_room(core: Core_<'_>) -> Result<(), UserError> {
 /// Starts or stops `kind` (`audio`, `video` or `screen`).
 #[tauri::command]
 pub async fn set_stream(
-    core: Core_<'_>,
+    core: State<'_, Core>,
     kind: String,
     on: bool,
 ) -> Result<StreamConfig, UserError> {
@@ -193,26 +224,24 @@ pub struct Links {
 
 /// Invite links for the current call.
 #[tauri::command]
-pub async fn invite_links(core: Core_<'_>) -> Result<Links, UserError> {
-    let (room, _) = core.current_call().await.ok_or_else(|| UserError {
-        message: "you are not in a call".into(),
-        hint: None,
-    })?;
-    let db = core.shared_db_url().await.unwrap_or_default();
+pub async fn invite_links(core: State<'_, Core>) -> Result<Links, UserError> {
+    let inv = core.invitation().await?;
     Ok(Links {
-        app: crate::links::app_link(&room, &db),
-        web: (!core.call_is_private().await).then(|| crate::links::web_link(&room, &db)),
+        app: crate::links::app_link(&inv.room, &inv.db),
+        web: (!inv.private).then(|| crate::links::web_link(&inv.room, &inv.db)),
     })
 }
 
 /// Opens an invitation the user pasted.
 #[tauri::command]
-pub fn open_invite(core: Core_<'_>, link: String) -> Result<(), UserError> {
-    let invite = crate::links::parse(&link).map_err(|e| UserError {
-        message: e.to_string(),
-        hint: Some("An invitation looks like huddle://join/<room>?db=…".into()),
+pub fn open_invite(core: State<'_, Core>, link: String) -> Result<(), UserError> {
+    let invite = crate::links::parse(&link).map_err(|e| {
+        UserError::new(
+            e.to_string(),
+            Some("An invitation looks like huddle://join/<room>?db=…"),
+        )
     })?;
-    core.outlet.emit(UiEvent::Invite {
+    core.show(UiEvent::Invite {
         room: invite.room,
         db: invite.db,
     });
@@ -221,12 +250,13 @@ pub fn open_invite(core: Core_<'_>, link: String) -> Result<(), UserError> {
 
 /// Starts the camera preview of the pre-join screen.
 #[tauri::command]
-pub fn preview_start(core: Core_<'_>) -> Result<(), UserError> {
-    core.start_preview()
+pub async fn preview_start(core: State<'_, Core>) -> Result<(), UserError> {
+    core.start_preview().await
 }
 
 /// Stops the camera preview.
 #[tauri::command]
-pub fn preview_stop(core: Core_<'_>) {
-    core.stop_preview();
+pub async fn preview_stop(core: State<'_, Core>) -> Result<(), UserError> {
+    core.stop_preview().await;
+    Ok(())
 }

@@ -1,27 +1,34 @@
-//! The app's state and everything a command, the tray or a deep link can ask of it. It knows
-//! nothing of windows: what the user should see goes out as [`UiEvent`]s through an [`Outlet`].
+//! The app core: one task owns the app's state (the settings, the database connection, the
+//! call, the camera preview) and takes, in one `select!`, the requests of the page, the tray
+//! and invitation links, the engine's events, the devices' events and the room list. Nothing
+//! else changes that state, so there are no locks around it and no ordering between tasks to
+//! get wrong: "the call ended" is just one branch of the loop.
+//!
+//! [`Core`] is the handle the rest of the app holds: each method sends a request and waits for
+//! its answer. What the user is shown is the [`View`], folded from every event the core emits;
+//! the handle reads it for the queries that need no answer from the task (the settings, the
+//! call I am in).
+//!
+//! It knows nothing of windows: events go out through an [`Outlet`].
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use mesh::{MediaKind, Mesh, MeshConfig, NetConfig};
-use signal::room::{JoinOptions, Privacy, SignalError, Signaling, StreamConfig};
-use signal::rtdb::{ClientConfig, RtdbClient};
-use tokio::task::JoinHandle;
+use devices::{DeviceEvent, DeviceKind};
+use mesh::{MediaKind, Mesh, MeshConfig, MeshEvent, NetConfig};
+use signal::room::{JoinOptions, Privacy, Signaling, StreamConfig};
+use tokio::sync::{mpsc, oneshot};
 
-use crate::call::Call;
+use crate::call::{Call, CallInput, Joined};
+use crate::conn::Conn;
 use crate::devices::Capture;
-use crate::events::{RoomView, UiEvent};
+use crate::error::UserError;
+use crate::events::{Outlet, UiEvent};
 use crate::frames::{Compositor, SELF_SCREEN, SELF_VIDEO};
-use crate::rooms;
-use crate::settings::{Database, RecentRoom, Settings, Store};
-
-/// Where UI events go (the event channel, notifications, the tray).
-pub trait Outlet: Send + Sync {
-    /// Delivers one event.
-    fn emit(&self, ev: UiEvent);
-}
+use crate::rooms::RoomsUpdate;
+use crate::settings::{RecentRoom, Settings, Store};
+use crate::view::View;
 
 /// How the app runs, beyond the user's settings (tests and benchmarks set these).
 #[derive(Clone, Debug, Default)]
@@ -32,51 +39,280 @@ pub struct Options {
     pub capture: Capture,
 }
 
-/// An error for the user: what happened and, when we know, what to do.
-#[derive(Debug, Clone, serde::Serialize, PartialEq)]
-pub struct UserError {
-    /// What went wrong.
-    pub message: String,
-    /// What to try.
-    pub hint: Option<String>,
+/// Where the app keeps its files.
+#[derive(Clone, Debug)]
+pub struct Folders {
+    /// The settings.
+    pub config: PathBuf,
+    /// The embedded database.
+    pub data: PathBuf,
 }
 
-impl UserError {
-    fn new(message: impl Into<String>, hint: Option<&str>) -> Self {
-        UserError {
-            message: message.into(),
-            hint: hint.map(str::to_owned),
+/// An invitation to the call I am in, before it is written as links.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Invitation {
+    pub room: String,
+    /// The database others reach the room in.
+    pub db: String,
+    pub private: bool,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, UserError>>;
+
+/// What the handle asks of the task.
+enum Request {
+    SaveSettings(Box<Settings>, Reply<()>),
+    Reconnect(Reply<()>),
+    CreateRoom {
+        name: String,
+        secret: Option<String>,
+        reply: Reply<String>,
+    },
+    DestroyRoom {
+        room: String,
+        secret: Option<String>,
+        reply: Reply<()>,
+    },
+    Join {
+        room: String,
+        secret: Option<String>,
+        db: Option<String>,
+        reply: Reply<()>,
+    },
+    Leave(String, oneshot::Sender<()>),
+    SetStream {
+        kind: MediaKind,
+        /// `None` flips it.
+        on: Option<bool>,
+        reply: Reply<StreamConfig>,
+    },
+    Invitation(Reply<Invitation>),
+    StartPreview(Reply<()>),
+    StopPreview(oneshot::Sender<()>),
+    /// An event from outside the core (an invitation link, an error of a tray action).
+    Show(UiEvent),
+    /// Runs with the snapshot, in order with the events (see [`Core::replay`]).
+    Replay(Box<dyn FnOnce(Vec<UiEvent>) + Send>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// The handle of the app core (cheap to share; every clone talks to the same task).
+#[derive(Clone)]
+pub struct Core {
+    requests: mpsc::UnboundedSender<Request>,
+    view: Arc<Mutex<View>>,
+    /// Video frames for the page (written by the engine's sink, read by the frame channel).
+    pub frames: Arc<Compositor>,
+}
+
+/// The app core's task: spawn [`CoreTask::run`] on the runtime that should run the calls.
+pub struct CoreTask {
+    actor: Actor,
+    requests: mpsc::UnboundedReceiver<Request>,
+}
+
+impl Core {
+    /// The app with its settings and database in `folders`; nothing happens until the task
+    /// runs (the first request then connects to the database).
+    pub fn new(folders: Folders, options: Options, outlet: Arc<dyn Outlet>) -> (Core, CoreTask) {
+        let store = Store::new(&folders.config);
+        let settings = store.load();
+        if let Err(e) = store.save(&settings) {
+            tracing::warn!(error = %e, "cannot save the settings");
         }
-    }
-}
-
-impl From<SignalError> for UserError {
-    fn from(e: SignalError) -> Self {
-        let hint = match &e {
-            SignalError::NoSuchRoom => {
-                Some("It may have been closed. Pick another room or create one.")
-            }
-            SignalError::SecretRequired | SignalError::WrongSecret => {
-                Some("Ask the person who invited you for the room's secret.")
-            }
-            SignalError::PermissionDenied(_) => {
-                Some("Check the database secret or token in Settings → Database.")
-            }
-            SignalError::Database(_) => Some(
-                "Check that the database address in Settings is right and that you are online.",
-            ),
-            _ => None,
+        let view = Arc::new(Mutex::new(View::default()));
+        let frames = Arc::new(Compositor::default());
+        let shown = Shown {
+            view: view.clone(),
+            outlet,
         };
-        UserError::new(e.to_string(), hint)
+        shown.emit(UiEvent::Settings {
+            settings: settings.clone(),
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        let actor = Actor {
+            store,
+            settings,
+            data_dir: folders.data,
+            options,
+            conn: None,
+            call: None,
+            preview: None,
+            frames: frames.clone(),
+            shown,
+        };
+        let core = Core {
+            requests: tx,
+            view,
+            frames,
+        };
+        (
+            core,
+            CoreTask {
+                actor,
+                requests: rx,
+            },
+        )
+    }
+
+    async fn ask<T>(&self, request: impl FnOnce(Reply<T>) -> Request) -> Result<T, UserError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(request(tx))
+            .map_err(|_| UserError::closing())?;
+        rx.await.unwrap_or_else(|_| Err(UserError::closing()))
+    }
+
+    async fn tell(&self, request: impl FnOnce(oneshot::Sender<()>) -> Request) {
+        let (tx, rx) = oneshot::channel();
+        if self.requests.send(request(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    fn view(&self) -> MutexGuard<'_, View> {
+        self.view.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The settings now.
+    pub fn settings(&self) -> Settings {
+        // The view holds them from the start: `new` emits them.
+        self.view().settings().cloned().unwrap_or_default()
+    }
+
+    /// The room I am in and what I send.
+    pub fn current_call(&self) -> Option<(String, StreamConfig)> {
+        self.view().call().map(|c| (c.room.clone(), c.streams))
+    }
+
+    /// Runs `f` with the events that bring a freshly loaded page up to date, in order with the
+    /// events the core emits: what `f` does (attach the page's channel) sees every later event
+    /// and none twice.
+    pub fn replay(&self, f: impl FnOnce(Vec<UiEvent>) + Send + 'static) {
+        let _ = self.requests.send(Request::Replay(Box::new(f)));
+    }
+
+    /// Saves new settings; a changed database reconnects.
+    pub async fn save_settings(&self, new: Settings) -> Result<(), UserError> {
+        self.ask(|r| Request::SaveSettings(Box::new(new), r)).await
+    }
+
+    /// Connects to the configured database (starting the embedded one if that is the choice).
+    pub async fn reconnect(&self) -> Result<(), UserError> {
+        self.ask(Request::Reconnect).await
+    }
+
+    /// Creates a room (private when `secret` is given) and returns its id.
+    pub async fn create_room(
+        &self,
+        name: &str,
+        secret: Option<String>,
+    ) -> Result<String, UserError> {
+        let name = name.to_owned();
+        self.ask(|reply| Request::CreateRoom {
+            name,
+            secret,
+            reply,
+        })
+        .await
+    }
+
+    /// Destroys a room (leaving it first if I am in it).
+    pub async fn destroy_room(&self, room: &str, secret: Option<String>) -> Result<(), UserError> {
+        let room = room.to_owned();
+        self.ask(|reply| Request::DestroyRoom {
+            room,
+            secret,
+            reply,
+        })
+        .await
+    }
+
+    /// Joins `room` (in the database `db`, when an invitation names another one).
+    pub async fn join(
+        &self,
+        room: &str,
+        secret: Option<String>,
+        db: Option<String>,
+    ) -> Result<(), UserError> {
+        let room = room.to_owned();
+        self.ask(|reply| Request::Join {
+            room,
+            secret,
+            db,
+            reply,
+        })
+        .await
+    }
+
+    /// Leaves the call, if any; `why` is shown.
+    pub async fn leave(&self, why: &str) {
+        let why = why.to_owned();
+        self.tell(|done| Request::Leave(why, done)).await
+    }
+
+    /// Starts or stops my camera, microphone or screen.
+    pub async fn set_stream(&self, kind: MediaKind, on: bool) -> Result<StreamConfig, UserError> {
+        self.ask(|reply| Request::SetStream {
+            kind,
+            on: Some(on),
+            reply,
+        })
+        .await
+    }
+
+    /// Flips a stream (tray, shortcuts).
+    pub async fn toggle_stream(&self, kind: MediaKind) -> Result<StreamConfig, UserError> {
+        self.ask(|reply| Request::SetStream {
+            kind,
+            on: None,
+            reply,
+        })
+        .await
+    }
+
+    /// What an invitation to the call I am in says.
+    pub async fn invitation(&self) -> Result<Invitation, UserError> {
+        self.ask(Request::Invitation).await
+    }
+
+    /// Shows my camera in my own tile before I join (the pre-join screen).
+    pub async fn start_preview(&self) -> Result<(), UserError> {
+        self.ask(Request::StartPreview).await
+    }
+
+    /// Stops the pre-join preview (and releases the camera).
+    pub async fn stop_preview(&self) {
+        self.tell(Request::StopPreview).await
+    }
+
+    /// Shows an event that comes from outside the core: an invitation that arrived, an error
+    /// of something the tray did. (Does not wait: links arrive before the runtime runs.)
+    pub fn show(&self, ev: UiEvent) {
+        let _ = self.requests.send(Request::Show(ev));
+    }
+
+    /// Leaves and stops the embedded database (app exit). The task ends after it.
+    pub async fn shutdown(&self) {
+        self.tell(Request::Shutdown).await
     }
 }
 
-impl From<mesh::MeshError> for UserError {
-    fn from(e: mesh::MeshError) -> Self {
-        match e {
-            mesh::MeshError::Signal(s) => s.into(),
-            other => UserError::new(other.to_string(), None),
-        }
+/// Emits events: folds each into the view, then hands it to the outlet with the view after it.
+struct Shown {
+    view: Arc<Mutex<View>>,
+    outlet: Arc<dyn Outlet>,
+}
+
+impl Shown {
+    fn emit(&self, ev: UiEvent) {
+        let mut view = self.view.lock().unwrap_or_else(|p| p.into_inner());
+        view.apply(&ev);
+        self.outlet.emit(ev, &view);
+    }
+
+    fn error(&self, e: UserError) {
+        self.emit(UiEvent::error(e.message, e.hint.as_deref()));
     }
 }
 
@@ -85,196 +321,167 @@ struct Preview {
     thread: std::thread::JoinHandle<()>,
 }
 
-/// The connection to the signaling database (and the embedded server, when it is ours).
-pub(crate) struct Conn {
-    pub(crate) signaling: Signaling,
-    pub(crate) url: String,
-    pub(crate) lan_url: Option<String>,
-    server: Option<rtdb::Server>,
-    watcher: JoinHandle<()>,
-}
-
-/// The app.
-pub struct Core {
+/// The state only the task touches.
+struct Actor {
     store: Store,
+    settings: Settings,
     data_dir: PathBuf,
     options: Options,
-    settings: Mutex<Settings>,
-    conn: tokio::sync::Mutex<Option<Conn>>,
-    call: Arc<tokio::sync::Mutex<Option<Call>>>,
-    pub(crate) rooms: Arc<Mutex<Vec<RoomView>>>,
-    pub(crate) outlet: Arc<dyn Outlet>,
-    preview: Mutex<Option<Preview>>,
-    /// Video frames for the page.
-    pub frames: Arc<Compositor>,
+    conn: Option<Conn>,
+    call: Option<Call>,
+    preview: Option<Preview>,
+    frames: Arc<Compositor>,
+    shown: Shown,
 }
 
-impl Core {
-    /// The app with settings in `config_dir` and the embedded database in `data_dir`.
-    pub fn new(
-        config_dir: PathBuf,
-        data_dir: PathBuf,
-        options: Options,
-        outlet: Arc<dyn Outlet>,
-    ) -> Self {
-        let store = Store::new(&config_dir);
-        let settings = store.load();
-        if let Err(e) = store.save(&settings) {
-            tracing::warn!(error = %e, "cannot save the settings");
-        }
-        Core {
-            store,
-            data_dir,
-            options,
-            settings: Mutex::new(settings),
-            conn: tokio::sync::Mutex::new(None),
-            call: Arc::new(tokio::sync::Mutex::new(None)),
-            rooms: Arc::new(Mutex::new(Vec::new())),
-            outlet,
-            preview: Mutex::new(None),
-            frames: Arc::new(Compositor::default()),
-        }
-    }
-
-    /// Shows my camera in my own tile before I join (the pre-join screen).
-    pub fn start_preview(&self) -> Result<(), UserError> {
-        self.stop_preview();
-        let settings = self.settings();
-        let sources = crate::devices::sources(
-            &settings.devices,
-            &self.options.capture,
-            settings.noise_suppression,
-            self.frames.clone(),
-        );
-        let mut source = mesh::Sources::video(&sources, MediaKind::Video).map_err(|e| {
-            UserError::new(
-                format!("cannot show the camera: {e}"),
-                Some("Pick another camera, or the test pattern, in Settings → Devices."),
-            )
-        })?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("preview".into())
-            .spawn(move || {
-                // The sources' video tap puts every frame in my tile; nothing else is done
-                // with them.
-                while !flag.load(Ordering::Relaxed) {
-                    if let Err(e) = source.next_frame() {
-                        tracing::warn!(error = %e, "camera preview stopped");
-                        break;
+impl CoreTask {
+    /// The loop; returns after a shutdown or when every handle is gone.
+    pub async fn run(self) {
+        let CoreTask {
+            mut actor,
+            mut requests,
+        } = self;
+        loop {
+            tokio::select! {
+                req = requests.recv() => match req {
+                    Some(Request::Shutdown(done)) => {
+                        actor.shutdown().await;
+                        let _ = done.send(());
+                        return;
                     }
-                }
-            })
-            .map_err(|e| UserError::new(format!("cannot start the preview: {e}"), None))?;
-        *self.preview.lock().unwrap_or_else(|p| p.into_inner()) = Some(Preview { stop, thread });
-        Ok(())
+                    Some(req) => actor.handle(req).await,
+                    None => {
+                        actor.shutdown().await;
+                        return;
+                    }
+                },
+                input = next_in_call(&mut actor.call) => actor.on_call(input).await,
+                update = next_in_rooms(&mut actor.conn) => actor.on_rooms(update),
+            }
+        }
     }
+}
 
-    /// Stops the pre-join preview (and releases the camera).
-    pub fn stop_preview(&self) {
-        let p = self
-            .preview
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(p) = p {
-            p.stop.store(true, Ordering::Relaxed);
-            let _ = p.thread.join();
-            self.frames.remove_prefix(SELF_VIDEO);
+async fn next_in_call(call: &mut Option<Call>) -> CallInput {
+    match call {
+        Some(c) => c.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_in_rooms(conn: &mut Option<Conn>) -> RoomsUpdate {
+    match conn.as_mut().and_then(|c| c.rooms.as_mut()) {
+        Some(r) => r.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Actor {
+    async fn handle(&mut self, req: Request) {
+        match req {
+            Request::SaveSettings(new, reply) => {
+                let _ = reply.send(self.save_settings(*new).await);
+            }
+            Request::Reconnect(reply) => {
+                let _ = reply.send(self.reconnect().await);
+            }
+            Request::CreateRoom {
+                name,
+                secret,
+                reply,
+            } => {
+                let _ = reply.send(self.create_room(&name, secret).await);
+            }
+            Request::DestroyRoom {
+                room,
+                secret,
+                reply,
+            } => {
+                let _ = reply.send(self.destroy_room(&room, secret).await);
+            }
+            Request::Join {
+                room,
+                secret,
+                db,
+                reply,
+            } => {
+                let _ = reply.send(self.join(&room, secret, db).await);
+            }
+            Request::Leave(why, done) => {
+                self.leave(&why).await;
+                let _ = done.send(());
+            }
+            Request::SetStream { kind, on, reply } => {
+                let _ = reply.send(self.set_stream(kind, on).await);
+            }
+            Request::Invitation(reply) => {
+                let _ = reply.send(self.invitation());
+            }
+            Request::StartPreview(reply) => {
+                let _ = reply.send(self.start_preview());
+            }
+            Request::StopPreview(done) => {
+                self.stop_preview();
+                let _ = done.send(());
+            }
+            Request::Show(ev) => self.shown.emit(ev),
+            Request::Replay(f) => {
+                let snapshot = self
+                    .shown
+                    .view
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .snapshot();
+                f(snapshot);
+            }
+            Request::Shutdown(done) => {
+                self.shutdown().await;
+                let _ = done.send(());
+            }
         }
     }
 
-    /// The settings now.
-    pub fn settings(&self) -> Settings {
-        self.settings
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    fn update_settings(&self, f: impl FnOnce(&mut Settings)) -> Settings {
-        let mut s = self.settings.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut s);
-        if let Err(e) = self.store.save(&s) {
+    fn update_settings(&mut self, f: impl FnOnce(&mut Settings)) {
+        f(&mut self.settings);
+        if let Err(e) = self.store.save(&self.settings) {
             tracing::warn!(error = %e, "cannot save the settings");
         }
-        let now = s.clone();
-        drop(s);
-        self.outlet.emit(UiEvent::Settings {
-            settings: now.clone(),
+        self.shown.emit(UiEvent::Settings {
+            settings: self.settings.clone(),
         });
-        now
     }
 
-    /// Saves new settings; a changed database reconnects.
-    pub async fn save_settings(&self, new: Settings) -> Result<(), UserError> {
+    async fn save_settings(&mut self, new: Settings) -> Result<(), UserError> {
         new.validate()
             .map_err(|e| UserError::new(e.to_string(), None))?;
-        let old = self.settings();
-        let keep_id = old.peer_id.clone();
+        let database_changed = self.settings.database != new.database;
+        let keep_id = self.settings.peer_id.clone();
         self.update_settings(|s| {
             *s = Settings {
                 peer_id: keep_id,
-                ..new.clone()
+                ..new
             }
         });
-        if old.database != new.database {
+        if database_changed {
             self.leave("you changed the database").await;
             self.reconnect().await?;
         }
         Ok(())
     }
 
-    /// Everything the page needs after (re)loading.
-    pub async fn snapshot(&self) {
-        self.outlet.emit(UiEvent::Settings {
-            settings: self.settings(),
-        });
-        if let Some(c) = self.conn.lock().await.as_ref() {
-            self.outlet.emit(UiEvent::Database {
-                connected: true,
-                url: c.url.clone(),
-                lan_url: c.lan_url.clone(),
-                message: None,
-            });
-        }
-        let rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        self.outlet.emit(UiEvent::Rooms { rooms });
-        if let Some(call) = self.call.lock().await.as_ref() {
-            self.outlet.emit(call.joined_event());
-            call.replay_members(&*self.outlet);
-        }
-    }
-
-    /// Connects to the configured database (starting the embedded one if that is the choice).
-    pub async fn reconnect(&self) -> Result<(), UserError> {
-        let mut conn = self.conn.lock().await;
-        if let Some(old) = conn.take() {
+    async fn reconnect(&mut self) -> Result<(), UserError> {
+        if let Some(old) = self.conn.take() {
             old.close().await;
         }
-        let settings = self.settings();
-        match Conn::open(
-            &settings,
-            &self.data_dir,
-            self.rooms.clone(),
-            self.outlet.clone(),
-        )
-        .await
-        {
+        match Conn::open(&self.settings, &self.data_dir).await {
             Ok(c) => {
                 tracing::info!("signaling database ready at {}", c.url);
-                self.outlet.emit(UiEvent::Database {
-                    connected: true,
-                    url: c.url.clone(),
-                    lan_url: c.lan_url.clone(),
-                    message: None,
-                });
-                *conn = Some(c);
+                self.shown.emit(c.connected_event());
+                self.conn = Some(c);
                 Ok(())
             }
             Err(e) => {
-                self.outlet.emit(UiEvent::Database {
+                self.shown.emit(UiEvent::Database {
                     connected: false,
                     url: String::new(),
                     lan_url: None,
@@ -285,63 +492,62 @@ impl Core {
         }
     }
 
-    async fn signaling(&self) -> Result<(Signaling, String), UserError> {
-        if self.conn.lock().await.is_none() {
+    /// The database connection, made now if there is none.
+    async fn conn(&mut self) -> Result<&Conn, UserError> {
+        if self.conn.is_none() {
             self.reconnect().await?;
         }
-        let conn = self.conn.lock().await;
-        let c = conn
+        self.conn
             .as_ref()
-            .ok_or_else(|| UserError::new("not connected to a database", None))?;
-        Ok((c.signaling.clone(), c.url.clone()))
+            .ok_or_else(|| UserError::new("not connected to a database", None))
     }
 
-    /// Creates a room (private when `secret` is given) and returns its id.
-    pub async fn create_room(
-        &self,
+    async fn create_room(
+        &mut self,
         name: &str,
         secret: Option<String>,
     ) -> Result<String, UserError> {
-        let (sig, _) = self.signaling().await?;
         let privacy = match secret.filter(|s| !s.is_empty()) {
             Some(s) => Privacy::Private(s),
             None => Privacy::Public,
         };
-        Ok(sig.create_room(name, privacy).await?)
+        Ok(self
+            .conn()
+            .await?
+            .signaling
+            .create_room(name, privacy)
+            .await?)
     }
 
-    /// Destroys a room (leaving it first if I am in it).
-    pub async fn destroy_room(&self, room: &str, secret: Option<String>) -> Result<(), UserError> {
-        let in_it = self.call.lock().await.as_ref().map(|c| c.room.clone());
-        if in_it.as_deref() == Some(room) {
+    async fn destroy_room(&mut self, room: &str, secret: Option<String>) -> Result<(), UserError> {
+        if self.call.as_ref().is_some_and(|c| c.room == room) {
             self.leave("you closed the room").await;
         }
-        let (sig, _) = self.signaling().await?;
+        let sig = self.conn().await?.signaling.clone();
         sig.destroy_room(room, secret.as_deref()).await?;
         self.update_settings(|s| s.forget(room));
         Ok(())
     }
 
-    /// Joins `room` (in the database `db`, when an invitation names another one).
-    pub async fn join(
-        &self,
+    async fn join(
+        &mut self,
         room: &str,
         secret: Option<String>,
         db: Option<String>,
     ) -> Result<(), UserError> {
         self.leave("you joined another room").await;
         self.stop_preview();
-        let settings = self.settings();
-        let (configured, url) = self.signaling().await?;
-        let (signaling, other_db) = match db.filter(|d| d.trim_end_matches('/') != url) {
-            Some(d) => {
-                let client = RtdbClient::new(ClientConfig::new(d.clone()))
-                    .map_err(|e| UserError::new(format!("cannot use {d}: {e}"), None))?;
-                (Signaling::new(client, settings.peer_id.clone()), Some(d))
-            }
-            None => (configured, None),
-        };
-        let info = rooms::info(&signaling, room).await?;
+        let settings = self.settings.clone();
+        let conn = self.conn().await?;
+        let (signaling, other_db): (Signaling, _) =
+            match db.filter(|d| d.trim_end_matches('/') != conn.url) {
+                Some(d) => (
+                    crate::conn::signaling_at(&d, None, &settings.peer_id)?,
+                    Some(d),
+                ),
+                None => (conn.signaling.clone(), None),
+            };
+        let info = crate::rooms::info(&signaling, room).await?;
         let sources = Arc::new(crate::devices::sources(
             &settings.devices,
             &self.options.capture,
@@ -354,7 +560,7 @@ impl Core {
                 Ok(s) => Some(s),
                 Err(e) => {
                     // Not fatal: the call goes on, and remote audio is still measured.
-                    self.outlet.emit(UiEvent::error(
+                    self.shown.emit(UiEvent::error(
                         format!("cannot play sound: {}", devices::message(&e)),
                         Some("Pick another speaker in Settings → Devices."),
                     ));
@@ -362,7 +568,7 @@ impl Core {
                 }
             },
         };
-        let device_events = sources.events();
+        let devices = sources.events();
         let mic = sources.mic_control();
         let frames = self.frames.clone();
         let config = MeshConfig {
@@ -399,43 +605,31 @@ impl Core {
         // Join sending nothing, then start each wanted stream: a missing camera is then one
         // error message and a call without video, not a failed join.
         let (mesh, events) = Mesh::join(&signaling, room, options, config, sources).await?;
-        let mut call = Call::new(
+        let joined = Joined {
             mesh,
+            events,
+            devices,
+            mic,
+        };
+        let mut call = Call::new(
+            joined,
             room.to_owned(),
             info.name.clone(),
             settings.peer_id.clone(),
+            info.secured,
         );
-        call.secured = info.secured;
-        call.mic = Some(mic.clone());
         for (kind, on) in [
             (MediaKind::Audio, settings.start_with_audio),
             (MediaKind::Video, settings.start_with_video),
         ] {
             if on {
                 if let Err(e) = call.set_stream(kind, true).await {
-                    self.outlet
-                        .emit(UiEvent::error(e.message, e.hint.as_deref()));
+                    self.shown.error(e);
                 }
             }
         }
-        self.outlet.emit(call.joined_event());
-        // Held while the forwarder starts, so an end it sees at once finds the call in place.
-        let mut slot = self.call.lock().await;
-        call.forward(
-            events,
-            self.outlet.clone(),
-            self.frames.clone(),
-            self.call.clone(),
-        );
-        *slot = Some(call);
-        drop(slot);
-        tokio::spawn(follow_devices(
-            device_events,
-            mic,
-            self.call.clone(),
-            room.to_owned(),
-            self.outlet.clone(),
-        ));
+        self.shown.emit(call.joined_event());
+        self.call = Some(call);
         self.update_settings(|s| {
             s.remember(RecentRoom {
                 id: room.to_owned(),
@@ -447,22 +641,33 @@ impl Core {
         Ok(())
     }
 
-    /// Leaves the call, if any; `why` is shown.
-    pub async fn leave(&self, why: &str) {
-        let call = self.call.lock().await.take();
-        if let Some(call) = call {
+    async fn leave(&mut self, why: &str) {
+        if let Some(call) = self.call.take() {
+            let left = call.left_event(why);
             call.leave().await;
             self.frames.remove_prefix("");
-            self.outlet.emit(UiEvent::Left { reason: why.into() });
+            self.shown.emit(left);
         }
     }
 
-    /// Starts or stops my camera, microphone or screen.
-    pub async fn set_stream(&self, kind: MediaKind, on: bool) -> Result<StreamConfig, UserError> {
-        let mut guard = self.call.lock().await;
-        let call = guard
-            .as_mut()
-            .ok_or_else(|| UserError::new("you are not in a call", None))?;
+    /// Forgets a call that ended by itself (the engine already left).
+    fn end(&mut self, why: &str) {
+        if let Some(call) = self.call.take() {
+            let left = call.left_event(why);
+            // Dropping the engine's handle finishes leaving the room.
+            drop(call);
+            self.frames.remove_prefix("");
+            self.shown.emit(left);
+        }
+    }
+
+    async fn set_stream(
+        &mut self,
+        kind: MediaKind,
+        on: Option<bool>,
+    ) -> Result<StreamConfig, UserError> {
+        let call = self.call.as_mut().ok_or_else(UserError::not_in_call)?;
+        let on = on.unwrap_or(!call.streams.get(kind));
         let result = call.set_stream(kind, on).await;
         if !on {
             self.frames.remove_prefix(match kind {
@@ -471,135 +676,112 @@ impl Core {
             });
         }
         let streams = call.streams;
-        self.outlet.emit(UiEvent::LocalStreams { streams });
+        self.shown.emit(UiEvent::LocalStreams { streams });
         result.map(|()| streams)
     }
 
-    /// Flips a stream (tray, shortcuts).
-    pub async fn toggle_stream(&self, kind: MediaKind) -> Result<StreamConfig, UserError> {
-        let on = self
-            .call
-            .lock()
-            .await
-            .as_ref()
-            .map(|c| c.streams.get(kind))
-            .ok_or_else(|| UserError::new("you are not in a call", None))?;
-        self.set_stream(kind, !on).await
-    }
-
-    /// Whether the room I am in is private.
-    pub async fn call_is_private(&self) -> bool {
-        self.call.lock().await.as_ref().is_some_and(|c| c.secured)
-    }
-
-    /// The room I am in and what I send.
-    pub async fn current_call(&self) -> Option<(String, StreamConfig)> {
-        self.call
-            .lock()
-            .await
-            .as_ref()
-            .map(|c| (c.room.clone(), c.streams))
-    }
-
-    /// The database URL others use to reach my rooms (LAN address when hosting).
-    pub async fn shared_db_url(&self) -> Option<String> {
-        let c = self.conn.lock().await;
-        c.as_ref()
-            .map(|c| c.lan_url.clone().unwrap_or(c.url.clone()))
-    }
-
-    /// Leaves and stops the embedded database (app exit).
-    pub async fn shutdown(&self) {
-        self.leave("the app is closing").await;
-        if let Some(c) = self.conn.lock().await.take() {
-            c.close().await;
-        }
-    }
-}
-
-impl Conn {
-    async fn open(
-        settings: &Settings,
-        data_dir: &std::path::Path,
-        rooms: Arc<Mutex<Vec<RoomView>>>,
-        outlet: Arc<dyn Outlet>,
-    ) -> Result<Conn, UserError> {
-        let (server, url, lan_url, auth) = match &settings.database {
-            Database::Embedded => {
-                let s = crate::embedded::start(data_dir, None, None).await?;
-                let url = s.url();
-                (Some(s), url, None, None)
-            }
-            Database::Host { port, secret } => {
-                let s = crate::embedded::start(data_dir, Some(*port), secret.clone()).await?;
-                let url = format!("http://127.0.0.1:{port}");
-                let lan = crate::embedded::lan_url(*port);
-                (Some(s), url, lan, secret.clone())
-            }
-            Database::Remote { url, auth } => (None, url.clone(), None, auth.clone()),
-        };
-        let mut cfg = ClientConfig::new(url.clone());
-        if let Some(a) = auth.filter(|a| !a.is_empty()) {
-            cfg = cfg.with_secret(a);
-        }
-        let client = RtdbClient::new(cfg)
-            .map_err(|e| UserError::new(format!("cannot use the database at {url}: {e}"), None))?;
-        let signaling = Signaling::new(client, settings.peer_id.clone());
-        // One read up front, so an unreachable database or a wrong secret is reported now.
-        signaling.list_rooms().await.map_err(|e| {
-            let e = UserError::from(e);
-            UserError::new(
-                format!("cannot reach the database at {url}: {}", e.message),
-                e.hint.as_deref(),
-            )
-        })?;
-        let watcher = tokio::spawn(rooms::watch(
-            signaling.clone(),
-            settings.peer_id.clone(),
-            rooms,
-            outlet,
-        ));
-        Ok(Conn {
-            signaling,
-            url,
-            lan_url,
-            server,
-            watcher,
+    fn invitation(&self) -> Result<Invitation, UserError> {
+        let call = self.call.as_ref().ok_or_else(UserError::not_in_call)?;
+        Ok(Invitation {
+            room: call.room.clone(),
+            db: self
+                .conn
+                .as_ref()
+                .map(|c| c.shared_url().to_owned())
+                .unwrap_or_default(),
+            private: call.secured,
         })
     }
 
-    async fn close(self) {
-        self.watcher.abort();
-        if let Some(s) = self.server {
-            s.shutdown().await;
+    fn start_preview(&mut self) -> Result<(), UserError> {
+        self.stop_preview();
+        let sources = crate::devices::sources(
+            &self.settings.devices,
+            &self.options.capture,
+            self.settings.noise_suppression,
+            self.frames.clone(),
+        );
+        let mut source =
+            media::source::Sources::video(&sources, MediaKind::Video).map_err(|e| {
+                UserError::new(
+                    format!("cannot show the camera: {e}"),
+                    Some("Pick another camera, or the test pattern, in Settings → Devices."),
+                )
+            })?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("preview".into())
+            .spawn(move || {
+                // The sources' video tap puts every frame in my tile; nothing else is done
+                // with them.
+                while !flag.load(Ordering::Relaxed) {
+                    if let Err(e) = source.next_frame() {
+                        tracing::warn!(error = %e, "camera preview stopped");
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| UserError::new(format!("cannot start the preview: {e}"), None))?;
+        self.preview = Some(Preview { stop, thread });
+        Ok(())
+    }
+
+    fn stop_preview(&mut self) {
+        if let Some(p) = self.preview.take() {
+            p.stop.store(true, Ordering::Relaxed);
+            let _ = p.thread.join();
+            self.frames.remove_prefix(SELF_VIDEO);
         }
     }
-}
 
-/// Turns device events into what the user sees: a lost camera or screen ends that stream (the
-/// others see camera-off) with a message; "muted but speaking" becomes my speaking state.
-async fn follow_devices(
-    mut events: tokio::sync::broadcast::Receiver<devices::DeviceEvent>,
-    mic: devices::MicControl,
-    slot: Arc<tokio::sync::Mutex<Option<Call>>>,
-    room: String,
-    outlet: Arc<dyn Outlet>,
-) {
-    use devices::{DeviceEvent, DeviceKind};
-    use tokio::sync::broadcast::error::RecvError;
-    loop {
-        let ev = match events.recv().await {
-            Ok(ev) => ev,
-            Err(RecvError::Lagged(_)) => continue,
-            Err(RecvError::Closed) => return,
-        };
+    async fn shutdown(&mut self) {
+        self.stop_preview();
+        self.leave("the app is closing").await;
+        if let Some(c) = self.conn.take() {
+            c.close().await;
+        }
+    }
+
+    async fn on_call(&mut self, input: CallInput) {
+        match input {
+            CallInput::Mesh(ev) => self.on_mesh(ev),
+            CallInput::Device(ev) => self.on_device(ev).await,
+            CallInput::Ended => self.end("the call's connection to the database failed"),
+        }
+    }
+
+    fn on_mesh(&mut self, ev: MeshEvent) {
+        use crate::frames::{key, peer_prefix};
+        match &ev {
+            MeshEvent::StreamChanged { peer_id, streams } => {
+                for kind in [MediaKind::Video, MediaKind::Screen] {
+                    if !streams.get(kind) {
+                        self.frames.remove_prefix(&key(peer_id, kind));
+                    }
+                }
+            }
+            MeshEvent::MemberLeft { peer_id, .. } => {
+                self.frames.remove_prefix(&peer_prefix(peer_id));
+            }
+            MeshEvent::RoomClosed => return self.end("the room was closed"),
+            _ => {}
+        }
+        if let Some(ui) = UiEvent::from_mesh(ev) {
+            self.shown.emit(ui);
+        }
+    }
+
+    /// A lost camera or screen ends that stream (the others see camera-off) with a message;
+    /// "muted but speaking" becomes my speaking state.
+    async fn on_device(&mut self, ev: DeviceEvent) {
         match ev {
             DeviceEvent::Lost {
                 kind,
                 name,
                 message,
             } => {
-                outlet.emit(UiEvent::error(
+                self.shown.emit(UiEvent::error(
                     format!("{name}: {message}"),
                     Some("The call goes on. Plug it back in, or pick another device in Settings → Devices."),
                 ));
@@ -608,22 +790,55 @@ async fn follow_devices(
                     DeviceKind::Display => Some(MediaKind::Screen),
                     _ => None,
                 };
-                let mut guard = slot.lock().await;
-                if let (Some(media), Some(call)) = (media, guard.as_mut()) {
-                    if call.room == room && call.streams.get(media) {
-                        let _ = call.set_stream(media, false).await;
-                        outlet.emit(UiEvent::LocalStreams {
-                            streams: call.streams,
-                        });
-                    }
+                let on = |c: &Call, m| c.streams.get(m);
+                if let Some(media) = media.filter(|m| self.call.as_ref().is_some_and(|c| on(c, *m)))
+                {
+                    let _ = self.set_stream(media, Some(false)).await;
                 }
             }
-            DeviceEvent::MutedSpeaking { speaking } => outlet.emit(UiEvent::Speaking {
-                peer: "self".into(),
-                speaking,
-                level_dbfs: mic.level_dbfs(),
-            }),
+            DeviceEvent::MutedSpeaking { speaking } => {
+                if let Some(level_dbfs) = self.call.as_ref().map(|c| c.mic.level_dbfs()) {
+                    self.shown.emit(UiEvent::Speaking {
+                        peer: "self".into(),
+                        speaking,
+                        level_dbfs,
+                    });
+                }
+            }
             _ => {}
         }
     }
+
+    fn on_rooms(&mut self, update: RoomsUpdate) {
+        match update {
+            RoomsUpdate::List(rooms) => self.shown.emit(UiEvent::Rooms { rooms }),
+            RoomsUpdate::Lost(why) => {
+                let url = self
+                    .conn
+                    .as_ref()
+                    .map(|c| c.url.clone())
+                    .unwrap_or_default();
+                self.shown.emit(UiEvent::Database {
+                    connected: false,
+                    url,
+                    lan_url: None,
+                    message: Some(format!(
+                        "lost the connection to the database ({why}); reconnecting"
+                    )),
+                });
+            }
+            RoomsUpdate::Ended => {
+                if let Some(c) = &mut self.conn {
+                    c.rooms = None;
+                }
+                self.shown.emit(UiEvent::error(
+                    "the room list can no longer be read",
+                    Some("Check the database settings."),
+                ));
+            }
+        }
+    }
 }
+
+#[cfg(test)]
+mod tests;

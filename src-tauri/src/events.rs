@@ -6,13 +6,18 @@ use serde::Serialize;
 use signal::room::StreamConfig;
 
 use crate::settings::Settings;
+use crate::view::View;
+
+/// Where UI events go: the page's event channel, the notifications, the tray. The app core
+/// calls it for every event it emits, with the [`View`] that already includes the event.
+pub trait Outlet: Send + Sync {
+    fn emit(&self, ev: UiEvent, view: &View);
+}
 
 /// A room as the room list shows it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RoomView {
-    /// Room id.
     pub id: String,
-    /// Display name.
     pub name: String,
     /// Private (needs a secret).
     pub secured: bool,
@@ -29,13 +34,9 @@ pub struct RoomView {
 #[non_exhaustive]
 pub enum UiEvent {
     /// The settings now (after load or save).
-    Settings {
-        /// All of them.
-        settings: Settings,
-    },
+    Settings { settings: Settings },
     /// The database: connected or not, and where.
     Database {
-        /// Usable now.
         connected: bool,
         /// The URL the app talks to.
         url: String,
@@ -45,15 +46,10 @@ pub enum UiEvent {
         message: Option<String>,
     },
     /// The room list changed (the whole list, sorted by name).
-    Rooms {
-        /// Rooms.
-        rooms: Vec<RoomView>,
-    },
+    Rooms { rooms: Vec<RoomView> },
     /// I am in a room.
     Joined {
-        /// Room id.
         room: String,
-        /// Room name.
         name: String,
         /// My peer id (my tile's key is `self`).
         me: String,
@@ -62,42 +58,28 @@ pub enum UiEvent {
     },
     /// I left (or was removed).
     Left {
+        /// The room's id and name, as `joined` gave them.
+        room: String,
+        name: String,
         /// Why, in words.
         reason: String,
     },
     /// What I send changed (from the UI, a shortcut or the tray).
-    LocalStreams {
-        /// Now.
-        streams: StreamConfig,
-    },
+    LocalStreams { streams: StreamConfig },
     /// Someone arrived.
     MemberJoined {
-        /// Their id.
         peer: String,
-        /// Display name.
         name: String,
         /// What they send.
         streams: StreamConfig,
     },
     /// Someone left.
-    MemberLeft {
-        /// Their id.
-        peer: String,
-        /// Why.
-        reason: String,
-    },
+    MemberLeft { peer: String, reason: String },
     /// Someone started or stopped sending something.
-    StreamChanged {
-        /// Whose.
-        peer: String,
-        /// Now.
-        streams: StreamConfig,
-    },
+    StreamsChanged { peer: String, streams: StreamConfig },
     /// A remote track started or ended.
     Track {
-        /// Whose.
         peer: String,
-        /// Which.
         kind: MediaKind,
         /// Started (true) or ended.
         added: bool,
@@ -106,15 +88,9 @@ pub enum UiEvent {
         codec: Option<String>,
     },
     /// Connection state with a peer (`new`, `connecting`, `connected`, `disconnected`, `failed`).
-    Connection {
-        /// With whom.
-        peer: String,
-        /// State.
-        state: String,
-    },
+    Connection { peer: String, state: String },
     /// First picture from a peer.
     FirstFrame {
-        /// From whom.
         peer: String,
         /// Camera or screen.
         kind: MediaKind,
@@ -123,20 +99,13 @@ pub enum UiEvent {
     },
     /// Someone started or stopped speaking (`self` for me).
     Speaking {
-        /// Who.
         peer: String,
-        /// Now speaking.
         speaking: bool,
         /// Level in dBFS.
         level_dbfs: f32,
     },
     /// Receive statistics for a peer, every second.
-    Stats {
-        /// Whose.
-        peer: String,
-        /// Figures.
-        stats: PeerStats,
-    },
+    Stats { peer: String, stats: PeerStats },
     /// The call's signaling connection was lost or came back.
     Signaling {
         /// Reachable now.
@@ -146,16 +115,13 @@ pub enum UiEvent {
     },
     /// An invitation arrived (deep link): the UI shows the pre-join screen for it.
     Invite {
-        /// Room id.
         room: String,
         /// Its database, when the link names one.
         db: Option<String>,
     },
     /// Something the user should know; `hint` suggests what to do.
     Error {
-        /// What went wrong.
         message: String,
-        /// What to try.
         hint: Option<String>,
     },
 }
@@ -185,7 +151,7 @@ impl UiEvent {
                 peer: peer_id,
                 reason,
             },
-            MeshEvent::StreamChanged { peer_id, streams } => UiEvent::StreamChanged {
+            MeshEvent::StreamChanged { peer_id, streams } => UiEvent::StreamsChanged {
                 peer: peer_id,
                 streams,
             },

@@ -40,7 +40,12 @@ pub const SELF_SCREEN: &str = "self:screen";
 
 /// The key of a peer's tile for one kind of video.
 pub fn key(peer: &str, kind: mesh::MediaKind) -> String {
-    format!("{peer}:{}", kind.as_str())
+    format!("{}{}", peer_prefix(peer), kind.as_str())
+}
+
+/// What every tile key of `peer` starts with.
+pub fn peer_prefix(peer: &str) -> String {
+    format!("{peer}:")
 }
 
 /// What the page drew from the last bundle.

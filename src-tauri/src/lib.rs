@@ -9,9 +9,10 @@
 
 pub mod call;
 pub mod commands;
+pub mod conn;
 pub mod core;
 pub mod devices;
-pub mod embedded;
+pub mod error;
 pub mod events;
 pub mod frames;
 pub mod links;
@@ -20,15 +21,17 @@ pub mod rooms;
 pub mod scale;
 pub mod settings;
 pub mod tray;
+pub mod view;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tauri::{AppHandle, Manager, RunEvent, Runtime};
 
-use crate::commands::Hub;
-use crate::core::{Core, Options, Outlet};
-use crate::events::UiEvent;
+use crate::commands::PageChannels;
+use crate::core::{Core, Folders, Options};
+use crate::events::{Outlet, UiEvent};
+use crate::view::View;
 
 /// Runs the app with the context `tauri::generate_context!` made of tauri.conf.json.
 pub fn run(context: tauri::Context<tauri::Wry>) {
@@ -41,7 +44,7 @@ pub fn run(context: tauri::Context<tauri::Wry>) {
     };
     app.run(|app, event| {
         if let RunEvent::Exit = event {
-            if let Some(core) = app.try_state::<Arc<Core>>() {
+            if let Some(core) = app.try_state::<Core>() {
                 let core = core.inner().clone();
                 // Leave the call so the others see me go at once (not after the presence
                 // timeout), and close the embedded database cleanly.
@@ -127,16 +130,20 @@ fn setup<R: Runtime>(app: &AppHandle<R>, desktop: bool) -> tauri::Result<()> {
         loopback_only: std::env::var("HUDDLE_LOOPBACK_ONLY").is_ok_and(|v| v == "1"),
         ..Options::default()
     };
-    let hub = Arc::new(Hub::default());
+    let page = Arc::new(PageChannels::default());
     let outlet = Arc::new(TauriOutlet {
         app: app.clone(),
-        hub: hub.clone(),
-        room: Mutex::new(None),
-        pending: Mutex::new(Vec::new()),
+        page: page.clone(),
+        desktop,
     });
-    let core = Arc::new(Core::new(config_dir, data_dir, options, outlet.clone()));
+    let folders = Folders {
+        config: config_dir,
+        data: data_dir,
+    };
+    let (core, task) = Core::new(folders, options, outlet.clone());
+    tauri::async_runtime::spawn(task.run());
     app.manage(core.clone());
-    app.manage(hub);
+    app.manage(page);
     app.manage(outlet);
     if desktop {
         if let Err(e) = tray::create(app) {
@@ -182,16 +189,16 @@ fn deep_links<R: Runtime>(app: &AppHandle<R>) {
 
 /// Shows the pre-join screen for every invitation among `args`.
 fn open_links<'a, R: Runtime>(app: &AppHandle<R>, args: impl Iterator<Item = &'a str>) {
-    let Some(outlet) = app.try_state::<Arc<TauriOutlet<R>>>() else {
+    let Some(core) = app.try_state::<Core>() else {
         return;
     };
     for a in args.filter(|a| a.starts_with("huddle:")) {
         match links::parse(a) {
-            Ok(inv) => outlet.emit(UiEvent::Invite {
+            Ok(inv) => core.show(UiEvent::Invite {
                 room: inv.room,
                 db: inv.db,
             }),
-            Err(e) => outlet.emit(UiEvent::error(e.to_string(), None)),
+            Err(e) => core.show(UiEvent::error(e.to_string(), None)),
         }
     }
 }
@@ -199,67 +206,28 @@ fn open_links<'a, R: Runtime>(app: &AppHandle<R>, args: impl Iterator<Item = &'a
 /// Delivers UI events: to the page, as notifications, and to the tray menu.
 struct TauriOutlet<R: Runtime> {
     app: AppHandle<R>,
-    hub: Arc<Hub>,
-    /// The name of the room I am in, for notifications.
-    room: Mutex<Option<String>>,
-    /// Invitations and errors that came before the page listened.
-    pending: Mutex<Vec<UiEvent>>,
-}
-
-impl<R: Runtime> TauriOutlet<R> {
-    fn flush_pending(&self) {
-        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
-        for ev in pending {
-            self.hub.send(ev);
-        }
-    }
+    page: Arc<PageChannels>,
+    /// With a tray (not under the mock runtime of the tests).
+    desktop: bool,
 }
 
 impl<R: Runtime> Outlet for TauriOutlet<R> {
-    fn emit(&self, ev: UiEvent) {
+    fn emit(&self, ev: UiEvent, view: &View) {
         let focused = self
             .app
             .get_webview_window("main")
             .and_then(|w| Some(w.is_focused().ok()? && w.is_visible().ok()?))
             .unwrap_or(false);
-        {
-            let mut room = self.room.lock().unwrap_or_else(|p| p.into_inner());
-            if matches!(ev, UiEvent::MemberJoined { .. }) {
-                tracing::info!(focused, "someone joined");
-            }
-            if let Some(n) = notify::notice_for(&ev, focused, room.as_deref()) {
-                notify::show(&self.app, &n);
-            }
-            match &ev {
-                UiEvent::Joined { name, .. } => *room = Some(name.clone()),
-                UiEvent::Left { .. } => *room = None,
-                _ => {}
-            }
+        if matches!(ev, UiEvent::MemberJoined { .. }) {
+            tracing::info!(focused, "someone joined");
         }
-        if matches!(
-            ev,
-            UiEvent::Settings { .. }
-                | UiEvent::Joined { .. }
-                | UiEvent::Left { .. }
-                | UiEvent::LocalStreams { .. }
-        ) {
-            let app = self.app.clone();
-            tauri::async_runtime::spawn(async move { tray::refresh(&app).await });
+        let room = view.call().map(|c| c.name.as_str());
+        if let Some(n) = notify::notice_for(&ev, focused, room) {
+            notify::show(&self.app, &n);
         }
-        let listening = self
-            .hub
-            .events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some();
-        if listening {
-            self.flush_pending();
-            self.hub.send(ev);
-        } else if matches!(ev, UiEvent::Invite { .. } | UiEvent::Error { .. }) {
-            let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            if p.len() < 16 {
-                p.push(ev);
-            }
+        if self.desktop && tray::shows(&ev) {
+            tray::refresh(&self.app, view);
         }
+        self.page.send(ev);
     }
 }

@@ -25,12 +25,9 @@ pub fn notice_for(ev: &UiEvent, focused: bool, in_call: Option<&str>) -> Option<
             format!("{name} joined"),
             format!("{name} is now in {}", in_call.unwrap_or("your call")),
         ),
-        UiEvent::Left { reason } if reason == "the room was closed" => notice(
+        UiEvent::Left { name, reason, .. } if reason == "the room was closed" => notice(
             "The room was closed".into(),
-            format!(
-                "{} was closed; you left the call.",
-                in_call.unwrap_or("The room")
-            ),
+            format!("{name} was closed; you left the call."),
         ),
         UiEvent::Signaling {
             connected: false,
@@ -87,10 +84,16 @@ mod tests {
     #[test]
     fn closed_rooms_and_lost_connections_notify_always() {
         let closed = UiEvent::Left {
+            room: "r".into(),
+            name: "Standup".into(),
             reason: "the room was closed".into(),
         };
-        assert!(notice_for(&closed, true, Some("R")).is_some());
+        // After the event the view has no call any more: the name comes from the event.
+        let n = notice_for(&closed, true, None).unwrap_or_else(|| panic!("a notice"));
+        assert!(n.body.contains("Standup"), "{}", n.body);
         let left = UiEvent::Left {
+            room: "r".into(),
+            name: "Standup".into(),
             reason: "you left".into(),
         };
         assert!(notice_for(&left, false, Some("R")).is_none());

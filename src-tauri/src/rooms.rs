@@ -1,16 +1,14 @@
 //! The live room list: rooms and, for public rooms, how many people are in them.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde_json::Value;
 use signal::room::model::RoomInfo;
-use signal::room::{RoomListEvent, SignalError, Signaling};
-use signal::rtdb::{ChildEvent, StreamEvent};
+use signal::room::{RoomList, RoomListEvent, SignalError, Signaling};
+use signal::rtdb::{ChildEvent, StreamEvent, Subscription};
 
-use crate::core::{Outlet, UserError};
-use crate::events::{RoomView, UiEvent};
+use crate::error::UserError;
+use crate::events::RoomView;
 
 /// A room's listing (its name, and whether it is private).
 pub async fn info(sig: &Signaling, room: &str) -> Result<RoomInfo, UserError> {
@@ -25,10 +23,7 @@ pub async fn info(sig: &Signaling, room: &str) -> Result<RoomInfo, UserError> {
     if v.is_null() {
         return Err(SignalError::NoSuchRoom.into());
     }
-    RoomInfo::from_value(&v).ok_or_else(|| UserError {
-        message: "the room's listing is damaged".into(),
-        hint: None,
-    })
+    RoomInfo::from_value(&v).ok_or_else(|| UserError::new("the room's listing is damaged", None))
 }
 
 /// The list the page shows, sorted by name.
@@ -62,73 +57,85 @@ fn count(v: &Value) -> usize {
     v.as_object().map(|m| m.len()).unwrap_or(0)
 }
 
-/// Follows `rooms/` and `occupants/` and publishes the list on every change.
-pub async fn watch(
-    sig: Signaling,
+/// What the room list did.
+#[derive(Debug)]
+pub enum RoomsUpdate {
+    /// The whole list now, sorted by name.
+    List(Vec<RoomView>),
+    /// The database went away; the list reconnects by itself.
+    Lost(String),
+    /// The list can no longer be read (it does not reconnect).
+    Ended,
+}
+
+/// Follows `rooms/` and `occupants/`; [`RoomsFeed::next`] yields the list on every change.
+/// It is polled by the app core's loop, so its state changes only after an await returned
+/// (safe to cancel in a `select!`).
+pub struct RoomsFeed {
     me: String,
-    shared: Arc<Mutex<Vec<RoomView>>>,
-    outlet: Arc<dyn Outlet>,
-) {
-    let mut list = sig.watch_rooms();
-    let mut occupants = sig.db().subscribe(signal::room::paths::OCCUPANTS);
-    let mut rooms = BTreeMap::new();
-    let mut counts = HashMap::new();
-    let mut synced = false;
-    loop {
-        let changed = tokio::select! {
-            ev = list.next() => match ev {
-                Some(RoomListEvent::Added { id, info }) | Some(RoomListEvent::Changed { id, info }) => {
-                    rooms.insert(id, info);
-                    synced
-                }
-                Some(RoomListEvent::Removed { id }) => {
-                    rooms.remove(&id);
-                    synced
-                }
-                Some(RoomListEvent::Synced) => {
-                    synced = true;
-                    true
-                }
-                Some(RoomListEvent::Disconnected(why)) => {
-                    outlet.emit(UiEvent::Database {
-                        connected: false,
-                        url: sig.db().url().to_owned(),
-                        lan_url: None,
-                        message: Some(format!("lost the connection to the database ({why}); reconnecting")),
-                    });
-                    false
-                }
-                Some(_) => false,
-                None => {
-                    outlet.emit(UiEvent::error(
-                        "the room list can no longer be read",
-                        Some("Check the database settings."),
-                    ));
-                    return;
-                }
-            },
-            ev = occupants.next() => match ev {
-                Some(StreamEvent::Child(ChildEvent::Added { key, value }))
-                | Some(StreamEvent::Child(ChildEvent::Changed { key, value, .. })) => {
-                    counts.insert(key, count(&value));
-                    synced
-                }
-                Some(StreamEvent::Child(ChildEvent::Removed { key, .. })) => {
-                    counts.remove(&key);
-                    synced
-                }
-                Some(_) => false,
-                // Occupant counts are a nicety: without them the list still works.
-                None => {
-                    tokio::time::sleep(Duration::from_secs(3600)).await;
-                    false
-                }
-            },
-        };
-        if changed {
-            let v = view(&rooms, &counts, &me);
-            *shared.lock().unwrap_or_else(|p| p.into_inner()) = v.clone();
-            outlet.emit(UiEvent::Rooms { rooms: v });
+    list: RoomList,
+    occupants: Subscription,
+    occupants_open: bool,
+    rooms: BTreeMap<String, RoomInfo>,
+    counts: HashMap<String, usize>,
+    synced: bool,
+}
+
+impl RoomsFeed {
+    pub fn follow(sig: &Signaling, me: String) -> Self {
+        RoomsFeed {
+            me,
+            list: sig.watch_rooms(),
+            occupants: sig.db().subscribe(signal::room::paths::OCCUPANTS),
+            occupants_open: true,
+            rooms: BTreeMap::new(),
+            counts: HashMap::new(),
+            synced: false,
+        }
+    }
+
+    /// The next change worth showing.
+    pub async fn next(&mut self) -> RoomsUpdate {
+        loop {
+            let changed = tokio::select! {
+                ev = self.list.next() => match ev {
+                    Some(RoomListEvent::Added { id, info }) | Some(RoomListEvent::Changed { id, info }) => {
+                        self.rooms.insert(id, info);
+                        self.synced
+                    }
+                    Some(RoomListEvent::Removed { id }) => {
+                        self.rooms.remove(&id);
+                        self.synced
+                    }
+                    Some(RoomListEvent::Synced) => {
+                        self.synced = true;
+                        true
+                    }
+                    Some(RoomListEvent::Disconnected(why)) => return RoomsUpdate::Lost(why),
+                    Some(_) => false,
+                    None => return RoomsUpdate::Ended,
+                },
+                ev = self.occupants.next(), if self.occupants_open => match ev {
+                    Some(StreamEvent::Child(ChildEvent::Added { key, value }))
+                    | Some(StreamEvent::Child(ChildEvent::Changed { key, value, .. })) => {
+                        self.counts.insert(key, count(&value));
+                        self.synced
+                    }
+                    Some(StreamEvent::Child(ChildEvent::Removed { key, .. })) => {
+                        self.counts.remove(&key);
+                        self.synced
+                    }
+                    Some(_) => false,
+                    // Occupant counts are a nicety: without them the list still works.
+                    None => {
+                        self.occupants_open = false;
+                        false
+                    }
+                },
+            };
+            if changed {
+                return RoomsUpdate::List(view(&self.rooms, &self.counts, &self.me));
+            }
         }
     }
 }

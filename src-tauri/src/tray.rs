@@ -2,8 +2,6 @@
 //! window, quit. The menu's content and the meaning of each item are pure functions
 //! ([`entries`], [`action`]) so tests call them without a tray host.
 
-use std::sync::Arc;
-
 use mesh::MediaKind;
 use signal::room::StreamConfig;
 use tauri::menu::{CheckMenuItem, IsMenuItem, Menu, MenuItem, PredefinedMenuItem, Submenu};
@@ -11,7 +9,9 @@ use tauri::tray::TrayIconBuilder;
 use tauri::{AppHandle, Manager, Runtime};
 
 use crate::core::Core;
+use crate::events::UiEvent;
 use crate::settings::RecentRoom;
+use crate::view::View;
 
 const TRAY_ID: &str = "huddle";
 
@@ -125,7 +125,7 @@ fn build_menu<R: Runtime>(app: &AppHandle<R>, entries: &[Entry]) -> tauri::Resul
 
 /// Creates the tray icon.
 pub fn create<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
-    let core = app.state::<Arc<Core>>();
+    let core = app.state::<Core>();
     let menu = build_menu(app, &entries(&core.settings().recent, None))?;
     let mut builder = TrayIconBuilder::with_id(TRAY_ID)
         .tooltip("Huddle")
@@ -143,26 +143,45 @@ pub fn create<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
     Ok(())
 }
 
-/// Rebuilds the menu (recent rooms or call state changed).
-pub async fn refresh<R: Runtime>(app: &AppHandle<R>) {
-    let core = app.state::<Arc<Core>>().inner().clone();
-    let call = core.current_call().await;
-    let Some(tray) = app.tray_by_id(TRAY_ID) else {
-        return;
-    };
-    match build_menu(app, &entries(&core.settings().recent, call.as_ref())) {
-        Ok(menu) => {
-            if let Err(e) = tray.set_menu(Some(menu)) {
-                tracing::warn!(error = %e, "cannot update the tray menu");
+/// Whether the menu shows what `ev` changes (recent rooms, the call and what I send).
+pub fn shows(ev: &UiEvent) -> bool {
+    matches!(
+        ev,
+        UiEvent::Settings { .. }
+            | UiEvent::Joined { .. }
+            | UiEvent::Left { .. }
+            | UiEvent::LocalStreams { .. }
+    )
+}
+
+/// Rebuilds the menu from what the user is shown now.
+pub fn refresh<R: Runtime>(app: &AppHandle<R>, view: &View) {
+    let recent = view
+        .settings()
+        .map(|s| s.recent.clone())
+        .unwrap_or_default();
+    let call = view.call().map(|c| (c.room.clone(), c.streams));
+    let app = app.clone();
+    // Menus are built on the main thread: from here that would wait for it, and the main
+    // thread may itself be waiting for the core (at exit).
+    tauri::async_runtime::spawn(async move {
+        let Some(tray) = app.tray_by_id(TRAY_ID) else {
+            return;
+        };
+        match build_menu(&app, &entries(&recent, call.as_ref())) {
+            Ok(menu) => {
+                if let Err(e) = tray.set_menu(Some(menu)) {
+                    tracing::warn!(error = %e, "cannot update the tray menu");
+                }
             }
+            Err(e) => tracing::warn!(error = %e, "cannot build the tray menu"),
         }
-        Err(e) => tracing::warn!(error = %e, "cannot build the tray menu"),
-    }
+    });
 }
 
 /// Does what a tray item says.
 pub fn perform<R: Runtime>(app: AppHandle<R>, action: TrayAction) {
-    let core = app.state::<Arc<Core>>().inner().clone();
+    let core = app.state::<Core>().inner().clone();
     match action {
         TrayAction::ShowHide => {
             if let Some(w) = app.get_webview_window("main") {
@@ -190,7 +209,7 @@ pub fn perform<R: Runtime>(app: AppHandle<R>, action: TrayAction) {
                     TrayAction::Join(i) => match core.settings().recent.get(i).cloned() {
                         // A private room needs its secret: the page asks for it.
                         Some(r) if r.secured => {
-                            core.outlet.emit(crate::events::UiEvent::Invite {
+                            core.show(UiEvent::Invite {
                                 room: r.id,
                                 db: r.db,
                             });
@@ -202,8 +221,7 @@ pub fn perform<R: Runtime>(app: AppHandle<R>, action: TrayAction) {
                     _ => Ok(()),
                 };
                 if let Err(e) = result {
-                    core.outlet
-                        .emit(crate::events::UiEvent::error(e.message, e.hint.as_deref()));
+                    core.show(UiEvent::error(e.message, e.hint.as_deref()));
                 }
             });
             if show {

@@ -2,7 +2,6 @@
 //! real calls on loopback): mute, camera, leave and quick-join a recent room do what they say.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use huddle_app::core::Core;
@@ -42,13 +41,13 @@ fn tray_items_mute_turn_the_camera_off_leave_and_quick_join() {
     #[allow(deprecated)]
     app.run_iteration(|_, _| {});
     let handle = app.handle().clone();
-    let core = app.state::<Arc<Core>>().inner().clone();
+    let core = app.state::<Core>().inner().clone();
 
     let room = wait("the embedded database", || {
         rt(core.create_room("Standup", None)).ok()
     });
     rt(core.join(&room, None, None)).unwrap();
-    let call = rt(core.current_call()).unwrap();
+    let call = core.current_call().unwrap();
     assert_eq!(call.0, room);
     assert!(
         call.1.audio && call.1.video,
@@ -57,21 +56,19 @@ fn tray_items_mute_turn_the_camera_off_leave_and_quick_join() {
     );
 
     tray::perform(handle.clone(), TrayAction::ToggleMic);
-    wait("muted", || rt(core.current_call()).filter(|c| !c.1.audio));
+    wait("muted", || core.current_call().filter(|c| !c.1.audio));
     tray::perform(handle.clone(), TrayAction::ToggleCamera);
-    wait("camera off", || {
-        rt(core.current_call()).filter(|c| !c.1.video)
-    });
+    wait("camera off", || core.current_call().filter(|c| !c.1.video));
     tray::perform(handle.clone(), TrayAction::ToggleMic);
-    wait("unmuted", || rt(core.current_call()).filter(|c| c.1.audio));
+    wait("unmuted", || core.current_call().filter(|c| c.1.audio));
 
     tray::perform(handle.clone(), TrayAction::Leave);
-    wait("left", || rt(core.current_call()).is_none().then_some(()));
+    wait("left", || core.current_call().is_none().then_some(()));
 
     // The room is now the first recent room: the tray joins it in one click.
     assert_eq!(core.settings().recent[0].id, room);
     tray::perform(handle.clone(), TrayAction::Join(0));
-    let back = wait("back in the room", || rt(core.current_call()));
+    let back = wait("back in the room", || core.current_call());
     assert_eq!(back.0, room);
     rt(core.shutdown());
 }

@@ -83,7 +83,7 @@ export class CallView {
       case 'member_left':
         this.members.delete(ev.peer);
         break;
-      case 'stream_changed':
+      case 'streams_changed':
         this.member(ev.peer).streams = ev.streams;
         break;
       case 'connection':
