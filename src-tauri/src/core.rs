@@ -24,11 +24,11 @@ use crate::call::{Call, CallInput, Joined};
 use crate::conn::Conn;
 use crate::devices::Capture;
 use crate::error::UserError;
-use crate::events::{Outlet, UiEvent};
+use crate::events::UiEvent;
 use crate::frames::{Compositor, SELF_SCREEN, SELF_VIDEO};
 use crate::rooms::RoomsUpdate;
 use crate::settings::{RecentRoom, Settings, Store};
-use crate::view::View;
+use crate::view::{Outlet, View};
 
 /// How the app runs, beyond the user's settings (tests and benchmarks set these).
 #[derive(Clone, Debug, Default)]

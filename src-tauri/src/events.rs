@@ -6,13 +6,6 @@ use serde::Serialize;
 use signal::room::StreamConfig;
 
 use crate::settings::Settings;
-use crate::view::View;
-
-/// Where UI events go: the page's event channel, the notifications, the tray. The app core
-/// calls it for every event it emits, with the [`View`] that already includes the event.
-pub trait Outlet: Send + Sync {
-    fn emit(&self, ev: UiEvent, view: &View);
-}
 
 /// A room as the room list shows it.
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -30,8 +30,8 @@ use tauri::{AppHandle, Manager, RunEvent, Runtime};
 
 use crate::commands::PageChannels;
 use crate::core::{Core, Folders, Options};
-use crate::events::{Outlet, UiEvent};
-use crate::view::View;
+use crate::events::UiEvent;
+use crate::view::{Outlet, View};
 
 /// Runs the app with the context `tauri::generate_context!` made of tauri.conf.json.
 pub fn run(context: tauri::Context<tauri::Wry>) {

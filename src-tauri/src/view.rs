@@ -1,6 +1,7 @@
 //! What the user is shown, as a pure fold of the UI events: the page's snapshot after a reload,
 //! the tray's menu and the notifications' room name all read it, so no part of the app keeps a
-//! copy of its own. Only [`View::apply`] changes it.
+//! copy of its own. Only [`View::apply`] changes it, and the [`Outlet`] gets each event with
+//! the view after it.
 
 use std::collections::BTreeMap;
 
@@ -8,6 +9,12 @@ use signal::room::StreamConfig;
 
 use crate::events::{RoomView, UiEvent};
 use crate::settings::Settings;
+
+/// Where UI events go: the page's event channel, the notifications, the tray. The app core
+/// calls it for every event it emits, with the [`View`] that already includes the event.
+pub trait Outlet: Send + Sync {
+    fn emit(&self, ev: UiEvent, view: &View);
+}
 
 /// Everything the page would rebuild itself from.
 #[derive(Clone, Debug, Default, PartialEq)]
