@@ -3,7 +3,7 @@
 //!
 //! It is Huddle's default signaling backend: the app starts it in-process, `huddle-db` runs it
 //! standalone to host rooms for a LAN, and every test of the signaling stack runs against it.
-//! The protocol it speaks is described in `shared/rtdb-notes.md`; where it differs from real
+//! The protocol it speaks is described in `docs/rtdb.md`; where it differs from real
 //! Firebase, `docs/decisions.md` says so.
 //!
 //! ```no_run
