@@ -141,7 +141,7 @@ impl Call {
                             .unwrap_or_else(|p| p.into_inner())
                             .insert(peer_id.clone(), info);
                     }
-                    MeshEvent::StreamChanged { peer_id, streams } => {
+                    MeshEvent::StreamsChanged { peer_id, streams } => {
                         if let Some(m) = members
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
