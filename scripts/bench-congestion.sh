@@ -31,7 +31,7 @@ python3 - "$OUT/b.out" <<'PY'
 import json, sys
 for line in open(sys.argv[1]):
     v = json.loads(line)
-    if v["event"] == "stats":
+    if v["type"] == "stats":
         print(f'  t={v["t_ms"]/1000:5.1f}s fps={v["fps"]:4.1f} intact={v.get("intact_fps", 0):4.1f} received={v["bitrate_kbps"]:6.0f} kbit/s latency={v["latency_ms"]} ms')
 PY
 echo "sender a's encoder target (kbit/s) as congestion control moved it:"

@@ -31,18 +31,18 @@ python3 - "$OUT/b.out" <<'PY'
 import json, sys
 for line in open(sys.argv[1]):
     v = json.loads(line)
-    if v["event"] == "stats":
+    if v["type"] == "stats":
         print(f'  t={v["t_ms"]/1000:5.1f}s fps={v["fps"]:4.1f} intact={v.get("intact_fps", 0):4.1f} received={v["bitrate_kbps"]:5.0f} kbit/s latency={v["latency_ms"]}')
-    elif v["event"] in ("connection", "member_left", "member_joined", "ice_restart"):
-        print(f'  t={v["t_ms"]/1000:5.1f}s {v["event"]} {v.get("state", v.get("reason", ""))}')
+    elif v["type"] in ("connection", "member_left", "member_joined", "ice_restart"):
+        print(f'  t={v["t_ms"]/1000:5.1f}s {v["type"]} {v.get("state", v.get("reason", ""))}')
 PY
 echo "a's view of the connection:"
 python3 - "$OUT/a.out" <<'PY'
 import json, sys
 for line in open(sys.argv[1]):
     v = json.loads(line)
-    if v["event"] in ("connection", "member_left", "member_joined", "ice_restart"):
-        print(f'  t={v["t_ms"]/1000:5.1f}s {v["event"]} {v.get("state", v.get("reason", ""))}')
+    if v["type"] in ("connection", "member_left", "member_joined", "ice_restart"):
+        print(f'  t={v["t_ms"]/1000:5.1f}s {v["type"]} {v.get("state", v.get("reason", ""))}')
 PY
 echo "sender a's send path at the end (NACK resends, stale resends dropped, pacer refusals) and keyframe sizes:"
 sed 's/\x1b\[[0-9;]*m//g' "$OUT/a.err" | grep 'send path' | tail -1 | grep -o 'estimate_kbps.*'

@@ -88,11 +88,11 @@ async fn a_call_in_the_desktop_app() {
         "Bob's tile shows moving video (two screenshots differ)"
     );
     bob.wait_event("Ann's video decoded", LONG, |v| {
-        v["event"] == "first_frame" && v["kind"] == "video"
+        v["type"] == "first_frame" && v["kind"] == "video"
     });
     // Bob does not ask for H.264: Ann, who prefers it, sends him VP8.
     let track = bob.wait_event("Ann's camera track", LONG, |v| {
-        v["event"] == "track_added" && v["kind"] == "video"
+        v["type"] == "track_added" && v["kind"] == "video"
     });
     assert_eq!(track["codec"], "vp8", "{track}");
     let notified = wait_for("a notification about Bob", Duration::from_secs(10), || {
@@ -116,12 +116,12 @@ async fn a_call_in_the_desktop_app() {
     )
     .await;
     bob.wait_event("Ann's camera off", LONG, |v| {
-        v["event"] == "stream_changed" && v["streams"]["video"] == false
+        v["type"] == "streams_changed" && v["streams"]["video"] == false
     });
     app.until("my tile without video", "return !document.querySelector('.tile[data-key=\"self:video\"]').classList.contains('has-video')").await;
     app.click("btn-cam").await;
     bob.wait_event("Ann's camera on", LONG, |v| {
-        v["event"] == "stream_changed" && v["streams"]["video"] == true
+        v["type"] == "streams_changed" && v["streams"]["video"] == true
     });
 
     // Screen share: shown large on the stage, and Bob receives it.
@@ -132,7 +132,7 @@ async fn a_call_in_the_desktop_app() {
     )
     .await;
     bob.wait_event("Ann's screen", LONG, |v| {
-        v["event"] == "first_frame" && v["kind"] == "screen"
+        v["type"] == "first_frame" && v["kind"] == "screen"
     });
     app.click("btn-screen").await;
     app.until(
@@ -165,12 +165,12 @@ async fn a_call_in_the_desktop_app() {
     assert_eq!(graphs, json!(2), "a stats box per remote participant");
     let bob_id = bob.id.clone();
     let track = cy.wait_event("Ann's camera track", LONG, |v| {
-        v["event"] == "track_added" && v["kind"] == "video" && v["from"] != bob_id.as_str()
+        v["type"] == "track_added" && v["kind"] == "video" && v["peer"] != bob_id.as_str()
     });
     assert_eq!(track["codec"], "h264", "{track}");
     // ... while Bob and Cy, who do not both want it, use VP8.
     let track = cy.wait_event("Bob's camera track", LONG, |v| {
-        v["event"] == "track_added" && v["kind"] == "video" && v["from"] == bob_id.as_str()
+        v["type"] == "track_added" && v["kind"] == "video" && v["peer"] == bob_id.as_str()
     });
     assert_eq!(track["codec"], "vp8", "{track}");
     // Each box names its connection's video codec: VP8 with Bob, H.264 with Cy.
@@ -197,7 +197,7 @@ async fn a_call_in_the_desktop_app() {
         "return !document.getElementById('view-home').hidden && !window.huddle.state.inCall",
     )
     .await;
-    bob.wait_event("Ann leaving", LONG, |v| v["event"] == "member_left");
+    bob.wait_event("Ann leaving", LONG, |v| v["type"] == "member_left");
 
     // Destroy the room from the list (mine, so offered), confirming: Bob's call ends.
     c.find(Locator::Css(&format!("li[data-room=\"{room}\"] .destroy")))
@@ -217,7 +217,7 @@ async fn a_call_in_the_desktop_app() {
         &format!("return !window.huddle.state.rooms.some(r => r.id === '{room}')"),
     )
     .await;
-    bob.wait_event("the room closing", LONG, |v| v["event"] == "room_closed");
+    bob.wait_event("the room closing", LONG, |v| v["type"] == "room_closed");
 
     // A room destroyed by someone else while I am in it: back home, and a notification.
     let retro = app.create_and_join("Retro").await;

@@ -754,7 +754,7 @@ impl Actor {
     fn on_mesh(&mut self, ev: MeshEvent) {
         use crate::frames::{key, peer_prefix};
         match &ev {
-            MeshEvent::StreamChanged { peer_id, streams } => {
+            MeshEvent::StreamsChanged { peer_id, streams } => {
                 for kind in [MediaKind::Video, MediaKind::Screen] {
                     if !streams.get(kind) {
                         self.frames.remove_prefix(&key(peer_id, kind));

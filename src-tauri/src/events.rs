@@ -1,6 +1,7 @@
 //! Everything the backend tells the UI, in one typed stream: the names of all events live in
 //! this one enum (serialized as `{"type": "<snake_case name>", ...}`).
 
+use mesh::event::GiveUpReason;
 use mesh::{MediaKind, MeshEvent, PeerStats};
 use serde::Serialize;
 use signal::room::StreamConfig;
@@ -142,9 +143,9 @@ impl UiEvent {
             },
             MeshEvent::MemberLeft { peer_id, reason } => UiEvent::MemberLeft {
                 peer: peer_id,
-                reason,
+                reason: reason.as_str().into(),
             },
-            MeshEvent::StreamChanged { peer_id, streams } => UiEvent::StreamsChanged {
+            MeshEvent::StreamsChanged { peer_id, streams } => UiEvent::StreamsChanged {
                 peer: peer_id,
                 streams,
             },
@@ -166,7 +167,7 @@ impl UiEvent {
             },
             MeshEvent::Connection { peer_id, state } => UiEvent::Connection {
                 peer: peer_id,
-                state: format!("{state:?}").to_lowercase(),
+                state: state.as_str().into(),
             },
             MeshEvent::FirstFrame {
                 peer_id,
@@ -190,12 +191,14 @@ impl UiEvent {
                 peer: peer_id,
                 stats,
             },
-            MeshEvent::Error { message } => {
-                let hint = message
-                    .contains("TURN")
-                    .then_some("Add a TURN server in Settings → Network.");
-                UiEvent::error(message, hint)
+            MeshEvent::PeerUnreachable { peer_id, reason } => {
+                let hint = match reason {
+                    GiveUpReason::NoRoute => Some("Add a TURN server in Settings → Network."),
+                    _ => None,
+                };
+                UiEvent::error(format!("{peer_id}: {reason}"), hint)
             }
+            MeshEvent::Error { message } => UiEvent::error(message, None),
             MeshEvent::SignalingLost { reason } => UiEvent::Signaling {
                 connected: false,
                 message: Some(format!(
@@ -252,8 +255,9 @@ mod tests {
                 state: "connected".into()
             }
         );
-        let ev = UiEvent::from_mesh(MeshEvent::Error {
-            message: "peer unreachable: a TURN server may help".into(),
+        let ev = UiEvent::from_mesh(MeshEvent::PeerUnreachable {
+            peer_id: "p".into(),
+            reason: GiveUpReason::NoRoute,
         })
         .unwrap();
         assert!(matches!(ev, UiEvent::Error { hint: Some(_), .. }));

@@ -344,14 +344,13 @@ impl RoomTask {
             }
             RoomEvent::MemberLeft { peer_id, reason } => {
                 self.remove_peer(&peer_id);
-                let reason = format!("{reason:?}").to_lowercase();
                 self.emit(MeshEvent::MemberLeft { peer_id, reason }).await;
             }
             RoomEvent::StreamsChanged { peer_id, streams } => {
                 if let Some(peer) = self.peers.get(&peer_id) {
                     let _ = peer.cmd.send(PeerCommand::RemoteStreams(streams));
                 }
-                self.emit(MeshEvent::StreamChanged { peer_id, streams })
+                self.emit(MeshEvent::StreamsChanged { peer_id, streams })
                     .await;
             }
             RoomEvent::Offer { from, sdp } => self.route(&from, Input::RemoteOffer(sdp)),
@@ -454,12 +453,10 @@ impl RoomTask {
                     s.request_keyframe(codec);
                 }
             }
-            PeerReport::GaveUp(peer_id, why) => {
+            PeerReport::GaveUp { peer_id, reason } => {
                 self.remove_peer(&peer_id);
-                self.emit(MeshEvent::Error {
-                    message: format!("{peer_id}: {why}"),
-                })
-                .await;
+                self.emit(MeshEvent::PeerUnreachable { peer_id, reason })
+                    .await;
             }
         }
     }

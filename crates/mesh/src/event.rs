@@ -1,9 +1,14 @@
 //! What the engine tells its user (the app, `huddle-peer`), in one typed stream.
+//!
+//! The events serialize in the one JSON dialect every layer speaks: `{"type": "<snake_case
+//! name>", ...}`, the remote participant in `peer`, states and reasons as words.
+//! `huddle-peer` prints them as they are, one a line (see docs/huddle-peer.md).
 
 pub use media::{MediaKind, StreamConfig};
 use serde::Serialize;
+pub use signal::room::LeaveReason;
 
-use crate::negotiation::Link;
+pub use crate::negotiation::{GiveUpReason, Link};
 
 /// Per-peer receive statistics, reported every second.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -31,92 +36,90 @@ pub struct PeerStats {
 }
 
 /// Everything that happens in a call.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum MeshEvent {
     /// I am in the room.
     Joined {
-        /// The room.
         room: String,
-        /// My session.
+        /// This join's session id (a rejoin gets a new one).
         session: String,
     },
     /// Someone arrived.
     MemberJoined {
-        /// Their id.
+        #[serde(rename = "peer")]
         peer_id: String,
-        /// Display name.
         name: String,
-        /// What they send.
         streams: StreamConfig,
     },
     /// Someone left (or was dropped).
     MemberLeft {
-        /// Their id.
+        #[serde(rename = "peer")]
         peer_id: String,
-        /// Why, in words.
-        reason: String,
+        reason: LeaveReason,
     },
     /// Someone changed what they send.
-    StreamChanged {
-        /// Their id.
+    StreamsChanged {
+        #[serde(rename = "peer")]
         peer_id: String,
-        /// What they send now.
         streams: StreamConfig,
     },
     /// A remote track started.
     TrackAdded {
-        /// From whom.
+        #[serde(rename = "peer")]
         peer_id: String,
-        /// Which.
         kind: MediaKind,
         /// Its codec, lower case: `opus`, `vp8`, `h264` (empty when the stack did not say).
         codec: String,
     },
     /// A remote track ended.
     TrackRemoved {
-        /// From whom.
+        #[serde(rename = "peer")]
         peer_id: String,
-        /// Which.
         kind: MediaKind,
     },
     /// The connection to a peer changed state.
     Connection {
-        /// With whom.
+        #[serde(rename = "peer")]
         peer_id: String,
-        /// Its state.
         state: Link,
     },
     /// The connection to a peer lost its path and is being repaired by an ICE restart (new
     /// candidates gathered and exchanged, without leaving the room).
     IceRestart {
-        /// With whom.
+        #[serde(rename = "peer")]
         peer_id: String,
+    },
+    /// I gave up connecting to a peer (repair ran out of time): the connection is closed, though
+    /// the peer may still be in the room.
+    PeerUnreachable {
+        #[serde(rename = "peer")]
+        peer_id: String,
+        reason: GiveUpReason,
     },
     /// The first frame of a remote video track was decoded.
     FirstFrame {
-        /// From whom.
+        #[serde(rename = "peer")]
         peer_id: String,
-        /// Which track.
         kind: MediaKind,
-        /// Since I joined.
         ms_since_join: u64,
     },
     /// A remote participant started or stopped speaking (emitted on a change only, so the app
     /// can highlight the active speaker without being flooded every 20 ms).
     AudioLevel {
-        /// Who.
+        #[serde(rename = "peer")]
         peer_id: String,
         /// Their audio level when the change was detected, in dBFS (-100 for silence).
+        #[serde(serialize_with = "tenth_of_a_db")]
         level_dbfs: f32,
-        /// Whether they are speaking now.
         speaking: bool,
     },
     /// Statistics for one peer.
     Stats {
-        /// Whose.
+        #[serde(rename = "peer")]
         peer_id: String,
-        /// The figures.
+        #[serde(flatten)]
         stats: PeerStats,
     },
     /// The room was destroyed.
@@ -124,14 +127,128 @@ pub enum MeshEvent {
     /// The signaling database cannot be reached; the call goes on peer to peer and signaling
     /// resumes by itself (no one can join or renegotiate meanwhile).
     SignalingLost {
-        /// Why, in words.
+        /// Why, in the words of the error that cut it off.
         reason: String,
     },
     /// The signaling database is reachable again.
     SignalingRestored,
     /// Something went wrong; the words are for the user.
-    Error {
-        /// What.
-        message: String,
-    },
+    Error { message: String },
+}
+
+/// A tenth of a dB is all a level meter shows; the rest is f32 noise in the JSON.
+fn tenth_of_a_db<S: serde::Serializer>(level: &f32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((f64::from(*level) * 10.0).round() / 10.0)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a panic is the failure report
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    fn to_json(ev: MeshEvent) -> Value {
+        serde_json::to_value(ev).unwrap()
+    }
+
+    /// The dialect huddle-peer prints and its readers (tests, benches, scripts) parse.
+    #[test]
+    fn events_serialize_in_the_one_dialect() {
+        let streams = StreamConfig {
+            audio: true,
+            video: false,
+            screen: false,
+        };
+        assert_eq!(
+            to_json(MeshEvent::MemberJoined {
+                peer_id: "p".into(),
+                name: "Ann".into(),
+                streams,
+            }),
+            json!({"type": "member_joined", "peer": "p", "name": "Ann",
+                   "streams": {"audio": true, "video": false, "screen": false}})
+        );
+        assert_eq!(
+            to_json(MeshEvent::MemberLeft {
+                peer_id: "p".into(),
+                reason: LeaveReason::Expired,
+            }),
+            json!({"type": "member_left", "peer": "p", "reason": "expired"})
+        );
+        assert_eq!(
+            to_json(MeshEvent::StreamsChanged {
+                peer_id: "p".into(),
+                streams,
+            })["type"],
+            "streams_changed"
+        );
+        assert_eq!(
+            to_json(MeshEvent::TrackAdded {
+                peer_id: "p".into(),
+                kind: MediaKind::Screen,
+                codec: "vp8".into(),
+            }),
+            json!({"type": "track_added", "peer": "p", "kind": "screen", "codec": "vp8"})
+        );
+        assert_eq!(
+            to_json(MeshEvent::Connection {
+                peer_id: "p".into(),
+                state: Link::Disconnected,
+            }),
+            json!({"type": "connection", "peer": "p", "state": "disconnected"})
+        );
+        assert_eq!(
+            to_json(MeshEvent::PeerUnreachable {
+                peer_id: "p".into(),
+                reason: GiveUpReason::NoRoute,
+            }),
+            json!({"type": "peer_unreachable", "peer": "p", "reason": "no_route"})
+        );
+        assert_eq!(
+            to_json(MeshEvent::AudioLevel {
+                peer_id: "p".into(),
+                level_dbfs: -23.456,
+                speaking: true,
+            }),
+            json!({"type": "audio_level", "peer": "p", "level_dbfs": -23.5, "speaking": true})
+        );
+        assert_eq!(
+            to_json(MeshEvent::RoomClosed),
+            json!({"type": "room_closed"})
+        );
+    }
+
+    #[test]
+    fn stats_are_flat_beside_the_peer() {
+        let v = to_json(MeshEvent::Stats {
+            peer_id: "p".into(),
+            stats: PeerStats {
+                fps: 29.5,
+                rtt_ms: Some(3.0),
+                ..PeerStats::default()
+            },
+        });
+        assert_eq!(v["type"], "stats");
+        assert_eq!(v["peer"], "p");
+        assert_eq!(v["fps"], 29.5);
+        assert_eq!(v["rtt_ms"], 3.0);
+        assert_eq!(v["latency_ms"], Value::Null);
+        assert!(v.get("stats").is_none(), "{v}");
+    }
+
+    #[test]
+    fn words_for_states_and_reasons_are_their_json() {
+        use Link::*;
+        for link in [New, Connecting, Connected, Disconnected, Failed] {
+            assert_eq!(serde_json::to_value(link).unwrap(), link.as_str());
+        }
+        for reason in [
+            LeaveReason::Left,
+            LeaveReason::Expired,
+            LeaveReason::Rejoined,
+        ] {
+            assert_eq!(serde_json::to_value(reason).unwrap(), reason.as_str());
+        }
+    }
 }

@@ -33,31 +33,47 @@ pub use media::source::{AudioSink, SharedAudioSink, Sources};
 pub use media::{MediaKind, StreamConfig};
 pub use pc::{IceServer, NetConfig};
 
-/// Errors of the engine, in words a user understands.
+/// Errors of the engine, each saying what failed. Its `Display` is a whole sentence a user can
+/// be shown (the app shows only the top message), and the cause stays reachable through
+/// `source()`.
 #[derive(Debug, thiserror::Error)]
 pub enum MeshError {
     /// Signaling failed (room missing, wrong secret, database unreachable...).
     #[error(transparent)]
     Signal(#[from] signal::room::SignalError),
-    /// A device or codec failed.
+    /// A camera, microphone or screen could not be opened: another device may do.
     #[error("media: {0}")]
-    Media(String),
-    /// The WebRTC stack refused something.
-    #[error("connection: {0}")]
-    WebRtc(String),
+    Media(#[from] media::source::MediaError),
+    /// A codec could not be opened (the Opus decoder of a new audio stream).
+    #[error("media: {0}")]
+    Codec(#[from] media::codec::CodecError),
+    /// The thread that encodes a local stream could not be started.
+    #[error("media: cannot start the {kind} encoder thread: {source}")]
+    EncoderThread {
+        kind: MediaKind,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The WebRTC stack refused `what` the engine asked of it.
+    #[error("connection: {what}: {source}")]
+    WebRtc {
+        what: &'static str,
+        #[source]
+        source: webrtc::error::Error,
+    },
     /// The call has ended.
     #[error("the call has ended")]
     Closed,
 }
 
 impl MeshError {
-    fn webrtc(e: impl std::fmt::Display) -> Self {
-        MeshError::WebRtc(e.to_string())
+    /// For `map_err`: the WebRTC stack refused `what`.
+    fn webrtc(what: &'static str) -> impl FnOnce(webrtc::error::Error) -> Self {
+        move |source| MeshError::WebRtc { what, source }
     }
-}
 
-impl From<media::source::MediaError> for MeshError {
-    fn from(e: media::source::MediaError) -> Self {
-        MeshError::Media(e.to_string())
+    /// For `map_err`: the encoder thread of `kind` could not be started.
+    fn encoder_thread(kind: MediaKind) -> impl FnOnce(std::io::Error) -> Self {
+        move |source| MeshError::EncoderThread { kind, source }
     }
 }

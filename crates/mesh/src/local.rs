@@ -281,7 +281,8 @@ pub fn new_track(
             ..Default::default()
         }],
     );
-    let track = TrackLocalStaticSample::new(Instant::now(), track).map_err(MeshError::webrtc)?;
+    let track = TrackLocalStaticSample::new(Instant::now(), track)
+        .map_err(MeshError::webrtc("creating a track"))?;
     Ok((Arc::new(track), ssrc))
 }
 
@@ -329,7 +330,7 @@ pub fn start_video(
                     }
                 }
             })
-            .map_err(|e| MeshError::Media(e.to_string()))?;
+            .map_err(MeshError::encoder_thread(kind))?;
     }
     Ok(LocalStream {
         kind,
@@ -478,7 +479,7 @@ pub fn start_audio(mut source: Box<dyn AudioSource>) -> Result<LocalStream, Mesh
                     }
                 }
             })
-            .map_err(|e| MeshError::Media(e.to_string()))?;
+            .map_err(MeshError::encoder_thread(MediaKind::Audio))?;
     }
     Ok(LocalStream {
         kind: MediaKind::Audio,

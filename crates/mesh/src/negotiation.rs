@@ -10,9 +10,12 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// The signaling state of the PeerConnection, as far as negotiation cares.
+use serde::Serialize;
+
+/// The signaling state of the PeerConnection (the offer/answer exchange), as far as negotiation
+/// cares; not to be confused with `signal::room::Signaling`, the room protocol's client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Signaling {
+pub enum SignalingState {
     /// No exchange in progress.
     Stable,
     /// My offer is set locally and sent; waiting for the answer.
@@ -21,8 +24,9 @@ pub enum Signaling {
     HaveRemoteOffer,
 }
 
-/// Transport health as the PeerConnection reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Transport health as the PeerConnection reports it; in JSON a word (`"connected"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Link {
     /// Not connected yet.
     New,
@@ -34,6 +38,31 @@ pub enum Link {
     Disconnected,
     /// ICE gave up.
     Failed,
+}
+
+impl Link {
+    /// The state as a word, the same as its JSON form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Link::New => "new",
+            Link::Connecting => "connecting",
+            Link::Connected => "connected",
+            Link::Disconnected => "disconnected",
+            Link::Failed => "failed",
+        }
+    }
+}
+
+/// Why the machine gave up on a peer; in JSON a word (`"no_route"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum GiveUpReason {
+    /// No connection came up (or came back) within [`RepairPolicy::give_up_after`], ICE
+    /// restarts included: no network path between us works, which is what a firewall or
+    /// symmetric NAT does and a TURN relay would fix.
+    #[error("could not reach this participant (a firewall may block direct connections; a TURN server would help)")]
+    NoRoute,
 }
 
 /// What happened.
@@ -81,8 +110,8 @@ pub enum Action {
     ApplyAnswer(String),
     /// Add their candidate (errors can be ignored while an offer is being ignored).
     AddCandidate(String),
-    /// Give up on this peer: the words say why, for the user.
-    GiveUp(String),
+    /// Give up on this peer, for this reason.
+    GiveUp(GiveUpReason),
 }
 
 /// Tunables of repair.
@@ -116,7 +145,7 @@ impl Default for RepairPolicy {
 #[derive(Debug)]
 pub struct Negotiation {
     polite: bool,
-    signaling: Signaling,
+    signaling: SignalingState,
     making_offer: bool,
     ignore_offer: bool,
     pending: bool,
@@ -137,7 +166,7 @@ impl Negotiation {
     pub fn new(me: &str, them: &str, policy: RepairPolicy, now: Instant) -> Self {
         Negotiation {
             polite: me > them,
-            signaling: Signaling::Stable,
+            signaling: SignalingState::Stable,
             making_offer: false,
             ignore_offer: false,
             pending: false,
@@ -160,7 +189,7 @@ impl Negotiation {
     }
 
     /// The signaling state.
-    pub fn signaling(&self) -> Signaling {
+    pub fn signaling(&self) -> SignalingState {
         self.signaling
     }
 
@@ -178,13 +207,13 @@ impl Negotiation {
             Input::NegotiationNeeded => self.negotiate(false),
             Input::OfferReady(sdp) => {
                 self.making_offer = false;
-                self.signaling = Signaling::HaveLocalOffer;
+                self.signaling = SignalingState::HaveLocalOffer;
                 self.offer_sent_at = Some(now);
                 vec![Action::SendOffer(sdp)]
             }
             Input::RemoteOffer(sdp) => self.remote_offer(sdp),
             Input::AnswerReady(sdp) => {
-                self.signaling = Signaling::Stable;
+                self.signaling = SignalingState::Stable;
                 self.has_remote_description = true;
                 let mut out = vec![Action::SendAnswer(sdp)];
                 out.extend(self.flush_candidates());
@@ -192,14 +221,14 @@ impl Negotiation {
                 out
             }
             Input::RemoteAnswer(sdp) => {
-                if self.signaling != Signaling::HaveLocalOffer {
+                if self.signaling != SignalingState::HaveLocalOffer {
                     // An answer to an offer that was rolled back or already answered.
                     return Vec::new();
                 }
                 vec![Action::ApplyAnswer(sdp)]
             }
             Input::AnswerApplied => {
-                self.signaling = Signaling::Stable;
+                self.signaling = SignalingState::Stable;
                 self.offer_sent_at = None;
                 self.has_remote_description = true;
                 let mut out = self.flush_candidates();
@@ -207,7 +236,8 @@ impl Negotiation {
                 out
             }
             Input::RemoteCandidate(c) => {
-                if self.has_remote_description && self.signaling != Signaling::HaveRemoteOffer {
+                if self.has_remote_description && self.signaling != SignalingState::HaveRemoteOffer
+                {
                     vec![Action::AddCandidate(c)]
                 } else if self.ignore_offer {
                     Vec::new()
@@ -222,16 +252,16 @@ impl Negotiation {
                 let mut out = Vec::new();
                 self.making_offer = false;
                 match self.signaling {
-                    Signaling::HaveLocalOffer => {
+                    SignalingState::HaveLocalOffer => {
                         out.push(Action::Rollback);
                         self.pending = true;
                     }
                     // Their offer stays unanswered: they make it again when their wait for an
                     // answer runs out, and this time it can be applied.
-                    Signaling::HaveRemoteOffer => out.push(Action::RollbackRemote),
-                    Signaling::Stable => {}
+                    SignalingState::HaveRemoteOffer => out.push(Action::RollbackRemote),
+                    SignalingState::Stable => {}
                 }
-                self.signaling = Signaling::Stable;
+                self.signaling = SignalingState::Stable;
                 self.offer_sent_at = None;
                 self.retry_at = Some(now + self.policy.retry_after);
                 out
@@ -242,7 +272,8 @@ impl Negotiation {
     }
 
     fn negotiate(&mut self, ice_restart: bool) -> Vec<Action> {
-        if self.making_offer || self.signaling != Signaling::Stable || self.retry_at.is_some() {
+        if self.making_offer || self.signaling != SignalingState::Stable || self.retry_at.is_some()
+        {
             self.pending = true;
             self.restart_pending |= ice_restart;
             return Vec::new();
@@ -254,7 +285,7 @@ impl Negotiation {
     }
 
     fn remote_offer(&mut self, sdp: String) -> Vec<Action> {
-        let collision = self.making_offer || self.signaling != Signaling::Stable;
+        let collision = self.making_offer || self.signaling != SignalingState::Stable;
         self.ignore_offer = !self.polite && collision;
         if self.ignore_offer {
             return Vec::new();
@@ -266,7 +297,7 @@ impl Negotiation {
             self.making_offer = false;
             self.pending = true;
         }
-        self.signaling = Signaling::HaveRemoteOffer;
+        self.signaling = SignalingState::HaveRemoteOffer;
         out.push(Action::AcceptOffer(sdp));
         out
     }
@@ -279,7 +310,7 @@ impl Negotiation {
     }
 
     fn after_stable(&mut self) -> Vec<Action> {
-        if self.pending && self.signaling == Signaling::Stable {
+        if self.pending && self.signaling == SignalingState::Stable {
             let restart = std::mem::take(&mut self.restart_pending);
             return self.negotiate(restart);
         }
@@ -308,12 +339,12 @@ impl Negotiation {
 
     fn tick(&mut self, now: Instant) -> Vec<Action> {
         if let Some(sent) = self.offer_sent_at {
-            if self.signaling == Signaling::HaveLocalOffer
+            if self.signaling == SignalingState::HaveLocalOffer
                 && now.duration_since(sent) >= self.policy.answer_timeout
             {
                 // The offer or its answer was lost: withdraw it and make it again.
                 self.offer_sent_at = None;
-                self.signaling = Signaling::Stable;
+                self.signaling = SignalingState::Stable;
                 self.pending = true;
                 let mut out = vec![Action::Rollback];
                 out.extend(self.negotiate(false));
@@ -332,10 +363,7 @@ impl Negotiation {
         };
         if now.duration_since(since) >= self.policy.give_up_after {
             self.given_up = true;
-            return vec![Action::GiveUp(
-                "could not reach this participant (a firewall may block direct connections; a TURN server would help)"
-                    .into(),
-            )];
+            return vec![Action::GiveUp(GiveUpReason::NoRoute)];
         }
         let lost = matches!(self.link, Link::Disconnected | Link::Failed);
         let restart_due =

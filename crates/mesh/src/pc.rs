@@ -116,10 +116,10 @@ pub async fn build(net: &NetConfig, video: VideoCodec) -> Result<Built, MeshErro
     let mut media = MediaEngine::default();
     media
         .register_codec(video_codec(video), RtpCodecKind::Video)
-        .map_err(MeshError::webrtc)?;
+        .map_err(MeshError::webrtc("registering the video codec"))?;
     media
         .register_codec(opus_codec(), RtpCodecKind::Audio)
-        .map_err(MeshError::webrtc)?;
+        .map_err(MeshError::webrtc("registering Opus"))?;
     // Send-side congestion control (transport-cc feedback + GCC + pacer); see `congestion`.
     let (estimator, estimate) = congestion::gcc();
     let send = Arc::new(SendCounters::default());
@@ -129,7 +129,7 @@ pub async fn build(net: &NetConfig, video: VideoCodec) -> Result<Built, MeshErro
         CongestionFeedback::Twcc,
         &mut media,
     )
-    .map_err(MeshError::webrtc)?
+    .map_err(MeshError::webrtc("setting up congestion control"))?
     // The default pacer queues up to 4096 packets: after an outage, or on a link slower than
     // the encoder, that is tens of seconds of stale media drained at the collapsed estimate.
     // A short queue drops instead; the receiver then asks for a keyframe and catches up.
@@ -145,7 +145,8 @@ pub async fn build(net: &NetConfig, video: VideoCodec) -> Result<Built, MeshErro
     // webrtc-rs's defaults (`register_default_interceptors`) minus its NACK generator, which
     // re-asks for a lost packet every 100 ms without end (see `retransmit`). The NACK feedback
     // types are in `video_codec`.
-    configure_simulcast_extension_headers(&mut media).map_err(MeshError::webrtc)?;
+    configure_simulcast_extension_headers(&mut media)
+        .map_err(MeshError::webrtc("registering the RTP header extensions"))?;
     let registry = configure_rtcp_reports(registry)
         .with(Slot::NackResponder, NackResponderBuilder::new().build())
         .with(
@@ -196,7 +197,7 @@ pub async fn build(net: &NetConfig, video: VideoCodec) -> Result<Built, MeshErro
         .with_udp_addrs(vec![addr])
         .build()
         .await
-        .map_err(MeshError::webrtc)?;
+        .map_err(MeshError::webrtc("creating the peer connection"))?;
     Ok(Built {
         pc: Arc::new(pc),
         events: rx,

@@ -18,7 +18,7 @@ use webrtc::peer_connection::{
 use crate::answer::{self, DtlsRole};
 use crate::event::{MediaKind, MeshEvent};
 use crate::local::Feed;
-use crate::negotiation::{Action, Input, Link, Negotiation, RepairPolicy};
+use crate::negotiation::{Action, GiveUpReason, Input, Link, Negotiation, RepairPolicy};
 use crate::pc::{self, NetConfig, PcEvent};
 use crate::remote::{self, Counters, VideoSink};
 use media::codec::VideoCodec;
@@ -43,8 +43,11 @@ pub enum PeerReport {
     Connected(String),
     /// Negotiation completed: new tracks need a keyframe.
     Negotiated(String),
-    /// Gave up on the peer.
-    GaveUp(String, String),
+    /// Gave up on the peer: repair ran out of time.
+    GaveUp {
+        peer_id: String,
+        reason: GiveUpReason,
+    },
 }
 
 /// Everything a peer task needs.
@@ -421,10 +424,11 @@ async fn execute(
             }
             None
         }
-        Action::GiveUp(why) => {
-            let _ = setup
-                .reports
-                .send(PeerReport::GaveUp(setup.peer_id.clone(), why));
+        Action::GiveUp(reason) => {
+            let _ = setup.reports.send(PeerReport::GaveUp {
+                peer_id: setup.peer_id.clone(),
+                reason,
+            });
             None
         }
     }

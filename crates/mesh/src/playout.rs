@@ -92,7 +92,7 @@ impl AudioStreams {
         ssrc: u32,
         counters: Arc<PlayoutCounters>,
     ) -> Result<StreamGuard, MeshError> {
-        let decoder = OpusDecoder::new().map_err(|e| MeshError::Media(e.to_string()))?;
+        let decoder = OpusDecoder::new()?;
         let mut reg = self.lock();
         reg.next_generation += 1;
         let generation = reg.next_generation;

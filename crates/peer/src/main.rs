@@ -12,7 +12,7 @@ use anyhow::Context;
 use clap::Parser;
 use devices::DeviceChoice;
 use mesh::{MediaKind, Mesh, MeshConfig, MeshEvent, NetConfig, VideoCodec};
-use serde_json::{json, Value};
+use serde::Serialize;
 use signal::room::{JoinOptions, Privacy, SignalError, Signaling, Timing};
 use signal::rtdb::{ClientConfig, RtdbClient};
 use tokio::io::AsyncBufReadExt;
@@ -112,89 +112,51 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
     Ok((w, h))
 }
 
+/// What huddle-peer says itself, beside the engine's [`MeshEvent`]s and in the same dialect.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum PeerEvent {
+    /// A wanted device is missing or does not open: that stream is not sent, the call goes on.
+    DeviceUnavailable { message: String },
+    /// A device event during the call (its own `what` says which).
+    Device(devices::DeviceEvent),
+    /// A clean leave.
+    Left,
+    /// Something went wrong outside the engine (a refused command, a failed join).
+    Error { message: String },
+}
+
+impl PeerEvent {
+    fn error(message: impl Into<String>) -> Self {
+        PeerEvent::Error {
+            message: message.into(),
+        }
+    }
+}
+
+/// One line of output: an event as it serializes, and when, in ms since the process started.
+#[derive(Serialize)]
+struct Line<'a, E> {
+    #[serde(flatten)]
+    event: &'a E,
+    t_ms: u64,
+}
+
 struct Out {
     start: Instant,
 }
 
 impl Out {
-    fn print(&self, event: &str, mut fields: Value) {
-        if let Value::Object(map) = &mut fields {
-            map.insert("event".into(), json!(event));
-            map.insert(
-                "t_ms".into(),
-                json!(self.start.elapsed().as_millis() as u64),
-            );
+    fn print(&self, event: &impl Serialize) {
+        let line = Line {
+            event,
+            t_ms: self.start.elapsed().as_millis() as u64,
+        };
+        match serde_json::to_string(&line) {
+            Ok(line) => println!("{line}"),
+            Err(e) => tracing::warn!(error = %e, "an event did not serialize"),
         }
-        println!("{fields}");
     }
-}
-
-fn describe(ev: &MeshEvent) -> Option<(&'static str, Value)> {
-    Some(match ev {
-        MeshEvent::Joined { room, session } => {
-            ("joined", json!({"room": room, "session": session}))
-        }
-        MeshEvent::MemberJoined {
-            peer_id,
-            name,
-            streams,
-        } => (
-            "member_joined",
-            json!({"peer": peer_id, "name": name, "streams": streams}),
-        ),
-        MeshEvent::MemberLeft { peer_id, reason } => {
-            ("member_left", json!({"peer": peer_id, "reason": reason}))
-        }
-        MeshEvent::StreamChanged { peer_id, streams } => (
-            "stream_changed",
-            json!({"peer": peer_id, "streams": streams}),
-        ),
-        MeshEvent::TrackAdded {
-            peer_id,
-            kind,
-            codec,
-        } => (
-            "track_added",
-            json!({"from": peer_id, "kind": kind, "codec": codec}),
-        ),
-        MeshEvent::TrackRemoved { peer_id, kind } => {
-            ("track_removed", json!({"from": peer_id, "kind": kind}))
-        }
-        MeshEvent::Connection { peer_id, state } => (
-            "connection",
-            json!({"peer": peer_id, "state": format!("{state:?}").to_lowercase()}),
-        ),
-        MeshEvent::IceRestart { peer_id } => ("ice_restart", json!({"peer": peer_id})),
-        MeshEvent::FirstFrame {
-            peer_id,
-            kind,
-            ms_since_join,
-        } => (
-            "first_frame",
-            json!({"from": peer_id, "kind": kind, "ms_since_join": ms_since_join}),
-        ),
-        MeshEvent::AudioLevel {
-            peer_id,
-            level_dbfs,
-            speaking,
-        } => (
-            "audio_level",
-            // A tenth of a dB is all a level meter shows; the rest is f32 noise in the JSON.
-            json!({
-                "peer": peer_id,
-                "level_dbfs": (f64::from(*level_dbfs) * 10.0).round() / 10.0,
-                "speaking": speaking,
-            }),
-        ),
-        MeshEvent::Stats { peer_id, stats } => {
-            let mut v = json!(stats);
-            v["peer"] = json!(peer_id);
-            ("stats", v)
-        }
-        MeshEvent::RoomClosed => ("room_closed", json!({})),
-        MeshEvent::Error { message } => ("error", json!({"message": message})),
-        _ => return None,
-    })
 }
 
 #[tokio::main]
@@ -220,7 +182,7 @@ async fn main() {
         Ok(()) => {}
         Err(e) => {
             let message = format!("{e:#}");
-            out.print("error", json!({"message": message}));
+            out.print(&PeerEvent::error(message.clone()));
             eprintln!("huddle-peer: {message}");
             std::process::exit(2);
         }
@@ -285,17 +247,16 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
     let sources = Arc::new(sources);
     // A missing device costs only its own stream: say so and join with the rest.
     for message in problems {
-        out.print("device_unavailable", json!({ "message": message }));
+        out.print(&PeerEvent::DeviceUnavailable { message });
     }
     let audio_sink = match args.speaker.is_device() {
         false => None,
         true => match sources.speaker() {
             Ok(sink) => Some(sink),
             Err(e) => {
-                out.print(
-                    "device_unavailable",
-                    json!({ "message": format!("speaker: {e}") }),
-                );
+                out.print(&PeerEvent::DeviceUnavailable {
+                    message: format!("speaker: {e}"),
+                });
                 None
             }
         },
@@ -342,11 +303,8 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
         tokio::select! {
             ev = events.recv() => match ev {
                 Some(ev) => {
-                    let end = matches!(ev, MeshEvent::RoomClosed);
-                    if let Some((name, fields)) = describe(&ev) {
-                        out.print(name, fields);
-                    }
-                    if end {
+                    out.print(&ev);
+                    if matches!(ev, MeshEvent::RoomClosed) {
                         return Ok(());
                     }
                 }
@@ -359,11 +317,11 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
                         devices::DeviceEvent::Lost { kind: devices::DeviceKind::Display, .. } => Some(MediaKind::Screen),
                         _ => None,
                     };
-                    out.print("device", json!(ev));
+                    out.print(&PeerEvent::Device(ev));
                     // The call goes on without it; everyone sees that stream end.
                     if let Some(kind) = lost {
                         if let Err(e) = mesh.set_stream(kind, false).await {
-                            out.print("error", json!({"message": e.to_string()}));
+                            out.print(&PeerEvent::error(e.to_string()));
                         }
                     }
                 }
@@ -384,7 +342,7 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
         }
     }
     mesh.leave().await;
-    out.print("left", json!({}));
+    out.print(&PeerEvent::Left);
     Ok(())
 }
 
@@ -402,7 +360,7 @@ async fn command(mesh: &Mesh, mic: &devices::MicControl, line: &str, out: &Out) 
                 let muted = arg == "on";
                 mic.set_muted(muted);
                 if let Err(e) = mesh.set_muted(muted).await {
-                    out.print("error", json!({ "message": format!("mute {arg}: {e}") }));
+                    out.print(&PeerEvent::error(format!("mute {arg}: {e}")));
                 }
             } else {
                 mic.set_noise_suppression(arg == "on");
@@ -413,7 +371,9 @@ async fn command(mesh: &Mesh, mic: &devices::MicControl, line: &str, out: &Out) 
         "audio" => MediaKind::Audio,
         "screen" => MediaKind::Screen,
         other => {
-            out.print("error", json!({"message": format!("unknown command {other:?}: try video|audio|screen|mute|ns on|off, or leave")}));
+            out.print(&PeerEvent::error(format!(
+                "unknown command {other:?}: try video|audio|screen|mute|ns on|off, or leave"
+            )));
             return false;
         }
     };
@@ -421,15 +381,14 @@ async fn command(mesh: &Mesh, mic: &devices::MicControl, line: &str, out: &Out) 
         "on" => true,
         "off" => false,
         _ => {
-            out.print(
-                "error",
-                json!({"message": format!("say `{what} on` or `{what} off`")}),
-            );
+            out.print(&PeerEvent::error(format!(
+                "say `{what} on` or `{what} off`"
+            )));
             return false;
         }
     };
     if let Err(e) = mesh.set_stream(kind, on).await {
-        out.print("error", json!({"message": e.to_string()}));
+        out.print(&PeerEvent::error(e.to_string()));
     }
     false
 }
@@ -442,4 +401,35 @@ fn ice_servers(urls: &[String]) -> Vec<mesh::IceServer> {
             credential: String::new(),
         })
         .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a panic is the failure report
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    fn line(event: &impl Serialize) -> Value {
+        serde_json::to_value(Line { event, t_ms: 7 }).unwrap()
+    }
+
+    #[test]
+    fn every_line_has_its_type_and_time() {
+        assert_eq!(
+            line(&MeshEvent::RoomClosed),
+            json!({"type": "room_closed", "t_ms": 7})
+        );
+        assert_eq!(line(&PeerEvent::Left), json!({"type": "left", "t_ms": 7}));
+        assert_eq!(
+            line(&PeerEvent::Device(devices::DeviceEvent::MutedSpeaking {
+                speaking: true
+            })),
+            json!({"type": "device", "what": "muted_speaking", "speaking": true, "t_ms": 7})
+        );
+        assert_eq!(
+            line(&PeerEvent::error("no")),
+            json!({"type": "error", "message": "no", "t_ms": 7})
+        );
+    }
 }

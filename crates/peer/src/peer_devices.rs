@@ -90,12 +90,12 @@ pub fn frame_reporter(start: Instant) -> VideoSink {
                 p.iter().map(|&v| u64::from(v)).sum::<u64>() as f64 / p.len().max(1) as f64
             };
             let line = json!({
-                "from": peer,
+                "type": "frame",
+                "peer": peer,
                 "kind": kind,
                 "width": frame.width,
                 "height": frame.height,
                 "mean_yuv": [mean(frame.y()).round(), mean(frame.u()).round(), mean(frame.v()).round()],
-                "event": "frame",
                 "t_ms": start.elapsed().as_millis() as u64,
             });
             println!("{line}");

@@ -121,11 +121,11 @@ async fn full_mesh(browsers: &[(&str, &Browser)], natives: &mut [Native]) {
             let p = p.clone();
             blocking(|| {
                 n.wait(&format!("video from {p}"), T, |v| {
-                    v["event"] == "first_frame" && v["from"] == p.as_str() && v["kind"] == "video"
+                    v["type"] == "first_frame" && v["peer"] == p.as_str() && v["kind"] == "video"
                 })
                 .unwrap();
                 n.wait(&format!("audio from {p}"), T, |v| {
-                    v["event"] == "stats"
+                    v["type"] == "stats"
                         && v["peer"] == p.as_str()
                         && v["audio_packets"].as_u64() > Some(10)
                 })
@@ -154,11 +154,11 @@ async fn toggles_and_renegotiation(
     for (n, &mark) in natives.iter_mut().zip(&marks) {
         blocking(|| {
             n.wait_from(mark, "camera off", T, |v| {
-                v["event"] == "stream_changed" && v["peer"] == who && v["streams"]["video"] == false
+                v["type"] == "streams_changed" && v["peer"] == who && v["streams"]["video"] == false
             })
             .unwrap();
             n.wait_from(mark, "video stopped", T, |v| {
-                v["event"] == "stats" && v["peer"] == who && v["fps"].as_f64() == Some(0.0)
+                v["type"] == "stats" && v["peer"] == who && v["fps"].as_f64() == Some(0.0)
             })
             .unwrap();
         });
@@ -180,11 +180,11 @@ async fn toggles_and_renegotiation(
     for (n, &mark) in natives.iter_mut().zip(&marks) {
         blocking(|| {
             n.wait_from(mark, "camera on", T, |v| {
-                v["event"] == "stream_changed" && v["peer"] == who && v["streams"]["video"] == true
+                v["type"] == "streams_changed" && v["peer"] == who && v["streams"]["video"] == true
             })
             .unwrap();
             n.wait_from(mark, "video flowing again", T, |v| {
-                v["event"] == "stats" && v["peer"] == who && v["fps"].as_f64() >= Some(5.0)
+                v["type"] == "stats" && v["peer"] == who && v["fps"].as_f64() >= Some(5.0)
             })
             .unwrap();
         });
@@ -202,7 +202,7 @@ async fn toggles_and_renegotiation(
         for (n, &mark) in natives.iter_mut().zip(&marks) {
             blocking(|| {
                 n.wait_from(mark, "microphone flag", T, |v| {
-                    v["event"] == "stream_changed"
+                    v["type"] == "streams_changed"
                         && v["peer"] == who
                         && v["streams"]["audio"] == on
                 })
@@ -227,7 +227,7 @@ async fn toggles_and_renegotiation(
     for n in natives.iter_mut() {
         blocking(|| {
             n.wait("the browser's screen", T, |v| {
-                v["event"] == "first_frame" && v["from"] == who && v["kind"] == "screen"
+                v["type"] == "first_frame" && v["peer"] == who && v["kind"] == "screen"
             })
             .unwrap();
         });
@@ -248,7 +248,7 @@ async fn toggles_and_renegotiation(
     for (n, &mark) in natives.iter_mut().zip(&marks) {
         blocking(|| {
             n.wait_from(mark, "screen unshared", T, |v| {
-                v["event"] == "stream_changed"
+                v["type"] == "streams_changed"
                     && v["peer"] == who
                     && v["streams"]["screen"] == false
             })
@@ -294,7 +294,7 @@ async fn browser_killed(
     for n in natives.iter_mut() {
         let left = blocking(|| {
             n.wait("the killed browser dropped", DROP_BOUND, |v| {
-                v["event"] == "member_left" && v["peer"] == id
+                v["type"] == "member_left" && v["peer"] == id
             })
             .unwrap()
         });
@@ -315,7 +315,7 @@ async fn one_browser_and_two_native_peers() {
     let (_dir, server) = db().await;
     let url = server.url();
     let mut a = spawn_native(&url, "web-a", "a-native-1", &["--create"]);
-    blocking(|| a.wait("joined", T, |v| v["event"] == "joined").unwrap());
+    blocking(|| a.wait("joined", T, |v| v["type"] == "joined").unwrap());
     // z shares its screen from the start: it answers the first offers of both others, which
     // have no m-section for a screen, so it must offer its screen itself afterwards.
     let z = spawn_native(&url, "web-a", "z-native-2", &["--screen", "synthetic"]);
@@ -332,7 +332,7 @@ async fn one_browser_and_two_native_peers() {
     blocking(|| {
         natives[0]
             .wait("the screen z shared when it joined", T, |v| {
-                v["event"] == "first_frame" && v["from"] == "z-native-2" && v["kind"] == "screen"
+                v["type"] == "first_frame" && v["peer"] == "z-native-2" && v["kind"] == "screen"
             })
             .unwrap();
     });
@@ -346,7 +346,7 @@ async fn two_browsers_and_one_native_peer() {
     let (_dir, server) = db().await;
     let url = server.url();
     let mut n = spawn_native(&url, "web-b", "k-native-1", &["--create"]);
-    blocking(|| n.wait("joined", T, |v| v["event"] == "joined").unwrap());
+    blocking(|| n.wait("joined", T, |v| v["type"] == "joined").unwrap());
     // Asked to join a private room, or one that does not exist, the page says so in words.
     let private = serde_json::json!({"name": "Secret", "secured": true, "createdAt": 1,
         "createdBy": "k-native-1", "check": "AAAA"});

@@ -69,7 +69,7 @@ impl Peer {
         let from = Peer::id(other);
         let kind = kind.to_owned();
         self.wait(&format!("first {kind} frame from {other}"), move |v| {
-            v["event"] == "first_frame" && v["from"] == from.as_str() && v["kind"] == kind.as_str()
+            v["type"] == "first_frame" && v["peer"] == from.as_str() && v["kind"] == kind.as_str()
         })
     }
 }
@@ -100,7 +100,7 @@ async fn three_peers_form_a_full_mesh_toggle_leave_and_crash() {
     let url = server.url();
     blocking(move || {
         let mut a = Peer::spawn(&url, "mesh-room", "a", &["--create"]);
-        a.wait("joined", |v| v["event"] == "joined");
+        a.wait("joined", |v| v["type"] == "joined");
         let mut b = Peer::spawn(&url, "mesh-room", "b", &[]);
         let mut c = Peer::spawn(&url, "mesh-room", "c", &[]);
         // Every peer decodes every other's video and receives their audio.
@@ -113,7 +113,7 @@ async fn three_peers_form_a_full_mesh_toggle_leave_and_crash() {
                 p.first_frame_from(o, "video");
                 let id = Peer::id(o);
                 p.wait(&format!("audio from {o}"), move |v| {
-                    v["event"] == "stats"
+                    v["type"] == "stats"
                         && v["peer"] == id.as_str()
                         && v["audio_packets"].as_u64().unwrap_or(0) > 10
                 });
@@ -124,15 +124,15 @@ async fn three_peers_form_a_full_mesh_toggle_leave_and_crash() {
         a.send("video off");
         for (p, mark) in [(&mut b, marks[0]), (&mut c, marks[1])] {
             p.wait_from(mark, "a's camera off", |v| {
-                v["event"] == "stream_changed"
+                v["type"] == "streams_changed"
                     && v["peer"] == "a-0000000"
                     && v["streams"]["video"] == false
             });
             p.wait_from(mark, "a's video track removed", |v| {
-                v["event"] == "track_removed" && v["from"] == "a-0000000" && v["kind"] == "video"
+                v["type"] == "track_removed" && v["peer"] == "a-0000000" && v["kind"] == "video"
             });
             p.wait_from(mark, "a's video stopped", |v| {
-                v["event"] == "stats"
+                v["type"] == "stats"
                     && v["peer"] == "a-0000000"
                     && v["fps"].as_f64() == Some(0.0)
                     && v["audio_packets"].as_u64() > Some(0)
@@ -142,30 +142,30 @@ async fn three_peers_form_a_full_mesh_toggle_leave_and_crash() {
         a.send("video on");
         for (p, mark) in [(&mut b, marks[0]), (&mut c, marks[1])] {
             p.wait_from(mark, "a's camera on", |v| {
-                v["event"] == "stream_changed"
+                v["type"] == "streams_changed"
                     && v["peer"] == "a-0000000"
                     && v["streams"]["video"] == true
             });
             p.wait_from(mark, "a's video track back", |v| {
-                v["event"] == "track_added" && v["from"] == "a-0000000" && v["kind"] == "video"
+                v["type"] == "track_added" && v["peer"] == "a-0000000" && v["kind"] == "video"
             });
             p.wait_from(mark, "a's video flowing again", |v| {
-                v["event"] == "stats"
+                v["type"] == "stats"
                     && v["peer"] == "a-0000000"
                     && v["fps"].as_f64().unwrap_or(0.0) >= 5.0
             });
         }
         // c leaves cleanly; b is killed.
         c.send("leave");
-        c.wait("left", |v| v["event"] == "left");
+        c.wait("left", |v| v["type"] == "left");
         assert!(c.child.wait().unwrap().success(), "a clean leave exits 0");
         a.wait("c left", |v| {
-            v["event"] == "member_left" && v["peer"] == "c-0000000" && v["reason"] == "left"
+            v["type"] == "member_left" && v["peer"] == "c-0000000" && v["reason"] == "left"
         });
         b.child.kill().unwrap();
         let _ = b.child.wait();
         a.wait("b dropped", |v| {
-            v["event"] == "member_left" && v["peer"] == "b-0000000"
+            v["type"] == "member_left" && v["peer"] == "b-0000000"
         });
     })
     .await;
@@ -177,22 +177,22 @@ async fn remote_audio_is_played_and_its_speaker_detected() {
     let url = server.url();
     blocking(move || {
         let mut a = Peer::spawn(&url, "voice", "a", &["--create", "--video", "none"]);
-        a.wait("joined", |v| v["event"] == "joined");
+        a.wait("joined", |v| v["type"] == "joined");
         let _b = Peer::spawn(&url, "voice", "b", &["--video", "none"]);
         // b sends the speech-like tone: a hears it, plays it out and sees b start speaking.
         let played = |v: &Value| v["audio_frames_played"].as_u64().unwrap_or(0);
         let first = a.wait("b's audio played", |v| {
-            v["event"] == "stats" && v["peer"] == "b-0000000" && played(v) > 10
+            v["type"] == "stats" && v["peer"] == "b-0000000" && played(v) > 10
         });
         a.wait("b speaking", |v| {
-            v["event"] == "audio_level" && v["peer"] == "b-0000000" && v["speaking"] == true
+            v["type"] == "audio_level" && v["peer"] == "b-0000000" && v["speaking"] == true
         });
         a.wait("b's audio still playing", |v| {
-            v["event"] == "stats" && v["peer"] == "b-0000000" && played(v) > played(&first) + 25
+            v["type"] == "stats" && v["peer"] == "b-0000000" && played(v) > played(&first) + 25
         });
         // The connection's round-trip time (the ICE pair's STUN round trip) is in the stats.
         a.wait("a round-trip time to b", |v| {
-            v["event"] == "stats" && v["peer"] == "b-0000000" && v["rtt_ms"].as_f64() > Some(0.0)
+            v["type"] == "stats" && v["peer"] == "b-0000000" && v["rtt_ms"].as_f64() > Some(0.0)
         });
     })
     .await;
@@ -209,7 +209,7 @@ async fn private_rooms_and_clear_errors() {
             "a",
             &["--create", "--private", "s3cret", "--audio", "none"],
         );
-        a.wait("joined", |v| v["event"] == "joined");
+        a.wait("joined", |v| v["type"] == "joined");
         let mut b = Peer::spawn(
             &url,
             "secret-room",
@@ -224,19 +224,19 @@ async fn private_rooms_and_clear_errors() {
             (vec![], "needs its secret"),
         ] {
             let mut x = Peer::spawn(&url, "secret-room", "x", &args);
-            let err = x.wait("error", |v| v["event"] == "error");
+            let err = x.wait("error", |v| v["type"] == "error");
             assert!(err["message"].as_str().unwrap().contains(words), "{err}");
             assert_eq!(x.child.wait().unwrap().code(), Some(2));
         }
         let mut x = Peer::spawn(&url, "no-such-room", "x", &[]);
-        let err = x.wait("error", |v| v["event"] == "error");
+        let err = x.wait("error", |v| v["type"] == "error");
         assert!(
             err["message"].as_str().unwrap().contains("does not exist"),
             "{err}"
         );
         assert_eq!(x.child.wait().unwrap().code(), Some(2));
         let mut x = Peer::spawn("http://127.0.0.1:9", "room", "x", &[]);
-        let err = x.wait("error", |v| v["event"] == "error");
+        let err = x.wait("error", |v| v["type"] == "error");
         assert!(
             err["message"]
                 .as_str()
@@ -255,7 +255,7 @@ async fn crossing_renegotiations_resolve() {
     let url = server.url();
     blocking(move || {
         let mut a = Peer::spawn(&url, "glare", "a", &["--create", "--audio", "none"]);
-        a.wait("joined", |v| v["event"] == "joined");
+        a.wait("joined", |v| v["type"] == "joined");
         let mut b = Peer::spawn(&url, "glare", "b", &["--audio", "none"]);
         a.first_frame_from("b", "video");
         b.first_frame_from("a", "video");
@@ -268,7 +268,7 @@ async fn crossing_renegotiations_resolve() {
             .events
             .seen
             .iter()
-            .filter(|v| v["event"] == "track_added")
+            .filter(|v| v["type"] == "track_added")
             .map(|v| v["kind"].as_str().unwrap().to_owned())
             .collect();
         assert!(
@@ -287,7 +287,7 @@ async fn a_screen_shared_at_join_reaches_the_first_offerer() {
     let url = server.url();
     blocking(move || {
         let mut a = Peer::spawn(&url, "early", "a", &["--create", "--audio", "none"]);
-        a.wait("joined", |v| v["event"] == "joined");
+        a.wait("joined", |v| v["type"] == "joined");
         // "a" < "b": a sends the first offer (its camera only), b answers it.
         let mut b = Peer::spawn(
             &url,
@@ -295,7 +295,7 @@ async fn a_screen_shared_at_join_reaches_the_first_offerer() {
             "b",
             &["--audio", "none", "--screen", "synthetic"],
         );
-        b.wait("joined", |v| v["event"] == "joined");
+        b.wait("joined", |v| v["type"] == "joined");
         a.first_frame_from("b", "video");
         a.first_frame_from("b", "screen");
         b.first_frame_from("a", "video");
@@ -313,15 +313,13 @@ async fn h264_between_peers_that_both_want_it_vp8_with_the_rest() {
     blocking(move || {
         let h264 = ["--codec", "h264", "--audio", "none"];
         let mut a = Peer::spawn(&url, "codecs", "a", &[&h264[..], &["--create"]].concat());
-        a.wait("joined", |v| v["event"] == "joined");
+        a.wait("joined", |v| v["type"] == "joined");
         let mut b = Peer::spawn(&url, "codecs", "b", &h264);
         let mut c = Peer::spawn(&url, "codecs", "c", &["--audio", "none"]);
         let codec_of = |p: &mut Peer, from: &str, kind: &str| -> String {
             let (id, kind) = (Peer::id(from), kind.to_owned());
             let track = p.wait(&format!("{kind} track from {from}"), move |v| {
-                v["event"] == "track_added"
-                    && v["from"] == id.as_str()
-                    && v["kind"] == kind.as_str()
+                v["type"] == "track_added" && v["peer"] == id.as_str() && v["kind"] == kind.as_str()
             });
             track["codec"].as_str().unwrap().to_owned()
         };
@@ -335,7 +333,7 @@ async fn h264_between_peers_that_both_want_it_vp8_with_the_rest() {
                 let id = Peer::id(from);
                 // Intact: the stamp in the pixels read back, so the picture decoded right.
                 p.wait(&format!("intact video from {from}"), move |v| {
-                    v["event"] == "stats"
+                    v["type"] == "stats"
                         && v["peer"] == id.as_str()
                         && v["intact_fps"].as_f64().unwrap_or(0.0) >= 5.0
                 });
@@ -359,23 +357,23 @@ async fn muting_stops_the_audio_others_get_and_unmuting_resumes_it() {
     let url = server.url();
     blocking(move || {
         let mut a = Peer::spawn(&url, "mute", "a", &["--create", "--video", "none"]);
-        a.wait("joined", |v| v["event"] == "joined");
+        a.wait("joined", |v| v["type"] == "joined");
         let mut b = Peer::spawn(&url, "mute", "b", &["--video", "none"]);
         let packets = |v: &Value| v["audio_packets"].as_u64().unwrap_or(0);
-        let from_a = |v: &Value| v["event"] == "stats" && v["peer"] == "a-0000000";
+        let from_a = |v: &Value| v["type"] == "stats" && v["peer"] == "a-0000000";
         b.wait("a's audio", |v| from_a(v) && packets(v) > 20);
         // Seen by b: a's microphone flag and its audio track, after `a` sends `cmd`.
         let switched = |a: &mut Peer, b: &mut Peer, cmd: &str, on: bool| {
             let mark = b.mark();
             a.send(cmd);
             b.wait_from(mark, &format!("a's microphone on={on}"), |v| {
-                v["event"] == "stream_changed"
+                v["type"] == "streams_changed"
                     && v["peer"] == "a-0000000"
                     && v["streams"]["audio"] == on
             });
             let event = if on { "track_added" } else { "track_removed" };
             b.wait_from(mark, &format!("a's audio {event}"), |v| {
-                v["event"] == event && v["from"] == "a-0000000" && v["kind"] == "audio"
+                v["type"] == event && v["peer"] == "a-0000000" && v["kind"] == "audio"
             });
             mark
         };

@@ -189,13 +189,13 @@ async fn a_shared_x_display_reaches_the_other_peer() {
             &[&screen[..], &["--create"]].concat(),
             Some(&x.display),
         );
-        a.wait("joined", |v| v["event"] == "joined");
+        a.wait("joined", |v| v["type"] == "joined");
         let watch = ["--video", "none", "--audio", "none", "--report-frames"];
         let mut b = Peer::spawn(&url, "screen-room", "b", &watch, None);
         let from = Peer::id("a");
         let red = b.wait("a red screen from a", |v| {
-            v["event"] == "frame"
-                && v["from"] == from.as_str()
+            v["type"] == "frame"
+                && v["peer"] == from.as_str()
                 && v["kind"] == "screen"
                 && yuv_near(v, RED, 6.0)
         });
@@ -207,8 +207,8 @@ async fn a_shared_x_display_reaches_the_other_peer() {
         let mark = b.mark();
         x.solid("#0000ff");
         b.wait_from(mark, "a blue screen from a", |v| {
-            v["event"] == "frame"
-                && v["from"] == from.as_str()
+            v["type"] == "frame"
+                && v["peer"] == from.as_str()
                 && v["kind"] == "screen"
                 && yuv_near(v, BLUE, 6.0)
         });
@@ -238,7 +238,7 @@ async fn missing_devices_cost_only_their_stream() {
             None,
         );
         let video = a.wait("camera unavailable", |v| {
-            v["event"] == "device_unavailable"
+            v["type"] == "device_unavailable"
                 && v["message"].as_str().unwrap_or("").starts_with("video")
         });
         assert!(
@@ -249,7 +249,7 @@ async fn missing_devices_cost_only_their_stream() {
             "{video}"
         );
         let screen = a.wait("display unavailable", |v| {
-            v["event"] == "device_unavailable"
+            v["type"] == "device_unavailable"
                 && v["message"].as_str().unwrap_or("").starts_with("screen")
         });
         assert!(
@@ -259,7 +259,7 @@ async fn missing_devices_cost_only_their_stream() {
                 .contains("no screen to capture"),
             "{screen}"
         );
-        a.wait("joined", |v| v["event"] == "joined");
+        a.wait("joined", |v| v["type"] == "joined");
         let mut b = Peer::spawn(
             &url,
             "nodev-room",
@@ -269,12 +269,12 @@ async fn missing_devices_cost_only_their_stream() {
         );
         let from = Peer::id("a");
         b.wait("a's audio", |v| {
-            v["event"] == "stats"
+            v["type"] == "stats"
                 && v["peer"] == from.as_str()
                 && v["audio_frames_played"].as_u64() > Some(10)
         });
         let joined = b.wait("a as a member", |v| {
-            v["event"] == "member_joined" && v["peer"] == from.as_str()
+            v["type"] == "member_joined" && v["peer"] == from.as_str()
         });
         assert_eq!(joined["streams"]["video"], false, "{joined}");
         assert_eq!(joined["streams"]["screen"], false, "{joined}");
@@ -302,7 +302,7 @@ async fn missing_devices_cost_only_their_stream() {
             );
             for kind in ["audio: ", "speaker: "] {
                 let ev = c.wait(kind, |v| {
-                    v["event"] == "device_unavailable"
+                    v["type"] == "device_unavailable"
                         && v["message"].as_str().unwrap_or("").starts_with(kind)
                 });
                 assert!(
@@ -310,9 +310,9 @@ async fn missing_devices_cost_only_their_stream() {
                     "{ev}"
                 );
             }
-            c.wait("joined", |v| v["event"] == "joined");
+            c.wait("joined", |v| v["type"] == "joined");
             c.wait("a's audio", |v| {
-                v["event"] == "stats"
+                v["type"] == "stats"
                     && v["peer"] == from.as_str()
                     && v["audio_frames_played"].as_u64() > Some(10)
             });

@@ -104,7 +104,7 @@ impl Peer {
             .seen
             .iter()
             .skip(from)
-            .filter(move |v| v["event"] == "stats" && v["peer"] == id.as_str())
+            .filter(move |v| v["type"] == "stats" && v["peer"] == id.as_str())
     }
 }
 
@@ -135,7 +135,7 @@ fn outage_and_recovery(peers: &mut [&mut Peer; 2], outage: Duration, bound: Dura
         let id = Peer::id(&other);
         let left = bound.saturating_sub(back.elapsed());
         p.wait_from(marks[i], left, &format!("intact video from {other}"), |v| {
-            v["event"] == "stats" && v["peer"] == id.as_str() && f(v, "intact_fps") >= MIN_FPS
+            v["type"] == "stats" && v["peer"] == id.as_str() && f(v, "intact_fps") >= MIN_FPS
         });
         eprintln!(
             "{}: video from {other} back intact {:.1} s after the link returned",
@@ -165,7 +165,7 @@ fn outage_and_recovery(peers: &mut [&mut Peer; 2], outage: Duration, bound: Dura
             .seen
             .iter()
             .filter(|v| {
-                (v["event"] == "member_left" || v["event"] == "member_joined")
+                (v["type"] == "member_left" || v["type"] == "member_joined")
                     && v["peer"] == id.as_str()
             })
             .collect();
@@ -202,13 +202,13 @@ fn outages_are_repaired_without_a_rejoin_and_video_comes_back_intact() {
     let url = server.url();
     let mut a = Peer::spawn(&url, "a", &["--create"]);
     a.wait_from(0, Duration::from_secs(30), "joined", |v| {
-        v["event"] == "joined"
+        v["type"] == "joined"
     });
     let mut b = Peer::spawn(&url, "b", &[]);
     for (p, other) in [(&mut a, "b"), (&mut b, "a")] {
         let id = Peer::id(other);
         p.wait_from(0, Duration::from_secs(30), "first frame", |v| {
-            v["event"] == "first_frame" && v["from"] == id.as_str()
+            v["type"] == "first_frame" && v["peer"] == id.as_str()
         });
     }
     std::thread::sleep(Duration::from_secs(1));
@@ -224,7 +224,7 @@ fn outages_are_repaired_without_a_rejoin_and_video_comes_back_intact() {
             p.events
                 .seen
                 .iter()
-                .any(|v| v["event"] == "connection" && v["state"] == "disconnected"),
+                .any(|v| v["type"] == "connection" && v["state"] == "disconnected"),
             "{}: the outage went unnoticed",
             p.name
         );
@@ -241,7 +241,7 @@ fn outages_are_repaired_without_a_rejoin_and_video_comes_back_intact() {
         Duration::from_secs(10),
     );
     a.wait_from(mark, Duration::ZERO, "an ICE restart", |v| {
-        v["event"] == "ice_restart" && v["peer"] == "b-0000000"
+        v["type"] == "ice_restart" && v["peer"] == "b-0000000"
     });
     drop((a, b));
     runtime.block_on(server.shutdown());

@@ -26,7 +26,8 @@ use openh264_sys2::{
     SPATIAL_LAYER_0, SPATIAL_LAYER_ALL,
 };
 
-use super::{check_frame, CodecError, EncodedFrame};
+use super::prologue::{self, Resizable};
+use super::{CodecError, EncodedFrame};
 use crate::frame::VideoFrame;
 
 /// The largest picture the decoder accepts, as for VP8 (level 5.2's frame size).
@@ -103,8 +104,7 @@ impl H264Encoder {
     /// Starts an encoder; its first frame is an IDR.
     pub fn new(mut cfg: H264Config) -> Result<Self, CodecError> {
         cfg.validate()?;
-        // 4:2:0 H.264 codes whole chroma samples: an odd size is cropped to even.
-        (cfg.width, cfg.height) = (cfg.width & !1, cfg.height & !1);
+        (cfg.width, cfg.height) = <Self as Resizable>::coded_size(cfg.width, cfg.height);
         let inner = Encoder::with_api_config(OpenH264API::from_source(), cfg.encoder_config())
             .map_err(|e| CodecError::H264InvalidConfig(e.to_string()))?;
         Ok(H264Encoder {
@@ -173,17 +173,8 @@ impl H264Encoder {
         frame: &VideoFrame,
         force_keyframe: bool,
     ) -> Result<Vec<EncodedFrame>, CodecError> {
-        check_frame(frame)?;
-        let (w, h) = (frame.width & !1, frame.height & !1);
-        if w != self.cfg.width || h != self.cfg.height {
-            let cfg = H264Config {
-                width: frame.width,
-                height: frame.height,
-                ..self.cfg.clone()
-            };
-            // Build the new encoder first so a refused size leaves the old one usable.
-            *self = H264Encoder::new(cfg)?;
-        }
+        prologue::prepare(self, frame)?;
+        let (w, h) = (self.cfg.width, self.cfg.height);
         if force_keyframe {
             self.inner.force_intra_frame();
         }
@@ -220,6 +211,27 @@ impl H264Encoder {
             keyframe,
             pts: frame.pts,
         }])
+    }
+}
+
+impl Resizable for H264Encoder {
+    const NAME: &'static str = "H.264";
+
+    /// 4:2:0 H.264 codes whole chroma samples: an odd size is cropped to even.
+    fn coded_size(width: u32, height: u32) -> (u32, u32) {
+        (width & !1, height & !1)
+    }
+
+    fn size(&self) -> (u32, u32) {
+        (self.cfg.width, self.cfg.height)
+    }
+
+    fn reopened(&self, width: u32, height: u32) -> Result<Self, CodecError> {
+        H264Encoder::new(H264Config {
+            width,
+            height,
+            ..self.cfg.clone()
+        })
     }
 }
 

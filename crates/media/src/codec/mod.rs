@@ -11,6 +11,7 @@
 
 pub mod h264;
 pub mod opus;
+mod prologue;
 pub mod vp8;
 
 use std::time::Duration;
@@ -119,21 +120,6 @@ pub struct EncoderSettings {
     pub fps: u32,
     /// Starting target bitrate in kbit/s.
     pub bitrate_kbps: u32,
-}
-
-/// A frame whose buffer does not hold its claimed size of I420 is refused in words, before any
-/// encoder reads it.
-pub(crate) fn check_frame(frame: &VideoFrame) -> Result<(), CodecError> {
-    if frame.is_well_formed() {
-        return Ok(());
-    }
-    let (y, c) = crate::frame::plane_sizes(frame.width, frame.height);
-    Err(CodecError::MalformedVideoFrame {
-        width: frame.width,
-        height: frame.height,
-        expected: y + 2 * c,
-        actual: frame.data.len(),
-    })
 }
 
 /// A video encoder of any codec.

@@ -28,7 +28,7 @@ struct World {
     /// Messages in flight: (to side index, input).
     net: VecDeque<(usize, Input)>,
     now: Instant,
-    gave_up: Vec<(usize, String)>,
+    gave_up: Vec<(usize, GiveUpReason)>,
 }
 
 impl World {
@@ -120,7 +120,7 @@ impl World {
     fn both_stable(&self) -> bool {
         self.sides
             .iter()
-            .all(|s| s.neg.signaling() == Signaling::Stable)
+            .all(|s| s.neg.signaling() == SignalingState::Stable)
     }
 
     /// Both sides completed the same exchanges (in any order of discovery).
@@ -266,7 +266,11 @@ fn a_peer_that_never_comes_back_is_given_up_with_a_reason() {
     }
     assert!(w.sides[0].pc.restarts_offered <= RepairPolicy::default().max_restarts);
     assert_eq!(w.gave_up.len(), 1);
-    assert!(w.gave_up[0].1.contains("TURN"));
+    assert_eq!(w.gave_up[0].1, GiveUpReason::NoRoute);
+    assert!(
+        w.gave_up[0].1.to_string().contains("TURN"),
+        "the words point at the fix"
+    );
     // After giving up, nothing more is done.
     w.feed(0, Input::NegotiationNeeded);
     assert!(w.net.is_empty());
@@ -279,7 +283,11 @@ fn an_offer_that_could_not_be_sent_is_withdrawn_and_retried_after_a_pause() {
     assert!(w.net.pop_front().is_some(), "the offer left");
     // ...but writing it to the database failed, and the driver says so.
     w.feed(0, Input::OperationFailed("could not send".into()));
-    assert_eq!(w.sides[0].neg.signaling(), Signaling::Stable, "rolled back");
+    assert_eq!(
+        w.sides[0].neg.signaling(),
+        SignalingState::Stable,
+        "rolled back"
+    );
     w.feed(0, Input::Tick);
     assert!(w.net.is_empty(), "no retry in a hot loop");
     w.now += Duration::from_secs(1);
@@ -316,7 +324,7 @@ fn an_offer_that_could_not_be_answered_is_rolled_back_and_the_next_one_is_answer
     // Creating or setting the answer failed: the connection is left holding their offer.
     let actions = bob.handle(Input::OperationFailed("setting the answer".into()), t0);
     assert_eq!(actions, vec![Action::RollbackRemote]);
-    assert_eq!(bob.signaling(), Signaling::Stable);
+    assert_eq!(bob.signaling(), SignalingState::Stable);
     // Their offer, made again after their wait, is answered.
     let later = t0 + Duration::from_secs(10);
     let actions = bob.handle(Input::RemoteOffer("offer:2".into()), later);

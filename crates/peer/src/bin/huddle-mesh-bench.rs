@@ -196,14 +196,14 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 fn mean_stat(events: &[Value], field: &str) -> f64 {
     let values: Vec<f64> = events
         .iter()
-        .filter(|v| v["event"] == "stats")
+        .filter(|v| v["type"] == "stats")
         .filter_map(|v| v[field].as_f64())
         .collect();
     values.iter().sum::<f64>() / values.len().max(1) as f64
 }
 
 fn first_frame_ms(v: &Value) -> Option<f64> {
-    (v["event"] == "first_frame" && v["kind"] == "video")
+    (v["type"] == "first_frame" && v["kind"] == "video")
         .then(|| v["ms_since_join"].as_f64())
         .flatten()
 }
@@ -219,7 +219,7 @@ fn bench_join(joins: usize, codec: &str) -> anyhow::Result<()> {
         "host",
         &[&["--create"][..], &small].concat(),
     )?;
-    host.wait(LIMIT, |v| v["event"] == "joined")?;
+    host.wait(LIMIT, |v| v["type"] == "joined")?;
     let mut times = Vec::new();
     for i in 0..joins {
         let p = Peer::spawn(&db.url, "join", &format!("j{i}"), &small)?;
@@ -249,7 +249,7 @@ fn bench_six(codec: &str) -> anyhow::Result<()> {
     for i in 0..5 {
         let create: &[&str] = if i == 0 { &["--create"] } else { &[] };
         let p = Peer::spawn(&db.url, "six", &format!("r{i}"), &[create, &small].concat())?;
-        p.wait(LIMIT, |v| v["event"] == "joined")?;
+        p.wait(LIMIT, |v| v["type"] == "joined")?;
         resident.push(p);
     }
     // Let the five settle into their 10 connections.
@@ -259,7 +259,7 @@ fn bench_six(codec: &str) -> anyhow::Result<()> {
     while seen.len() < 5 {
         let ev = last.wait(LIMIT, |v| first_frame_ms(v).is_some())?;
         seen.insert(
-            ev["from"].as_str().unwrap_or_default().to_owned(),
+            ev["peer"].as_str().unwrap_or_default().to_owned(),
             first_frame_ms(&ev).unwrap_or(f64::NAN),
         );
     }
@@ -276,13 +276,13 @@ fn bench_latency(size: &str, seconds: u64, codec: &str) -> anyhow::Result<()> {
         "--size", size, "--fps", "30", "--audio", "none", "--codec", codec,
     ];
     let a = Peer::spawn(&db.url, "lat", "a", &[&["--create"][..], &args].concat())?;
-    a.wait(LIMIT, |v| v["event"] == "joined")?;
+    a.wait(LIMIT, |v| v["type"] == "joined")?;
     let b = Peer::spawn(&db.url, "lat", "b", &args)?;
     b.wait(LIMIT, |v| first_frame_ms(v).is_some())?;
     let events = b.collect(Duration::from_secs(seconds));
     let mut lat: Vec<f64> = events
         .iter()
-        .filter(|v| v["event"] == "stats")
+        .filter(|v| v["type"] == "stats")
         .filter_map(|v| v["latency_ms"].as_f64())
         .collect();
     let mean_fps = mean_stat(&events, "fps");
@@ -300,7 +300,7 @@ fn bench_cpu(size: &str, seconds: u64, max_peers: usize, codec: &str) -> anyhow:
         let db = Db::start()?;
         let args = ["--size", size, "--fps", "30", "--codec", codec];
         let measured = Peer::spawn(&db.url, "cpu", "m", &[&["--create"][..], &args].concat())?;
-        measured.wait(LIMIT, |v| v["event"] == "joined")?;
+        measured.wait(LIMIT, |v| v["type"] == "joined")?;
         let mut others = Vec::new();
         for i in 0..n - 1 {
             others.push(Peer::spawn(&db.url, "cpu", &format!("o{i}"), &args)?);

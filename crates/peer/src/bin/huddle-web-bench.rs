@@ -130,19 +130,19 @@ async fn bench_join(joins: usize) -> anyhow::Result<()> {
         "host-bench-id",
         &[&["--create"][..], &VIDEO].concat(),
     )?;
-    blocking(|| host.wait("joined", LIMIT, |v| v["event"] == "joined"))?;
+    blocking(|| host.wait("joined", LIMIT, |v| v["type"] == "joined"))?;
     // Joiners have larger ids than the host, so the host offers in both series.
     let mut ours = Vec::new();
     for i in 0..joins {
         let mut p = native(&db, "join", &format!("j{i}-bench-id"), &VIDEO)?;
         let ev = blocking(|| {
             p.wait("first frame", LIMIT, |v| {
-                v["event"] == "first_frame" && v["kind"] == "video"
+                v["type"] == "first_frame" && v["kind"] == "video"
             })
         })?;
         ours.push(ev["ms_since_join"].as_f64().unwrap_or(f64::NAN));
         p.send("leave")?;
-        blocking(|| p.wait("left", LIMIT, |v| v["event"] == "left"))?;
+        blocking(|| p.wait("left", LIMIT, |v| v["type"] == "left"))?;
     }
     let url = format!(
         "{}/web/?peer=w-browser-bench-id&loopback=1&w=640&h=360&fps=30",
@@ -191,7 +191,7 @@ fn five(db: &Db) -> anyhow::Result<Vec<Native>> {
             &format!("o{i}-bench-id"),
             &[create, &VIDEO].concat(),
         )?;
-        blocking(|| p.wait("joined", LIMIT, |v| v["event"] == "joined"))?;
+        blocking(|| p.wait("joined", LIMIT, |v| v["type"] == "joined"))?;
         out.push(p);
     }
     Ok(out)
@@ -209,7 +209,7 @@ async fn bench_cpu(seconds: u64) -> anyhow::Result<()> {
         let _others = five(&db)?;
         let mut m = native(&db, "cpu", "m-bench-id", &VIDEO)?;
         for _ in 0..5 {
-            blocking(|| m.wait("first frames", LIMIT, |v| v["event"] == "first_frame"))?;
+            blocking(|| m.wait("first frames", LIMIT, |v| v["type"] == "first_frame"))?;
         }
         blocking(|| std::thread::sleep(Duration::from_secs(2))); // past the join burst
         let mark = m.mark();
@@ -221,7 +221,7 @@ async fn bench_cpu(seconds: u64) -> anyhow::Result<()> {
         let end = m.mark();
         // Mean received fps per peer over the window, from the once-a-second stats.
         let mut per_peer: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-        for v in m.seen[mark..end].iter().filter(|v| v["event"] == "stats") {
+        for v in m.seen[mark..end].iter().filter(|v| v["type"] == "stats") {
             if let (Some(p), Some(f)) = (v["peer"].as_str(), v["fps"].as_f64()) {
                 per_peer.entry(p.to_owned()).or_default().push(f);
             }
@@ -321,7 +321,7 @@ async fn bench_latency(seconds: u64) -> anyhow::Result<()> {
         "a-bench-id",
         &[&["--create"][..], &VIDEO, &["--audio", "none"][..]].concat(),
     )?;
-    blocking(|| a.wait("joined", LIMIT, |v| v["event"] == "joined"))?;
+    blocking(|| a.wait("joined", LIMIT, |v| v["type"] == "joined"))?;
     let mut n = native(
         &db,
         "lat",
@@ -344,7 +344,7 @@ async fn bench_latency(seconds: u64) -> anyhow::Result<()> {
     for p in [&mut a, &mut n] {
         blocking(|| {
             p.wait("browser video", LIMIT, |v| {
-                v["event"] == "first_frame" && v["from"] == "w-bench-id"
+                v["type"] == "first_frame" && v["peer"] == "w-bench-id"
             })
         })?;
     }
@@ -362,7 +362,7 @@ async fn bench_latency(seconds: u64) -> anyhow::Result<()> {
         p.mark();
         p.seen[mark..]
             .iter()
-            .filter(|v| v["event"] == "stats" && v["peer"] == from)
+            .filter(|v| v["type"] == "stats" && v["peer"] == from)
             .filter_map(|v| v["latency_ms"].as_f64())
             .collect()
     };

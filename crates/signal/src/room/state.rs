@@ -33,8 +33,9 @@ pub struct Member {
     pub seen: i64,
 }
 
-/// Why a member is gone.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Why a member is gone; in JSON a word (`"left"`, `"expired"`, `"rejoined"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LeaveReason {
     /// They left (or their record was removed while fresh).
     Left,
@@ -42,6 +43,17 @@ pub enum LeaveReason {
     Expired,
     /// They joined again with a new session (a restart); a `MemberJoined` follows.
     Rejoined,
+}
+
+impl LeaveReason {
+    /// The reason as a word, the same as its JSON form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaveReason::Left => "left",
+            LeaveReason::Expired => "expired",
+            LeaveReason::Rejoined => "rejoined",
+        }
+    }
 }
 
 /// What the state machine tells the driver about membership.
