@@ -2,33 +2,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use serde_json::Value;
 use signal::room::model::RoomInfo;
-use signal::room::{RoomListEvent, SignalError, Signaling};
-use signal::rtdb::{ChildEvent, StreamEvent};
+use signal::room::{DirectoryEvent, Signaling};
 
 use crate::core::{Outlet, UserError};
 use crate::events::{RoomView, UiEvent};
 
 /// A room's listing (its name, and whether it is private).
 pub async fn info(sig: &Signaling, room: &str) -> Result<RoomInfo, UserError> {
-    if !signal::room::model::valid_id(room) {
-        return Err(SignalError::NoSuchRoom.into());
-    }
-    let v = sig
-        .db()
-        .get(&signal::room::paths::room(room))
-        .await
-        .map_err(SignalError::from)?;
-    if v.is_null() {
-        return Err(SignalError::NoSuchRoom.into());
-    }
-    RoomInfo::from_value(&v).ok_or_else(|| UserError {
-        message: "the room's listing is damaged".into(),
-        hint: None,
-    })
+    Ok(sig.room_info(room).await?)
 }
 
 /// The list the page shows, sorted by name.
@@ -58,72 +41,55 @@ pub fn view(
     v
 }
 
-fn count(v: &Value) -> usize {
-    v.as_object().map(|m| m.len()).unwrap_or(0)
-}
-
-/// Follows `rooms/` and `occupants/` and publishes the list on every change.
+/// Follows the room list with its occupant counts and publishes it on every change.
 pub async fn watch(
     sig: Signaling,
     me: String,
     shared: Arc<Mutex<Vec<RoomView>>>,
     outlet: Arc<dyn Outlet>,
 ) {
-    let mut list = sig.watch_rooms();
-    let mut occupants = sig.db().subscribe(signal::room::paths::OCCUPANTS);
+    let mut list = sig.watch_directory();
     let mut rooms = BTreeMap::new();
     let mut counts = HashMap::new();
     let mut synced = false;
     loop {
-        let changed = tokio::select! {
-            ev = list.next() => match ev {
-                Some(RoomListEvent::Added { id, info }) | Some(RoomListEvent::Changed { id, info }) => {
-                    rooms.insert(id, info);
-                    synced
-                }
-                Some(RoomListEvent::Removed { id }) => {
-                    rooms.remove(&id);
-                    synced
-                }
-                Some(RoomListEvent::Synced) => {
-                    synced = true;
-                    true
-                }
-                Some(RoomListEvent::Disconnected(why)) => {
-                    outlet.emit(UiEvent::Database {
-                        connected: false,
-                        url: sig.db().url().to_owned(),
-                        lan_url: None,
-                        message: Some(format!("lost the connection to the database ({why}); reconnecting")),
-                    });
-                    false
-                }
-                Some(_) => false,
-                None => {
-                    outlet.emit(UiEvent::error(
-                        "the room list can no longer be read",
-                        Some("Check the database settings."),
-                    ));
-                    return;
-                }
-            },
-            ev = occupants.next() => match ev {
-                Some(StreamEvent::Child(ChildEvent::Added { key, value }))
-                | Some(StreamEvent::Child(ChildEvent::Changed { key, value, .. })) => {
-                    counts.insert(key, count(&value));
-                    synced
-                }
-                Some(StreamEvent::Child(ChildEvent::Removed { key, .. })) => {
-                    counts.remove(&key);
-                    synced
-                }
-                Some(_) => false,
-                // Occupant counts are a nicety: without them the list still works.
-                None => {
-                    tokio::time::sleep(Duration::from_secs(3600)).await;
-                    false
-                }
-            },
+        let changed = match list.next().await {
+            Some(DirectoryEvent::Listed { id, listing }) => {
+                match listing.occupants {
+                    Some(n) => counts.insert(id.clone(), n),
+                    None => counts.remove(&id),
+                };
+                rooms.insert(id, listing.info);
+                synced
+            }
+            Some(DirectoryEvent::Removed { id }) => {
+                rooms.remove(&id);
+                counts.remove(&id);
+                synced
+            }
+            Some(DirectoryEvent::Synced) => {
+                synced = true;
+                true
+            }
+            Some(DirectoryEvent::Disconnected(why)) => {
+                outlet.emit(UiEvent::Database {
+                    connected: false,
+                    url: sig.db().url().to_owned(),
+                    lan_url: None,
+                    message: Some(format!(
+                        "lost the connection to the database ({why}); reconnecting"
+                    )),
+                });
+                false
+            }
+            Some(_) => false,
+            None => {
+                outlet.emit(UiEvent::error(
+                    "the room list can no longer be read",
+                    Some("Check the database settings."),
+                ));
+                return;
+            }
         };
         if changed {
             let v = view(&rooms, &counts, &me);

@@ -243,7 +243,7 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
     let peer_id = args
         .peer_id
         .clone()
-        .unwrap_or_else(|| signal::room::paths::random_id(16));
+        .unwrap_or_else(|| signal::new_peer_id());
     let timing = Timing {
         heartbeat: Duration::from_millis(args.heartbeat_ms.max(50)),
         expiry: Duration::from_millis(args.expiry_ms.max(200)),
