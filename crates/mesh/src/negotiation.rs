@@ -10,6 +10,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use signal::room::Candidate;
+
 /// The signaling state of the PeerConnection, as far as negotiation cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Signaling {
@@ -46,7 +48,7 @@ pub enum Input {
     /// An answer arrived from the peer.
     RemoteAnswer(String),
     /// A candidate arrived from the peer.
-    RemoteCandidate(String),
+    RemoteCandidate(Candidate),
     /// My offer was created and set locally ([`Action::CreateOffer`] done).
     OfferReady(String),
     /// Their offer was applied and my answer created and set locally.
@@ -80,7 +82,7 @@ pub enum Action {
     /// Apply their answer, report `AnswerApplied`.
     ApplyAnswer(String),
     /// Add their candidate (errors can be ignored while an offer is being ignored).
-    AddCandidate(String),
+    AddCandidate(Candidate),
     /// Give up on this peer: the words say why, for the user.
     GiveUp(String),
 }
@@ -121,7 +123,7 @@ pub struct Negotiation {
     ignore_offer: bool,
     pending: bool,
     has_remote_description: bool,
-    queued_candidates: VecDeque<String>,
+    queued_candidates: VecDeque<Candidate>,
     link: Link,
     unhealthy_since: Option<Instant>,
     restarts: u32,
