@@ -2,28 +2,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde_json::Value;
 use signal::room::model::RoomInfo;
-use signal::room::{RoomList, RoomListEvent, SignalError, Signaling};
-use signal::rtdb::{ChildEvent, StreamEvent, Subscription};
+use signal::room::{DirectoryEvent, RoomDirectory, Signaling};
 
 use crate::error::UserError;
 use crate::events::RoomView;
 
 /// A room's listing (its name, and whether it is private).
 pub async fn info(sig: &Signaling, room: &str) -> Result<RoomInfo, UserError> {
-    if !signal::room::model::valid_id(room) {
-        return Err(SignalError::NoSuchRoom.into());
-    }
-    let v = sig
-        .db()
-        .get(&signal::room::paths::room(room))
-        .await
-        .map_err(SignalError::from)?;
-    if v.is_null() {
-        return Err(SignalError::NoSuchRoom.into());
-    }
-    RoomInfo::from_value(&v).ok_or_else(|| UserError::new("the room's listing is damaged", None))
+    Ok(sig.room_info(room).await?)
 }
 
 /// The list the page shows, sorted by name.
@@ -53,10 +40,6 @@ pub fn view(
     v
 }
 
-fn count(v: &Value) -> usize {
-    v.as_object().map(|m| m.len()).unwrap_or(0)
-}
-
 /// What the room list did.
 #[derive(Debug)]
 pub enum RoomsUpdate {
@@ -68,14 +51,12 @@ pub enum RoomsUpdate {
     Ended,
 }
 
-/// Follows `rooms/` and `occupants/`; [`RoomsFeed::next`] yields the list on every change.
-/// It is polled by the app core's loop, so its state changes only after an await returned
-/// (safe to cancel in a `select!`).
+/// Follows the room directory; [`RoomsFeed::next`] yields the list on every change. It is
+/// polled by the app core's loop, so its state changes only after an await returned (safe to
+/// cancel in a `select!`).
 pub struct RoomsFeed {
     me: String,
-    list: RoomList,
-    occupants: Subscription,
-    occupants_open: bool,
+    directory: RoomDirectory,
     rooms: BTreeMap<String, RoomInfo>,
     counts: HashMap<String, usize>,
     synced: bool,
@@ -85,9 +66,7 @@ impl RoomsFeed {
     pub fn follow(sig: &Signaling, me: String) -> Self {
         RoomsFeed {
             me,
-            list: sig.watch_rooms(),
-            occupants: sig.db().subscribe(signal::room::paths::OCCUPANTS),
-            occupants_open: true,
+            directory: sig.watch_directory(),
             rooms: BTreeMap::new(),
             counts: HashMap::new(),
             synced: false,
@@ -97,41 +76,27 @@ impl RoomsFeed {
     /// The next change worth showing.
     pub async fn next(&mut self) -> RoomsUpdate {
         loop {
-            let changed = tokio::select! {
-                ev = self.list.next() => match ev {
-                    Some(RoomListEvent::Added { id, info }) | Some(RoomListEvent::Changed { id, info }) => {
-                        self.rooms.insert(id, info);
-                        self.synced
-                    }
-                    Some(RoomListEvent::Removed { id }) => {
-                        self.rooms.remove(&id);
-                        self.synced
-                    }
-                    Some(RoomListEvent::Synced) => {
-                        self.synced = true;
-                        true
-                    }
-                    Some(RoomListEvent::Disconnected(why)) => return RoomsUpdate::Lost(why),
-                    Some(_) => false,
-                    None => return RoomsUpdate::Ended,
-                },
-                ev = self.occupants.next(), if self.occupants_open => match ev {
-                    Some(StreamEvent::Child(ChildEvent::Added { key, value }))
-                    | Some(StreamEvent::Child(ChildEvent::Changed { key, value, .. })) => {
-                        self.counts.insert(key, count(&value));
-                        self.synced
-                    }
-                    Some(StreamEvent::Child(ChildEvent::Removed { key, .. })) => {
-                        self.counts.remove(&key);
-                        self.synced
-                    }
-                    Some(_) => false,
-                    // Occupant counts are a nicety: without them the list still works.
-                    None => {
-                        self.occupants_open = false;
-                        false
-                    }
-                },
+            let changed = match self.directory.next().await {
+                Some(DirectoryEvent::Listed { id, listing }) => {
+                    match listing.occupants {
+                        Some(n) => self.counts.insert(id.clone(), n),
+                        None => self.counts.remove(&id),
+                    };
+                    self.rooms.insert(id, listing.info);
+                    self.synced
+                }
+                Some(DirectoryEvent::Removed { id }) => {
+                    self.rooms.remove(&id);
+                    self.counts.remove(&id);
+                    self.synced
+                }
+                Some(DirectoryEvent::Synced) => {
+                    self.synced = true;
+                    true
+                }
+                Some(DirectoryEvent::Disconnected(why)) => return RoomsUpdate::Lost(why),
+                Some(_) => false,
+                None => return RoomsUpdate::Ended,
             };
             if changed {
                 return RoomsUpdate::List(view(&self.rooms, &self.counts, &self.me));

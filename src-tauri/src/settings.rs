@@ -103,7 +103,7 @@ pub const MAX_RECENT: usize = 8;
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            peer_id: signal::room::paths::random_id(16),
+            peer_id: signal::new_peer_id(),
             name: default_name(),
             database: Database::Embedded,
             ice_servers: Vec::new(),

@@ -356,13 +356,7 @@ impl RoomTask {
             RoomEvent::Offer { from, sdp } => self.route(&from, Input::RemoteOffer(sdp)),
             RoomEvent::Answer { from, sdp } => self.route(&from, Input::RemoteAnswer(sdp)),
             RoomEvent::Candidate { from, candidate } => {
-                let init = serde_json::json!({
-                    "candidate": candidate.candidate,
-                    "sdpMid": candidate.sdp_mid,
-                    "sdpMLineIndex": candidate.sdp_m_line_index,
-                    "usernameFragment": candidate.username_fragment,
-                });
-                self.route(&from, Input::RemoteCandidate(init.to_string()));
+                self.route(&from, Input::RemoteCandidate(candidate))
             }
             RoomEvent::Evicted => {
                 // Everyone saw me leave: start every connection again.

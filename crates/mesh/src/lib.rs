@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod answer;
+mod candidate;
 mod codecs;
 pub mod congestion;
 pub mod continuity;

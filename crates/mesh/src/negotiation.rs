@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use signal::room::Candidate;
 
 /// The signaling state of the PeerConnection (the offer/answer exchange), as far as negotiation
 /// cares; not to be confused with `signal::room::Signaling`, the room protocol's client.
@@ -75,7 +76,7 @@ pub enum Input {
     /// An answer arrived from the peer.
     RemoteAnswer(String),
     /// A candidate arrived from the peer.
-    RemoteCandidate(String),
+    RemoteCandidate(Candidate),
     /// My offer was created and set locally ([`Action::CreateOffer`] done).
     OfferReady(String),
     /// Their offer was applied and my answer created and set locally.
@@ -109,7 +110,7 @@ pub enum Action {
     /// Apply their answer, report `AnswerApplied`.
     ApplyAnswer(String),
     /// Add their candidate (errors can be ignored while an offer is being ignored).
-    AddCandidate(String),
+    AddCandidate(Candidate),
     /// Give up on this peer, for this reason.
     GiveUp(GiveUpReason),
 }
@@ -150,7 +151,7 @@ pub struct Negotiation {
     ignore_offer: bool,
     pending: bool,
     has_remote_description: bool,
-    queued_candidates: VecDeque<String>,
+    queued_candidates: VecDeque<Candidate>,
     link: Link,
     unhealthy_since: Option<Instant>,
     restarts: u32,

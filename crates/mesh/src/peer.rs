@@ -7,15 +7,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use signal::room::{Candidate, RoomHandle, StreamConfig};
+use signal::room::{RoomHandle, StreamConfig};
 use tokio::sync::{mpsc, watch};
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::peer_connection::{
-    PeerConnection, RTCIceCandidateInit, RTCSessionDescription, RTCStatsReport,
-    RTCStatsReportEntry, StatsSelector,
+    PeerConnection, RTCSessionDescription, RTCStatsReport, RTCStatsReportEntry, StatsSelector,
 };
 
 use crate::answer::{self, DtlsRole};
+use crate::candidate;
 use crate::event::{MediaKind, MeshEvent};
 use crate::local::Feed;
 use crate::negotiation::{Action, GiveUpReason, Input, Link, Negotiation, RepairPolicy};
@@ -157,12 +157,7 @@ pub async fn run(
             ev = pc_events.recv() => match ev {
                 None => break,
                 Some(PcEvent::Candidate(init)) => {
-                    let c = Candidate {
-                        candidate: init.candidate,
-                        sdp_mid: init.sdp_mid,
-                        sdp_m_line_index: init.sdp_mline_index,
-                        username_fragment: init.username_fragment,
-                    };
+                    let c = candidate::from_init(init);
                     if let Err(e) = setup.room.send_candidate(&setup.peer_id, c).await {
                         tracing::debug!(peer = %setup.peer_id, error = %e, "could not send a candidate");
                     }
@@ -411,16 +406,9 @@ async fn execute(
                 .send(PeerReport::Negotiated(setup.peer_id.clone()));
             Some(Input::AnswerApplied)
         }
-        Action::AddCandidate(json) => {
-            match serde_json::from_str::<RTCIceCandidateInit>(&json) {
-                Ok(init) => {
-                    if let Err(e) = pc.add_ice_candidate(init).await {
-                        tracing::debug!(peer = %setup.peer_id, error = %e, "a remote candidate was refused");
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(peer = %setup.peer_id, error = %e, "ignoring a malformed candidate")
-                }
+        Action::AddCandidate(c) => {
+            if let Err(e) = pc.add_ice_candidate(candidate::to_init(c)).await {
+                tracing::debug!(peer = %setup.peer_id, error = %e, "a remote candidate was refused");
             }
             None
         }

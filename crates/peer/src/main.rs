@@ -202,10 +202,7 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
             .with_ca_pem(std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?);
     }
     let db = RtdbClient::new(config)?;
-    let peer_id = args
-        .peer_id
-        .clone()
-        .unwrap_or_else(|| signal::room::paths::random_id(16));
+    let peer_id = args.peer_id.clone().unwrap_or_else(signal::new_peer_id);
     let timing = Timing {
         heartbeat: Duration::from_millis(args.heartbeat_ms.max(50)),
         expiry: Duration::from_millis(args.expiry_ms.max(200)),

@@ -43,7 +43,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(auth) = args.auth {
         config = config.with_secret(auth);
     }
-    let peer_id = signal::room::paths::random_id(16);
+    let peer_id = signal::new_peer_id();
     let signaling = Signaling::new(RtdbClient::new(config)?, peer_id.clone());
     let room = match (args.room, args.create) {
         (Some(room), _) => room,

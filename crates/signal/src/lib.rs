@@ -9,3 +9,5 @@
 
 pub mod room;
 pub mod rtdb;
+
+pub use room::new_peer_id;

@@ -100,7 +100,7 @@ impl World {
                             ),
                         }
                     }
-                    Action::AddCandidate(c) => side.pc.candidates.push(c),
+                    Action::AddCandidate(c) => side.pc.candidates.push(c.candidate),
                     Action::GiveUp(why) => self.gave_up.push((i, why)),
                 }
             }
@@ -191,15 +191,25 @@ fn negotiation_needed_during_an_exchange_waits_for_stable() {
     );
 }
 
+/// A candidate whose line is `s` (the model PeerConnection records only the line).
+fn line(s: &str) -> Candidate {
+    Candidate {
+        candidate: s.into(),
+        sdp_mid: None,
+        sdp_m_line_index: None,
+        username_fragment: None,
+    }
+}
+
 #[test]
 fn candidates_wait_for_the_description_they_belong_to() {
     let mut w = World::new();
-    w.feed(1, Input::RemoteCandidate("early".into()));
+    w.feed(1, Input::RemoteCandidate(line("early")));
     assert!(w.sides[1].pc.candidates.is_empty());
     w.feed(0, Input::NegotiationNeeded);
     w.settle();
     assert_eq!(w.sides[1].pc.candidates, ["early"]);
-    w.feed(1, Input::RemoteCandidate("later".into()));
+    w.feed(1, Input::RemoteCandidate(line("later")));
     assert_eq!(w.sides[1].pc.candidates, ["early", "later"]);
 }
 

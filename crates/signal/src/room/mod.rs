@@ -17,11 +17,22 @@
 //! handle.leave().await?;
 //! # Ok(()) }
 //! ```
+//!
+//! Inside: [`Signaling`] (here) creates, opens, lists (`list`) and destroys rooms. A joined room
+//! is a [`RoomHandle`] (`handle`) sending commands to its task (`driver`), which follows the
+//! room's streams, feeds the pure [`state::RoomState`], and seals and opens messages with the
+//! room key (`envelope`, over `crypto`). `model` holds the stored JSON shapes, `paths` where they
+//! live.
 
 pub mod crypto;
+mod driver;
+mod envelope;
+mod error;
+mod event;
+mod handle;
+mod list;
 pub mod model;
-pub mod paths;
-mod session;
+pub(crate) mod paths;
 pub mod state;
 
 use std::time::Duration;
@@ -29,53 +40,20 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
-use crate::rtdb::{ChildEvent, Conditional, RtdbClient, RtdbError, StreamEvent, Subscription};
+use crate::rtdb::{Conditional, RtdbClient};
 pub use crypto::{CryptoError, RoomKey};
-pub use model::{Candidate, RoomInfo, StreamConfig};
+pub use envelope::EnvelopeError;
+pub use error::SignalError;
+pub use event::RoomEvent;
+pub use handle::RoomHandle;
+pub use list::{DirectoryEvent, Listing, RoomDirectory, RoomList, RoomListEvent};
+pub use model::{Candidate, RecordError, RoomInfo, StreamConfig};
 pub use paths::Kind;
-pub use session::{RoomEvent, RoomHandle};
 pub use state::{LeaveReason, Member};
 
-/// Errors a user can meet, in words they understand.
-#[derive(Debug, thiserror::Error)]
-pub enum SignalError {
-    /// No room with that id.
-    #[error("the room does not exist (it may have been closed)")]
-    NoSuchRoom,
-    /// A private room was joined without a secret.
-    #[error("this room is private: it needs its secret")]
-    SecretRequired,
-    /// The secret does not open the room.
-    #[error("wrong secret for this room")]
-    WrongSecret,
-    /// The database refused (wrong database secret, or its rules).
-    #[error("the database refused access: {0}")]
-    PermissionDenied(String),
-    /// The database could not be used.
-    #[error(transparent)]
-    Database(RtdbError),
-    /// A name or option is not acceptable.
-    #[error("{0}")]
-    Invalid(String),
-    /// A room with that id exists already.
-    #[error("a room with that id exists already")]
-    RoomExists,
-    /// The peer is not (or no longer) in the room.
-    #[error("{0} is not in the room")]
-    NotInRoom(String),
-    /// The room task has ended (left, closed, or the room was destroyed).
-    #[error("no longer in the room")]
-    Closed,
-}
-
-impl From<RtdbError> for SignalError {
-    fn from(e: RtdbError) -> Self {
-        if e.is_permission_denied() {
-            SignalError::PermissionDenied(e.to_string())
-        } else {
-            SignalError::Database(e)
-        }
-    }
+/// A new random peer id, to keep for an installation (`docs/protocol.md` §1).
+pub fn new_peer_id() -> String {
+    paths::random_id(16)
 }
 
 /// Public, or private behind a secret.
@@ -108,7 +86,6 @@ impl Default for Timing {
 /// How to join.
 #[derive(Clone, Debug)]
 pub struct JoinOptions {
-    /// Display name.
     pub name: String,
     /// What I send from the start.
     pub streams: StreamConfig,
@@ -127,55 +104,6 @@ impl JoinOptions {
             streams: StreamConfig::default(),
             secret: None,
             codecs: Vec::new(),
-        }
-    }
-}
-
-/// A change to the live room list.
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum RoomListEvent {
-    /// A room appeared (or was already there when the list started).
-    Added { id: String, info: RoomInfo },
-    /// A room's listing changed.
-    Changed { id: String, info: RoomInfo },
-    /// A room was destroyed.
-    Removed { id: String },
-    /// The list is complete as of now (after the first load and after reconnects).
-    Synced,
-    /// The connection to the database broke; the list resumes when it is back.
-    Disconnected(String),
-}
-
-/// The live room list.
-pub struct RoomList {
-    sub: Subscription,
-}
-
-impl RoomList {
-    /// The next change, or `None` if the list can no longer be read.
-    pub async fn next(&mut self) -> Option<RoomListEvent> {
-        loop {
-            let ev = match self.sub.next().await? {
-                StreamEvent::Child(ChildEvent::Added { key, value }) => {
-                    RoomInfo::from_value(&value).map(|info| RoomListEvent::Added { id: key, info })
-                }
-                StreamEvent::Child(ChildEvent::Changed { key, value, .. }) => {
-                    match RoomInfo::from_value(&value) {
-                        Some(info) => Some(RoomListEvent::Changed { id: key, info }),
-                        None => Some(RoomListEvent::Removed { id: key }),
-                    }
-                }
-                StreamEvent::Child(ChildEvent::Removed { key, .. }) => {
-                    Some(RoomListEvent::Removed { id: key })
-                }
-                StreamEvent::Synced(_) => Some(RoomListEvent::Synced),
-                StreamEvent::Disconnected(why) => Some(RoomListEvent::Disconnected(why)),
-                _ => return None,
-            };
-            if ev.is_some() {
-                return ev;
-            }
         }
     }
 }
@@ -275,9 +203,27 @@ impl Signaling {
 
     /// The room list, live.
     pub fn watch_rooms(&self) -> RoomList {
-        RoomList {
-            sub: self.db.subscribe(paths::ROOMS),
+        RoomList::new(self.db.subscribe(paths::ROOMS))
+    }
+
+    /// The room list, live, with how many are in each public room.
+    pub fn watch_directory(&self) -> RoomDirectory {
+        RoomDirectory::new(
+            self.db.subscribe(paths::ROOMS),
+            self.db.subscribe(paths::OCCUPANTS),
+        )
+    }
+
+    /// One room's listing (its name, and whether it is private).
+    pub async fn room_info(&self, room_id: &str) -> Result<RoomInfo, SignalError> {
+        if !model::valid_id(room_id) {
+            return Err(SignalError::NoSuchRoom);
         }
+        let raw = self.db.get(&paths::room(room_id)).await?;
+        if raw.is_null() {
+            return Err(SignalError::NoSuchRoom);
+        }
+        RoomInfo::from_value(&raw).ok_or(SignalError::DamagedListing)
     }
 
     /// Destroys a room and all its signaling in one atomic write.
@@ -286,8 +232,7 @@ impl Signaling {
         room_id: &str,
         secret: Option<&str>,
     ) -> Result<(), SignalError> {
-        let (info, space, _) = self.open_room(room_id, secret).await?;
-        let _ = info;
+        let (space, _) = self.open_room(room_id, secret).await?;
         let mut patch = Map::new();
         patch.insert(paths::room(room_id), Value::Null);
         patch.insert(paths::occupants(&space), Value::Null);
@@ -298,24 +243,15 @@ impl Signaling {
         Ok(())
     }
 
-    /// Reads the room and, for a private one, checks the secret: the room's info, its space,
-    /// and its key.
+    /// Reads the room and, for a private one, checks the secret: the room's space, and its key.
     async fn open_room(
         &self,
         room_id: &str,
         secret: Option<&str>,
-    ) -> Result<(RoomInfo, String, Option<RoomKey>), SignalError> {
-        if !model::valid_id(room_id) {
-            return Err(SignalError::NoSuchRoom);
-        }
-        let raw = self.db.get(&paths::room(room_id)).await?;
-        if raw.is_null() {
-            return Err(SignalError::NoSuchRoom);
-        }
-        let info = RoomInfo::from_value(&raw)
-            .ok_or_else(|| SignalError::Invalid("the room's listing is damaged".into()))?;
+    ) -> Result<(String, Option<RoomKey>), SignalError> {
+        let info = self.room_info(room_id).await?;
         if !info.secured {
-            return Ok((info, room_id.to_owned(), None));
+            return Ok((room_id.to_owned(), None));
         }
         let secret = secret
             .filter(|s| !s.is_empty())
@@ -325,7 +261,7 @@ impl Signaling {
         if !key.verify_check(check, room_id) {
             return Err(SignalError::WrongSecret);
         }
-        Ok((info, key.space().to_owned(), Some(key)))
+        Ok((key.space().to_owned(), Some(key)))
     }
 
     /// Joins a room: registers me, clears leftovers of an earlier session, and starts the
@@ -347,8 +283,8 @@ impl Signaling {
                 "a peer id needs 8 to 64 characters of [A-Za-z0-9_-]".into(),
             ));
         }
-        let (_info, space, key) = self.open_room(room_id, options.secret.as_deref()).await?;
-        let room = session::Room {
+        let (space, key) = self.open_room(room_id, options.secret.as_deref()).await?;
+        let room = driver::Room {
             db: self.db.clone(),
             me: self.me.clone(),
             room_id: room_id.to_owned(),
@@ -358,7 +294,7 @@ impl Signaling {
             codecs: options.codecs.clone(),
             timing: self.timing,
         };
-        session::start(room, options.streams).await
+        driver::start(room, options.streams).await
     }
 }
 
@@ -366,6 +302,6 @@ async fn derive_key(secret: &str, room_id: &str) -> Result<RoomKey, SignalError>
     let (secret, room_id) = (secret.to_owned(), room_id.to_owned());
     tokio::task::spawn_blocking(move || RoomKey::derive(&secret, &room_id))
         .await
-        .map_err(|e| SignalError::Invalid(format!("key derivation stopped: {e}")))?
-        .map_err(|e| SignalError::Invalid(e.to_string()))
+        .map_err(|e| CryptoError::Kdf(format!("it stopped: {e}")))?
+        .map_err(SignalError::Key)
 }

@@ -16,17 +16,16 @@ pub const MAX_NAME: usize = 100;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RoomInfo {
-    /// Display name.
     pub name: String,
-    /// Private (secret needed to join).
+    /// Private: joining needs the secret.
     pub secured: bool,
-    /// Server ms.
+    /// Server time in ms since the epoch.
     #[serde(default)]
     pub created_at: i64,
-    /// Creator's peer id.
+    /// The creator's peer id.
     #[serde(default)]
     pub created_by: String,
-    /// Private rooms: the secret check.
+    /// Private rooms: proof that a derived key is the right one (`docs/protocol.md` §6).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<String>,
 }
@@ -44,11 +43,10 @@ impl RoomInfo {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Occupant {
-    /// Display name.
     pub name: String,
-    /// Session of this join.
+    /// Session of this join: a rejoin is a new session, and messages name the session they are for.
     pub session: String,
-    /// Server ms.
+    /// Server time in ms since the epoch.
     pub joined_at: i64,
     /// Server ms of the last heartbeat.
     pub seen: i64,
@@ -138,21 +136,37 @@ impl SdpRecord {
     }
 }
 
-/// An ICE candidate as WebRTC describes it (`RTCIceCandidateInit`).
+/// An ICE candidate as WebRTC describes it (`RTCIceCandidateInit`), in the JSON shape browsers
+/// store (`candidate.toJSON()`): absent optional fields are written as `null`, never left out.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Candidate {
-    /// The `candidate:` line.
+    /// The `candidate:` attribute line.
     pub candidate: String,
-    /// Media stream id.
     #[serde(default)]
     pub sdp_mid: Option<String>,
-    /// M-line index.
+    /// Stored as `sdpMLineIndex`.
     #[serde(default)]
     pub sdp_m_line_index: Option<u16>,
-    /// ICE ufrag.
     #[serde(default)]
     pub username_fragment: Option<String>,
+}
+
+/// Why a record another client wrote is not believed. Such a record is skipped with a warning;
+/// it never ends the room.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("not a {what}: {source}")]
+    Shape {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+    #[error("a {0} needs exactly one of its plain and its encrypted body")]
+    Body(&'static str),
+    #[error("a {0} is larger than the protocol allows")]
+    TooLarge(&'static str),
+    #[error("a session id in the {0} is malformed")]
+    Session(&'static str),
 }
 
 impl Candidate {
@@ -164,6 +178,32 @@ impl Candidate {
                 .username_fragment
                 .as_ref()
                 .is_none_or(|u| u.len() <= 256)
+    }
+
+    /// Parses and checks a candidate object (a record's `candidate`, or an opened `enc`).
+    pub fn from_value(v: &Value) -> Result<Self, RecordError> {
+        let c = Candidate::deserialize(v).map_err(|source| RecordError::Shape {
+            what: "candidate",
+            source,
+        })?;
+        c.checked()
+    }
+
+    /// [`from_value`](Self::from_value) for the JSON bytes of an opened `enc`.
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, RecordError> {
+        let c: Candidate = serde_json::from_slice(bytes).map_err(|source| RecordError::Shape {
+            what: "candidate",
+            source,
+        })?;
+        c.checked()
+    }
+
+    fn checked(self) -> Result<Self, RecordError> {
+        if self.is_reasonable() {
+            Ok(self)
+        } else {
+            Err(RecordError::TooLarge("candidate"))
+        }
     }
 }
 
@@ -184,14 +224,22 @@ pub struct CandidateRecord {
 
 impl CandidateRecord {
     /// Parses and checks a record.
-    pub fn from_value(v: &Value) -> Option<Self> {
-        let r: CandidateRecord = serde_json::from_value(v.clone()).ok()?;
-        let body_ok = match (&r.candidate, &r.enc) {
-            (Some(c), None) => c.is_reasonable(),
-            (None, Some(e)) => e.len() <= MAX_CANDIDATE * 3,
-            _ => false,
-        };
-        (body_ok && valid_id(&r.session) && valid_id(&r.to)).then_some(r)
+    pub fn from_value(v: &Value) -> Result<Self, RecordError> {
+        const WHAT: &str = "candidate record";
+        let r = CandidateRecord::deserialize(v)
+            .map_err(|source| RecordError::Shape { what: WHAT, source })?;
+        match (&r.candidate, &r.enc) {
+            (Some(c), None) if !c.is_reasonable() => return Err(RecordError::TooLarge(WHAT)),
+            (None, Some(e)) if e.len() > MAX_CANDIDATE * 3 => {
+                return Err(RecordError::TooLarge(WHAT))
+            }
+            (Some(_), None) | (None, Some(_)) => {}
+            _ => return Err(RecordError::Body(WHAT)),
+        }
+        if !(valid_id(&r.session) && valid_id(&r.to)) {
+            return Err(RecordError::Session(WHAT));
+        }
+        Ok(r)
     }
 }
 

@@ -3,7 +3,7 @@
 /// Alphabet of ids, sessions and room ids: safe as database keys and in URLs.
 const ID_CHARS: &[u8; 64] = b"-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz";
 
-/// A random id of `len` characters.
+/// A random id of `len` characters (64 possible each: 16 are 96 bits).
 pub fn random_id(len: usize) -> String {
     (0..len)
         .map(|_| ID_CHARS[rand::random_range(0..64)] as char)
@@ -32,7 +32,7 @@ pub fn occupant(space: &str, peer: &str) -> String {
 }
 
 /// The three kinds of message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
     /// `offers/`.
     Offer,
@@ -43,7 +43,6 @@ pub enum Kind {
 }
 
 impl Kind {
-    /// Every kind.
     pub const ALL: [Kind; 3] = [Kind::Offer, Kind::Answer, Kind::Candidate];
 
     /// The top-level node.

@@ -17,9 +17,7 @@ use crate::rtdb::ChildEvent;
 /// Another participant, as the room sees them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Member {
-    /// Their peer id.
     pub peer_id: String,
-    /// Display name.
     pub name: String,
     /// Session of their current join.
     pub session: String,
@@ -27,7 +25,7 @@ pub struct Member {
     pub streams: StreamConfig,
     /// The video codecs they want, most preferred first (empty: VP8 only).
     pub codecs: Vec<String>,
-    /// Server ms.
+    /// Server time in ms since the epoch.
     pub joined_at: i64,
     /// Server ms of their last heartbeat.
     pub seen: i64,
@@ -78,20 +76,16 @@ pub enum Membership {
 /// An accepted offer or answer (still possibly encrypted).
 #[derive(Clone, Debug, PartialEq)]
 pub struct AcceptedSdp {
-    /// Sender.
     pub from: String,
-    /// The record.
     pub record: SdpRecord,
 }
 
 /// An accepted candidate (still possibly encrypted).
 #[derive(Clone, Debug, PartialEq)]
 pub struct AcceptedCandidate {
-    /// Sender.
     pub from: String,
     /// Its push id (for deleting it once delivered).
     pub id: String,
-    /// The record.
     pub record: CandidateRecord,
 }
 
@@ -343,9 +337,12 @@ impl RoomState {
         if let Some(Value::Object(map)) = self.candidates.get(from) {
             // Push ids sort by time: BTreeMap iteration is push order.
             for (id, raw) in map {
-                let Some(rec) = CandidateRecord::from_value(raw) else {
-                    tracing::warn!(%from, %id, "ignoring a malformed candidate");
-                    continue;
+                let rec = match CandidateRecord::from_value(raw) {
+                    Ok(rec) => rec,
+                    Err(error) => {
+                        tracing::warn!(%from, %id, %error, "ignoring a malformed candidate");
+                        continue;
+                    }
                 };
                 if rec.to != self.session || rec.session != sender_session {
                     continue;

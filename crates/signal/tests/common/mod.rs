@@ -30,6 +30,14 @@ pub async fn server() -> (tempfile::TempDir, rtdb::Server) {
     (dir, server)
 }
 
+/// A huddle-db on 127.0.0.1 with no rules file: everything open, as the app's built-in
+/// database runs (the shipped rules do not let anyone list `occupants/`).
+pub async fn open_server() -> (tempfile::TempDir, rtdb::Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = rtdb::ServerConfig::new(([127, 0, 0, 1], 0).into(), dir.path().to_owned());
+    (dir, rtdb::Server::start(config).await.unwrap())
+}
+
 /// A huddle-db on `port` (0 = any) over `dir`.
 pub async fn server_at(dir: &Path, port: u16) -> rtdb::Server {
     let mut config = rtdb::ServerConfig::new(([127, 0, 0, 1], port).into(), dir.to_owned());

@@ -1,146 +1,28 @@
-//! A joined room: the task that holds the room's streams, runs the heartbeat and expiry, and
-//! turns the pure [`RoomState`]'s decisions into database writes and [`RoomEvent`]s.
+//! The task of a joined room: it holds the room's five feeds, runs the heartbeat and expiry,
+//! and turns the pure [`RoomState`]'s decisions into database writes and [`RoomEvent`]s.
 
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 use serde_json::{json, Map, Value};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use super::crypto::{aad, RoomKey};
-use super::model::{Candidate, CandidateRecord, Occupant, SdpRecord, StreamConfig};
+use super::crypto::RoomKey;
+use super::envelope::{self, Route};
+use super::event::RoomEvent;
+use super::handle::{Command, Outgoing, RoomHandle};
+use super::model::{Occupant, StreamConfig, MAX_SDP};
 use super::paths::{self, Kind};
-use super::state::{AcceptedSdp, Inbound, LeaveReason, Member, Membership, RoomState};
+use super::state::{AcceptedCandidate, AcceptedSdp, Inbound, Member, Membership, RoomState};
 use super::{SignalError, Timing};
 use crate::rtdb::{ChildEvent, Conditional, RtdbClient, StreamEvent, Subscription};
 
-/// What happens in a joined room, in order.
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum RoomEvent {
-    /// I am in (again, after an eviction) with this session.
-    Joined { session: String },
-    /// Someone is here; `i_offer`: this side sends the first offer.
-    MemberJoined { member: Member, i_offer: bool },
-    /// Someone is gone.
-    MemberLeft {
-        peer_id: String,
-        reason: LeaveReason,
-    },
-    /// Someone started or stopped sending camera, microphone or screen.
-    StreamsChanged {
-        peer_id: String,
-        streams: StreamConfig,
-    },
-    /// An offer to answer.
-    Offer { from: String, sdp: String },
-    /// An answer to my offer.
-    Answer { from: String, sdp: String },
-    /// A trickled ICE candidate.
-    Candidate { from: String, candidate: Candidate },
-    /// The room was destroyed; the task has ended.
-    RoomClosed,
-    /// My presence had expired (e.g. after a suspend) and I was removed; I joined again with a
-    /// new session (a `Joined` and a `MemberJoined` per member follow): rebuild connections.
-    Evicted,
-    /// The database connection broke; signaling resumes by itself.
-    SignalingLost(String),
-    /// Signaling is back; nothing was lost or repeated.
-    SignalingRestored,
-    /// The room can no longer be followed (access was withdrawn); the task has ended.
-    Failed(String),
-}
-
-enum Outgoing {
-    Offer(String),
-    Answer(String),
-    Candidate(Candidate),
-}
-
-enum Command {
-    SetStreams(StreamConfig, oneshot::Sender<Result<(), SignalError>>),
-    Send {
-        to: String,
-        msg: Outgoing,
-        reply: oneshot::Sender<Result<(), SignalError>>,
-    },
-    Leave(oneshot::Sender<Result<(), SignalError>>),
-}
-
-/// My membership of a room. Dropping it leaves the room.
-pub struct RoomHandle {
-    tx: mpsc::Sender<Command>,
-    me: String,
-    room_id: String,
-}
-
-impl RoomHandle {
-    /// My peer id.
-    pub fn peer_id(&self) -> &str {
-        &self.me
-    }
-
-    /// The room.
-    pub fn room_id(&self) -> &str {
-        &self.room_id
-    }
-
-    async fn call(
-        &self,
-        make: impl FnOnce(oneshot::Sender<Result<(), SignalError>>) -> Command,
-    ) -> Result<(), SignalError> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(make(reply))
-            .await
-            .map_err(|_| SignalError::Closed)?;
-        answer.await.map_err(|_| SignalError::Closed)?
-    }
-
-    /// Tells the room what I now send.
-    pub async fn set_streams(&self, streams: StreamConfig) -> Result<(), SignalError> {
-        self.call(|r| Command::SetStreams(streams, r)).await
-    }
-
-    /// Sends an offer to `to`.
-    pub async fn send_offer(&self, to: &str, sdp: String) -> Result<(), SignalError> {
-        self.call(|reply| Command::Send {
-            to: to.to_owned(),
-            msg: Outgoing::Offer(sdp),
-            reply,
-        })
-        .await
-    }
-
-    /// Answers `to`'s offer.
-    pub async fn send_answer(&self, to: &str, sdp: String) -> Result<(), SignalError> {
-        self.call(|reply| Command::Send {
-            to: to.to_owned(),
-            msg: Outgoing::Answer(sdp),
-            reply,
-        })
-        .await
-    }
-
-    /// Trickles a candidate to `to`.
-    pub async fn send_candidate(&self, to: &str, candidate: Candidate) -> Result<(), SignalError> {
-        self.call(|reply| Command::Send {
-            to: to.to_owned(),
-            msg: Outgoing::Candidate(candidate),
-            reply,
-        })
-        .await
-    }
-
-    /// Leaves: removes everything I own in the room in one atomic write.
-    pub async fn leave(&self) -> Result<(), SignalError> {
-        self.call(Command::Leave).await
-    }
-}
-
+/// The room joined, as opened by [`Signaling::join`](super::Signaling::join).
 pub(super) struct Room {
     pub db: RtdbClient,
     pub me: String,
     pub room_id: String,
+    /// Where the room's signaling lives: the room id, or a private room's derived space.
     pub space: String,
     pub key: Option<RoomKey>,
     pub name: String,
@@ -148,12 +30,65 @@ pub(super) struct Room {
     pub timing: Timing,
 }
 
-struct Streams {
+/// The streams a joined room follows, each its own connection (`docs/protocol.md` §4, Join 3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Feed {
+    /// `rooms/<roomId>`: becomes null when the room is destroyed.
+    Room,
+    /// `occupants/<space>`: who is here.
+    Occupants,
+    /// One of my inboxes.
+    Inbox(Kind),
+}
+
+struct Feeds {
     room: Subscription,
     occupants: Subscription,
     offers: Subscription,
     answers: Subscription,
     candidates: Subscription,
+}
+
+impl Feeds {
+    fn open(room: &Room) -> Self {
+        let inbox = |kind| {
+            room.db
+                .subscribe(&paths::inbox(kind, &room.space, &room.me))
+        };
+        Feeds {
+            room: room.db.subscribe(&paths::room(&room.room_id)),
+            occupants: room.db.subscribe(&paths::occupants(&room.space)),
+            offers: inbox(Kind::Offer),
+            answers: inbox(Kind::Answer),
+            candidates: inbox(Kind::Candidate),
+        }
+    }
+}
+
+/// Which feeds are down: signaling is reported lost when the first one breaks, and restored
+/// only when every one that broke is in sync again.
+#[derive(Debug, Default)]
+struct Connectivity {
+    down: BTreeSet<Feed>,
+    lost: bool,
+}
+
+impl Connectivity {
+    /// `feed` is in sync; true when that restores signaling.
+    fn synced(&mut self, feed: Feed) -> bool {
+        self.down.remove(&feed);
+        let restored = self.lost && self.down.is_empty();
+        if restored {
+            self.lost = false;
+        }
+        restored
+    }
+
+    /// `feed` broke; true when that loses signaling.
+    fn broke(&mut self, feed: Feed) -> bool {
+        self.down.insert(feed);
+        !std::mem::replace(&mut self.lost, true)
+    }
 }
 
 /// Registers me and starts the task.
@@ -163,26 +98,10 @@ pub(super) async fn start(
 ) -> Result<(RoomHandle, mpsc::Receiver<RoomEvent>), SignalError> {
     let session = paths::random_id(16);
     register(&room, &session, streams).await?;
-    let subs = Streams {
-        room: room.db.subscribe(&paths::room(&room.room_id)),
-        occupants: room.db.subscribe(&paths::occupants(&room.space)),
-        offers: room
-            .db
-            .subscribe(&paths::inbox(Kind::Offer, &room.space, &room.me)),
-        answers: room
-            .db
-            .subscribe(&paths::inbox(Kind::Answer, &room.space, &room.me)),
-        candidates: room
-            .db
-            .subscribe(&paths::inbox(Kind::Candidate, &room.space, &room.me)),
-    };
+    let feeds = Feeds::open(&room);
     let (tx, rx) = mpsc::channel(64);
     let (events, events_rx) = mpsc::channel(1024);
-    let handle = RoomHandle {
-        tx,
-        me: room.me.clone(),
-        room_id: room.room_id.clone(),
-    };
+    let handle = RoomHandle::new(tx, room.me.clone(), room.room_id.clone());
     let expiry_ms = room.timing.expiry.as_millis() as i64;
     let task = Task {
         state: RoomState::new(&room.me, &session, expiry_ms),
@@ -192,11 +111,10 @@ pub(super) async fn start(
         clock: Instant::now(),
         room_keys: 0,
         room_synced: false,
-        down: [false; 5],
-        lost: false,
+        connectivity: Connectivity::default(),
     };
     let _ = task.events.send(RoomEvent::Joined { session }).await;
-    tokio::spawn(task.run(rx, subs));
+    tokio::spawn(task.run(rx, feeds));
     Ok((handle, events_rx))
 }
 
@@ -236,13 +154,15 @@ fn cleanup_paths<'a>(
 struct Task {
     room: Room,
     state: RoomState,
+    /// What I send, to write again when I rejoin after an eviction.
     streams: StreamConfig,
     events: mpsc::Sender<RoomEvent>,
+    /// The local time the state machine is fed, in ms since the join.
     clock: Instant,
+    /// Children of `rooms/<roomId>`: the room is destroyed when the last one goes.
     room_keys: usize,
     room_synced: bool,
-    down: [bool; 5],
-    lost: bool,
+    connectivity: Connectivity,
 }
 
 /// Whether the task goes on.
@@ -260,7 +180,7 @@ impl Task {
         let _ = self.events.send(ev).await;
     }
 
-    async fn run(mut self, mut commands: mpsc::Receiver<Command>, mut subs: Streams) {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>, mut feeds: Feeds) {
         let mut heartbeat = tokio::time::interval(self.room.timing.heartbeat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut expiry = tokio::time::interval(self.room.timing.heartbeat / 2);
@@ -274,11 +194,11 @@ impl Task {
                         Flow::Stop
                     }
                 },
-                ev = subs.room.next() => self.room_event(0, ev).await,
-                ev = subs.occupants.next() => self.occupant_event(ev).await,
-                ev = subs.offers.next() => self.inbox_event(2, Kind::Offer, ev).await,
-                ev = subs.answers.next() => self.inbox_event(3, Kind::Answer, ev).await,
-                ev = subs.candidates.next() => self.inbox_event(4, Kind::Candidate, ev).await,
+                ev = feeds.room.next() => self.room_event(ev).await,
+                ev = feeds.occupants.next() => self.occupant_event(ev).await,
+                ev = feeds.offers.next() => self.inbox_event(Kind::Offer, ev).await,
+                ev = feeds.answers.next() => self.inbox_event(Kind::Answer, ev).await,
+                ev = feeds.candidates.next() => self.inbox_event(Kind::Candidate, ev).await,
                 _ = heartbeat.tick() => { self.heartbeat(); Flow::Continue }
                 _ = expiry.tick() => { self.expire(); Flow::Continue }
             };
@@ -288,26 +208,22 @@ impl Task {
         }
     }
 
-    /// Connection bookkeeping shared by all streams; `Some` is a child event to handle.
+    /// Connection bookkeeping shared by all feeds; `Some` is a child event to handle.
     async fn connection(
         &mut self,
-        idx: usize,
+        feed: Feed,
         ev: Option<StreamEvent>,
     ) -> Result<Option<ChildEvent>, Flow> {
         match ev {
             Some(StreamEvent::Child(c)) => Ok(Some(c)),
             Some(StreamEvent::Synced(_)) => {
-                self.down[idx] = false;
-                if self.lost && !self.down.iter().any(|d| *d) {
-                    self.lost = false;
+                if self.connectivity.synced(feed) {
                     self.emit(RoomEvent::SignalingRestored).await;
                 }
                 Ok(None)
             }
             Some(StreamEvent::Disconnected(why)) => {
-                self.down[idx] = true;
-                if !self.lost {
-                    self.lost = true;
+                if self.connectivity.broke(feed) {
                     self.emit(RoomEvent::SignalingLost(why)).await;
                 }
                 Ok(None)
@@ -329,7 +245,7 @@ impl Task {
         }
     }
 
-    async fn room_event(&mut self, idx: usize, ev: Option<StreamEvent>) -> Flow {
+    async fn room_event(&mut self, ev: Option<StreamEvent>) -> Flow {
         if let Some(StreamEvent::Synced(v)) = &ev {
             self.room_synced = true;
             if v.is_null() {
@@ -337,7 +253,7 @@ impl Task {
                 return Flow::Stop;
             }
         }
-        match self.connection(idx, ev).await {
+        match self.connection(Feed::Room, ev).await {
             Err(flow) => flow,
             Ok(None) => Flow::Continue,
             Ok(Some(ChildEvent::Added { .. })) => {
@@ -357,7 +273,7 @@ impl Task {
     }
 
     async fn occupant_event(&mut self, ev: Option<StreamEvent>) -> Flow {
-        let child = match self.connection(1, ev).await {
+        let child = match self.connection(Feed::Occupants, ev).await {
             Err(flow) => return flow,
             Ok(None) => return Flow::Continue,
             Ok(Some(c)) => c,
@@ -417,8 +333,8 @@ impl Task {
         }
     }
 
-    async fn inbox_event(&mut self, idx: usize, kind: Kind, ev: Option<StreamEvent>) -> Flow {
-        match self.connection(idx, ev).await {
+    async fn inbox_event(&mut self, kind: Kind, ev: Option<StreamEvent>) -> Flow {
+        match self.connection(Feed::Inbox(kind), ev).await {
             Err(flow) => flow,
             Ok(None) => Flow::Continue,
             Ok(Some(child)) => {
@@ -429,60 +345,39 @@ impl Task {
         }
     }
 
-    fn open_sdp(&self, kind: Kind, acc: &AcceptedSdp) -> Option<String> {
-        let r = &acc.record;
-        match (&r.sdp, &r.enc, &self.room.key) {
-            (Some(sdp), None, None) => Some(sdp.clone()),
-            (None, Some(enc), Some(key)) => {
-                let ad = aad(
-                    kind.aad_name(),
-                    &self.room.space,
-                    &acc.from,
-                    &self.room.me,
-                    &r.session,
-                    &r.to,
-                    Some(r.seq),
-                );
-                let plain = key.open(enc, &ad).ok()?;
-                serde_json::from_slice::<String>(&plain).ok()
-            }
-            _ => None,
+    /// The slot a message from `from` to me came in by.
+    fn inbound<'a>(
+        &'a self,
+        kind: Kind,
+        from: &'a str,
+        from_session: &'a str,
+        to_session: &'a str,
+    ) -> Route<'a> {
+        Route {
+            kind,
+            space: &self.room.space,
+            from,
+            to: &self.room.me,
+            from_session,
+            to_session,
         }
     }
 
-    fn open_candidate(&self, from: &str, r: &CandidateRecord) -> Option<Candidate> {
-        let c = match (&r.candidate, &r.enc, &self.room.key) {
-            (Some(c), None, None) => c.clone(),
-            (None, Some(enc), Some(key)) => {
-                let ad = aad(
-                    Kind::Candidate.aad_name(),
-                    &self.room.space,
-                    from,
-                    &self.room.me,
-                    &r.session,
-                    &r.to,
-                    None,
-                );
-                serde_json::from_slice::<Candidate>(&key.open(enc, &ad).ok()?).ok()?
-            }
-            _ => return None,
-        };
-        c.is_reasonable().then_some(c)
+    fn open_sdp(&self, kind: Kind, acc: &AcceptedSdp) -> Option<String> {
+        let r = &acc.record;
+        let route = self.inbound(kind, &acc.from, &r.session, &r.to);
+        envelope::open_sdp(self.room.key.as_ref(), route, r)
+            .inspect_err(|error| {
+                tracing::warn!(from = %acc.from, ?kind, %error, "ignoring a message that does not open");
+            })
+            .ok()
     }
 
     async fn deliver(&mut self, ready: Inbound) {
         if let Some(acc) = ready.answer {
-            match self.open_sdp(Kind::Answer, &acc) {
-                Some(sdp) => {
-                    self.emit(RoomEvent::Answer {
-                        from: acc.from.clone(),
-                        sdp,
-                    })
-                    .await
-                }
-                None => {
-                    tracing::warn!(from = %acc.from, "ignoring an answer that does not decrypt or is in the wrong form")
-                }
+            if let Some(sdp) = self.open_sdp(Kind::Answer, &acc) {
+                let from = acc.from.clone();
+                self.emit(RoomEvent::Answer { from, sdp }).await
             }
             // Consumed: the slot is mine to empty (the sender writes it again only after a new offer).
             let db = self.room.db.clone();
@@ -494,17 +389,9 @@ impl Task {
             });
         }
         if let Some(acc) = ready.offer {
-            match self.open_sdp(Kind::Offer, &acc) {
-                Some(sdp) => {
-                    self.emit(RoomEvent::Offer {
-                        from: acc.from.clone(),
-                        sdp,
-                    })
-                    .await
-                }
-                None => {
-                    tracing::warn!(from = %acc.from, "ignoring an offer that does not decrypt or is in the wrong form")
-                }
+            if let Some(sdp) = self.open_sdp(Kind::Offer, &acc) {
+                let from = acc.from.clone();
+                self.emit(RoomEvent::Offer { from, sdp }).await
             }
         }
         if ready.candidates.is_empty() {
@@ -512,18 +399,7 @@ impl Task {
         }
         let mut consumed = Map::new();
         for c in ready.candidates {
-            match self.open_candidate(&c.from, &c.record) {
-                Some(candidate) => {
-                    self.emit(RoomEvent::Candidate {
-                        from: c.from.clone(),
-                        candidate,
-                    })
-                    .await
-                }
-                None => {
-                    tracing::warn!(from = %c.from, "ignoring a candidate that does not decrypt or is malformed")
-                }
-            }
+            self.deliver_candidate(&c).await;
             let slot = paths::slot(Kind::Candidate, &self.room.space, &self.room.me, &c.from);
             consumed.insert(format!("{slot}/{}", c.id), Value::Null);
         }
@@ -533,6 +409,20 @@ impl Task {
                 tracing::debug!(error = %e, "could not clear consumed candidates");
             }
         });
+    }
+
+    async fn deliver_candidate(&self, c: &AcceptedCandidate) {
+        let r = &c.record;
+        let route = self.inbound(Kind::Candidate, &c.from, &r.session, &r.to);
+        match envelope::open_candidate(self.room.key.as_ref(), route, r) {
+            Ok(candidate) => {
+                let from = c.from.clone();
+                self.emit(RoomEvent::Candidate { from, candidate }).await
+            }
+            Err(error) => {
+                tracing::warn!(from = %c.from, %error, "ignoring a candidate that does not open or is malformed")
+            }
+        }
     }
 
     async fn command(&mut self, cmd: Command) -> Flow {
@@ -563,25 +453,32 @@ impl Task {
             .map(|m| m.session.clone())
             .ok_or_else(|| SignalError::NotInRoom(to.to_owned()))?;
         let session = self.state.session().to_owned();
-        let space = self.room.space.clone();
-        let me = self.room.me.clone();
+        let (space, me, key) = (&self.room.space, &self.room.me, self.room.key.as_ref());
+        let route = |kind| Route {
+            kind,
+            space,
+            from: me,
+            to,
+            from_session: &session,
+            to_session: &to_session,
+        };
         match msg {
-            Outgoing::Offer(sdp) | Outgoing::Answer(sdp) if sdp.len() > super::model::MAX_SDP => {
+            Outgoing::Offer(sdp) | Outgoing::Answer(sdp) if sdp.len() > MAX_SDP => {
                 Err(SignalError::Invalid("the SDP is too large".into()))
             }
             Outgoing::Offer(sdp) => {
-                let rec = self.sdp_record(Kind::Offer, to, &to_session, sdp);
-                self.room
-                    .db
-                    .set(&paths::slot(Kind::Offer, &space, to, &me), &rec)
-                    .await?;
+                let seq = self.state.next_seq();
+                let rec = envelope::seal_sdp(key, route(Kind::Offer), seq, sdp);
+                let slot = paths::slot(Kind::Offer, space, to, me);
+                self.room.db.set(&slot, &json!(rec)).await?;
                 Ok(())
             }
             Outgoing::Answer(sdp) => {
-                let rec = self.sdp_record(Kind::Answer, to, &to_session, sdp);
+                let seq = self.state.next_seq();
+                let rec = envelope::seal_sdp(key, route(Kind::Answer), seq, sdp);
                 let mut patch = Map::new();
-                patch.insert(paths::slot(Kind::Offer, &space, &me, to), Value::Null);
-                patch.insert(paths::slot(Kind::Answer, &space, to, &me), rec);
+                patch.insert(paths::slot(Kind::Offer, space, me, to), Value::Null);
+                patch.insert(paths::slot(Kind::Answer, space, to, me), json!(rec));
                 self.room.db.update("/", &patch).await?;
                 Ok(())
             }
@@ -591,64 +488,12 @@ impl Task {
                         "the ICE candidate is too large".into(),
                     ));
                 }
-                let mut rec = json!({"session": session, "to": to_session});
-                match &self.room.key {
-                    None => rec["candidate"] = json!(c),
-                    Some(key) => {
-                        let ad = aad(
-                            Kind::Candidate.aad_name(),
-                            &space,
-                            &me,
-                            to,
-                            &session,
-                            &to_session,
-                            None,
-                        );
-                        rec["enc"] =
-                            json!(key.seal(&serde_json::to_vec(&c).unwrap_or_default(), &ad));
-                    }
-                }
-                self.room
-                    .db
-                    .push(&paths::slot(Kind::Candidate, &space, to, &me), &rec)
-                    .await?;
+                let rec = envelope::seal_candidate(key, route(Kind::Candidate), c);
+                let slot = paths::slot(Kind::Candidate, space, to, me);
+                self.room.db.push(&slot, &json!(rec)).await?;
                 Ok(())
             }
         }
-    }
-
-    fn sdp_record(&mut self, kind: Kind, to: &str, to_session: &str, sdp: String) -> Value {
-        let seq = self.state.next_seq();
-        let session = self.state.session().to_owned();
-        let record = match &self.room.key {
-            None => SdpRecord {
-                session: session.clone(),
-                to: to_session.to_owned(),
-                seq,
-                sdp: Some(sdp),
-                enc: None,
-            },
-            Some(key) => {
-                let ad = aad(
-                    kind.aad_name(),
-                    &self.room.space,
-                    &self.room.me,
-                    to,
-                    &session,
-                    to_session,
-                    Some(seq),
-                );
-                let plain = serde_json::to_vec(&sdp).unwrap_or_default();
-                SdpRecord {
-                    session,
-                    to: to_session.to_owned(),
-                    seq,
-                    sdp: None,
-                    enc: Some(key.seal(&plain, &ad)),
-                }
-            }
-        };
-        json!(record)
     }
 
     async fn leave(&mut self) -> Result<(), SignalError> {
@@ -715,4 +560,32 @@ async fn remove_expired(
         db.update("/", &patch).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signaling_is_lost_once_and_restored_when_every_broken_feed_is_back() {
+        let mut c = Connectivity::default();
+        // Initial syncs restore nothing: nothing was lost.
+        assert!(!c.synced(Feed::Room));
+        assert!(c.broke(Feed::Occupants), "the first break is reported");
+        assert!(!c.broke(Feed::Inbox(Kind::Offer)), "a second is not");
+        assert!(!c.synced(Feed::Occupants), "the offers inbox is still down");
+        assert!(
+            !c.synced(Feed::Room),
+            "a feed that never broke restores nothing"
+        );
+        assert!(
+            c.synced(Feed::Inbox(Kind::Offer)),
+            "every broken feed is back"
+        );
+        assert!(!c.synced(Feed::Inbox(Kind::Offer)), "reported once");
+        assert!(
+            c.broke(Feed::Inbox(Kind::Candidate)),
+            "a new loss is reported"
+        );
+    }
 }
