@@ -377,6 +377,7 @@ impl Core {
                     })
                     .collect(),
                 loopback_only: self.options.loopback_only,
+                ..NetConfig::default()
             },
             fps: self.options.capture.fps,
             sink: Some(Arc::new(move |peer: &str, kind: MediaKind, frame: &_| {
