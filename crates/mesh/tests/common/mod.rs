@@ -299,6 +299,11 @@ pub fn is_member_left(ev: &MeshEvent, from: &str, reason: &str) -> bool {
     matches!(ev, MeshEvent::MemberLeft { peer_id, reason: r } if *peer_id == id(from) && r == reason)
 }
 
+/// Member `from` left or was dropped, for whatever reason.
+pub fn is_departure(ev: &MeshEvent, from: &str) -> bool {
+    matches!(ev, MeshEvent::MemberLeft { peer_id, .. } if *peer_id == id(from))
+}
+
 /// The connection to member `with` reached `state`.
 pub fn is_link(ev: &MeshEvent, with: &str, state: mesh::negotiation::Link) -> bool {
     matches!(ev, MeshEvent::Connection { peer_id, state: s } if *peer_id == id(with) && *s == state)
