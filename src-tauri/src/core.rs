@@ -583,6 +583,7 @@ impl Actor {
                     })
                     .collect(),
                 loopback_only: self.options.loopback_only,
+                ..NetConfig::default()
             },
             fps: self.options.capture.fps,
             sink: Some(Arc::new(move |peer: &str, kind: MediaKind, frame: &_| {

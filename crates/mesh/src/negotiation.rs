@@ -3,6 +3,11 @@
 //! signaling and the PeerConnection reported, and the time), and carries out the actions it
 //! returns, feeding their results back.
 //!
+//! Time, str0m style: [`Negotiation::poll_timeout`] says when the machine next has something to
+//! do on its own (an unanswered offer to withdraw, a retry, an ICE restart, giving up); the
+//! driver sleeps until then and feeds [`Input::Timeout`]. No fixed tick, so a test can jump
+//! straight to the next deadline, and an idle connection wakes nobody.
+//!
 //! Roles: the peer with the larger id is *polite* (it rolls back its own offer when offers
 //! cross); the smaller one is *impolite* (it ignores the crossing offer) and also the one that
 //! sends the first offer and starts ICE restarts, so repairs never collide either.
@@ -87,8 +92,9 @@ pub enum Input {
     OperationFailed(String),
     /// The transport changed state.
     LinkChanged(Link),
-    /// Time passed (the driver ticks every few hundred ms).
-    Tick,
+    /// The instant [`Negotiation::poll_timeout`] named has come (feeding it earlier, or more
+    /// than once, is harmless: what is not due yet waits).
+    Timeout,
 }
 
 /// What the driver must do.
@@ -199,6 +205,32 @@ impl Negotiation {
         self.link
     }
 
+    /// When the machine next needs [`Input::Timeout`]: the earliest of the answer wait, the
+    /// retry pause, the restart due on a lost link, and giving up. `None`: nothing will happen
+    /// until something else does. Each deadline is one that [`Input::Timeout`] at that instant
+    /// acts on and moves past, so a driver sleeping until it never spins.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.given_up {
+            return None;
+        }
+        let answer = self
+            .offer_sent_at
+            .filter(|_| self.signaling == SignalingState::HaveLocalOffer)
+            .map(|sent| sent + self.policy.answer_timeout);
+        let give_up = self
+            .unhealthy_since
+            .map(|since| since + self.policy.give_up_after);
+        let lost = matches!(self.link, Link::Disconnected | Link::Failed);
+        let restart = self
+            .unhealthy_since
+            .filter(|_| lost && self.may_restart())
+            .map(|since| since + self.policy.restart_after * (self.restarts + 1));
+        [answer, self.retry_at, give_up, restart]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
     /// Feeds one input at time `now`; returns the actions to carry out, in order.
     pub fn handle(&mut self, input: Input, now: Instant) -> Vec<Action> {
         if self.given_up {
@@ -268,7 +300,7 @@ impl Negotiation {
                 out
             }
             Input::LinkChanged(link) => self.link_changed(link, now),
-            Input::Tick => self.tick(now),
+            Input::Timeout => self.timeout(now),
         }
     }
 
@@ -338,7 +370,7 @@ impl Negotiation {
         }
     }
 
-    fn tick(&mut self, now: Instant) -> Vec<Action> {
+    fn timeout(&mut self, now: Instant) -> Vec<Action> {
         if let Some(sent) = self.offer_sent_at {
             if self.signaling == SignalingState::HaveLocalOffer
                 && now.duration_since(sent) >= self.policy.answer_timeout
@@ -375,9 +407,13 @@ impl Negotiation {
         Vec::new()
     }
 
+    /// The impolite side restarts; the polite one waits for its offer, so restarts never cross.
+    fn may_restart(&self) -> bool {
+        !self.polite && self.restarts < self.policy.max_restarts
+    }
+
     fn try_restart(&mut self, _now: Instant) -> Vec<Action> {
-        // The impolite side restarts; the polite one waits for its offer, so restarts never cross.
-        if self.polite || self.restarts >= self.policy.max_restarts {
+        if !self.may_restart() {
             return Vec::new();
         }
         self.restarts += 1;

@@ -41,6 +41,12 @@ pub struct NetConfig {
     pub ice_servers: Vec<IceServer>,
     /// Gather on loopback only (tests); otherwise on all interfaces.
     pub loopback_only: bool,
+    /// The webrtc-rs runtime every connection's sockets, timers and tasks go through; `None`
+    /// is webrtc-rs's default (tokio). The seam for tests: a runtime whose UDP sockets are in
+    /// memory, or can be cut, gives outages without a network namespace (see
+    /// `tests/outage.rs`). Only the PeerConnections use it; the engine's own tasks stay on
+    /// the ambient tokio runtime.
+    pub runtime: Option<Arc<dyn webrtc::runtime::Runtime>>,
 }
 
 /// One STUN or TURN server.
@@ -188,7 +194,11 @@ pub async fn build(net: &NetConfig, video: VideoCodec) -> Result<Built, MeshErro
     } else {
         "0.0.0.0:0"
     };
-    let pc = PeerConnectionBuilder::new()
+    let mut builder = PeerConnectionBuilder::new();
+    if let Some(runtime) = &net.runtime {
+        builder = builder.with_runtime(runtime.clone());
+    }
+    let pc = builder
         .with_configuration(config)
         .with_media_engine(media)
         .with_setting_engine(settings)

@@ -115,7 +115,6 @@ pub async fn run(
     if i_offer {
         pending.extend(neg.handle(Input::NegotiationNeeded, Instant::now()));
     }
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut rtt_tick = tokio::time::interval(Duration::from_secs(1));
     let mut estimate_tick = tokio::time::interval(Duration::from_millis(100));
     loop {
@@ -190,7 +189,10 @@ pub async fn run(
                     ));
                 }
             },
-            _ = tick.tick() => pending.extend(neg.handle(Input::Tick, Instant::now())),
+            // Recomputed every turn: whatever the machine was fed may have moved its deadline.
+            _ = sleep_until(neg.poll_timeout()) => {
+                pending.extend(neg.handle(Input::Timeout, Instant::now()));
+            }
             _ = estimate_tick.tick() => {
                 setup.counters.target_bps.store(estimate.bps() as u64, Ordering::Relaxed);
             }
@@ -216,6 +218,14 @@ pub async fn run(
     }
     if let Err(e) = pc.close().await {
         tracing::debug!(peer = %setup.peer_id, error = %e, "closing the connection");
+    }
+}
+
+/// Sleeps until `at`; forever when there is no deadline.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -268,6 +268,7 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
         net: NetConfig {
             loopback_only: args.loopback,
             ice_servers: ice_servers(&args.ice_servers),
+            ..NetConfig::default()
         },
         fps: args.fps,
         // H.264 first when asked for; VP8 always, for the peers that do not want H.264.

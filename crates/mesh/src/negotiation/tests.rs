@@ -107,6 +107,30 @@ impl World {
         }
     }
 
+    /// Moves time `d` on, waking the sides in `who` at every deadline their `poll_timeout`
+    /// names on the way, in order, as a driver sleeping until it would. The other sides sleep
+    /// through it (their timeouts are not fed).
+    fn advance(&mut self, who: &[usize], d: Duration) {
+        let end = self.now + d;
+        let mut wakeups = 0;
+        while let Some((at, i)) = who
+            .iter()
+            .filter_map(|&i| Some((self.sides[i].neg.poll_timeout()?, i)))
+            .filter(|(at, _)| *at <= end)
+            .min()
+        {
+            self.now = self.now.max(at);
+            self.feed(i, Input::Timeout);
+            wakeups += 1;
+            assert!(
+                wakeups < 100,
+                "{}: a timeout that does not move its deadline on",
+                self.sides[i].name
+            );
+        }
+        self.now = end;
+    }
+
     /// Delivers every message in flight, in order, until the network is quiet.
     fn settle(&mut self) {
         let mut steps = 0;
@@ -235,15 +259,9 @@ fn a_lost_link_is_repaired_by_the_impolite_side_with_an_ice_restart() {
     for i in 0..2 {
         w.feed(i, Input::LinkChanged(Link::Disconnected));
     }
-    w.now += Duration::from_secs(1);
-    for i in 0..2 {
-        w.feed(i, Input::Tick);
-    }
+    w.advance(&[0, 1], Duration::from_secs(1));
     assert!(w.net.is_empty(), "no restart before the bound");
-    w.now += Duration::from_secs(3);
-    for i in 0..2 {
-        w.feed(i, Input::Tick);
-    }
+    w.advance(&[0, 1], Duration::from_secs(3));
     w.settle();
     assert_eq!(w.sides[0].pc.restarts_offered, 1);
     assert_eq!(
@@ -255,10 +273,7 @@ fn a_lost_link_is_repaired_by_the_impolite_side_with_an_ice_restart() {
     for i in 0..2 {
         w.feed(i, Input::LinkChanged(Link::Connected));
     }
-    w.now += Duration::from_secs(60);
-    for i in 0..2 {
-        w.feed(i, Input::Tick);
-    }
+    w.advance(&[0, 1], Duration::from_secs(60));
     assert!(w.net.is_empty() && w.gave_up.is_empty());
 }
 
@@ -270,8 +285,7 @@ fn a_peer_that_never_comes_back_is_given_up_with_a_reason() {
     w.feed(0, Input::LinkChanged(Link::Failed));
     w.settle();
     for _ in 0..40 {
-        w.now += Duration::from_secs(1);
-        w.feed(0, Input::Tick);
+        w.advance(&[0], Duration::from_secs(1));
         w.settle();
     }
     assert!(w.sides[0].pc.restarts_offered <= RepairPolicy::default().max_restarts);
@@ -298,10 +312,9 @@ fn an_offer_that_could_not_be_sent_is_withdrawn_and_retried_after_a_pause() {
         SignalingState::Stable,
         "rolled back"
     );
-    w.feed(0, Input::Tick);
+    w.advance(&[0], Duration::ZERO);
     assert!(w.net.is_empty(), "no retry in a hot loop");
-    w.now += Duration::from_secs(1);
-    w.feed(0, Input::Tick);
+    w.advance(&[0], Duration::from_secs(1));
     w.settle();
     assert!(w.both_stable() && w.agree());
     assert_eq!(w.sides[0].pc.offers_made, 2);
@@ -312,11 +325,9 @@ fn an_offer_whose_answer_never_comes_is_made_again() {
     let mut w = World::new();
     w.feed(0, Input::NegotiationNeeded);
     w.net.clear(); // lost without a trace
-    w.now += Duration::from_secs(5);
-    w.feed(0, Input::Tick);
+    w.advance(&[0], Duration::from_secs(5));
     assert!(w.net.is_empty());
-    w.now += Duration::from_secs(6);
-    w.feed(0, Input::Tick);
+    w.advance(&[0], Duration::from_secs(6));
     w.settle();
     assert!(w.both_stable() && w.agree());
     assert_eq!(w.sides[0].pc.completed.len(), 1);
@@ -341,5 +352,48 @@ fn an_offer_that_could_not_be_answered_is_rolled_back_and_the_next_one_is_answer
     assert!(
         actions.contains(&Action::AcceptOffer("offer:2".into())),
         "{actions:?}"
+    );
+}
+
+#[test]
+fn the_next_timeout_is_the_nearest_thing_the_machine_would_do_on_its_own() {
+    let mut w = World::new();
+    let policy = RepairPolicy::default();
+    let t0 = w.now;
+    // Not connected yet: only the bound for giving up runs.
+    assert_eq!(
+        w.sides[0].neg.poll_timeout(),
+        Some(t0 + policy.give_up_after)
+    );
+    w.feed(0, Input::NegotiationNeeded);
+    assert_eq!(
+        w.sides[0].neg.poll_timeout(),
+        Some(t0 + policy.answer_timeout),
+        "an offer out waits for its answer"
+    );
+    w.settle();
+    for i in 0..2 {
+        w.feed(i, Input::LinkChanged(Link::Connected));
+    }
+    assert_eq!(
+        w.sides[0].neg.poll_timeout(),
+        None,
+        "connected and stable: idle"
+    );
+    assert_eq!(w.sides[1].neg.poll_timeout(), None);
+    w.advance(&[0, 1], Duration::from_secs(2));
+    let lost_at = w.now;
+    for i in 0..2 {
+        w.feed(i, Input::LinkChanged(Link::Disconnected));
+    }
+    assert_eq!(
+        w.sides[0].neg.poll_timeout(),
+        Some(lost_at + policy.restart_after),
+        "the impolite side wakes to restart"
+    );
+    assert_eq!(
+        w.sides[1].neg.poll_timeout(),
+        Some(lost_at + policy.give_up_after),
+        "the polite side never restarts: it wakes only to give up"
     );
 }
