@@ -1,0 +1,234 @@
+//! Headless Debian Chromium as a Huddle participant, driven over WebDriver (`chromedriver`):
+//! the interop tests and `huddle-web-bench`.
+//!
+//! Chromium reaches nothing but loopback: every host name except 127.0.0.1 resolves to nothing,
+//! background networking is off, and the page runs with `loopback=1`, so it signals only its
+//! 127.0.0.1 candidates and ignores any other, which makes every ICE destination 127.0.0.1.
+//! Waiting is done by polling the page's `window.huddle` state with a bound, never by sleeping.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::process::{descendants, free_port, kill_all};
+use crate::{Error, Proc};
+
+/// Headless with fake camera, microphone and screen picker that need no click, WebRTC allowed on
+/// loopback and no GPU (none on a test machine), plus what keeps Chromium off the network.
+pub fn chromium_args(profile: &std::path::Path) -> Vec<String> {
+    [
+        "--headless=new",
+        "--allow-loopback-in-peer-connection",
+        "--use-fake-device-for-media-stream=fps=30",
+        "--use-fake-ui-for-media-stream",
+        "--auto-accept-this-tab-capture",
+        "--autoplay-policy=no-user-gesture-required",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-default-apps",
+        "--disable-extensions",
+        "--disable-domain-reliability",
+        "--disable-breakpad",
+        "--disable-client-side-phishing-detection",
+        "--disable-features=WebRtcHideLocalIpsWithMdns,OptimizationHints,MediaRouter,Translate,AutofillServerCommunication",
+        "--no-pings",
+        "--no-first-run",
+        "--no-default-browser-check",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+        "--window-size=1280,800",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .chain([format!("--user-data-dir={}", profile.display())])
+    .collect()
+}
+
+/// One Chromium with one tab, behind its own chromedriver. Dropping it ends both.
+pub struct Browser {
+    /// chromedriver; Chromium's processes are below it, and go with it.
+    driver: Proc,
+    base: String,
+    session: String,
+    http: reqwest::Client,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// Starts chromedriver and Chromium, and opens `url`.
+    pub async fn open(url: &str) -> Result<Browser, Error> {
+        let port = free_port()?;
+        let driver = Proc::spawn(
+            Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()))
+                .arg(format!("--port={port}"))
+                .arg("--allowed-ips=127.0.0.1")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+            "Debian package chromium-driver; scripts/install-deps.sh installs it",
+        )?;
+        let profile = tempfile::Builder::new()
+            .prefix("huddle-chromium-")
+            .tempdir()?;
+        let http = reqwest::Client::builder().no_proxy().build()?;
+        let base = format!("http://127.0.0.1:{port}");
+        let mut browser = Browser {
+            driver,
+            base,
+            session: String::new(),
+            http,
+            _profile: profile,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match browser
+                .http
+                .get(format!("{}/status", browser.base))
+                .send()
+                .await
+            {
+                Ok(r) if r.status().is_success() => break,
+                _ if Instant::now() > deadline => {
+                    return Err(Error::Unexpected {
+                        program: "chromedriver".to_owned(),
+                        problem: "did not answer /status within 20 s".to_owned(),
+                    })
+                }
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        let binary = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": binary, "args": chromium_args(browser._profile.path())},
+        }}});
+        let v = browser.call("POST", "/session", Some(caps)).await?;
+        browser.session = v["sessionId"]
+            .as_str()
+            .ok_or_else(|| Error::WebDriver {
+                path: "/session".to_owned(),
+                message: format!("no session id in {v}"),
+            })?
+            .to_owned();
+        browser.navigate(url).await?;
+        Ok(browser)
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, Error> {
+        let url = format!("{}{}", self.base, path);
+        let req = match method {
+            "POST" => self.http.post(&url).json(&body.unwrap_or(json!({}))),
+            "DELETE" => self.http.delete(&url),
+            _ => self.http.get(&url),
+        };
+        let resp = req.send().await?;
+        let ok = resp.status().is_success();
+        let v: Value = resp.json().await?;
+        if !ok {
+            return Err(Error::WebDriver {
+                path: path.to_owned(),
+                message: format!("{}: {}", v["value"]["error"], v["value"]["message"]),
+            });
+        }
+        Ok(v["value"].clone())
+    }
+
+    fn session_path(&self, rest: &str) -> String {
+        format!("/session/{}{rest}", self.session)
+    }
+
+    /// Loads `url` in the tab.
+    pub async fn navigate(&self, url: &str) -> Result<(), Error> {
+        self.call(
+            "POST",
+            &self.session_path("/url"),
+            Some(json!({"url": url})),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Runs `body` (a function body: `return ...`; may be async) in the page.
+    pub async fn eval(&self, body: &str) -> Result<Value, Error> {
+        self.call(
+            "POST",
+            &self.session_path("/execute/sync"),
+            Some(json!({"script": body, "args": []})),
+        )
+        .await
+    }
+
+    /// The page's `window.huddle.snapshot()`.
+    pub async fn state(&self) -> Result<Value, Error> {
+        self.eval("return window.huddle ? window.huddle.snapshot() : null")
+            .await
+    }
+
+    /// Polls the page state until `pred` holds; fails with the last state after `timeout`.
+    pub async fn wait(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Result<Value, Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.state().await?;
+            if pred(&s) {
+                return Ok(s);
+            }
+            if Instant::now() > deadline {
+                // What each connection negotiated (transceivers, both descriptions) tells a
+                // signaling fault from a media one.
+                let links = self
+                    .eval("return window.huddle ? window.huddle.links() : null")
+                    .await
+                    .unwrap_or_else(|e| Value::String(e.to_string()));
+                return Err(Error::TimedOut {
+                    who: "browser".to_owned(),
+                    what: what.to_owned(),
+                    within: timeout,
+                    seen: format!("state: {s:#}; links: {links:#}"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Chromium's processes (the browser and its children), for CPU accounting and killing.
+    pub fn chromium_pids(&self) -> Vec<u32> {
+        descendants(self.driver.id())
+    }
+
+    /// Ends the browser abruptly (SIGKILL, no `pagehide`): a crash or a closed laptop.
+    pub fn kill_chromium(&mut self) {
+        kill_all(&self.chromium_pids());
+    }
+}
+
+/// `--type=` of a Chromium process (`renderer`, `gpu-process`, `utility`, ...; `browser` if none).
+pub fn chromium_type(pid: u32) -> String {
+    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    // Chromium rewrites its process title: the arguments may be joined by spaces, not NULs.
+    let cmd = String::from_utf8_lossy(&cmd);
+    let args = || cmd.split(['\0', ' ']);
+    let ty = args()
+        .find_map(|a| a.strip_prefix("--type="))
+        .unwrap_or("browser");
+    let sub = args()
+        .find_map(|a| a.strip_prefix("--utility-sub-type="))
+        .unwrap_or("");
+    if sub.is_empty() {
+        ty.to_owned()
+    } else {
+        format!("{ty}:{sub}")
+    }
+}
+
+/// The page URL for joining `room` on the database at `db` as `peer`.
+pub fn page_url(db: &str, room: &str, name: &str, peer: &str, extra: &str) -> String {
+    format!("{db}/web/?room={room}&name={name}&peer={peer}&loopback=1{extra}")
+}
