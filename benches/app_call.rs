@@ -12,8 +12,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use harness::Peer;
+use serde_json::Value;
 use support::{join_with, App};
 
 const PEERS: usize = 5;
