@@ -185,7 +185,7 @@ async fn bench_cpu(seconds: u64) -> anyhow::Result<()> {
     let db = start_db()?;
     let _others = five(&db)?;
     let b = Browser::open(&page_url(
-        &db.url(),
+        db.url(),
         "cpu",
         "web",
         "m-bench-id",
@@ -274,7 +274,7 @@ async fn bench_latency(seconds: u64) -> anyhow::Result<()> {
         &[&VIDEO[..], &["--audio", "none"][..]].concat(),
     )?;
     let b = Browser::open(&page_url(
-        &db.url(),
+        db.url(),
         "lat",
         "web",
         "w-bench-id",
