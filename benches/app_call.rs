@@ -12,8 +12,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use harness::Peer;
 use serde_json::Value;
-use support::{App, Peer};
+use support::{join_with, App};
 
 const PEERS: usize = 5;
 const WINDOW: Duration = Duration::from_secs(10);
@@ -26,7 +27,7 @@ async fn main() {
     let db = app.database().await;
     let room = app.create_and_join("Bench").await;
     let _peers: Vec<Peer> = (0..PEERS)
-        .map(|i| Peer::join_with(&db, &room, &format!("P{i}"), "640x360", 30, &[]))
+        .map(|i| join_with(&db, &room, &format!("P{i}"), "640x360", 30, &[]))
         .collect();
     app.until(
         "all six tiles with video",

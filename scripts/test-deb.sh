@@ -22,9 +22,40 @@ DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install 
 echo "installed: $(dpkg-query -W -f='${Package} ${Version}' huddle)"
 
 tmp=$(mktemp -d)
-trap 'kill "$pid" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+pid=""
+# Everything the app run starts (xvfb-run, its Xvfb, dbus-run-session and its bus, the app and its
+# WebKit processes) lives in one new session whose id is $pid: killing that group ends all of it,
+# where killing xvfb-run alone left the app, the bus and Xvfb running. Any process that still has
+# our $tmp in its environment afterwards escaped the group, and fails the run.
+ours() {
+  grep -lsF "HUDDLE_DATA_DIR=$tmp/data" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3 | grep -vx "$$" || true
+}
+cleanup() {
+  status=$?
+  if [ -n "$pid" ]; then
+    kill -TERM -- "-$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do
+      pgrep -s "$pid" >/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+    sleep 0.2
+    left=$( { pgrep -s "$pid" || true; ours; } | sort -u)
+    if [ -n "$left" ]; then
+      echo "left running after the test:" >&2
+      ps -o pid,sid,args -p "$(echo $left | tr ' ' ',')" >&2 || true
+      kill -KILL $left 2>/dev/null || true
+      status=1
+    fi
+  fi
+  rm -rf "$tmp"
+  exit "$status"
+}
+trap cleanup EXIT
+# A background job of a non-interactive shell is not a process-group leader, so setsid(1) makes
+# the new session in this very process (no fork): $! is the session and group id.
 HUDDLE_CONFIG_DIR="$tmp/config" HUDDLE_DATA_DIR="$tmp/data" \
-  xvfb-run -a dbus-run-session -- /usr/bin/huddle >"$tmp/log" 2>&1 &
+  setsid xvfb-run -a dbus-run-session -- /usr/bin/huddle >"$tmp/log" 2>&1 &
 pid=$!
 url=""
 for _ in $(seq 1 120); do

@@ -11,8 +11,9 @@ mod support;
 use std::time::Duration;
 
 use fantoccini::{Client, Locator};
+use harness::poll;
 use serde_json::json;
-use support::{wait_for, App, Peer};
+use support::{join, join_with, App};
 
 const LONG: Duration = Duration::from_secs(40);
 
@@ -74,8 +75,8 @@ async fn a_call_in_the_desktop_app() {
     // Someone joins while I am in another application: a tile with moving video, and a
     // notification.
     let other_app = desktop.focus_another_app();
-    let mut bob = Peer::join(&db, &room, "Bob");
-    let bob_key = format!("{}:video", bob.id);
+    let mut bob = join(&db, &room, "Bob");
+    let bob_key = format!("{}:video", bob.peer_id());
     app.until("Bob's tile", &format!("return Number(document.querySelector('.tile[data-key=\"{bob_key}\"]')?.dataset.frames || 0) > 5")).await;
     let a = tile_png(c, &bob_key).await;
     let f1 = frames(&app, &bob_key).await;
@@ -87,20 +88,24 @@ async fn a_call_in_the_desktop_app() {
         a, b,
         "Bob's tile shows moving video (two screenshots differ)"
     );
-    bob.wait_event("Ann's video decoded", LONG, |v| {
+    bob.wait_within(0, LONG, "Ann's video decoded", |v| {
         v["type"] == "first_frame" && v["kind"] == "video"
-    });
+    })
+    .unwrap();
     // Bob does not ask for H.264: Ann, who prefers it, sends him VP8.
-    let track = bob.wait_event("Ann's camera track", LONG, |v| {
-        v["type"] == "track_added" && v["kind"] == "video"
-    });
+    let track = bob
+        .wait_within(0, LONG, "Ann's camera track", |v| {
+            v["type"] == "track_added" && v["kind"] == "video"
+        })
+        .unwrap();
     assert_eq!(track["codec"], "vp8", "{track}");
-    let notified = wait_for("a notification about Bob", Duration::from_secs(10), || {
+    let notified = poll("a notification about Bob", Duration::from_secs(10), || {
         desktop
             .shown()
             .into_iter()
             .find(|n| n["summary"] == "Bob joined")
-    });
+    })
+    .unwrap();
     assert!(
         notified["body"].as_str().unwrap().contains("Standup"),
         "{notified}"
@@ -108,21 +113,23 @@ async fn a_call_in_the_desktop_app() {
     drop(other_app);
 
     // My camera off and on: Bob sees the stream change both ways.
-    bob.forget();
+    let mark = bob.mark();
     app.click("btn-cam").await;
     app.until(
         "camera off",
         "return window.huddle.state.streams.video === false",
     )
     .await;
-    bob.wait_event("Ann's camera off", LONG, |v| {
+    bob.wait_within(mark, LONG, "Ann's camera off", |v| {
         v["type"] == "streams_changed" && v["streams"]["video"] == false
-    });
+    })
+    .unwrap();
     app.until("my tile without video", "return !document.querySelector('.tile[data-key=\"self:video\"]').classList.contains('has-video')").await;
     app.click("btn-cam").await;
-    bob.wait_event("Ann's camera on", LONG, |v| {
+    bob.wait_within(mark, LONG, "Ann's camera on", |v| {
         v["type"] == "streams_changed" && v["streams"]["video"] == true
-    });
+    })
+    .unwrap();
 
     // Screen share: shown large on the stage, and Bob receives it.
     app.click("btn-screen").await;
@@ -131,9 +138,10 @@ async fn a_call_in_the_desktop_app() {
         "return document.querySelector('#stage .tile[data-key=\"self:screen\"]')",
     )
     .await;
-    bob.wait_event("Ann's screen", LONG, |v| {
+    bob.wait_within(mark, LONG, "Ann's screen", |v| {
         v["type"] == "first_frame" && v["kind"] == "screen"
-    });
+    })
+    .unwrap();
     app.click("btn-screen").await;
     app.until(
         "the stage empty again",
@@ -143,8 +151,8 @@ async fn a_call_in_the_desktop_app() {
 
     // A third participant; the screenshot for the docs shows the three of us.
     // Cy prefers H.264 too: that is what Ann and Cy use with each other.
-    let mut cy = Peer::join_with(&db, &room, "Cy", "320x180", 15, &["--codec", "h264"]);
-    let cy_key = format!("{}:video", cy.id);
+    let mut cy = join_with(&db, &room, "Cy", "320x180", 15, &["--codec", "h264"]);
+    let cy_key = format!("{}:video", cy.peer_id());
     app.until("Cy's tile with video", &format!("return Number(document.querySelector('.tile[data-key=\"{cy_key}\"]')?.dataset.frames || 0) > 5")).await;
     app.until(
         "three in the call",
@@ -163,18 +171,22 @@ async fn a_call_in_the_desktop_app() {
         .js("return document.querySelectorAll('.stats-peer').length")
         .await;
     assert_eq!(graphs, json!(2), "a stats box per remote participant");
-    let bob_id = bob.id.clone();
-    let track = cy.wait_event("Ann's camera track", LONG, |v| {
-        v["type"] == "track_added" && v["kind"] == "video" && v["peer"] != bob_id.as_str()
-    });
+    let bob_id = bob.peer_id().to_owned();
+    let track = cy
+        .wait_within(0, LONG, "Ann's camera track", |v| {
+            v["type"] == "track_added" && v["kind"] == "video" && v["peer"] != bob_id.as_str()
+        })
+        .unwrap();
     assert_eq!(track["codec"], "h264", "{track}");
     // ... while Bob and Cy, who do not both want it, use VP8.
-    let track = cy.wait_event("Bob's camera track", LONG, |v| {
-        v["type"] == "track_added" && v["kind"] == "video" && v["peer"] == bob_id.as_str()
-    });
+    let track = cy
+        .wait_within(0, LONG, "Bob's camera track", |v| {
+            v["type"] == "track_added" && v["kind"] == "video" && v["peer"] == bob_id.as_str()
+        })
+        .unwrap();
     assert_eq!(track["codec"], "vp8", "{track}");
     // Each box names its connection's video codec: VP8 with Bob, H.264 with Cy.
-    for (peer, codec) in [(&bob.id, "VP8"), (&cy.id, "H.264")] {
+    for (peer, codec) in [(bob.peer_id(), "VP8"), (cy.peer_id(), "H.264")] {
         app.until(
             &format!("{codec} in {peer}'s stats"),
             &format!("return document.querySelector('.stats-peer[data-peer=\"{peer}\"] h3')?.textContent.endsWith('{codec}')"),
@@ -197,7 +209,8 @@ async fn a_call_in_the_desktop_app() {
         "return !document.getElementById('view-home').hidden && !window.huddle.state.inCall",
     )
     .await;
-    bob.wait_event("Ann leaving", LONG, |v| v["type"] == "member_left");
+    bob.wait_within(mark, LONG, "Ann leaving", |v| v["type"] == "member_left")
+        .unwrap();
 
     // Destroy the room from the list (mine, so offered), confirming: Bob's call ends.
     c.find(Locator::Css(&format!("li[data-room=\"{room}\"] .destroy")))
@@ -217,7 +230,10 @@ async fn a_call_in_the_desktop_app() {
         &format!("return !window.huddle.state.rooms.some(r => r.id === '{room}')"),
     )
     .await;
-    bob.wait_event("the room closing", LONG, |v| v["type"] == "room_closed");
+    bob.wait_within(mark, LONG, "the room closing", |v| {
+        v["type"] == "room_closed"
+    })
+    .unwrap();
 
     // A room destroyed by someone else while I am in it: back home, and a notification.
     let retro = app.create_and_join("Retro").await;
@@ -231,7 +247,7 @@ async fn a_call_in_the_desktop_app() {
         "return !window.huddle.state.inCall && !document.getElementById('view-home').hidden",
     )
     .await;
-    wait_for(
+    poll(
         "a notification that the room closed",
         Duration::from_secs(10),
         || {
@@ -240,6 +256,7 @@ async fn a_call_in_the_desktop_app() {
                 .into_iter()
                 .find(|n| n["summary"] == "The room was closed")
         },
-    );
+    )
+    .unwrap();
     c.clone().close().await.unwrap();
 }

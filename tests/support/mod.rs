@@ -5,46 +5,13 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use harness::process::{free_port, which};
+use harness::{huddle_peer, poll, Peer, Proc, Xvfb};
 use serde_json::Value;
-
-/// Kills the process when dropped.
-pub struct Proc(pub Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A free TCP port on loopback.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// Waits until `f` gives `Some`, or panics after `timeout` saying what was awaited.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < end,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// A virtual X display plus a private session bus with a notification service that writes
 /// what it is asked to show into `notifications`.
@@ -53,55 +20,45 @@ pub struct Desktop {
     pub bus: String,
     pub notifications: PathBuf,
     _procs: Vec<Proc>,
+    _xvfb: Xvfb,
 }
 
 impl Desktop {
     /// Starts Xvfb, dbus-daemon and the fake notification service.
     pub fn start(dir: &Path) -> Desktop {
-        let n = (90..140)
-            .find(|n| !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists())
-            .expect("a free X display number");
-        let display = format!(":{n}");
-        let xvfb = Command::new("Xvfb")
-            .args([&display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Xvfb (Debian package xvfb; `make test` installs it)");
-        let xvfb = Proc(xvfb);
-        wait_for("the X display", Duration::from_secs(10), || {
-            Path::new(&format!("/tmp/.X11-unix/X{n}"))
-                .exists()
-                .then_some(())
-        });
-        let mut dbus = Command::new("dbus-daemon")
-            .args([
-                "--config-file=/usr/share/dbus-1/session.conf",
-                "--nofork",
-                "--print-address=1",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dbus-daemon (Debian package dbus)");
+        let xvfb = Xvfb::start("1280x800x24").unwrap();
+        let display = xvfb.display().to_owned();
+        let mut dbus = Proc::spawn(
+            Command::new("dbus-daemon")
+                .args([
+                    "--config-file=/usr/share/dbus-1/session.conf",
+                    "--nofork",
+                    "--print-address=1",
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null()),
+            "Debian package dbus",
+        )
+        .unwrap();
         let mut line = String::new();
-        BufReader::new(dbus.stdout.take().expect("piped"))
+        BufReader::new(dbus.child().stdout.take().expect("piped"))
             .read_line(&mut line)
             .expect("the bus address");
         let bus = line.trim().to_owned();
-        let dbus = Proc(dbus);
         let notifications = dir.join("notifications.jsonl");
         let script =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/fake_notifications.py");
-        let mut fake = Command::new("/usr/bin/python3")
-            .arg(script)
-            .arg(&notifications)
-            .env("DBUS_SESSION_BUS_ADDRESS", &bus)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 with dbus and gi (python3-dbus, python3-gi)");
+        let mut fake = Proc::spawn(
+            Command::new("/usr/bin/python3")
+                .arg(script)
+                .arg(&notifications)
+                .env("DBUS_SESSION_BUS_ADDRESS", &bus)
+                .stdout(Stdio::piped()),
+            "python3 with dbus and gi (python3-dbus, python3-gi)",
+        )
+        .unwrap();
         let mut ready = String::new();
-        BufReader::new(fake.stdout.take().expect("piped"))
+        BufReader::new(fake.child().stdout.take().expect("piped"))
             .read_line(&mut ready)
             .expect("the notification service starts");
         assert_eq!(ready.trim(), "ready", "fake notification service");
@@ -109,28 +66,31 @@ impl Desktop {
             display,
             bus,
             notifications,
-            _procs: vec![Proc(fake), dbus, xvfb],
+            _procs: vec![fake, dbus],
+            _xvfb: xvfb,
         }
     }
 
     /// Starts another application that takes the focus; it ends when the value is dropped.
     pub fn focus_another_app(&self) -> Proc {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/other_app.py");
-        let mut p = Command::new("/usr/bin/python3")
-            .arg(script)
-            .env("DISPLAY", &self.display)
-            .env("DBUS_SESSION_BUS_ADDRESS", &self.bus)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 with GTK (python3-gi, gir1.2-gtk-3.0)");
+        let mut p = Proc::spawn(
+            Command::new("/usr/bin/python3")
+                .arg(script)
+                .env("DISPLAY", &self.display)
+                .env("DBUS_SESSION_BUS_ADDRESS", &self.bus)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null()),
+            "python3 with GTK (python3-gi, gir1.2-gtk-3.0)",
+        )
+        .unwrap();
         let mut line = String::new();
-        BufReader::new(p.stdout.take().expect("piped"))
+        BufReader::new(p.child().stdout.take().expect("piped"))
             .read_line(&mut line)
             .expect("the other app starts");
         assert_eq!(line.trim(), "focused", "the other app has the focus");
-        Proc(p)
+        p
     }
 
     /// The notifications shown so far.
@@ -148,8 +108,8 @@ pub fn tauri_driver(desktop: &Desktop, env: &[(&str, String)]) -> (Proc, u16) {
     // The WebDriver client's rustls needs a process-wide crypto provider (plain HTTP on
     // loopback here, but the client is built for either).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let port = free_port();
-    let native = free_port();
+    let port = free_port().unwrap();
+    let native = free_port().unwrap();
     let bin =
         which("tauri-driver").expect("tauri-driver (`make test` installs it with cargo install)");
     let mut cmd = Command::new(bin);
@@ -167,144 +127,35 @@ pub fn tauri_driver(desktop: &Desktop, env: &[(&str, String)]) -> (Proc, u16) {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let p = Proc(cmd.spawn().expect("tauri-driver starts"));
-    wait_for("tauri-driver", Duration::from_secs(15), || {
+    // WebKitWebDriver and the app run below tauri-driver: dropping it ends them too.
+    let p = Proc::spawn(&mut cmd, "cargo install tauri-driver").unwrap();
+    poll("tauri-driver", Duration::from_secs(15), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-    });
+    })
+    .unwrap();
     (p, port)
 }
 
-/// A program on the PATH (or in ~/.cargo/bin).
-pub fn which(name: &str) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    if let Some(home) = std::env::var_os("HOME") {
-        dirs.push(PathBuf::from(home).join(".cargo/bin"));
-    }
-    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
+/// Joins `room` on `db` sending synthetic 320x180 video at 15 fps and audio.
+pub fn join(db: &str, room: &str, name: &str) -> Peer {
+    join_with(db, room, name, "320x180", 15, &[])
 }
 
-/// A `huddle-peer` and its JSON events.
-pub struct Peer {
-    pub name: String,
-    /// Its peer id in the room.
-    pub id: String,
-    proc: Proc,
-    events: mpsc::Receiver<Value>,
-    seen: Vec<Value>,
-}
-
-impl Peer {
-    /// Joins `room` on `db` sending synthetic 320x180 video at 15 fps and audio.
-    pub fn join(db: &str, room: &str, name: &str) -> Peer {
-        Peer::join_with(db, room, name, "320x180", 15, &[])
-    }
-
-    /// Joins sending synthetic video of `size` at `fps`, and audio, with `extra` huddle-peer
-    /// flags.
-    pub fn join_with(
-        db: &str,
-        room: &str,
-        name: &str,
-        size: &str,
-        fps: u32,
-        extra: &[&str],
-    ) -> Peer {
-        let bin = Path::new(env!("CARGO_BIN_EXE_huddle")).with_file_name("huddle-peer");
-        assert!(
-            bin.exists(),
-            "{} is missing: build it with `cargo build -p peer` (cargo test --workspace does)",
-            bin.display()
-        );
-        let id = format!("test-{}-{}", name.to_lowercase(), std::process::id());
-        let mut child = Command::new(bin)
-            .args([
-                "--db",
-                db,
-                "--room",
-                room,
-                "--name",
-                name,
-                "--peer-id",
-                &id,
-                "--video",
-                "synthetic",
-                "--audio",
-                "synthetic",
-                "--size",
-                size,
-                "--fps",
-                &fps.to_string(),
-                "--loopback",
-            ])
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("huddle-peer starts");
-        let out = child.stdout.take().expect("piped");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if tx.send(v).is_err() {
-                        return;
-                    }
-                }
-            }
-        });
-        Peer {
-            name: name.into(),
-            id,
-            proc: Proc(child),
-            events: rx,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits for an event that satisfies `f` (looking at earlier ones too).
-    pub fn wait_event(
-        &mut self,
-        what: &str,
-        timeout: Duration,
-        f: impl Fn(&Value) -> bool,
-    ) -> Value {
-        if let Some(v) = self.seen.iter().find(|v| f(v)) {
-            return v.clone();
-        }
-        let end = Instant::now() + timeout;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            match self.events.recv_timeout(left) {
-                Ok(v) => {
-                    self.seen.push(v.clone());
-                    if f(&v) {
-                        return v;
-                    }
-                }
-                Err(_) => panic!(
-                    "{}: timed out waiting for {what}; saw {:?}",
-                    self.name, self.seen
-                ),
-            }
-        }
-    }
-
-    /// Forgets the events seen so far (to wait for a new one).
-    pub fn forget(&mut self) {
-        while self.events.try_recv().is_ok() {}
-        self.seen.clear();
-    }
-
-    /// Sends a stdin command (`video off`, `leave`...).
-    pub fn command(&mut self, line: &str) {
-        use std::io::Write;
-        if let Some(stdin) = self.proc.0.stdin.as_mut() {
-            let _ = writeln!(stdin, "{line}");
-        }
-    }
+/// Joins sending synthetic video of `size` at `fps`, and audio, with `extra` huddle-peer flags.
+pub fn join_with(db: &str, room: &str, name: &str, size: &str, fps: u32, extra: &[&str]) -> Peer {
+    let bin = Path::new(env!("CARGO_BIN_EXE_huddle")).with_file_name("huddle-peer");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p peer` (cargo test --workspace does)",
+        bin.display()
+    );
+    let id = format!("test-{}-{}", name.to_lowercase(), std::process::id());
+    let mut cmd = huddle_peer(&bin, db, room, name, &id);
+    cmd.args(["--video", "synthetic", "--audio", "synthetic"])
+        .args(["--size", size, "--fps", &fps.to_string()])
+        .args(extra)
+        .stderr(Stdio::null());
+    Peer::start(&id, &mut cmd).unwrap()
 }
 
 /// The app under test: its desktop, tauri-driver, and a WebDriver session with its window.

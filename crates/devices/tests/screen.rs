@@ -4,77 +4,12 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use devices::events::EventSender;
+use harness::Xvfb;
 use media::source::VideoSource;
 use media::VideoFrame;
-
-/// An Xvfb server on a free display number, killed on drop.
-struct Xvfb {
-    display: String,
-    child: Child,
-}
-
-impl Xvfb {
-    /// `-noreset`: without it the server resets (root window back to black) whenever its last
-    /// client, e.g. xsetroot, disconnects.
-    fn start(size: &str) -> Xvfb {
-        for n in (100 + std::process::id() % 400)..1000 {
-            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-                || Path::new(&format!("/tmp/.X{n}-lock")).exists()
-            {
-                continue;
-            }
-            let display = format!(":{n}");
-            let mut child = Command::new("Xvfb")
-                .args([
-                    &display,
-                    "-screen",
-                    "0",
-                    size,
-                    "-nolisten",
-                    "tcp",
-                    "-noreset",
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("Xvfb is needed for this test (scripts/install-deps.sh installs it)");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-                    return Xvfb { display, child };
-                }
-                if child.try_wait().unwrap().is_some() {
-                    break; // lost a race for this number: try the next
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("could not start Xvfb");
-    }
-
-    fn xsetroot(&self, args: &[&str]) {
-        let status = Command::new("xsetroot")
-            .args(["-display", &self.display])
-            .args(args)
-            .status()
-            .expect("xsetroot is needed (x11-xserver-utils)");
-        assert!(status.success());
-    }
-}
-
-impl Drop for Xvfb {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// An XBM bitmap, `w` x `h`, with the left half set.
 fn left_half_bitmap(w: usize, h: usize) -> String {
@@ -148,8 +83,8 @@ fn wait_for(
 // One test function: the X display is chosen through the process-wide DISPLAY variable.
 #[test]
 fn captures_what_is_drawn_on_an_x_display() {
-    let x = Xvfb::start("320x240x24");
-    std::env::set_var("DISPLAY", &x.display);
+    let x = Xvfb::start("320x240x24").unwrap();
+    std::env::set_var("DISPLAY", x.display());
 
     let displays = devices::screen::list().unwrap();
     assert_eq!(displays.len(), 1, "{displays:?}");
@@ -158,7 +93,7 @@ fn captures_what_is_drawn_on_an_x_display() {
     assert_eq!(listed.displays.len(), 1);
     assert_eq!(listed.displays[0].name, "Display 0 (320x240)");
 
-    x.xsetroot(&["-solid", "#ff0000"]);
+    x.xsetroot(&["-solid", "#ff0000"]).unwrap();
     let mut src = devices::screen::open(0, 10, EventSender::new()).unwrap();
     assert_eq!(src.describe(), "display 0");
     let f = wait_for(&mut src, "red", |f| near(mean_yuv(f, 0, 320), RED, 2.0));
@@ -176,7 +111,8 @@ fn captures_what_is_drawn_on_an_x_display() {
         "#00ff00",
         "-bg",
         "#0000ff",
-    ]);
+    ])
+    .unwrap();
     wait_for(&mut src, "green | blue", |f| {
         near(mean_yuv(f, 0, 150), GREEN, 2.0) && near(mean_yuv(f, 170, 320), BLUE, 2.0)
     });

@@ -6,15 +6,10 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-#[path = "support/browser.rs"]
-mod browser;
-#[path = "support/native.rs"]
-mod native;
-
 use std::time::{Duration, Instant};
 
-use browser::{page_url, Browser};
-use native::Native;
+use harness::browser::{page_url, Browser};
+use harness::{huddle_peer, peer_stderr, Peer};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(30);
@@ -24,15 +19,10 @@ const EXPIRY_MS: u64 = 2000;
 const DROP_BOUND: Duration = Duration::from_millis(EXPIRY_MS + 2500);
 
 async fn db() -> (tempfile::TempDir, rtdb::Server) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = rtdb::ServerConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_owned());
-    config.rules_file =
-        Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../database.rules.json"));
-    let server = rtdb::Server::start(config).await.unwrap();
-    (dir, server)
+    harness::in_process_db().await.unwrap()
 }
 
-fn spawn_native(db: &str, room: &str, id: &str, extra: &[&str]) -> Native {
+fn spawn_native(db: &str, room: &str, id: &str, extra: &[&str]) -> Peer {
     let timing = [
         "--size",
         "320x180",
@@ -44,14 +34,9 @@ fn spawn_native(db: &str, room: &str, id: &str, extra: &[&str]) -> Native {
         "2000",
     ];
     let args: Vec<&str> = timing.iter().chain(extra).copied().collect();
-    Native::spawn(
-        env!("CARGO_BIN_EXE_huddle-peer").as_ref(),
-        db,
-        room,
-        id,
-        &args,
-    )
-    .unwrap()
+    let bin = env!("CARGO_BIN_EXE_huddle-peer").as_ref();
+    let mut cmd = huddle_peer(bin, db, room, id, id);
+    Peer::start(id, cmd.args(&args).stderr(peer_stderr())).unwrap()
 }
 
 async fn open_browser(db: &str, room: &str, id: &str) -> Browser {
@@ -81,11 +66,11 @@ fn fps(state: &Value, peer: &str, kind: &str) -> f64 {
 }
 
 /// Every participant decodes every other's video and receives their audio.
-async fn full_mesh(browsers: &[(&str, &Browser)], natives: &mut [Native]) {
+async fn full_mesh(browsers: &[(&str, &Browser)], natives: &mut [Peer]) {
     let everyone: Vec<String> = browsers
         .iter()
         .map(|(id, _)| (*id).to_owned())
-        .chain(natives.iter().map(|n| n.id.clone()))
+        .chain(natives.iter().map(|n| n.peer_id().to_owned()))
         .collect();
     for (me, b) in browsers {
         let others: Vec<String> = everyone.iter().filter(|p| p != me).cloned().collect();
@@ -116,15 +101,15 @@ async fn full_mesh(browsers: &[(&str, &Browser)], natives: &mut [Native]) {
         }
     }
     for n in natives.iter_mut() {
-        let me = n.id.clone();
+        let me = n.peer_id().to_owned();
         for p in everyone.iter().filter(|p| **p != me) {
             let p = p.clone();
             blocking(|| {
-                n.wait(&format!("video from {p}"), T, |v| {
+                n.wait(&format!("video from {p}"), |v| {
                     v["type"] == "first_frame" && v["peer"] == p.as_str() && v["kind"] == "video"
                 })
                 .unwrap();
-                n.wait(&format!("audio from {p}"), T, |v| {
+                n.wait(&format!("audio from {p}"), |v| {
                     v["type"] == "stats"
                         && v["peer"] == p.as_str()
                         && v["audio_packets"].as_u64() > Some(10)
@@ -141,10 +126,10 @@ async fn toggles_and_renegotiation(
     who: &str,
     b: &Browser,
     watchers: &[&Browser],
-    natives: &mut [Native],
+    natives: &mut [Peer],
     sharer: usize,
 ) {
-    let marks: Vec<usize> = natives.iter_mut().map(Native::mark).collect();
+    let marks: Vec<usize> = natives.iter_mut().map(Peer::mark).collect();
     assert_eq!(
         b.eval("return await window.huddle.toggle('video', false)")
             .await
@@ -153,11 +138,11 @@ async fn toggles_and_renegotiation(
     );
     for (n, &mark) in natives.iter_mut().zip(&marks) {
         blocking(|| {
-            n.wait_from(mark, "camera off", T, |v| {
+            n.wait_from(mark, "camera off", |v| {
                 v["type"] == "streams_changed" && v["peer"] == who && v["streams"]["video"] == false
             })
             .unwrap();
-            n.wait_from(mark, "video stopped", T, |v| {
+            n.wait_from(mark, "video stopped", |v| {
                 v["type"] == "stats" && v["peer"] == who && v["fps"].as_f64() == Some(0.0)
             })
             .unwrap();
@@ -170,7 +155,7 @@ async fn toggles_and_renegotiation(
         .await
         .unwrap();
     }
-    let marks: Vec<usize> = natives.iter_mut().map(Native::mark).collect();
+    let marks: Vec<usize> = natives.iter_mut().map(Peer::mark).collect();
     assert_eq!(
         b.eval("return await window.huddle.toggle('video', true)")
             .await
@@ -179,11 +164,11 @@ async fn toggles_and_renegotiation(
     );
     for (n, &mark) in natives.iter_mut().zip(&marks) {
         blocking(|| {
-            n.wait_from(mark, "camera on", T, |v| {
+            n.wait_from(mark, "camera on", |v| {
                 v["type"] == "streams_changed" && v["peer"] == who && v["streams"]["video"] == true
             })
             .unwrap();
-            n.wait_from(mark, "video flowing again", T, |v| {
+            n.wait_from(mark, "video flowing again", |v| {
                 v["type"] == "stats" && v["peer"] == who && v["fps"].as_f64() >= Some(5.0)
             })
             .unwrap();
@@ -196,12 +181,12 @@ async fn toggles_and_renegotiation(
     }
     // The microphone off and on: the others see the flag.
     for on in [false, true] {
-        let marks: Vec<usize> = natives.iter_mut().map(Native::mark).collect();
+        let marks: Vec<usize> = natives.iter_mut().map(Peer::mark).collect();
         let cmd = format!("return await window.huddle.toggle('audio', {on})");
         assert_eq!(b.eval(&cmd).await.unwrap(), true);
         for (n, &mark) in natives.iter_mut().zip(&marks) {
             blocking(|| {
-                n.wait_from(mark, "microphone flag", T, |v| {
+                n.wait_from(mark, "microphone flag", |v| {
                     v["type"] == "streams_changed"
                         && v["peer"] == who
                         && v["streams"]["audio"] == on
@@ -226,7 +211,7 @@ async fn toggles_and_renegotiation(
     );
     for n in natives.iter_mut() {
         blocking(|| {
-            n.wait("the browser's screen", T, |v| {
+            n.wait("the browser's screen", |v| {
                 v["type"] == "first_frame" && v["peer"] == who && v["kind"] == "screen"
             })
             .unwrap();
@@ -238,7 +223,7 @@ async fn toggles_and_renegotiation(
             .unwrap();
     }
     // Unsharing: the others see the flag drop.
-    let marks: Vec<usize> = natives.iter_mut().map(Native::mark).collect();
+    let marks: Vec<usize> = natives.iter_mut().map(Peer::mark).collect();
     assert_eq!(
         b.eval("return await window.huddle.toggle('screen', false)")
             .await
@@ -247,7 +232,7 @@ async fn toggles_and_renegotiation(
     );
     for (n, &mark) in natives.iter_mut().zip(&marks) {
         blocking(|| {
-            n.wait_from(mark, "screen unshared", T, |v| {
+            n.wait_from(mark, "screen unshared", |v| {
                 v["type"] == "streams_changed"
                     && v["peer"] == who
                     && v["streams"]["screen"] == false
@@ -256,7 +241,7 @@ async fn toggles_and_renegotiation(
         });
     }
     // Renegotiation started by a native peer (it shares its screen for the first time).
-    let sid = natives[sharer].id.clone();
+    let sid = natives[sharer].peer_id().to_owned();
     natives[sharer].send("screen on").unwrap();
     for w in watchers.iter().chain([&b]) {
         w.wait("the native peer's screen", T, |s| {
@@ -268,8 +253,8 @@ async fn toggles_and_renegotiation(
 }
 
 /// Kills native `victim`: every browser drops it within the presence bound.
-async fn native_killed(victim: &mut Native, browsers: &[&Browser]) {
-    let id = victim.id.clone();
+async fn native_killed(victim: &mut Peer, browsers: &[&Browser]) {
+    let id = victim.peer_id().to_owned();
     victim.kill();
     let start = Instant::now();
     for b in browsers {
@@ -287,13 +272,13 @@ async fn browser_killed(
     victim: &mut Browser,
     id: &str,
     browsers: &[&Browser],
-    natives: &mut [Native],
+    natives: &mut [Peer],
 ) {
     victim.kill_chromium();
     let start = Instant::now();
     for n in natives.iter_mut() {
         let left = blocking(|| {
-            n.wait("the killed browser dropped", DROP_BOUND, |v| {
+            n.wait_within(0, DROP_BOUND, "the killed browser dropped", |v| {
                 v["type"] == "member_left" && v["peer"] == id
             })
             .unwrap()
@@ -315,7 +300,7 @@ async fn one_browser_and_two_native_peers() {
     let (_dir, server) = db().await;
     let url = server.url();
     let mut a = spawn_native(&url, "web-a", "a-native-1", &["--create"]);
-    blocking(|| a.wait("joined", T, |v| v["type"] == "joined").unwrap());
+    blocking(|| a.wait("joined", |v| v["type"] == "joined").unwrap());
     // z shares its screen from the start: it answers the first offers of both others, which
     // have no m-section for a screen, so it must offer its screen itself afterwards.
     let z = spawn_native(&url, "web-a", "z-native-2", &["--screen", "synthetic"]);
@@ -331,7 +316,7 @@ async fn one_browser_and_two_native_peers() {
     .unwrap();
     blocking(|| {
         natives[0]
-            .wait("the screen z shared when it joined", T, |v| {
+            .wait("the screen z shared when it joined", |v| {
                 v["type"] == "first_frame" && v["peer"] == "z-native-2" && v["kind"] == "screen"
             })
             .unwrap();
@@ -346,7 +331,7 @@ async fn two_browsers_and_one_native_peer() {
     let (_dir, server) = db().await;
     let url = server.url();
     let mut n = spawn_native(&url, "web-b", "k-native-1", &["--create"]);
-    blocking(|| n.wait("joined", T, |v| v["type"] == "joined").unwrap());
+    blocking(|| n.wait("joined", |v| v["type"] == "joined").unwrap());
     // Asked to join a private room, or one that does not exist, the page says so in words.
     let private = serde_json::json!({"name": "Secret", "secured": true, "createdAt": 1,
         "createdBy": "k-native-1", "check": "AAAA"});

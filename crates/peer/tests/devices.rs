@@ -4,141 +4,30 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-#[path = "support/events.rs"]
-mod events;
+use std::process::{Command, Stdio};
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use events::Events;
+use harness::{test_peer, test_peer_id, Peer, Xvfb};
 use serde_json::Value;
 
-const T: Duration = Duration::from_secs(30);
-
-struct Peer {
-    child: Child,
-    events: Events,
-}
-
-impl Peer {
-    fn spawn(db: &str, room: &str, name: &str, extra: &[&str], display: Option<&str>) -> Peer {
-        let mut cmd = events::test_peer(db, room, name);
-        match display {
-            Some(d) => cmd.env("DISPLAY", d),
-            None => cmd.env_remove("DISPLAY"),
-        };
-        let mut child = cmd
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let events = Events::follow(name, child.stdout.take().unwrap());
-        Peer { child, events }
-    }
-
-    fn id(name: &str) -> String {
-        format!("{name}-0000000")
-    }
-
-    /// Takes in every line printed so far; the index after them marks "from now on".
-    fn mark(&mut self) -> usize {
-        self.events.mark()
-    }
-
-    /// Waits for an event matching `pred`; returns it. Fails after `T`.
-    fn wait(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        self.wait_from(0, what, pred)
-    }
-
-    /// Like `wait`, considering only events from index `from` on.
-    fn wait_from(&mut self, from: usize, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        self.events.wait_from(from, T, what, pred)
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn spawn(db: &str, room: &str, name: &str, extra: &[&str], display: Option<&str>) -> Peer {
+    let mut cmd = test_peer(env!("CARGO_BIN_EXE_huddle-peer").as_ref(), db, room, name);
+    match display {
+        Some(d) => cmd.env("DISPLAY", d),
+        None => cmd.env_remove("DISPLAY"),
+    };
+    Peer::start(
+        &test_peer_id(name),
+        cmd.args(extra).stderr(Stdio::inherit()),
+    )
+    .unwrap()
 }
 
 async fn db() -> (tempfile::TempDir, rtdb::Server) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = rtdb::ServerConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_owned());
-    config.rules_file =
-        Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../database.rules.json"));
-    let server = rtdb::Server::start(config).await.unwrap();
-    (dir, server)
+    harness::in_process_db().await.unwrap()
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.unwrap()
-}
-
-/// An Xvfb server on a free display number, killed on drop. `-noreset`: otherwise the server
-/// resets (root window back to black) whenever its last client, e.g. xsetroot, disconnects.
-struct Xvfb {
-    display: String,
-    child: Child,
-}
-
-impl Xvfb {
-    fn start(size: &str) -> Xvfb {
-        for n in (100 + std::process::id() % 400 + 7)..1000 {
-            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-                || Path::new(&format!("/tmp/.X{n}-lock")).exists()
-            {
-                continue;
-            }
-            let display = format!(":{n}");
-            let mut child = Command::new("Xvfb")
-                .args([
-                    &display,
-                    "-screen",
-                    "0",
-                    size,
-                    "-nolisten",
-                    "tcp",
-                    "-noreset",
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("Xvfb is needed for this test (scripts/install-deps.sh installs it)");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-                    return Xvfb { display, child };
-                }
-                if child.try_wait().unwrap().is_some() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("could not start Xvfb");
-    }
-
-    fn solid(&self, colour: &str) {
-        let status = Command::new("xsetroot")
-            .args(["-display", &self.display, "-solid", colour])
-            .status()
-            .expect("xsetroot is needed (x11-xserver-utils)");
-        assert!(status.success());
-    }
-}
-
-impl Drop for Xvfb {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn yuv_near(v: &Value, want: [f64; 3], tol: f64) -> bool {
@@ -160,11 +49,11 @@ async fn a_shared_x_display_reaches_the_other_peer() {
     let (_dir, server) = db().await;
     let url = server.url();
     blocking(move || {
-        let x = Xvfb::start("320x240x24");
-        x.solid("#ff0000");
+        let x = Xvfb::start("320x240x24").unwrap();
+        x.xsetroot(&["-solid", "#ff0000"]).unwrap();
         let listed = Command::new(env!("CARGO_BIN_EXE_huddle-peer"))
             .arg("--list-devices")
-            .env("DISPLAY", &x.display)
+            .env("DISPLAY", x.display())
             .output()
             .unwrap();
         assert!(listed.status.success());
@@ -182,36 +71,39 @@ async fn a_shared_x_display_reaches_the_other_peer() {
             "--screen",
             "display:0",
         ];
-        let mut a = Peer::spawn(
+        let mut a = spawn(
             &url,
             "screen-room",
             "a",
             &[&screen[..], &["--create"]].concat(),
-            Some(&x.display),
+            Some(x.display()),
         );
-        a.wait("joined", |v| v["type"] == "joined");
+        a.wait("joined", |v| v["type"] == "joined").unwrap();
         let watch = ["--video", "none", "--audio", "none", "--report-frames"];
-        let mut b = Peer::spawn(&url, "screen-room", "b", &watch, None);
-        let from = Peer::id("a");
-        let red = b.wait("a red screen from a", |v| {
-            v["type"] == "frame"
-                && v["peer"] == from.as_str()
-                && v["kind"] == "screen"
-                && yuv_near(v, RED, 6.0)
-        });
+        let mut b = spawn(&url, "screen-room", "b", &watch, None);
+        let from = test_peer_id("a");
+        let red = b
+            .wait("a red screen from a", |v| {
+                v["type"] == "frame"
+                    && v["peer"] == from.as_str()
+                    && v["kind"] == "screen"
+                    && yuv_near(v, RED, 6.0)
+            })
+            .unwrap();
         assert_eq!(
             (red["width"].as_u64(), red["height"].as_u64()),
             (Some(320), Some(240))
         );
         // The screen changes: the change arrives.
         let mark = b.mark();
-        x.solid("#0000ff");
+        x.xsetroot(&["-solid", "#0000ff"]).unwrap();
         b.wait_from(mark, "a blue screen from a", |v| {
             v["type"] == "frame"
                 && v["peer"] == from.as_str()
                 && v["kind"] == "screen"
                 && yuv_near(v, BLUE, 6.0)
-        });
+        })
+        .unwrap();
     })
     .await;
 }
@@ -222,7 +114,7 @@ async fn missing_devices_cost_only_their_stream() {
     let url = server.url();
     blocking(move || {
         // No camera on this machine, no X display: both are reported, the synthetic audio goes.
-        let mut a = Peer::spawn(
+        let mut a = spawn(
             &url,
             "nodev-room",
             "a",
@@ -237,10 +129,12 @@ async fn missing_devices_cost_only_their_stream() {
             ],
             None,
         );
-        let video = a.wait("camera unavailable", |v| {
-            v["type"] == "device_unavailable"
-                && v["message"].as_str().unwrap_or("").starts_with("video")
-        });
+        let video = a
+            .wait("camera unavailable", |v| {
+                v["type"] == "device_unavailable"
+                    && v["message"].as_str().unwrap_or("").starts_with("video")
+            })
+            .unwrap();
         assert!(
             video["message"]
                 .as_str()
@@ -248,10 +142,12 @@ async fn missing_devices_cost_only_their_stream() {
                 .contains("no camera found"),
             "{video}"
         );
-        let screen = a.wait("display unavailable", |v| {
-            v["type"] == "device_unavailable"
-                && v["message"].as_str().unwrap_or("").starts_with("screen")
-        });
+        let screen = a
+            .wait("display unavailable", |v| {
+                v["type"] == "device_unavailable"
+                    && v["message"].as_str().unwrap_or("").starts_with("screen")
+            })
+            .unwrap();
         assert!(
             screen["message"]
                 .as_str()
@@ -259,23 +155,26 @@ async fn missing_devices_cost_only_their_stream() {
                 .contains("no screen to capture"),
             "{screen}"
         );
-        a.wait("joined", |v| v["type"] == "joined");
-        let mut b = Peer::spawn(
+        a.wait("joined", |v| v["type"] == "joined").unwrap();
+        let mut b = spawn(
             &url,
             "nodev-room",
             "b",
             &["--video", "none", "--audio", "none"],
             None,
         );
-        let from = Peer::id("a");
+        let from = test_peer_id("a");
         b.wait("a's audio", |v| {
             v["type"] == "stats"
                 && v["peer"] == from.as_str()
                 && v["audio_frames_played"].as_u64() > Some(10)
-        });
-        let joined = b.wait("a as a member", |v| {
-            v["type"] == "member_joined" && v["peer"] == from.as_str()
-        });
+        })
+        .unwrap();
+        let joined = b
+            .wait("a as a member", |v| {
+                v["type"] == "member_joined" && v["peer"] == from.as_str()
+            })
+            .unwrap();
         assert_eq!(joined["streams"]["video"], false, "{joined}");
         assert_eq!(joined["streams"]["screen"], false, "{joined}");
         assert_eq!(joined["streams"]["audio"], true, "{joined}");
@@ -293,7 +192,7 @@ async fn missing_devices_cost_only_their_stream() {
             .iter()
             .all(|m| m["id"] == "alsa:null");
         if no_sound_card {
-            let mut c = Peer::spawn(
+            let mut c = spawn(
                 &url,
                 "nodev-room",
                 "c",
@@ -301,21 +200,24 @@ async fn missing_devices_cost_only_their_stream() {
                 None,
             );
             for kind in ["audio: ", "speaker: "] {
-                let ev = c.wait(kind, |v| {
-                    v["type"] == "device_unavailable"
-                        && v["message"].as_str().unwrap_or("").starts_with(kind)
-                });
+                let ev = c
+                    .wait(kind, |v| {
+                        v["type"] == "device_unavailable"
+                            && v["message"].as_str().unwrap_or("").starts_with(kind)
+                    })
+                    .unwrap();
                 assert!(
                     ev["message"].as_str().unwrap().contains("not available"),
                     "{ev}"
                 );
             }
-            c.wait("joined", |v| v["type"] == "joined");
+            c.wait("joined", |v| v["type"] == "joined").unwrap();
             c.wait("a's audio", |v| {
                 v["type"] == "stats"
                     && v["peer"] == from.as_str()
                     && v["audio_frames_played"].as_u64() > Some(10)
-            });
+            })
+            .unwrap();
         }
 
         // A flag naming no kind of device is refused in words, before anything starts.

@@ -9,13 +9,10 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-#[path = "support/events.rs"]
-mod events;
-
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use events::Events;
+use harness::{huddle_peer, test_peer_id};
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
 use serde_json::Value;
@@ -50,40 +47,32 @@ fn ip(args: &[&str]) {
 
 struct Peer {
     name: String,
-    child: Child,
-    events: Events,
+    peer: harness::Peer,
 }
 
 impl Peer {
     fn spawn(db: &str, name: &str, extra: &[&str]) -> Peer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_huddle-peer"))
-            .args(["--db", db, "--room", "outage", "--name", name])
-            .args(["--peer-id", &Peer::id(name)])
-            .args(["--loopback", "--size", "320x180", "--fps", "15"])
+        let bin = env!("CARGO_BIN_EXE_huddle-peer").as_ref();
+        let mut cmd = huddle_peer(bin, db, "outage", name, &Peer::id(name));
+        cmd.args(["--size", "320x180", "--fps", "15"])
             .args(["--audio", "none"])
             // Presence outlives the outages: a repaired connection, not a rejoin, is the point.
             .args(["--heartbeat-ms", "500", "--expiry-ms", "60000"])
             .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let events = Events::follow(name, child.stdout.take().unwrap());
+            .stderr(Stdio::inherit());
         Peer {
             name: name.to_owned(),
-            child,
-            events,
+            peer: harness::Peer::start(&Peer::id(name), &mut cmd).unwrap(),
         }
     }
 
     fn id(name: &str) -> String {
-        format!("{name}-0000000")
+        test_peer_id(name)
     }
 
     /// Takes in every line printed so far; the index after them marks "from now on".
     fn mark(&mut self) -> usize {
-        self.events.mark()
+        self.peer.mark()
     }
 
     /// Waits up to `within` for an event from index `from` on matching `pred`.
@@ -94,24 +83,17 @@ impl Peer {
         what: &str,
         pred: impl Fn(&Value) -> bool,
     ) -> Value {
-        self.events.wait_from(from, within, what, pred)
+        self.peer.wait_within(from, within, what, pred).unwrap()
     }
 
     /// Stats about `other` from index `from` on.
     fn stats_from<'a>(&'a self, from: usize, other: &'a str) -> impl Iterator<Item = &'a Value> {
         let id = Peer::id(other);
-        self.events
-            .seen
+        self.peer
+            .seen()
             .iter()
             .skip(from)
             .filter(move |v| v["type"] == "stats" && v["peer"] == id.as_str())
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -161,8 +143,8 @@ fn outage_and_recovery(peers: &mut [&mut Peer; 2], outage: Duration, bound: Dura
         assert!(f(last, "intact_fps") >= MIN_FPS, "{}: {last}", p.name);
         let id = Peer::id(other);
         let rejoins: Vec<&Value> = p
-            .events
-            .seen
+            .peer
+            .seen()
             .iter()
             .filter(|v| {
                 (v["type"] == "member_left" || v["type"] == "member_joined")
@@ -190,15 +172,7 @@ fn outages_are_repaired_without_a_rejoin_and_video_comes_back_intact() {
         .enable_all()
         .build()
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let server = runtime.block_on(async {
-        let mut config =
-            rtdb::ServerConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_owned());
-        config.rules_file = Some(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../database.rules.json"),
-        );
-        rtdb::Server::start(config).await.unwrap()
-    });
+    let (_dir, server) = runtime.block_on(harness::in_process_db()).unwrap();
     let url = server.url();
     let mut a = Peer::spawn(&url, "a", &["--create"]);
     a.wait_from(0, Duration::from_secs(30), "joined", |v| {
@@ -221,8 +195,8 @@ fn outages_are_repaired_without_a_rejoin_and_video_comes_back_intact() {
     );
     for p in [&a, &b] {
         assert!(
-            p.events
-                .seen
+            p.peer
+                .seen()
                 .iter()
                 .any(|v| v["type"] == "connection" && v["state"] == "disconnected"),
             "{}: the outage went unnoticed",

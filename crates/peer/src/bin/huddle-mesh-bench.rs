@@ -8,14 +8,14 @@
 //!
 //! Every phase is bounded and stops its processes. Build first: `cargo build --release -p rtdb -p peer`.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Parser;
+use harness::process::{sibling_binary, ticks_to_secs};
+use harness::{huddle_peer, Db, Peer};
 use serde_json::Value;
 
 /// Benchmarks Huddle calls on loopback.
@@ -42,8 +42,8 @@ struct Args {
     codec: String,
 }
 
-fn sibling(name: &str) -> anyhow::Result<PathBuf> {
-    let p = std::env::current_exe()?.with_file_name(name);
+fn sibling(name: &str) -> anyhow::Result<std::path::PathBuf> {
+    let p = sibling_binary(name);
     if !p.exists() {
         bail!(
             "{} not found: build it first (cargo build --release -p rtdb -p peer)",
@@ -53,134 +53,39 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     Ok(p)
 }
 
-struct Db {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
+fn start_db() -> anyhow::Result<Db> {
+    Ok(Db::start(&sibling("huddle-db")?)?)
 }
 
-impl Db {
-    fn start() -> anyhow::Result<Db> {
-        let dir = tempfile::tempdir()?;
-        let mut child = Command::new(sibling("huddle-db")?)
-            .args(["--listen", "127.0.0.1:0", "--data"])
-            .arg(dir.path())
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .context("no address")?
-            .to_owned();
-        Ok(Db {
-            child,
-            url,
-            _dir: dir,
-        })
-    }
+fn id(name: &str) -> String {
+    format!("{name}-bench-id")
 }
 
-impl Drop for Db {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn spawn(db: &str, room: &str, name: &str, extra: &[&str]) -> anyhow::Result<Peer> {
+    let bin = sibling("huddle-peer")?;
+    let mut cmd = huddle_peer(Path::new(&bin), db, room, name, &id(name));
+    cmd.args(extra)
+        .env("RUST_LOG", "error")
+        .stderr(Stdio::inherit());
+    Ok(Peer::start(&id(name), &mut cmd)?.with_bound(LIMIT))
 }
 
-struct Peer {
-    child: Child,
-    lines: mpsc::Receiver<Value>,
+/// Everything `p` prints within `d`.
+fn collect(p: &mut Peer, d: Duration) -> Vec<Value> {
+    let from = p.mark();
+    std::thread::sleep(d);
+    let to = p.mark();
+    p.seen()[from..to].to_vec()
 }
 
-impl Peer {
-    fn spawn(db: &str, room: &str, name: &str, extra: &[&str]) -> anyhow::Result<Peer> {
-        let mut child = Command::new(sibling("huddle-peer")?)
-            .args([
-                "--db",
-                db,
-                "--room",
-                room,
-                "--name",
-                name,
-                "--peer-id",
-                &format!("{name}-bench-id"),
-            ])
-            .args(["--loopback"])
-            .args(extra)
-            .env("RUST_LOG", "error")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let out = child.stdout.take().context("stdout")?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if tx.send(v).is_err() {
-                        return;
-                    }
-                }
-            }
-        });
-        Ok(Peer { child, lines: rx })
-    }
-
-    /// Waits (up to `limit`) for an event matching `pred`.
-    fn wait(&self, limit: Duration, pred: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
-        let deadline = Instant::now() + limit;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(v) if pred(&v) => return Ok(v),
-                Ok(_) => {}
-                Err(_) => bail!("no expected event within {limit:?}"),
-            }
-        }
-    }
-
-    /// Everything printed within `d`.
-    fn collect(&self, d: Duration) -> Vec<Value> {
-        let deadline = Instant::now() + d;
-        let mut out = Vec::new();
-        while let Ok(v) = self
-            .lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
-            out.push(v);
-        }
-        out
-    }
-
-    fn cpu_secs(&self) -> anyhow::Result<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).context("bad stat")?;
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let u: f64 = f.get(11).context("utime")?.parse()?;
-        let s: f64 = f.get(12).context("stime")?.parse()?;
-        Ok((u + s) / 100.0)
-    }
-
-    fn leave(mut self) {
-        if let Some(stdin) = self.child.stdin.as_mut() {
-            let _ = writeln!(stdin, "leave");
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+fn cpu_secs(p: &Peer) -> f64 {
+    ticks_to_secs(p.cpu_ticks())
 }
 
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// Leaves (bounded): a peer that does not go in time is killed when dropped.
+fn leave(mut p: Peer) {
+    if let Err(e) = p.leave(Duration::from_secs(5)) {
+        eprintln!("{e}");
     }
 }
 
@@ -211,21 +116,21 @@ fn first_frame_ms(v: &Value) -> Option<f64> {
 const LIMIT: Duration = Duration::from_secs(30);
 
 fn bench_join(joins: usize, codec: &str) -> anyhow::Result<()> {
-    let db = Db::start()?;
+    let db = start_db()?;
     let small = ["--size", "320x180", "--fps", "30", "--codec", codec];
-    let host = Peer::spawn(
-        &db.url,
+    let mut host = spawn(
+        db.url(),
         "join",
         "host",
         &[&["--create"][..], &small].concat(),
     )?;
-    host.wait(LIMIT, |v| v["type"] == "joined")?;
+    host.wait("joined", |v| v["type"] == "joined")?;
     let mut times = Vec::new();
     for i in 0..joins {
-        let p = Peer::spawn(&db.url, "join", &format!("j{i}"), &small)?;
-        let ev = p.wait(LIMIT, |v| first_frame_ms(v).is_some())?;
+        let mut p = spawn(db.url(), "join", &format!("j{i}"), &small)?;
+        let ev = p.wait("first frame", |v| first_frame_ms(v).is_some())?;
         times.push(first_frame_ms(&ev).unwrap_or(f64::NAN));
-        p.leave();
+        leave(p);
     }
     let all = times
         .iter()
@@ -241,27 +146,32 @@ fn bench_join(joins: usize, codec: &str) -> anyhow::Result<()> {
 }
 
 fn bench_six(codec: &str) -> anyhow::Result<()> {
-    let db = Db::start()?;
+    let db = start_db()?;
     let small = [
         "--size", "320x180", "--fps", "15", "--audio", "none", "--codec", codec,
     ];
     let mut resident = Vec::new();
     for i in 0..5 {
         let create: &[&str] = if i == 0 { &["--create"] } else { &[] };
-        let p = Peer::spawn(&db.url, "six", &format!("r{i}"), &[create, &small].concat())?;
-        p.wait(LIMIT, |v| v["type"] == "joined")?;
+        let mut p = spawn(
+            db.url(),
+            "six",
+            &format!("r{i}"),
+            &[create, &small].concat(),
+        )?;
+        p.wait("joined", |v| v["type"] == "joined")?;
         resident.push(p);
     }
     // Let the five settle into their 10 connections.
-    resident[4].collect(Duration::from_secs(3));
-    let last = Peer::spawn(&db.url, "six", "last", &small)?;
+    std::thread::sleep(Duration::from_secs(3));
+    let mut last = spawn(db.url(), "six", "last", &small)?;
     let mut seen = std::collections::BTreeMap::new();
-    while seen.len() < 5 {
-        let ev = last.wait(LIMIT, |v| first_frame_ms(v).is_some())?;
-        seen.insert(
-            ev["peer"].as_str().unwrap_or_default().to_owned(),
-            first_frame_ms(&ev).unwrap_or(f64::NAN),
-        );
+    for i in 0..5 {
+        let from = id(&format!("r{i}"));
+        let ev = last.wait(&format!("first frame from {from}"), |v| {
+            first_frame_ms(v).is_some() && v["peer"] == from.as_str()
+        })?;
+        seen.insert(from, first_frame_ms(&ev).unwrap_or(f64::NAN));
     }
     let worst = seen.values().copied().fold(0.0, f64::max);
     println!(
@@ -271,15 +181,15 @@ fn bench_six(codec: &str) -> anyhow::Result<()> {
 }
 
 fn bench_latency(size: &str, seconds: u64, codec: &str) -> anyhow::Result<()> {
-    let db = Db::start()?;
+    let db = start_db()?;
     let args = [
         "--size", size, "--fps", "30", "--audio", "none", "--codec", codec,
     ];
-    let a = Peer::spawn(&db.url, "lat", "a", &[&["--create"][..], &args].concat())?;
-    a.wait(LIMIT, |v| v["type"] == "joined")?;
-    let b = Peer::spawn(&db.url, "lat", "b", &args)?;
-    b.wait(LIMIT, |v| first_frame_ms(v).is_some())?;
-    let events = b.collect(Duration::from_secs(seconds));
+    let mut a = spawn(db.url(), "lat", "a", &[&["--create"][..], &args].concat())?;
+    a.wait("joined", |v| v["type"] == "joined")?;
+    let mut b = spawn(db.url(), "lat", "b", &args)?;
+    b.wait("first frame", |v| first_frame_ms(v).is_some())?;
+    let events = collect(&mut b, Duration::from_secs(seconds));
     let mut lat: Vec<f64> = events
         .iter()
         .filter(|v| v["type"] == "stats")
@@ -297,21 +207,24 @@ fn bench_latency(size: &str, seconds: u64, codec: &str) -> anyhow::Result<()> {
 
 fn bench_cpu(size: &str, seconds: u64, max_peers: usize, codec: &str) -> anyhow::Result<()> {
     for n in (2..=max_peers).filter(|n| *n == 2 || *n == 3 || *n == max_peers) {
-        let db = Db::start()?;
+        let db = start_db()?;
         let args = ["--size", size, "--fps", "30", "--codec", codec];
-        let measured = Peer::spawn(&db.url, "cpu", "m", &[&["--create"][..], &args].concat())?;
-        measured.wait(LIMIT, |v| v["type"] == "joined")?;
+        let mut measured = spawn(db.url(), "cpu", "m", &[&["--create"][..], &args].concat())?;
+        measured.wait("joined", |v| v["type"] == "joined")?;
         let mut others = Vec::new();
         for i in 0..n - 1 {
-            others.push(Peer::spawn(&db.url, "cpu", &format!("o{i}"), &args)?);
+            others.push(spawn(db.url(), "cpu", &format!("o{i}"), &args)?);
         }
-        for _ in 0..n - 1 {
-            measured.wait(LIMIT, |v| first_frame_ms(v).is_some())?;
+        for i in 0..n - 1 {
+            let from = id(&format!("o{i}"));
+            measured.wait(&format!("first frame from {from}"), |v| {
+                first_frame_ms(v).is_some() && v["peer"] == from.as_str()
+            })?;
         }
-        measured.collect(Duration::from_secs(2));
-        let before = measured.cpu_secs()?;
-        let events = measured.collect(Duration::from_secs(seconds));
-        let used = (measured.cpu_secs()? - before) / seconds as f64;
+        std::thread::sleep(Duration::from_secs(2));
+        let before = cpu_secs(&measured);
+        let events = collect(&mut measured, Duration::from_secs(seconds));
+        let used = (cpu_secs(&measured) - before) / seconds as f64;
         let mean_fps = mean_stat(&events, "fps");
         println!(
             "CPU of one participant in a {n}-peer mesh ({size} 30 fps, sending to and decoding {} peers): {used:.2} CPU-s/s; mean received {mean_fps:.1} fps per peer",

@@ -14,20 +14,14 @@
 //!
 //! Needs `chromium` and `chromium-driver`; build first: `cargo build --release -p rtdb -p peer`.
 
-#[path = "../../tests/support/browser.rs"]
-mod browser;
-#[path = "../../tests/support/native.rs"]
-mod native;
-
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-use browser::{page_url, Browser};
+use anyhow::bail;
 use clap::Parser;
-use native::Native;
+use harness::browser::{self, page_url, Browser};
+use harness::process::{cpu_ticks, sibling_binary, ticks_to_secs};
+use harness::{huddle_peer, peer_stderr, Db, Peer as Native};
 use serde_json::Value;
 
 /// Benchmarks the web client against huddle-peer on loopback.
@@ -48,58 +42,14 @@ struct Args {
 const LIMIT: Duration = Duration::from_secs(40);
 const VIDEO: [&str; 4] = ["--size", "640x360", "--fps", "30"];
 
-struct Db {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Db {
-    fn start() -> anyhow::Result<Db> {
-        let dir = tempfile::tempdir()?;
-        let bin = browser::sibling_binary("huddle-db");
-        let mut child = Command::new(&bin)
-            .args(["--listen", "127.0.0.1:0", "--data"])
-            .arg(dir.path())
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::piped())
-            .spawn()
-            .with_context(|| {
-                format!(
-                    "{}: build it first (cargo build --release -p rtdb -p peer)",
-                    bin.display()
-                )
-            })?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .context("huddle-db printed no address")?
-            .to_owned();
-        Ok(Db {
-            child,
-            url,
-            _dir: dir,
-        })
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn start_db() -> anyhow::Result<Db> {
+    Ok(Db::start(&sibling_binary("huddle-db"))?)
 }
 
 fn native(db: &Db, room: &str, id: &str, args: &[&str]) -> anyhow::Result<Native> {
-    Native::spawn(
-        &browser::sibling_binary("huddle-peer"),
-        &db.url,
-        room,
-        id,
-        args,
-    )
+    let bin = sibling_binary("huddle-peer");
+    let mut cmd = huddle_peer(&bin, db.url(), room, id, id);
+    Ok(Native::start(id, cmd.args(args).stderr(peer_stderr()))?.with_bound(LIMIT))
 }
 
 fn pct(v: &[f64], p: f64) -> f64 {
@@ -123,30 +73,30 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 }
 
 async fn bench_join(joins: usize) -> anyhow::Result<()> {
-    let db = Db::start()?;
+    let db = start_db()?;
     let mut host = native(
         &db,
         "join",
         "host-bench-id",
         &[&["--create"][..], &VIDEO].concat(),
     )?;
-    blocking(|| host.wait("joined", LIMIT, |v| v["type"] == "joined"))?;
+    blocking(|| host.wait("joined", |v| v["type"] == "joined"))?;
     // Joiners have larger ids than the host, so the host offers in both series.
     let mut ours = Vec::new();
     for i in 0..joins {
         let mut p = native(&db, "join", &format!("j{i}-bench-id"), &VIDEO)?;
         let ev = blocking(|| {
-            p.wait("first frame", LIMIT, |v| {
+            p.wait("first frame", |v| {
                 v["type"] == "first_frame" && v["kind"] == "video"
             })
         })?;
         ours.push(ev["ms_since_join"].as_f64().unwrap_or(f64::NAN));
         p.send("leave")?;
-        blocking(|| p.wait("left", LIMIT, |v| v["type"] == "left"))?;
+        blocking(|| p.wait("left", |v| v["type"] == "left"))?;
     }
     let url = format!(
         "{}/web/?peer=w-browser-bench-id&loopback=1&w=640&h=360&fps=30",
-        db.url
+        db.url()
     );
     let b = Browser::open(&url).await?;
     let mut chromium = Vec::new();
@@ -191,37 +141,32 @@ fn five(db: &Db) -> anyhow::Result<Vec<Native>> {
             &format!("o{i}-bench-id"),
             &[create, &VIDEO].concat(),
         )?;
-        blocking(|| p.wait("joined", LIMIT, |v| v["type"] == "joined"))?;
+        blocking(|| p.wait("joined", |v| v["type"] == "joined"))?;
         out.push(p);
     }
     Ok(out)
-}
-
-fn ticks_to_secs(t: u64) -> f64 {
-    t as f64 / 100.0
 }
 
 async fn bench_cpu(seconds: u64) -> anyhow::Result<()> {
     let window = Duration::from_secs(seconds);
     // Our participant.
     let ours = {
-        let db = Db::start()?;
+        let db = start_db()?;
         let _others = five(&db)?;
         let mut m = native(&db, "cpu", "m-bench-id", &VIDEO)?;
         for _ in 0..5 {
-            blocking(|| m.wait("first frames", LIMIT, |v| v["type"] == "first_frame"))?;
+            blocking(|| m.wait("first frames", |v| v["type"] == "first_frame"))?;
         }
         blocking(|| std::thread::sleep(Duration::from_secs(2))); // past the join burst
         let mark = m.mark();
-        let before = browser::cpu_ticks(m.child.id());
+        let before = m.cpu_ticks();
         let start = Instant::now();
         blocking(|| std::thread::sleep(window));
-        let used = ticks_to_secs(browser::cpu_ticks(m.child.id()) - before)
-            / start.elapsed().as_secs_f64();
+        let used = ticks_to_secs(m.cpu_ticks() - before) / start.elapsed().as_secs_f64();
         let end = m.mark();
         // Mean received fps per peer over the window, from the once-a-second stats.
         let mut per_peer: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-        for v in m.seen[mark..end].iter().filter(|v| v["type"] == "stats") {
+        for v in m.seen()[mark..end].iter().filter(|v| v["type"] == "stats") {
             if let (Some(p), Some(f)) = (v["peer"].as_str(), v["fps"].as_f64()) {
                 per_peer.entry(p.to_owned()).or_default().push(f);
             }
@@ -237,10 +182,10 @@ async fn bench_cpu(seconds: u64) -> anyhow::Result<()> {
         used
     };
     // Chromium in the same place.
-    let db = Db::start()?;
+    let db = start_db()?;
     let _others = five(&db)?;
     let b = Browser::open(&page_url(
-        &db.url,
+        db.url(),
         "cpu",
         "web",
         "m-bench-id",
@@ -257,13 +202,13 @@ async fn bench_cpu(seconds: u64) -> anyhow::Result<()> {
     blocking(|| std::thread::sleep(Duration::from_secs(2)));
     let at_start = b.state().await?;
     let pids = b.chromium_pids();
-    let before: BTreeMap<u32, u64> = pids.iter().map(|&p| (p, browser::cpu_ticks(p))).collect();
+    let before: BTreeMap<u32, u64> = pids.iter().map(|&p| (p, cpu_ticks(p))).collect();
     let start = Instant::now();
     blocking(|| std::thread::sleep(window));
     let secs = start.elapsed().as_secs_f64();
     let mut by_type: BTreeMap<String, f64> = BTreeMap::new();
     for (&pid, &t0) in &before {
-        let used = ticks_to_secs(browser::cpu_ticks(pid).saturating_sub(t0)) / secs;
+        let used = ticks_to_secs(cpu_ticks(pid).saturating_sub(t0)) / secs;
         *by_type.entry(browser::chromium_type(pid)).or_default() += used;
     }
     let total: f64 = by_type.values().sum();
@@ -314,14 +259,14 @@ async fn bench_cpu(seconds: u64) -> anyhow::Result<()> {
 }
 
 async fn bench_latency(seconds: u64) -> anyhow::Result<()> {
-    let db = Db::start()?;
+    let db = start_db()?;
     let mut a = native(
         &db,
         "lat",
         "a-bench-id",
         &[&["--create"][..], &VIDEO, &["--audio", "none"][..]].concat(),
     )?;
-    blocking(|| a.wait("joined", LIMIT, |v| v["type"] == "joined"))?;
+    blocking(|| a.wait("joined", |v| v["type"] == "joined"))?;
     let mut n = native(
         &db,
         "lat",
@@ -329,7 +274,7 @@ async fn bench_latency(seconds: u64) -> anyhow::Result<()> {
         &[&VIDEO[..], &["--audio", "none"][..]].concat(),
     )?;
     let b = Browser::open(&page_url(
-        &db.url,
+        db.url(),
         "lat",
         "web",
         "w-bench-id",
@@ -343,7 +288,7 @@ async fn bench_latency(seconds: u64) -> anyhow::Result<()> {
     .await?;
     for p in [&mut a, &mut n] {
         blocking(|| {
-            p.wait("browser video", LIMIT, |v| {
+            p.wait("browser video", |v| {
                 v["type"] == "first_frame" && v["peer"] == "w-bench-id"
             })
         })?;
@@ -360,7 +305,7 @@ async fn bench_latency(seconds: u64) -> anyhow::Result<()> {
     }
     let samples = |p: &mut Native, mark: usize, from: &str| -> Vec<f64> {
         p.mark();
-        p.seen[mark..]
+        p.seen()[mark..]
             .iter()
             .filter(|v| v["type"] == "stats" && v["peer"] == from)
             .filter_map(|v| v["latency_ms"].as_f64())

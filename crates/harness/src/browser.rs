@@ -1,22 +1,21 @@
-//! Headless Debian Chromium as a Huddle participant, driven over WebDriver (`chromedriver`),
-//! shared by the interop tests and `huddle-web-bench`.
+//! Headless Debian Chromium as a Huddle participant, driven over WebDriver (`chromedriver`):
+//! the interop tests and `huddle-web-bench`.
 //!
 //! Chromium reaches nothing but loopback: every host name except 127.0.0.1 resolves to nothing,
 //! background networking is off, and the page runs with `loopback=1`, so it signals only its
 //! 127.0.0.1 candidates and ignores any other, which makes every ICE destination 127.0.0.1.
 //! Waiting is done by polling the page's `window.huddle` state with a bound, never by sleeping.
 
-#![allow(dead_code)] // each user (test file, bench) takes what it needs
-
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context};
 use serde_json::{json, Value};
 
-/// The flags of `shared/platform-notes.md` plus what keeps Chromium off the network.
+use crate::process::{descendants, free_port, kill_all};
+use crate::{Error, Proc};
+
+/// Headless with fake camera, microphone and screen picker that need no click, WebRTC allowed on
+/// loopback and no GPU (none on a test machine), plus what keeps Chromium off the network.
 pub fn chromium_args(profile: &std::path::Path) -> Vec<String> {
     [
         "--headless=new",
@@ -48,13 +47,10 @@ pub fn chromium_args(profile: &std::path::Path) -> Vec<String> {
     .collect()
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 /// One Chromium with one tab, behind its own chromedriver. Dropping it ends both.
 pub struct Browser {
-    driver: Child,
+    /// chromedriver; Chromium's processes are below it, and go with it.
+    driver: Proc,
     base: String,
     session: String,
     http: reqwest::Client,
@@ -63,19 +59,17 @@ pub struct Browser {
 
 impl Browser {
     /// Starts chromedriver and Chromium, and opens `url`.
-    pub async fn open(url: &str) -> anyhow::Result<Browser> {
+    pub async fn open(url: &str) -> Result<Browser, Error> {
         let port = free_port()?;
-        let driver =
+        let driver = Proc::spawn(
             Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()))
                 .arg(format!("--port={port}"))
                 .arg("--allowed-ips=127.0.0.1")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .context(
-                    "cannot start chromedriver (install chromium-driver: scripts/install-deps.sh)",
-                )?;
+                .stderr(Stdio::null()),
+            "Debian package chromium-driver; scripts/install-deps.sh installs it",
+        )?;
         let profile = tempfile::Builder::new()
             .prefix("huddle-chromium-")
             .tempdir()?;
@@ -97,7 +91,12 @@ impl Browser {
                 .await
             {
                 Ok(r) if r.status().is_success() => break,
-                _ if Instant::now() > deadline => bail!("chromedriver did not come up"),
+                _ if Instant::now() > deadline => {
+                    return Err(Error::Unexpected {
+                        program: "chromedriver".to_owned(),
+                        problem: "did not answer /status within 20 s".to_owned(),
+                    })
+                }
                 _ => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
@@ -109,31 +108,30 @@ impl Browser {
         let v = browser.call("POST", "/session", Some(caps)).await?;
         browser.session = v["sessionId"]
             .as_str()
-            .ok_or_else(|| anyhow!("no session id in {v}"))?
+            .ok_or_else(|| Error::WebDriver {
+                path: "/session".to_owned(),
+                message: format!("no session id in {v}"),
+            })?
             .to_owned();
         browser.navigate(url).await?;
         Ok(browser)
     }
 
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, Error> {
         let url = format!("{}{}", self.base, path);
         let req = match method {
             "POST" => self.http.post(&url).json(&body.unwrap_or(json!({}))),
             "DELETE" => self.http.delete(&url),
             _ => self.http.get(&url),
         };
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("WebDriver {path}"))?;
+        let resp = req.send().await?;
         let ok = resp.status().is_success();
         let v: Value = resp.json().await?;
         if !ok {
-            bail!(
-                "WebDriver {path}: {}: {}",
-                v["value"]["error"],
-                v["value"]["message"]
-            );
+            return Err(Error::WebDriver {
+                path: path.to_owned(),
+                message: format!("{}: {}", v["value"]["error"], v["value"]["message"]),
+            });
         }
         Ok(v["value"].clone())
     }
@@ -143,7 +141,7 @@ impl Browser {
     }
 
     /// Loads `url` in the tab.
-    pub async fn navigate(&self, url: &str) -> anyhow::Result<()> {
+    pub async fn navigate(&self, url: &str) -> Result<(), Error> {
         self.call(
             "POST",
             &self.session_path("/url"),
@@ -154,7 +152,7 @@ impl Browser {
     }
 
     /// Runs `body` (a function body: `return ...`; may be async) in the page.
-    pub async fn eval(&self, body: &str) -> anyhow::Result<Value> {
+    pub async fn eval(&self, body: &str) -> Result<Value, Error> {
         self.call(
             "POST",
             &self.session_path("/execute/sync"),
@@ -164,7 +162,7 @@ impl Browser {
     }
 
     /// The page's `window.huddle.snapshot()`.
-    pub async fn state(&self) -> anyhow::Result<Value> {
+    pub async fn state(&self) -> Result<Value, Error> {
         self.eval("return window.huddle ? window.huddle.snapshot() : null")
             .await
     }
@@ -175,7 +173,7 @@ impl Browser {
         what: &str,
         timeout: Duration,
         pred: impl Fn(&Value) -> bool,
-    ) -> anyhow::Result<Value> {
+    ) -> Result<Value, Error> {
         let deadline = Instant::now() + timeout;
         loop {
             let s = self.state().await?;
@@ -189,7 +187,12 @@ impl Browser {
                     .eval("return window.huddle ? window.huddle.links() : null")
                     .await
                     .unwrap_or_else(|e| Value::String(e.to_string()));
-                bail!("browser: no {what} within {timeout:?}; state: {s:#}; links: {links:#}");
+                return Err(Error::TimedOut {
+                    who: "browser".to_owned(),
+                    what: what.to_owned(),
+                    within: timeout,
+                    seen: format!("state: {s:#}; links: {links:#}"),
+                });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -202,61 +205,8 @@ impl Browser {
 
     /// Ends the browser abruptly (SIGKILL, no `pagehide`): a crash or a closed laptop.
     pub fn kill_chromium(&mut self) {
-        for pid in self.chromium_pids() {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-        }
+        kill_all(&self.chromium_pids());
     }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        self.kill_chromium();
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
-}
-
-/// Every process below `root` (not `root` itself), from /proc.
-pub fn descendants(root: u32) -> Vec<u32> {
-    let mut parent_of = Vec::new();
-    if let Ok(dir) = std::fs::read_dir("/proc") {
-        for entry in dir.flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            if let Some(ppid) = stat_field(pid, 1).and_then(|s| s.parse::<u32>().ok()) {
-                parent_of.push((pid, ppid));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    let mut frontier = vec![root];
-    while let Some(p) = frontier.pop() {
-        for &(child, parent) in &parent_of {
-            if parent == p && !out.contains(&child) {
-                out.push(child);
-                frontier.push(child);
-            }
-        }
-    }
-    out
-}
-
-/// Field `i` after the command (0 = state, 1 = ppid, 11 = utime, 12 = stime) of /proc/PID/stat.
-pub fn stat_field(pid: u32, i: usize) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = stat.rsplit_once(')')?.1;
-    after.split_whitespace().nth(i).map(str::to_owned)
-}
-
-/// CPU time (user + system) of `pid` in clock ticks.
-pub fn cpu_ticks(pid: u32) -> u64 {
-    let f = |i| {
-        stat_field(pid, i)
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    f(11) + f(12)
 }
 
 /// `--type=` of a Chromium process (`renderer`, `gpu-process`, `utility`, ...; `browser` if none).
@@ -281,21 +231,4 @@ pub fn chromium_type(pid: u32) -> String {
 /// The page URL for joining `room` on the database at `db` as `peer`.
 pub fn page_url(db: &str, room: &str, name: &str, peer: &str, extra: &str) -> String {
     format!("{db}/web/?room={room}&name={name}&peer={peer}&loopback=1{extra}")
-}
-
-/// Where a sibling binary of this executable is (`huddle-peer`, `huddle-db`).
-pub fn sibling_binary(name: &str) -> PathBuf {
-    let me = std::env::current_exe().unwrap_or_default();
-    let dir = me.parent().map(PathBuf::from).unwrap_or_default();
-    // Test executables live in target/<profile>/deps, binaries in target/<profile>.
-    for d in [
-        dir.clone(),
-        dir.parent().map(PathBuf::from).unwrap_or_default(),
-    ] {
-        let p = d.join(name);
-        if p.exists() {
-            return p;
-        }
-    }
-    dir.join(name)
 }

@@ -1,0 +1,20 @@
+//! huddle-db inside the test process, with the repository's rules: what the peer tests call a
+//! signaling server. In process it needs no binary built beforehand and starts in milliseconds.
+
+use std::path::Path;
+
+use crate::Error;
+
+/// Starts an rtdb server on a free loopback port with `database.rules.json` enforced. Keep the
+/// folder as long as the server: dropping it removes the data.
+pub async fn in_process_db() -> Result<(tempfile::TempDir, rtdb::Server), Error> {
+    let dir = tempfile::tempdir()?;
+    let mut config = rtdb::ServerConfig::new(
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        dir.path().to_owned(),
+    );
+    config.rules_file =
+        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../database.rules.json"));
+    let server = rtdb::Server::start(config).await?;
+    Ok((dir, server))
+}

@@ -1,0 +1,33 @@
+//! The one harness for tests and benchmarks that drive Huddle's processes: a `huddle-db`
+//! ([`Db`], or in process with the `rtdb` feature), `huddle-peer`s whose JSON event lines can be
+//! waited for ([`Peer`], [`Events`]), a virtual X display ([`Xvfb`]), and with the `browser`
+//! feature a headless Chromium ([`browser::Browser`]).
+//!
+//! Two rules hold everywhere: every wait has a bound, and when it runs out the error says what
+//! was awaited and what was seen instead; every process started here is killed (with whatever
+//! it started) when its value is dropped, so a failing test leaves nothing running.
+//!
+//! Events stay `serde_json::Value`s matched by predicates: the harness knows how to read JSON
+//! lines, not what huddle-peer's events are, so it does not change when they do.
+
+#![forbid(unsafe_code)]
+
+#[cfg(feature = "browser")]
+pub mod browser;
+mod db;
+#[cfg(feature = "rtdb")]
+mod db_in_process;
+mod error;
+mod events;
+mod peer;
+pub mod process;
+mod xvfb;
+
+pub use db::Db;
+#[cfg(feature = "rtdb")]
+pub use db_in_process::in_process_db;
+pub use error::Error;
+pub use events::{poll, Events};
+pub use peer::{huddle_peer, peer_stderr, test_peer, test_peer_id, Peer, DEFAULT_BOUND};
+pub use process::Proc;
+pub use xvfb::Xvfb;
