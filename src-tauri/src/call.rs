@@ -2,8 +2,9 @@
 //! reads while the call lasts (the engine's and the devices').
 
 use devices::{DeviceEvent, MicControl};
-use mesh::{MediaKind, Mesh, MeshEvent};
-use signal::room::StreamConfig;
+use media::MediaKind;
+use media::StreamConfig;
+use mesh::{Mesh, MeshEvent};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::error::UserError;

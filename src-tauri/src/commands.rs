@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use mesh::MediaKind;
+use media::MediaKind;
+use media::StreamConfig;
 use serde::Serialize;
-use signal::room::StreamConfig;
 use tauri::async_runtime::JoinHandle;
 use tauri::ipc::{Channel, InvokeResponseBody};
 use tauri::State;

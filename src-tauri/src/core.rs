@@ -16,8 +16,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use devices::{DeviceEvent, DeviceKind};
-use mesh::{MediaKind, Mesh, MeshConfig, MeshEvent, NetConfig};
-use signal::room::{JoinOptions, Privacy, Signaling, StreamConfig};
+use media::MediaKind;
+use media::StreamConfig;
+use mesh::{Mesh, MeshConfig, MeshEvent, NetConfig};
+use signal::room::{JoinOptions, Privacy, Signaling};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::call::{Call, CallInput, Joined};
@@ -591,9 +593,12 @@ impl Actor {
             })),
             audio_sink: speaker,
             video_codecs: if settings.prefer_h264 {
-                vec![mesh::VideoCodec::H264, mesh::VideoCodec::Vp8]
+                vec![
+                    media::codec::VideoCodec::H264,
+                    media::codec::VideoCodec::Vp8,
+                ]
             } else {
-                vec![mesh::VideoCodec::Vp8]
+                vec![media::codec::VideoCodec::Vp8]
             },
             ..MeshConfig::default()
         };

@@ -1,10 +1,11 @@
 //! Everything the backend tells the UI, in one typed stream: the names of all events live in
 //! this one enum (serialized as `{"type": "<snake_case name>", ...}`).
 
+use media::MediaKind;
+use media::StreamConfig;
 use mesh::event::GiveUpReason;
-use mesh::{MediaKind, MeshEvent, PeerStats};
+use mesh::{MeshEvent, PeerStats};
 use serde::Serialize;
-use signal::room::StreamConfig;
 
 use crate::settings::Settings;
 

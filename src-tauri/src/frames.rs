@@ -39,7 +39,7 @@ pub const SELF_VIDEO: &str = "self:video";
 pub const SELF_SCREEN: &str = "self:screen";
 
 /// The key of a peer's tile for one kind of video.
-pub fn key(peer: &str, kind: mesh::MediaKind) -> String {
+pub fn key(peer: &str, kind: media::MediaKind) -> String {
     format!("{}{}", peer_prefix(peer), kind.as_str())
 }
 

@@ -66,7 +66,7 @@ pub fn show<R: Runtime>(app: &AppHandle<R>, notice: &Notice) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use signal::room::StreamConfig;
+    use media::StreamConfig;
 
     #[test]
     fn arrivals_notify_only_when_the_window_is_in_the_background() {

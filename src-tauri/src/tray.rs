@@ -2,8 +2,8 @@
 //! window, quit. The menu's content and the meaning of each item are pure functions
 //! ([`entries`], [`action`]) so tests call them without a tray host.
 
-use mesh::MediaKind;
-use signal::room::StreamConfig;
+use media::MediaKind;
+use media::StreamConfig;
 use tauri::menu::{CheckMenuItem, IsMenuItem, Menu, MenuItem, PredefinedMenuItem, Submenu};
 use tauri::tray::TrayIconBuilder;
 use tauri::{AppHandle, Manager, Runtime};

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use signal::room::StreamConfig;
+use media::StreamConfig;
 
 use crate::events::{RoomView, UiEvent};
 use crate::settings::Settings;

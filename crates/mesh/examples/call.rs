@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use media::synthetic::SyntheticSources;
-use mesh::{MediaKind, Mesh, MeshConfig, MeshEvent, NetConfig, StreamConfig};
+use media::MediaKind;
+use media::StreamConfig;
+use mesh::{Mesh, MeshConfig, MeshEvent, NetConfig};
 use signal::room::{JoinOptions, Privacy, Signaling};
 use signal::rtdb::{ClientConfig, RtdbClient};
 

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use media::codec::VideoCodec;
 use media::source::Sources;
-use signal::room::{JoinOptions, RoomEvent, RoomHandle, Signaling, StreamConfig};
+use media::StreamConfig;
+use signal::room::{JoinOptions, RoomEvent, RoomHandle, Signaling};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::event::{MediaKind, MeshEvent, PeerStats};

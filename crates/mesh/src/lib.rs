@@ -29,10 +29,9 @@ pub mod retransmit;
 
 pub use engine::{Mesh, MeshConfig};
 pub use event::{MeshEvent, PeerStats};
-pub use media::codec::VideoCodec;
-pub use media::source::{AudioSink, SharedAudioSink, Sources};
-pub use media::{MediaKind, StreamConfig};
 pub use pc::{IceServer, NetConfig};
+
+use media::MediaKind;
 
 /// Errors of the engine, each saying what failed. Its `Display` is a whole sentence a user can
 /// be shown (the app shows only the top message), and the cause stays reachable through

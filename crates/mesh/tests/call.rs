@@ -12,8 +12,8 @@ use common::{
     h264_first, id, is_member_joined, is_member_left, is_streams_changed, is_track_removed,
     sending, track_added, Member,
 };
+use media::MediaKind::{Audio, Screen, Video};
 use mesh::event::LeaveReason;
-use mesh::MediaKind::{Audio, Screen, Video};
 use mesh::MeshEvent;
 
 /// Three members form a full mesh; a's camera goes off and on again (the others see the flag,

@@ -24,8 +24,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use common::{is_departure, is_ice_restart, is_link, is_member_joined, sending, Member};
+use media::MediaKind::Video;
 use mesh::negotiation::Link;
-use mesh::MediaKind::Video;
 use webrtc::runtime::mock::{MockUDPNetwork, MockUdpSocket};
 use webrtc::runtime::{
     AsyncInterval, AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, JoinHandle, RecvMeta, Runtime,

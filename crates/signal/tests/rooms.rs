@@ -9,10 +9,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::{pid, signaling, Peer, T};
+use media::StreamConfig;
 use serde_json::{json, Value};
 use signal::room::{
     Candidate, JoinOptions, LeaveReason, Privacy, RoomEvent, RoomListEvent, SignalError,
-    StreamConfig,
 };
 use signal::rtdb::{ClientConfig, RtdbClient};
 

@@ -151,7 +151,7 @@ async fn late_receiver_asks(codec: VideoCodec) {
         events,
         Instant::now(),
         None,
-        tokio::sync::watch::channel(signal::room::StreamConfig {
+        tokio::sync::watch::channel(media::StreamConfig {
             video: true,
             ..Default::default()
         })

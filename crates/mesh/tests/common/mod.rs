@@ -14,11 +14,14 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use media::codec::VideoCodec;
 use media::frame::AudioFrame;
+use media::source::AudioSink;
 use media::synthetic::SyntheticSources;
+use media::MediaKind;
+use media::StreamConfig;
 use mesh::event::LeaveReason;
-use mesh::{AudioSink, MediaKind, Mesh, MeshConfig, MeshEvent, NetConfig, PeerStats};
-use mesh::{StreamConfig, VideoCodec};
+use mesh::{Mesh, MeshConfig, MeshEvent, NetConfig, PeerStats};
 use signal::room::{JoinOptions, Privacy, Signaling, Timing};
 use signal::rtdb::{ClientConfig, RtdbClient};
 use tokio::sync::{mpsc, watch};

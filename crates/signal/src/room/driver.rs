@@ -11,11 +11,12 @@ use super::crypto::RoomKey;
 use super::envelope::{self, Route};
 use super::event::RoomEvent;
 use super::handle::{Command, Outgoing, RoomHandle};
-use super::model::{Occupant, StreamConfig, MAX_SDP};
+use super::model::{Occupant, MAX_SDP};
 use super::paths::{self, Kind};
 use super::state::{AcceptedCandidate, AcceptedSdp, Inbound, Member, Membership, RoomState};
 use super::{SignalError, Timing};
 use crate::rtdb::{ChildEvent, Conditional, RtdbClient, StreamEvent, Subscription};
+use media::StreamConfig;
 
 /// The room joined, as opened by [`Signaling::join`](super::Signaling::join).
 pub(super) struct Room {

@@ -1,7 +1,8 @@
 //! What a joined room tells its owner.
 
-use super::model::{Candidate, StreamConfig};
+use super::model::Candidate;
 use super::state::{LeaveReason, Member};
+use media::StreamConfig;
 
 /// What happens in a joined room, in order.
 #[derive(Clone, Debug, PartialEq)]

@@ -3,8 +3,9 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::model::{Candidate, StreamConfig};
+use super::model::Candidate;
 use super::SignalError;
+use media::StreamConfig;
 
 /// A message to another member.
 pub(super) enum Outgoing {

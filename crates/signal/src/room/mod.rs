@@ -3,7 +3,8 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), signal::room::SignalError> {
-//! use signal::room::{JoinOptions, Privacy, RoomEvent, Signaling, StreamConfig};
+//! use media::StreamConfig;
+//! use signal::room::{JoinOptions, Privacy, RoomEvent, Signaling};
 //! use signal::rtdb::{ClientConfig, RtdbClient};
 //! let db = RtdbClient::new(ClientConfig::new("http://127.0.0.1:9000"))?;
 //! let alice = Signaling::new(db, "alice-peer-id");
@@ -37,6 +38,7 @@ pub mod state;
 
 use std::time::Duration;
 
+use media::StreamConfig;
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
@@ -47,7 +49,7 @@ pub use error::SignalError;
 pub use event::RoomEvent;
 pub use handle::RoomHandle;
 pub use list::{DirectoryEvent, Listing, RoomDirectory, RoomList, RoomListEvent};
-pub use model::{Candidate, RecordError, RoomInfo, StreamConfig};
+pub use model::{Candidate, RecordError, RoomInfo};
 pub use paths::Kind;
 pub use state::{LeaveReason, Member};
 

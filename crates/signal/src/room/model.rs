@@ -1,7 +1,7 @@
 //! The JSON shapes of `docs/protocol.md`, and their checks: a node written by another client is
 //! only believed when it has the right types and sizes.
 
-pub use media::StreamConfig;
+use media::StreamConfig;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 

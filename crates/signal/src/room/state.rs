@@ -10,9 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use super::model::{CandidateRecord, Occupant, SdpRecord, StreamConfig};
+use super::model::{CandidateRecord, Occupant, SdpRecord};
 use super::paths::Kind;
 use crate::rtdb::ChildEvent;
+use media::StreamConfig;
 
 /// Another participant, as the room sees them.
 #[derive(Clone, Debug, PartialEq)]
