@@ -140,7 +140,6 @@ pub fn ui_stats(core: State<'_, Core>, reset: bool) -> Vec<TileStats> {
     core.frames.stats(reset)
 }
 
-/// The settings.
 #[tauri::command]
 pub fn get_settings(core: State<'_, Core>) -> Settings {
     core.settings()

@@ -44,7 +44,6 @@ pub struct Options {
 /// Where the app keeps its files.
 #[derive(Clone, Debug)]
 pub struct Folders {
-    /// The settings.
     pub config: PathBuf,
     /// The embedded database.
     pub data: PathBuf,

@@ -29,7 +29,9 @@ pub struct RoomView {
 #[non_exhaustive]
 pub enum UiEvent {
     /// The settings now (after load or save).
-    Settings { settings: Settings },
+    Settings {
+        settings: Settings,
+    },
     /// The database: connected or not, and where.
     Database {
         connected: bool,
@@ -41,7 +43,9 @@ pub enum UiEvent {
         message: Option<String>,
     },
     /// The room list changed (the whole list, sorted by name).
-    Rooms { rooms: Vec<RoomView> },
+    Rooms {
+        rooms: Vec<RoomView>,
+    },
     /// I am in a room.
     Joined {
         room: String,
@@ -60,18 +64,24 @@ pub enum UiEvent {
         reason: String,
     },
     /// What I send changed (from the UI, a shortcut or the tray).
-    LocalStreams { streams: StreamConfig },
-    /// Someone arrived.
+    LocalStreams {
+        streams: StreamConfig,
+    },
     MemberJoined {
         peer: String,
         name: String,
         /// What they send.
         streams: StreamConfig,
     },
-    /// Someone left.
-    MemberLeft { peer: String, reason: String },
+    MemberLeft {
+        peer: String,
+        reason: String,
+    },
     /// Someone started or stopped sending something.
-    StreamsChanged { peer: String, streams: StreamConfig },
+    StreamsChanged {
+        peer: String,
+        streams: StreamConfig,
+    },
     /// A remote track started or ended.
     Track {
         peer: String,
@@ -83,7 +93,10 @@ pub enum UiEvent {
         codec: Option<String>,
     },
     /// Connection state with a peer (`new`, `connecting`, `connected`, `disconnected`, `failed`).
-    Connection { peer: String, state: String },
+    Connection {
+        peer: String,
+        state: String,
+    },
     /// First picture from a peer.
     FirstFrame {
         peer: String,
@@ -100,12 +113,13 @@ pub enum UiEvent {
         level_dbfs: f32,
     },
     /// Receive statistics for a peer, every second.
-    Stats { peer: String, stats: PeerStats },
+    Stats {
+        peer: String,
+        stats: PeerStats,
+    },
     /// The call's signaling connection was lost or came back.
     Signaling {
-        /// Reachable now.
         connected: bool,
-        /// What happened.
         message: Option<String>,
     },
     /// An invitation arrived (deep link): the UI shows the pre-join screen for it.

@@ -51,7 +51,6 @@ pub fn peer_prefix(peer: &str) -> String {
 /// What the page drew from the last bundle.
 #[derive(Clone, Debug, Deserialize)]
 pub struct Drawn {
-    /// Tile key.
     pub key: String,
     /// Capture time of the drawn frame (from the bundle), if known.
     pub capture_ms: Option<f64>,
@@ -60,9 +59,7 @@ pub struct Drawn {
 /// Drawing figures of one tile, since the last reset.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct TileStats {
-    /// Tile key.
     pub key: String,
-    /// Frames drawn.
     pub drawn: u64,
     /// Frames drawn per second over the measured span.
     pub fps: f64,

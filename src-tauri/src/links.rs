@@ -7,7 +7,6 @@ use tauri::Url;
 /// An invitation, parsed from a link.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Invite {
-    /// Room id.
     pub room: String,
     /// The database holding the room, when the link names one.
     pub db: Option<String>,

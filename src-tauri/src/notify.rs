@@ -10,9 +10,7 @@ use crate::events::UiEvent;
 /// A notification to show.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Notice {
-    /// Title.
     pub title: String,
-    /// Body.
     pub body: String,
 }
 

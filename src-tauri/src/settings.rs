@@ -40,7 +40,6 @@ pub struct IceServerSetting {
     /// TURN user name.
     #[serde(default)]
     pub username: String,
-    /// TURN password.
     #[serde(default)]
     pub credential: String,
 }
@@ -59,7 +58,6 @@ pub struct Devices {
 /// A room joined lately, for the tray's quick-join and the home screen.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecentRoom {
-    /// Room id.
     pub id: String,
     /// Its display name.
     pub name: String,
@@ -83,7 +81,6 @@ pub struct Settings {
     pub database: Database,
     /// STUN/TURN servers; empty is fine on a LAN.
     pub ice_servers: Vec<IceServerSetting>,
-    /// Device choices.
     pub devices: Devices,
     /// Noise suppression on the microphone.
     pub noise_suppression: bool,

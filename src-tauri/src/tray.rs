@@ -53,7 +53,6 @@ pub enum Entry {
     Check(String, String, bool, bool),
     /// The recent rooms.
     Recent(Vec<(String, String)>),
-    /// A line.
     Separator,
 }
 

@@ -23,7 +23,6 @@ pub struct CameraMode {
     pub height: u32,
     /// Frames per second.
     pub fps: u32,
-    /// Pixel layout.
     pub format: PixelFormat,
 }
 
@@ -81,7 +80,6 @@ pub fn list() -> Result<Vec<(u32, String)>, MediaError> {
 /// One picture as a camera delivered it.
 #[derive(Clone, Debug)]
 pub struct Grabbed {
-    /// Its layout.
     pub format: PixelFormat,
     /// Width in pixels.
     pub width: u32,

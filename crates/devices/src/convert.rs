@@ -70,15 +70,12 @@ pub enum ConvertError {
     /// The buffer is smaller than the size and format say.
     #[error("a {format:?} picture of {width}x{height} needs {needed} bytes, got {got}")]
     ShortBuffer {
-        /// The format.
         format: PixelFormat,
         /// Width in pixels.
         width: u32,
         /// Height in pixels.
         height: u32,
-        /// Bytes needed.
         needed: usize,
-        /// Bytes given.
         got: usize,
     },
     /// The picture is too small to encode (under 2x2).
@@ -95,7 +92,6 @@ pub enum ConvertError {
 /// A captured picture in a device's own layout.
 #[derive(Clone, Copy, Debug)]
 pub struct RawPicture<'a> {
-    /// Its layout.
     pub format: PixelFormat,
     /// Width in pixels.
     pub width: u32,
@@ -103,7 +99,6 @@ pub struct RawPicture<'a> {
     pub height: u32,
     /// Bytes per row of a packed format (0: tightly packed). Ignored for planar and MJPEG.
     pub stride: usize,
-    /// The bytes.
     pub data: &'a [u8],
 }
 

@@ -9,9 +9,7 @@ use tokio::sync::broadcast;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceKind {
-    /// A camera.
     Camera,
-    /// A microphone.
     Microphone,
     /// Speakers or headphones.
     Speaker,
@@ -40,7 +38,6 @@ pub enum DeviceEvent {
     /// (`Mesh::set_stream(kind, false)`), which shows the camera-off tile to everyone. For a
     /// microphone the call keeps sending silence; for a speaker, nothing is heard.
     Lost {
-        /// Which kind.
         kind: DeviceKind,
         /// The device's name.
         name: String,
@@ -50,14 +47,12 @@ pub enum DeviceEvent {
     /// The audio system invalidated a stream (a sound server restart, a format change) and it
     /// was rebuilt; the call goes on.
     Rebuilt {
-        /// Which kind.
         kind: DeviceKind,
         /// The device now used.
         name: String,
     },
     /// A microphone or speaker switch mid-call took effect.
     Switched {
-        /// Which kind.
         kind: DeviceKind,
         /// The device now used.
         name: String,

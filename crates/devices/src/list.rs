@@ -19,9 +19,7 @@ pub struct DeviceInfo {
 /// The devices present now, by kind.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DeviceList {
-    /// Cameras.
     pub cameras: Vec<DeviceInfo>,
-    /// Microphones.
     pub microphones: Vec<DeviceInfo>,
     /// Speakers and headphones.
     pub speakers: Vec<DeviceInfo>,

@@ -56,7 +56,6 @@ impl MicControl {
         self.muted.store(muted, Ordering::Relaxed);
     }
 
-    /// Whether muted.
     pub fn is_muted(&self) -> bool {
         self.muted.load(Ordering::Relaxed)
     }

@@ -22,7 +22,6 @@ pub const PRIME: Duration = Duration::from_millis(40);
 /// Most audio kept queued; beyond it the oldest is dropped.
 pub const MAX_QUEUE: Duration = Duration::from_millis(200);
 
-/// Playback counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PlayoutStats {
     /// Device-rate samples played from the call.
@@ -112,7 +111,6 @@ impl PlayoutFifo {
         }
     }
 
-    /// Queued audio.
     pub fn queued(&self) -> Duration {
         Duration::from_micros(self.queue.len() as u64 * 1_000_000 / u64::from(self.rate.max(1)))
     }
@@ -179,7 +177,6 @@ impl Speaker {
         &self.name
     }
 
-    /// Playback counters.
     pub fn stats(&self) -> PlayoutStats {
         self.fifo.lock().stats()
     }

@@ -20,7 +20,6 @@ pub struct FrameSender(SyncSender<Result<VideoFrame, MediaError>>);
 /// What happened to a frame offered to the encoder.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Offer {
-    /// Taken.
     Sent,
     /// The encoder still has the previous one: this one was dropped.
     Busy,

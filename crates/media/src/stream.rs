@@ -8,11 +8,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MediaKind {
-    /// Microphone.
     Audio,
-    /// Camera.
     Video,
-    /// Screen share.
     Screen,
 }
 
@@ -62,7 +59,6 @@ pub struct StreamConfig {
 }
 
 impl StreamConfig {
-    /// Nothing on.
     pub const NONE: StreamConfig = StreamConfig {
         audio: false,
         video: false,

@@ -12,7 +12,6 @@ use rtc::interceptor::{BandwidthEstimator, EstimatorStats, Gcc, PacketReport};
 
 /// Lowest video bitrate we ask of the encoder.
 pub const MIN_VIDEO_KBPS: u32 = 50;
-/// Highest.
 pub const MAX_VIDEO_KBPS: u32 = 2_500;
 /// What audio and RTP/RTCP overhead take out of an estimate before video gets the rest.
 pub const RESERVED_KBPS: u32 = 64;

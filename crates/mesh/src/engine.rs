@@ -28,9 +28,7 @@ const FOLLOW_CONGESTION_EVERY: Duration = Duration::from_millis(200);
 /// How the engine runs.
 #[derive(Clone)]
 pub struct MeshConfig {
-    /// Network settings.
     pub net: NetConfig,
-    /// Connection repair.
     pub repair: RepairPolicy,
     /// Video frame rate.
     pub fps: u32,

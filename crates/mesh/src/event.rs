@@ -46,7 +46,6 @@ pub enum MeshEvent {
         /// This join's session id (a rejoin gets a new one).
         session: String,
     },
-    /// Someone arrived.
     MemberJoined {
         #[serde(rename = "peer")]
         peer_id: String,

@@ -36,7 +36,6 @@ pub enum SignalingState {
 pub enum Link {
     /// Not connected yet.
     New,
-    /// Connecting.
     Connecting,
     /// Media can flow.
     Connected,
@@ -71,7 +70,6 @@ pub enum GiveUpReason {
     NoRoute,
 }
 
-/// What happened.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Input {
     /// Tracks were added or removed locally (or the first offer is due).

@@ -56,7 +56,6 @@ pub struct IceServer {
     pub urls: Vec<String>,
     /// TURN user name.
     pub username: String,
-    /// TURN password.
     pub credential: String,
 }
 
@@ -103,9 +102,7 @@ impl PeerConnectionEventHandler for Handler {
 
 /// A PeerConnection just built, with what its owner reads from it.
 pub struct Built {
-    /// The connection.
     pub pc: Arc<dyn PeerConnection>,
-    /// Its callbacks.
     pub events: mpsc::UnboundedReceiver<PcEvent>,
     /// Its congestion estimate.
     pub estimate: Estimate,

@@ -53,15 +53,11 @@ pub enum PeerReport {
 
 /// Everything a peer task needs.
 pub struct PeerSetup {
-    /// Their id.
     pub peer_id: String,
-    /// My id.
     pub me: String,
     /// The room's signaling.
     pub room: Arc<RoomHandle>,
-    /// Network settings.
     pub net: NetConfig,
-    /// Repair tunables.
     pub repair: RepairPolicy,
     /// The user's events.
     pub events: mpsc::Sender<MeshEvent>,

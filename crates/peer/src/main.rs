@@ -32,10 +32,8 @@ struct Args {
     /// Extra CA certificate (PEM) to trust, e.g. a LAN huddle-db's tls/ca.pem.
     #[arg(long)]
     ca: Option<std::path::PathBuf>,
-    /// Room id.
     #[arg(long, required_unless_present = "list_devices")]
     room: Option<String>,
-    /// Display name.
     #[arg(long, default_value = "huddle-peer")]
     name: String,
     /// Create the room (with this id) before joining.

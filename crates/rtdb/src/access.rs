@@ -28,9 +28,7 @@ pub enum AccessError {
     /// The rules file could not be read or written.
     #[error("rules file {path}: {source}")]
     Io {
-        /// Which file.
         path: PathBuf,
-        /// Why.
         source: std::io::Error,
     },
     /// The rules file is not JSON.

@@ -53,7 +53,6 @@ impl Default for DbConfig {
 pub enum WriteOp {
     /// PUT (and DELETE, with `Value::Null`), optionally conditional on an ETag.
     Set {
-        /// Where.
         path: DbPath,
         /// The client's JSON, server values unresolved.
         value: Value,
@@ -69,7 +68,6 @@ pub enum WriteOp {
     },
     /// POST: a new child under a fresh push ID.
     Push {
-        /// The parent.
         path: DbPath,
         /// The client's JSON.
         value: Value,

@@ -26,7 +26,6 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    /// The database.
     pub db: Db,
     /// Credentials and rules.
     pub access: std::sync::Arc<Access>,

@@ -50,7 +50,6 @@ struct Listener {
     queued: Arc<AtomicUsize>,
 }
 
-/// All listeners.
 pub struct Hub {
     by_path: BTreeMap<DbPath, Vec<Listener>>,
     next_id: u64,

@@ -24,10 +24,8 @@ pub enum OrderBy {
 /// How the answer body is printed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Print {
-    /// Compact JSON.
     #[default]
     Normal,
-    /// Indented JSON.
     Pretty,
     /// No body: writes answer 204.
     Silent,

@@ -17,18 +17,12 @@ use crate::tls;
 /// How to serve HTTPS.
 #[derive(Clone, Debug, Default)]
 pub enum TlsMode {
-    /// Plain HTTP.
     #[default]
     Off,
     /// A certificate generated once into the data folder.
     Generated,
     /// The user's own PEM files.
-    Files {
-        /// Certificate chain.
-        cert: PathBuf,
-        /// Private key.
-        key: PathBuf,
-    },
+    Files { cert: PathBuf, key: PathBuf },
 }
 
 /// Everything a server needs to start.
@@ -36,7 +30,6 @@ pub enum TlsMode {
 pub struct ServerConfig {
     /// Address to bind (port 0 picks one).
     pub listen: SocketAddr,
-    /// Data folder.
     pub data_dir: PathBuf,
     /// When set, every request must carry it.
     pub secret: Option<String>,
@@ -76,7 +69,6 @@ pub enum StartError {
     Bind {
         /// What was asked for.
         addr: SocketAddr,
-        /// Why not.
         source: std::io::Error,
     },
     /// TLS could not be set up.

@@ -30,7 +30,6 @@ struct Args {
     /// Room secret (private rooms).
     #[arg(long)]
     secret: Option<String>,
-    /// Display name.
     #[arg(long, default_value = "terminal")]
     name: String,
 }

@@ -201,9 +201,7 @@ pub enum CodecError {
     /// A VP8 keyframe announced a picture bigger than we are willing to allocate for.
     #[error("VP8 decoder: a {width}x{height} frame exceeds the {max_pixels} pixel limit")]
     Vp8FrameTooLarge {
-        /// Announced width.
         width: u32,
-        /// Announced height.
         height: u32,
         /// The limit, in pixels (width * height).
         max_pixels: u64,
@@ -216,9 +214,7 @@ pub enum CodecError {
         "malformed video frame: {width}x{height} needs {expected} bytes of I420, got {actual}"
     )]
     MalformedVideoFrame {
-        /// Claimed width.
         width: u32,
-        /// Claimed height.
         height: u32,
         /// Bytes the dimensions need.
         expected: usize,
@@ -230,7 +226,6 @@ pub enum CodecError {
     MalformedAudioFrame {
         /// Samples required per frame.
         expected: usize,
-        /// Samples present.
         actual: usize,
     },
     /// The H.264 encoder refused its configuration (odd or zero size, zero frame rate, ...).
@@ -245,9 +240,7 @@ pub enum CodecError {
     /// An H.264 stream announced a picture bigger than we are willing to allocate for.
     #[error("H.264 decoder: a {width}x{height} frame exceeds the {max_pixels} pixel limit")]
     H264FrameTooLarge {
-        /// Announced width.
         width: u32,
-        /// Announced height.
         height: u32,
         /// The limit, in pixels (width * height).
         max_pixels: u64,

@@ -31,7 +31,6 @@ pub struct Feed {
 }
 
 impl Feed {
-    /// The kind.
     pub fn kind(&self) -> MediaKind {
         self.kind
     }

@@ -34,7 +34,6 @@ pub use video::start_video;
 /// One encoded frame or audio packet.
 #[derive(Clone, Debug)]
 pub struct Encoded {
-    /// The bitstream.
     pub data: Bytes,
     /// How long it lasts.
     pub duration: Duration,
@@ -61,7 +60,6 @@ impl Output {
 /// A running local stream: its encoders (one per video codec in use; audio has one) and the
 /// broadcast of what each produces.
 pub struct LocalStream {
-    /// The kind.
     pub kind: MediaKind,
     /// Audio: the one output. Video: one per codec, in [`VideoCodec::ALL`] order.
     outputs: Vec<(VideoCodec, Output)>,

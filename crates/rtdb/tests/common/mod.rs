@@ -21,7 +21,6 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct TestServer {
     /// `http://127.0.0.1:PORT` (or `https://localhost:PORT` under TLS), as the server printed it.
     pub url: String,
-    /// The process.
     pub child: Child,
     /// The data folder it was started with.
     pub data: PathBuf,
@@ -345,9 +344,7 @@ pub struct Rest {
 
 /// Status, headers and body text of an answer.
 pub struct Answer {
-    /// Status.
     pub status: reqwest::StatusCode,
-    /// Headers.
     pub headers: reqwest::header::HeaderMap,
     /// Body as text.
     pub text: String,

@@ -132,7 +132,6 @@ impl RoomState {
         }
     }
 
-    /// My session.
     pub fn session(&self) -> &str {
         &self.session
     }
@@ -149,7 +148,6 @@ impl RoomState {
         self.members.values()
     }
 
-    /// One participant.
     pub fn member(&self, peer: &str) -> Option<&Member> {
         self.members.get(peer)
     }

@@ -13,15 +13,9 @@ use serde_json::{Map, Value};
 #[derive(Clone, Debug, PartialEq)]
 pub enum ChildEvent {
     /// A child appeared.
-    Added {
-        /// Its key.
-        key: String,
-        /// Its value.
-        value: Value,
-    },
+    Added { key: String, value: Value },
     /// A child's value changed.
     Changed {
-        /// Its key.
         key: String,
         /// The new value.
         value: Value,
@@ -30,7 +24,6 @@ pub enum ChildEvent {
     },
     /// A child disappeared.
     Removed {
-        /// Its key.
         key: String,
         /// Its last value.
         previous: Value,

@@ -6,7 +6,6 @@ pub enum RtdbError {
     /// The database answered with an error status; `message` is its `{"error": ...}` text.
     #[error("the database refused the request ({status}): {message}")]
     Http {
-        /// HTTP status.
         status: u16,
         /// Firebase's message.
         message: String,

@@ -39,12 +39,7 @@ pub enum Conditional {
     /// Written; the new ETag.
     Written(String),
     /// Someone else changed it first: the current value and its ETag.
-    Conflict {
-        /// Current value.
-        current: Value,
-        /// Current ETag.
-        etag: String,
-    },
+    Conflict { current: Value, etag: String },
 }
 
 /// The database client; cheap to clone (one connection pool shared by all clones).

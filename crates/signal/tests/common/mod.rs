@@ -77,7 +77,6 @@ impl Peer {
         p
     }
 
-    /// The handle.
     pub fn h(&self) -> &RoomHandle {
         self.handle.as_ref().unwrap()
     }
