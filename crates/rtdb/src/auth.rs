@@ -7,7 +7,7 @@ use axum::http::HeaderMap;
 use serde_json::Value;
 
 use crate::error::DbError;
-use crate::rules::Caller;
+use crate::rules::{Caller, Identity};
 
 /// The server's credential policy.
 #[derive(Clone, Debug, Default)]
@@ -56,7 +56,7 @@ impl Auth {
             Some(raw) => match serde_json::from_str::<Value>(raw) {
                 Ok(Value::Null) => Ok(Caller::Anonymous),
                 Ok(Value::Object(o)) => match o.get("uid").and_then(Value::as_str) {
-                    Some(uid) => Ok(Caller::User(uid.to_owned())),
+                    Some(uid) => Ok(Caller::User(Identity::from_override(uid, o.clone()))),
                     None => Err(DbError::BadQuery(
                         "auth_variable_override needs a \"uid\"".into(),
                     )),
@@ -100,7 +100,7 @@ mod tests {
         h.insert("authorization", "Bearer s3cret".parse().unwrap());
         assert_eq!(auth.identify(None, None, &h).unwrap(), Caller::Admin);
         let as_alice = auth.identify(None, Some(r#"{"uid":"alice"}"#), &h).unwrap();
-        assert_eq!(as_alice, Caller::User("alice".into()));
+        assert_eq!(as_alice.uid(), Some("alice"));
     }
 
     #[test]

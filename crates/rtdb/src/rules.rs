@@ -21,8 +21,46 @@ pub enum Caller {
     Admin,
     /// `auth` is null.
     Anonymous,
-    /// `auth.uid` is this (via `auth_variable_override` from an admin).
-    User(String),
+    /// A signed-in user, or an admin acting as one with `auth_variable_override`.
+    User(Identity),
+}
+
+/// What the rules see as `auth` for a signed-in caller: `auth.uid`, `auth.provider` and
+/// `auth.token` (the ID token's claims), as Firebase gives them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub uid: String,
+    /// The sign-in method, e.g. `anonymous`; `custom` for an admin's override, as on Firebase.
+    pub provider: String,
+    /// The token's claims (`sub`, `iat`, `exp`, `firebase.sign_in_provider`, ...); an override
+    /// carries the object it was given.
+    pub token: serde_json::Map<String, Value>,
+}
+
+impl Identity {
+    /// The identity an admin's `auth_variable_override` object describes.
+    pub fn from_override(uid: &str, object: serde_json::Map<String, Value>) -> Self {
+        Identity {
+            uid: uid.to_owned(),
+            provider: "custom".to_owned(),
+            token: object,
+        }
+    }
+
+    /// A user known only by uid (tests, tools).
+    pub fn uid(uid: &str) -> Self {
+        Self::from_override(uid, serde_json::Map::new())
+    }
+}
+
+impl Caller {
+    /// The signed-in user's uid, if any.
+    pub fn uid(&self) -> Option<&str> {
+        match self {
+            Caller::User(id) => Some(id.uid.as_str()),
+            _ => None,
+        }
+    }
 }
 
 /// A parsed rules tree.
@@ -209,10 +247,7 @@ impl Atom {
             Atom::Const(b) => *b,
             Atom::AuthIsNull(is_null) => (*caller == Caller::Anonymous) == *is_null,
             Atom::UidEquals { var, negated } => {
-                let uid = match caller {
-                    Caller::User(u) => Some(u.as_str()),
-                    _ => None,
-                };
+                let uid = caller.uid();
                 // A variable not bound on this path never matches (Firebase would refuse the rule).
                 let bound = vars
                     .iter()
@@ -257,7 +292,7 @@ mod tests {
             "users": {"$uid": {".write": "auth != null && auth.uid === $uid", ".read": "auth != null"}}
         }}))
         .unwrap();
-        let alice = Caller::User("alice".into());
+        let alice = Caller::User(Identity::uid("alice"));
         assert!(rules.can_write(&alice, &p("/users/alice/name")));
         assert!(!rules.can_write(&alice, &p("/users/bob")));
         assert!(!rules.can_write(&Caller::Anonymous, &p("/users/alice")));
