@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use fantoccini::{Client, Locator};
 use harness::poll;
+use huddle_app::frames::TileKey;
+use media::MediaKind;
 use serde_json::json;
 use support::{join, join_with, App};
 
@@ -76,7 +78,7 @@ async fn a_call_in_the_desktop_app() {
     // notification.
     let other_app = desktop.focus_another_app();
     let mut bob = join(&db, &room, "Bob");
-    let bob_key = format!("{}:video", bob.peer_id());
+    let bob_key = TileKey::peer(&bob.peer_id().into(), MediaKind::Video).to_string();
     app.until("Bob's tile", &format!("return Number(document.querySelector('.tile[data-key=\"{bob_key}\"]')?.dataset.frames || 0) > 5")).await;
     let a = tile_png(c, &bob_key).await;
     let f1 = frames(&app, &bob_key).await;
@@ -152,7 +154,7 @@ async fn a_call_in_the_desktop_app() {
     // A third participant; the screenshot for the docs shows the three of us.
     // Cy prefers H.264 too: that is what Ann and Cy use with each other.
     let mut cy = join_with(&db, &room, "Cy", "320x180", 15, &["--codec", "h264"]);
-    let cy_key = format!("{}:video", cy.peer_id());
+    let cy_key = TileKey::peer(&cy.peer_id().into(), MediaKind::Video).to_string();
     app.until("Cy's tile with video", &format!("return Number(document.querySelector('.tile[data-key=\"{cy_key}\"]')?.dataset.frames || 0) > 5")).await;
     app.until(
         "three in the call",
@@ -241,7 +243,10 @@ async fn a_call_in_the_desktop_app() {
         signal::rtdb::RtdbClient::new(signal::rtdb::ClientConfig::new(db.clone())).unwrap(),
         "test-admin-0001",
     );
-    admin.destroy_room(&retro, None).await.unwrap();
+    admin
+        .destroy_room(&retro.as_str().into(), None)
+        .await
+        .unwrap();
     app.until(
         "the home screen after the room closed",
         "return !window.huddle.state.inCall && !document.getElementById('view-home').hidden",

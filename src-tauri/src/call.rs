@@ -5,6 +5,7 @@ use devices::{DeviceEvent, MicControl};
 use media::MediaKind;
 use media::StreamConfig;
 use mesh::{Mesh, MeshEvent};
+use signal::{PeerId, RoomId};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::error::UserError;
@@ -13,11 +14,11 @@ use crate::events::UiEvent;
 /// A call in progress.
 pub struct Call {
     mesh: Mesh,
-    pub room: String,
+    pub room: RoomId,
     /// The room's name.
     pub name: String,
     /// My peer id.
-    pub me: String,
+    pub me: PeerId,
     /// What I send.
     pub streams: StreamConfig,
     /// A private room (its invitation works in the app only).
@@ -45,7 +46,7 @@ pub struct Joined {
 }
 
 impl Call {
-    pub fn new(joined: Joined, room: String, name: String, me: String, secured: bool) -> Self {
+    pub fn new(joined: Joined, room: RoomId, name: String, me: PeerId, secured: bool) -> Self {
         Call {
             mesh: joined.mesh,
             room,

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use media::MediaKind;
 use media::StreamConfig;
 use serde::Serialize;
+use signal::RoomId;
 use tauri::async_runtime::JoinHandle;
 use tauri::ipc::{Channel, InvokeResponseBody};
 use tauri::State;
@@ -169,7 +170,7 @@ pub async fn create_room(
     core: State<'_, Core>,
     name: String,
     secret: Option<String>,
-) -> Result<String, UserError> {
+) -> Result<RoomId, UserError> {
     core.create_room(&name, secret).await
 }
 
@@ -177,7 +178,7 @@ pub async fn create_room(
 #[tauri::command]
 pub async fn destroy_room(
     core: State<'_, Core>,
-    room: String,
+    room: RoomId,
     secret: Option<String>,
 ) -> Result<(), UserError> {
     core.destroy_room(&room, secret).await
@@ -187,7 +188,7 @@ pub async fn destroy_room(
 #[tauri::command]
 pub async fn join_room(
     core: State<'_, Core>,
-    room: String,
+    room: RoomId,
     secret: Option<String>,
     db: Option<String>,
 ) -> Result<(), UserError> {

@@ -20,6 +20,7 @@ use media::MediaKind;
 use media::StreamConfig;
 use mesh::{Mesh, MeshConfig, MeshEvent, NetConfig};
 use signal::room::{JoinOptions, Privacy, Signaling};
+use signal::{PeerId, RoomId};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::call::{Call, CallInput, Joined};
@@ -27,7 +28,7 @@ use crate::conn::Conn;
 use crate::devices::Capture;
 use crate::error::UserError;
 use crate::events::UiEvent;
-use crate::frames::{Compositor, SELF_SCREEN, SELF_VIDEO};
+use crate::frames::{Compositor, TileKey, TileOwner};
 use crate::rooms::RoomsUpdate;
 use crate::settings::{RecentRoom, Settings, Store};
 use crate::view::{Outlet, View};
@@ -52,7 +53,7 @@ pub struct Folders {
 /// An invitation to the call I am in, before it is written as links.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Invitation {
-    pub room: String,
+    pub room: RoomId,
     /// The database others reach the room in.
     pub db: String,
     pub private: bool,
@@ -67,15 +68,15 @@ enum Request {
     CreateRoom {
         name: String,
         secret: Option<String>,
-        reply: Reply<String>,
+        reply: Reply<RoomId>,
     },
     DestroyRoom {
-        room: String,
+        room: RoomId,
         secret: Option<String>,
         reply: Reply<()>,
     },
     Join {
-        room: String,
+        room: RoomId,
         secret: Option<String>,
         db: Option<String>,
         reply: Reply<()>,
@@ -182,7 +183,7 @@ impl Core {
     }
 
     /// The room I am in and what I send.
-    pub fn current_call(&self) -> Option<(String, StreamConfig)> {
+    pub fn current_call(&self) -> Option<(RoomId, StreamConfig)> {
         self.view().call().map(|c| (c.room.clone(), c.streams))
     }
 
@@ -208,7 +209,7 @@ impl Core {
         &self,
         name: &str,
         secret: Option<String>,
-    ) -> Result<String, UserError> {
+    ) -> Result<RoomId, UserError> {
         let name = name.to_owned();
         self.ask(|reply| Request::CreateRoom {
             name,
@@ -219,8 +220,12 @@ impl Core {
     }
 
     /// Destroys a room (leaving it first if I am in it).
-    pub async fn destroy_room(&self, room: &str, secret: Option<String>) -> Result<(), UserError> {
-        let room = room.to_owned();
+    pub async fn destroy_room(
+        &self,
+        room: &RoomId,
+        secret: Option<String>,
+    ) -> Result<(), UserError> {
+        let room = room.clone();
         self.ask(|reply| Request::DestroyRoom {
             room,
             secret,
@@ -232,11 +237,11 @@ impl Core {
     /// Joins `room` (in the database `db`, when an invitation names another one).
     pub async fn join(
         &self,
-        room: &str,
+        room: &RoomId,
         secret: Option<String>,
         db: Option<String>,
     ) -> Result<(), UserError> {
-        let room = room.to_owned();
+        let room = room.clone();
         self.ask(|reply| Request::Join {
             room,
             secret,
@@ -507,7 +512,7 @@ impl Actor {
         &mut self,
         name: &str,
         secret: Option<String>,
-    ) -> Result<String, UserError> {
+    ) -> Result<RoomId, UserError> {
         let privacy = match secret.filter(|s| !s.is_empty()) {
             Some(s) => Privacy::Private(s),
             None => Privacy::Public,
@@ -520,8 +525,12 @@ impl Actor {
             .await?)
     }
 
-    async fn destroy_room(&mut self, room: &str, secret: Option<String>) -> Result<(), UserError> {
-        if self.call.as_ref().is_some_and(|c| c.room == room) {
+    async fn destroy_room(
+        &mut self,
+        room: &RoomId,
+        secret: Option<String>,
+    ) -> Result<(), UserError> {
+        if self.call.as_ref().is_some_and(|c| c.room == *room) {
             self.leave("you closed the room").await;
         }
         let sig = self.conn().await?.signaling.clone();
@@ -532,7 +541,7 @@ impl Actor {
 
     async fn join(
         &mut self,
-        room: &str,
+        room: &RoomId,
         secret: Option<String>,
         db: Option<String>,
     ) -> Result<(), UserError> {
@@ -587,9 +596,11 @@ impl Actor {
                 ..NetConfig::default()
             },
             fps: self.options.capture.fps,
-            sink: Some(Arc::new(move |peer: &str, kind: MediaKind, frame: &_| {
-                frames.push(&crate::frames::key(peer, kind), frame)
-            })),
+            sink: Some(Arc::new(
+                move |peer: &PeerId, kind: MediaKind, frame: &_| {
+                    frames.push(&TileKey::peer(peer, kind), frame)
+                },
+            )),
             audio_sink: speaker,
             video_codecs: if settings.prefer_h264 {
                 vec![
@@ -650,7 +661,7 @@ impl Actor {
         if let Some(call) = self.call.take() {
             let left = call.left_event(why);
             call.leave().await;
-            self.frames.remove_prefix("");
+            self.frames.clear();
             self.shown.emit(left);
         }
     }
@@ -661,7 +672,7 @@ impl Actor {
             let left = call.left_event(why);
             // Dropping the engine's handle finishes leaving the room.
             drop(call);
-            self.frames.remove_prefix("");
+            self.frames.clear();
             self.shown.emit(left);
         }
     }
@@ -675,10 +686,7 @@ impl Actor {
         let on = on.unwrap_or(!call.streams.get(kind));
         let result = call.set_stream(kind, on).await;
         if !on {
-            self.frames.remove_prefix(match kind {
-                MediaKind::Screen => SELF_SCREEN,
-                _ => SELF_VIDEO,
-            });
+            self.frames.remove(&TileKey::mine(kind));
         }
         let streams = call.streams;
         self.shown.emit(UiEvent::LocalStreams { streams });
@@ -736,7 +744,7 @@ impl Actor {
         if let Some(p) = self.preview.take() {
             p.stop.store(true, Ordering::Relaxed);
             let _ = p.thread.join();
-            self.frames.remove_prefix(SELF_VIDEO);
+            self.frames.remove(&TileKey::mine(MediaKind::Video));
         }
     }
 
@@ -757,17 +765,16 @@ impl Actor {
     }
 
     fn on_mesh(&mut self, ev: MeshEvent) {
-        use crate::frames::{key, peer_prefix};
         match &ev {
             MeshEvent::StreamsChanged { peer_id, streams } => {
                 for kind in [MediaKind::Video, MediaKind::Screen] {
                     if !streams.get(kind) {
-                        self.frames.remove_prefix(&key(peer_id, kind));
+                        self.frames.remove(&TileKey::peer(peer_id, kind));
                     }
                 }
             }
             MeshEvent::MemberLeft { peer_id, .. } => {
-                self.frames.remove_prefix(&peer_prefix(peer_id));
+                self.frames.remove_owner(&TileOwner::Peer(peer_id.clone()));
             }
             MeshEvent::RoomClosed => return self.end("the room was closed"),
             _ => {}

@@ -6,10 +6,9 @@
 use std::sync::Arc;
 
 use devices::{DeviceChoice, DeviceSetup, DeviceSources};
-use media::MediaKind;
 use serde::Serialize;
 
-use crate::frames::{Compositor, SELF_SCREEN, SELF_VIDEO};
+use crate::frames::{Compositor, TileKey};
 use crate::settings::Devices;
 
 /// Capture settings of the call (tests and benchmarks set smaller ones).
@@ -102,11 +101,7 @@ pub fn sources(
     setup.camera_mode.fps = capture.fps;
     setup.processing.noise_suppression = noise_suppression;
     DeviceSources::new(setup).with_video_tap(Arc::new(move |kind, frame| {
-        let key = match kind {
-            MediaKind::Screen => SELF_SCREEN,
-            _ => SELF_VIDEO,
-        };
-        preview.push(key, frame);
+        preview.push(&TileKey::mine(kind), frame);
     }))
 }
 

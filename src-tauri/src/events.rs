@@ -6,13 +6,14 @@ use media::StreamConfig;
 use mesh::event::GiveUpReason;
 use mesh::{MeshEvent, PeerStats};
 use serde::Serialize;
+use signal::{PeerId, RoomId};
 
 use crate::settings::Settings;
 
 /// A room as the room list shows it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RoomView {
-    pub id: String,
+    pub id: RoomId,
     pub name: String,
     /// Private (needs a secret).
     pub secured: bool,
@@ -48,17 +49,17 @@ pub enum UiEvent {
     },
     /// I am in a room.
     Joined {
-        room: String,
+        room: RoomId,
         name: String,
         /// My peer id (my tile's key is `self`).
-        me: String,
+        me: PeerId,
         /// What I send.
         streams: StreamConfig,
     },
     /// I left (or was removed).
     Left {
         /// The room's id and name, as `joined` gave them.
-        room: String,
+        room: RoomId,
         name: String,
         /// Why, in words.
         reason: String,
@@ -68,23 +69,23 @@ pub enum UiEvent {
         streams: StreamConfig,
     },
     MemberJoined {
-        peer: String,
+        peer: PeerId,
         name: String,
         /// What they send.
         streams: StreamConfig,
     },
     MemberLeft {
-        peer: String,
+        peer: PeerId,
         reason: String,
     },
     /// Someone started or stopped sending something.
     StreamsChanged {
-        peer: String,
+        peer: PeerId,
         streams: StreamConfig,
     },
     /// A remote track started or ended.
     Track {
-        peer: String,
+        peer: PeerId,
         kind: MediaKind,
         /// Started (true) or ended.
         added: bool,
@@ -94,12 +95,12 @@ pub enum UiEvent {
     },
     /// Connection state with a peer (`new`, `connecting`, `connected`, `disconnected`, `failed`).
     Connection {
-        peer: String,
+        peer: PeerId,
         state: String,
     },
     /// First picture from a peer.
     FirstFrame {
-        peer: String,
+        peer: PeerId,
         /// Camera or screen.
         kind: MediaKind,
         /// Since I joined.
@@ -107,14 +108,14 @@ pub enum UiEvent {
     },
     /// Someone started or stopped speaking (`self` for me).
     Speaking {
-        peer: String,
+        peer: PeerId,
         speaking: bool,
         /// Level in dBFS.
         level_dbfs: f32,
     },
     /// Receive statistics for a peer, every second.
     Stats {
-        peer: String,
+        peer: PeerId,
         stats: PeerStats,
     },
     /// The call's signaling connection was lost or came back.
@@ -124,7 +125,7 @@ pub enum UiEvent {
     },
     /// An invitation arrived (deep link): the UI shows the pre-join screen for it.
     Invite {
-        room: String,
+        room: RoomId,
         /// Its database, when the link names one.
         db: Option<String>,
     },

@@ -20,8 +20,12 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::fmt;
+
 use media::frame::VideoFrame;
+use media::MediaKind;
 use serde::{Deserialize, Serialize};
+use signal::PeerId;
 use tokio::sync::Notify;
 
 use crate::scale::{target_size, Scaler};
@@ -33,19 +37,51 @@ const ACK_TIMEOUT: Duration = Duration::from_millis(1000);
 /// Latency samples kept per tile.
 const SAMPLES: usize = 4096;
 
-/// The tile key of my own camera preview.
-pub const SELF_VIDEO: &str = "self:video";
-/// The tile key of my own screen share preview.
-pub const SELF_SCREEN: &str = "self:screen";
-
-/// The key of a peer's tile for one kind of video.
-pub fn key(peer: &str, kind: media::MediaKind) -> String {
-    format!("{}{}", peer_prefix(peer), kind.as_str())
+/// Whose picture a tile shows.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TileOwner {
+    /// My own preview.
+    Me,
+    Peer(PeerId),
 }
 
-/// What every tile key of `peer` starts with.
-pub fn peer_prefix(peer: &str) -> String {
-    format!("{peer}:")
+/// A tile: whose, and which picture (camera or screen). The page knows it as a string,
+/// `self:video` or `<peer id>:screen` (the tile's `data-key`), made only here.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TileKey {
+    pub owner: TileOwner,
+    pub kind: MediaKind,
+}
+
+impl TileKey {
+    pub fn mine(kind: MediaKind) -> Self {
+        TileKey {
+            owner: TileOwner::Me,
+            kind,
+        }
+    }
+
+    pub fn peer(peer: &PeerId, kind: MediaKind) -> Self {
+        TileKey {
+            owner: TileOwner::Peer(peer.clone()),
+            kind,
+        }
+    }
+}
+
+impl fmt::Display for TileOwner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TileOwner::Me => f.write_str("self"),
+            TileOwner::Peer(p) => f.write_str(p.as_str()),
+        }
+    }
+}
+
+impl fmt::Display for TileKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.owner, self.kind.as_str())
+    }
 }
 
 /// What the page drew from the last bundle.
@@ -123,13 +159,17 @@ impl Compositor {
     }
 
     /// A new frame for tile `key` (replacing one not yet sent).
-    pub fn push(&self, key: &str, frame: &VideoFrame) {
+    pub fn push(&self, key: &TileKey, frame: &VideoFrame) {
+        self.push_keyed(key.to_string(), frame);
+    }
+
+    fn push_keyed(&self, key: String, frame: &VideoFrame) {
         let capture_ms = media::stamp::read(frame).map(|s| s.capture_ms);
         let mut inner = self.lock();
         let replaced = inner
             .pending
             .insert(
-                key.to_owned(),
+                key.clone(),
                 Pending {
                     frame: frame.clone(),
                     capture_ms,
@@ -137,7 +177,7 @@ impl Compositor {
             )
             .is_some();
         if replaced {
-            inner.counters.entry(key.to_owned()).or_default().replaced += 1;
+            inner.counters.entry(key).or_default().replaced += 1;
         }
         drop(inner);
         self.wake.notify_one();
@@ -153,10 +193,25 @@ impl Compositor {
         self.wake.notify_one();
     }
 
-    /// Forgets a tile (its peer left, or the call ended).
-    pub fn remove_prefix(&self, prefix: &str) {
+    /// Forgets a tile's pending frame (its picture stopped).
+    pub fn remove(&self, key: &TileKey) {
+        self.retain_pending(|k| *k != key.to_string());
+    }
+
+    /// Forgets every tile of `owner` (a peer left).
+    pub fn remove_owner(&self, owner: &TileOwner) {
+        let prefix = format!("{owner}:");
+        self.retain_pending(|k| !k.starts_with(&prefix));
+    }
+
+    /// Forgets every tile (the call ended).
+    pub fn clear(&self) {
+        self.retain_pending(|_| false);
+    }
+
+    fn retain_pending(&self, keep: impl Fn(&String) -> bool) {
         let mut inner = self.lock();
-        inner.pending.retain(|k, _| !k.starts_with(prefix));
+        inner.pending.retain(|k, _| keep(k));
     }
 
     /// The page drew the last bundle.
@@ -270,6 +325,16 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    fn video_of(peer: &str) -> TileKey {
+        TileKey::peer(&PeerId::from(peer), MediaKind::Video)
+    }
+
+    #[test]
+    fn tile_keys_are_the_strings_the_page_knows() {
+        assert_eq!(TileKey::mine(MediaKind::Screen).to_string(), "self:screen");
+        assert_eq!(video_of("p1").to_string(), "p1:video");
+    }
+
     fn parse(bundle: &[u8]) -> Vec<(String, u16, u16, f64)> {
         let n = u32::from_le_bytes(bundle[0..4].try_into().unwrap());
         let mut at = 4;
@@ -300,9 +365,9 @@ mod tests {
             ("b:video".to_string(), (640, 360)),
         ]));
         let mut pattern = media::synthetic::TestPattern::new(640, 360, 30);
-        c.push("a:video", &pattern.frame_at(1, 1000));
-        c.push("a:video", &pattern.frame_at(2, 2000));
-        c.push("b:video", &pattern.frame_at(3, 3000));
+        c.push(&video_of("a"), &pattern.frame_at(1, 1000));
+        c.push(&video_of("a"), &pattern.frame_at(2, 2000));
+        c.push(&video_of("b"), &pattern.frame_at(3, 3000));
         let mut tiles = parse(&c.next_bundle(t0).unwrap());
         tiles.sort_by(|x, y| x.0.cmp(&y.0));
         assert_eq!(tiles.len(), 2, "one message for both tiles");
@@ -313,7 +378,7 @@ mod tests {
         );
         assert_eq!(tiles[1], ("b:video".into(), 640, 360, 3000.0));
 
-        c.push("a:video", &pattern.frame_at(4, 4000));
+        c.push(&video_of("a"), &pattern.frame_at(4, 4000));
         let later = t0 + Duration::from_millis(100);
         assert!(matches!(c.next_bundle(later), Err(Some(_))), "unacked");
         c.ack(
@@ -336,13 +401,13 @@ mod tests {
         let t0 = Instant::now();
         c.set_sizes(HashMap::from([("a:video".to_string(), (0, 0))]));
         let f = VideoFrame::black(320, 180);
-        c.push("a:video", &f);
+        c.push(&video_of("a"), &f);
         assert!(c.next_bundle(t0).is_ok());
-        c.push("a:video", &f);
+        c.push(&video_of("a"), &f);
         assert!(c.next_bundle(t0 + Duration::from_millis(500)).is_err());
         assert!(c.next_bundle(t0 + ACK_TIMEOUT).is_ok(), "ack lost: resend");
         c.set_sizes(HashMap::new());
-        c.push("gone:video", &f);
+        c.push(&video_of("gone"), &f);
         c.set_sizes(HashMap::new());
         assert_eq!(
             c.next_bundle(t0 + 3 * ACK_TIMEOUT).unwrap_err(),

@@ -7,7 +7,7 @@ use tauri::Url;
 /// An invitation, parsed from a link.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Invite {
-    pub room: String,
+    pub room: signal::RoomId,
     /// The database holding the room, when the link names one.
     pub db: Option<String>,
 }
@@ -84,7 +84,10 @@ pub fn parse(link: &str) -> Result<Invite, LinkError> {
             return Err(LinkError::BadDb);
         }
     }
-    Ok(Invite { room, db })
+    Ok(Invite {
+        room: room.into(),
+        db,
+    })
 }
 
 #[cfg(test)]

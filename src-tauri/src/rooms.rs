@@ -4,20 +4,21 @@ use std::collections::{BTreeMap, HashMap};
 
 use signal::room::model::RoomInfo;
 use signal::room::{DirectoryEvent, RoomDirectory, Signaling};
+use signal::{PeerId, RoomId};
 
 use crate::error::UserError;
 use crate::events::RoomView;
 
 /// A room's listing (its name, and whether it is private).
-pub async fn info(sig: &Signaling, room: &str) -> Result<RoomInfo, UserError> {
+pub async fn info(sig: &Signaling, room: &RoomId) -> Result<RoomInfo, UserError> {
     Ok(sig.room_info(room).await?)
 }
 
 /// The list the page shows, sorted by name.
 pub fn view(
-    rooms: &BTreeMap<String, RoomInfo>,
-    counts: &HashMap<String, usize>,
-    me: &str,
+    rooms: &BTreeMap<RoomId, RoomInfo>,
+    counts: &HashMap<RoomId, usize>,
+    me: &PeerId,
 ) -> Vec<RoomView> {
     let mut v: Vec<RoomView> = rooms
         .iter()
@@ -28,7 +29,7 @@ pub fn view(
             // A public room's occupants live under its id; a private room's under a name
             // derived from its secret, so its count is unknown here.
             occupants: (!info.secured).then(|| counts.get(id).copied().unwrap_or(0)),
-            mine: info.created_by == me,
+            mine: info.created_by == *me,
         })
         .collect();
     v.sort_by(|a, b| {
@@ -55,15 +56,15 @@ pub enum RoomsUpdate {
 /// polled by the app core's loop, so its state changes only after an await returned (safe to
 /// cancel in a `select!`).
 pub struct RoomsFeed {
-    me: String,
+    me: PeerId,
     directory: RoomDirectory,
-    rooms: BTreeMap<String, RoomInfo>,
-    counts: HashMap<String, usize>,
+    rooms: BTreeMap<RoomId, RoomInfo>,
+    counts: HashMap<RoomId, usize>,
     synced: bool,
 }
 
 impl RoomsFeed {
-    pub fn follow(sig: &Signaling, me: String) -> Self {
+    pub fn follow(sig: &Signaling, me: PeerId) -> Self {
         RoomsFeed {
             me,
             directory: sig.watch_directory(),
@@ -122,12 +123,12 @@ mod tests {
     #[test]
     fn the_list_is_sorted_counts_public_rooms_and_marks_mine() {
         let rooms = BTreeMap::from([
-            ("r2".to_string(), info("standup", false, "me")),
-            ("r1".to_string(), info("Design", true, "other")),
-            ("r3".to_string(), info("Zoo", false, "other")),
+            (RoomId::from("r2"), info("standup", false, "me")),
+            (RoomId::from("r1"), info("Design", true, "other")),
+            (RoomId::from("r3"), info("Zoo", false, "other")),
         ]);
-        let counts = HashMap::from([("r2".to_string(), 3), ("r1".to_string(), 2)]);
-        let v = view(&rooms, &counts, "me");
+        let counts = HashMap::from([(RoomId::from("r2"), 3), (RoomId::from("r1"), 2)]);
+        let v = view(&rooms, &counts, &PeerId::from("me"));
         let names: Vec<_> = v.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["Design", "standup", "Zoo"]);
         assert_eq!(v[0].occupants, None, "private: unknown");

@@ -58,7 +58,7 @@ pub struct Devices {
 /// A room joined lately, for the tray's quick-join and the home screen.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecentRoom {
-    pub id: String,
+    pub id: signal::RoomId,
     /// Its display name.
     pub name: String,
     /// Private rooms ask for their secret again (it is never stored).
@@ -74,7 +74,7 @@ pub struct RecentRoom {
 #[serde(default)]
 pub struct Settings {
     /// My peer id in rooms, made once: it lets me recognise the rooms I created.
-    pub peer_id: String,
+    pub peer_id: signal::PeerId,
     /// Display name shown to others.
     pub name: String,
     /// Where signaling goes.
@@ -262,7 +262,7 @@ mod tests {
         let mut s = Settings::default();
         for i in 0..12 {
             s.remember(RecentRoom {
-                id: format!("r{}", i % 10),
+                id: format!("r{}", i % 10).into(),
                 name: format!("Room {i}"),
                 secured: false,
                 db: None,

@@ -57,7 +57,7 @@ pub enum Entry {
 }
 
 /// The menu for the current state.
-pub fn entries(recent: &[RecentRoom], call: Option<&(String, StreamConfig)>) -> Vec<Entry> {
+pub fn entries(recent: &[RecentRoom], call: Option<&(signal::RoomId, StreamConfig)>) -> Vec<Entry> {
     let in_call = call.is_some();
     let streams = call.map(|c| c.1).unwrap_or_default();
     let recent = recent

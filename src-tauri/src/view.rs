@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use media::StreamConfig;
+use signal::{PeerId, RoomId};
 
 use crate::events::{RoomView, UiEvent};
 use crate::settings::Settings;
@@ -29,13 +30,13 @@ pub struct View {
 /// The call I am in, as shown.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CallView {
-    pub room: String,
+    pub room: RoomId,
     pub name: String,
-    pub me: String,
+    pub me: PeerId,
     /// What I send.
     pub streams: StreamConfig,
     /// Who else is here, by peer id.
-    pub members: BTreeMap<String, MemberView>,
+    pub members: BTreeMap<PeerId, MemberView>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

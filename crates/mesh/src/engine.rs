@@ -11,6 +11,7 @@ use media::codec::VideoCodec;
 use media::source::Sources;
 use media::StreamConfig;
 use signal::room::{JoinOptions, RoomEvent, RoomHandle, Signaling};
+use signal::{PeerId, RoomId};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::event::{MediaKind, MeshEvent, PeerStats};
@@ -84,12 +85,12 @@ struct PeerEntry {
 
 struct RoomTask {
     room: Arc<RoomHandle>,
-    me: String,
+    me: PeerId,
     config: MeshConfig,
     sources: Arc<dyn Sources>,
     events: mpsc::Sender<MeshEvent>,
     reports_tx: mpsc::UnboundedSender<PeerReport>,
-    peers: BTreeMap<String, PeerEntry>,
+    peers: BTreeMap<PeerId, PeerEntry>,
     local: BTreeMap<MediaKind, LocalStream>,
     /// The microphone while muted: still running (see [`Mesh::set_muted`]), sent to nobody.
     muted_audio: Option<LocalStream>,
@@ -104,7 +105,7 @@ impl Mesh {
     /// Joins `room_id` and starts sending what `streams` says.
     pub async fn join(
         signaling: &Signaling,
-        room_id: &str,
+        room_id: &RoomId,
         mut options: JoinOptions,
         config: MeshConfig,
         sources: Arc<dyn Sources>,
@@ -124,7 +125,7 @@ impl Mesh {
         let playout = playout::spawn(playout, events.clone());
         let mut task = RoomTask {
             room: Arc::new(room),
-            me: signaling.peer_id().to_owned(),
+            me: signaling.peer_id().clone(),
             config,
             sources,
             events,
@@ -396,7 +397,7 @@ impl RoomTask {
 
     fn add_peer(
         &mut self,
-        peer_id: String,
+        peer_id: PeerId,
         i_offer: bool,
         remote_streams: StreamConfig,
         codec: VideoCodec,

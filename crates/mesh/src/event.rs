@@ -7,6 +7,7 @@
 pub use media::{MediaKind, StreamConfig};
 use serde::Serialize;
 pub use signal::room::LeaveReason;
+use signal::{PeerId, RoomId};
 
 pub use crate::negotiation::{GiveUpReason, Link};
 
@@ -42,32 +43,32 @@ pub struct PeerStats {
 pub enum MeshEvent {
     /// I am in the room.
     Joined {
-        room: String,
+        room: RoomId,
         /// This join's session id (a rejoin gets a new one).
         session: String,
     },
     MemberJoined {
         #[serde(rename = "peer")]
-        peer_id: String,
+        peer_id: PeerId,
         name: String,
         streams: StreamConfig,
     },
     /// Someone left (or was dropped).
     MemberLeft {
         #[serde(rename = "peer")]
-        peer_id: String,
+        peer_id: PeerId,
         reason: LeaveReason,
     },
     /// Someone changed what they send.
     StreamsChanged {
         #[serde(rename = "peer")]
-        peer_id: String,
+        peer_id: PeerId,
         streams: StreamConfig,
     },
     /// A remote track started.
     TrackAdded {
         #[serde(rename = "peer")]
-        peer_id: String,
+        peer_id: PeerId,
         kind: MediaKind,
         /// Its codec, lower case: `opus`, `vp8`, `h264` (empty when the stack did not say).
         codec: String,
@@ -75,32 +76,32 @@ pub enum MeshEvent {
     /// A remote track ended.
     TrackRemoved {
         #[serde(rename = "peer")]
-        peer_id: String,
+        peer_id: PeerId,
         kind: MediaKind,
     },
     /// The connection to a peer changed state.
     Connection {
         #[serde(rename = "peer")]
-        peer_id: String,
+        peer_id: PeerId,
         state: Link,
     },
     /// The connection to a peer lost its path and is being repaired by an ICE restart (new
     /// candidates gathered and exchanged, without leaving the room).
     IceRestart {
         #[serde(rename = "peer")]
-        peer_id: String,
+        peer_id: PeerId,
     },
     /// I gave up connecting to a peer (repair ran out of time): the connection is closed, though
     /// the peer may still be in the room.
     PeerUnreachable {
         #[serde(rename = "peer")]
-        peer_id: String,
+        peer_id: PeerId,
         reason: GiveUpReason,
     },
     /// The first frame of a remote video track was decoded.
     FirstFrame {
         #[serde(rename = "peer")]
-        peer_id: String,
+        peer_id: PeerId,
         kind: MediaKind,
         ms_since_join: u64,
     },
@@ -108,7 +109,7 @@ pub enum MeshEvent {
     /// can highlight the active speaker without being flooded every 20 ms).
     AudioLevel {
         #[serde(rename = "peer")]
-        peer_id: String,
+        peer_id: PeerId,
         /// Their audio level when the change was detected, in dBFS (-100 for silence).
         #[serde(serialize_with = "tenth_of_a_db")]
         level_dbfs: f32,
@@ -117,7 +118,7 @@ pub enum MeshEvent {
     /// Statistics for one peer.
     Stats {
         #[serde(rename = "peer")]
-        peer_id: String,
+        peer_id: PeerId,
         #[serde(flatten)]
         stats: PeerStats,
     },

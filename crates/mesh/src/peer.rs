@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use media::StreamConfig;
 use signal::room::RoomHandle;
+use signal::PeerId;
 use tokio::sync::{mpsc, watch};
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::peer_connection::{
@@ -41,20 +42,20 @@ pub enum PeerCommand {
 /// What a peer task tells the room task.
 pub enum PeerReport {
     /// The link is up: local encoders should send a keyframe.
-    Connected(String),
+    Connected(PeerId),
     /// Negotiation completed: new tracks need a keyframe.
-    Negotiated(String),
+    Negotiated(PeerId),
     /// Gave up on the peer: repair ran out of time.
     GaveUp {
-        peer_id: String,
+        peer_id: PeerId,
         reason: GiveUpReason,
     },
 }
 
 /// Everything a peer task needs.
 pub struct PeerSetup {
-    pub peer_id: String,
-    pub me: String,
+    pub peer_id: PeerId,
+    pub me: PeerId,
     /// The room's signaling.
     pub room: Arc<RoomHandle>,
     pub net: NetConfig,

@@ -224,7 +224,7 @@ impl AudioPlayout {
                 let speaking = voice.vad.update(level);
                 if speaking != voice.reported {
                     let ev = MeshEvent::AudioLevel {
-                        peer_id: peer_id.clone(),
+                        peer_id: peer_id.as_str().into(),
                         level_dbfs: level,
                         speaking,
                     };

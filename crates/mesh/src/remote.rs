@@ -3,6 +3,7 @@
 //! call's playout (see [`crate::playout`]), which decodes and mixes every peer's audio on one
 //! clock.
 
+use signal::PeerId;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,7 +25,7 @@ use crate::event::{MediaKind, MeshEvent};
 use crate::playout::{AudioStreams, PlayoutCounters, StreamGuard};
 
 /// Where decoded video goes (the app's renderer); called on the receiving task.
-pub type VideoSink = Arc<dyn Fn(&str, MediaKind, &VideoFrame) + Send + Sync>;
+pub type VideoSink = Arc<dyn Fn(&PeerId, MediaKind, &VideoFrame) + Send + Sync>;
 
 /// Counters of one peer's incoming media, read once a second for [`crate::PeerStats`], and the
 /// call's audio playout that this peer's audio tracks feed (it travels with the counters because
@@ -136,7 +137,7 @@ fn play_audio(counters: &Counters, peer_id: &str, ssrc: u32) -> Option<StreamGua
 /// it is off nothing is delivered (stragglers still in flight are dropped); once it is on
 /// again, the next packet brings the track back.
 pub async fn receive(
-    peer_id: String,
+    peer_id: PeerId,
     track: Arc<dyn TrackRemote>,
     counters: Arc<Counters>,
     events: mpsc::Sender<MeshEvent>,

@@ -190,7 +190,9 @@ async fn main() {
 }
 
 async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
-    let (Some(db_url), Some(room_id)) = (args.db.clone(), args.room.clone()) else {
+    let (Some(db_url), Some(room_id)) =
+        (args.db.clone(), args.room.clone().map(signal::RoomId::new))
+    else {
         anyhow::bail!("--db and --room are needed to join a call");
     };
     let mut config = ClientConfig::new(db_url);
@@ -202,7 +204,11 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
             .with_ca_pem(std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?);
     }
     let db = RtdbClient::new(config)?;
-    let peer_id = args.peer_id.clone().unwrap_or_else(signal::new_peer_id);
+    let peer_id = args
+        .peer_id
+        .clone()
+        .map(signal::PeerId::new)
+        .unwrap_or_else(signal::new_peer_id);
     let timing = Timing {
         heartbeat: Duration::from_millis(args.heartbeat_ms.max(50)),
         expiry: Duration::from_millis(args.expiry_ms.max(200)),
@@ -214,7 +220,7 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
             .clone()
             .map_or(Privacy::Public, Privacy::Private);
         match signaling
-            .create_room_with_id(&room_id, &room_id, privacy)
+            .create_room_with_id(&room_id, room_id.as_str(), privacy)
             .await
         {
             Ok(()) | Err(SignalError::RoomExists) => {}

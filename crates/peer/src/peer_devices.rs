@@ -71,13 +71,13 @@ pub fn list_json() -> serde_json::Value {
 /// A video sink printing, at most twice a second per sender and kind, a `frame` event with the
 /// decoded size and mean Y, U and V: enough for a test to check what arrived.
 pub fn frame_reporter(start: Instant) -> VideoSink {
-    let last: Mutex<HashMap<(String, MediaKind), Instant>> = Mutex::new(HashMap::new());
+    let last: Mutex<HashMap<(signal::PeerId, MediaKind), Instant>> = Mutex::new(HashMap::new());
     Arc::new(
-        move |peer: &str, kind: MediaKind, frame: &media::VideoFrame| {
+        move |peer: &signal::PeerId, kind: MediaKind, frame: &media::VideoFrame| {
             let now = Instant::now();
             {
                 let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
-                let key = (peer.to_owned(), kind);
+                let key = (peer.clone(), kind);
                 if last
                     .get(&key)
                     .is_some_and(|t| now.duration_since(*t) < Duration::from_millis(500))

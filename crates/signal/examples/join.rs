@@ -45,7 +45,7 @@ async fn main() -> anyhow::Result<()> {
     let peer_id = signal::new_peer_id();
     let signaling = Signaling::new(RtdbClient::new(config)?, peer_id.clone());
     let room = match (args.room, args.create) {
-        (Some(room), _) => room,
+        (Some(room), _) => signal::RoomId::new(room),
         (None, Some(name)) => {
             let privacy = args
                 .secret

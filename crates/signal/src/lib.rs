@@ -7,7 +7,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod id;
 pub mod room;
 pub mod rtdb;
 
+pub use id::{PeerId, RoomId};
 pub use room::new_peer_id;

@@ -61,11 +61,11 @@ async fn one_room_s_listing_is_read_by_id() {
     assert!(info.secured && info.check.is_some());
 
     assert!(matches!(
-        s.room_info("no-such-room").await,
+        s.room_info(&"no-such-room".into()).await,
         Err(SignalError::NoSuchRoom)
     ));
     assert!(matches!(
-        s.room_info("../rooms").await,
+        s.room_info(&"../rooms".into()).await,
         Err(SignalError::NoSuchRoom)
     ));
 
@@ -79,11 +79,11 @@ async fn one_room_s_listing_is_read_by_id() {
         .await
         .unwrap();
     assert!(matches!(
-        s.room_info("damaged").await,
+        s.room_info(&"damaged".into()).await,
         Err(SignalError::DamagedListing)
     ));
     assert!(matches!(
-        s.join("damaged", JoinOptions::new("Bob")).await,
+        s.join(&"damaged".into(), JoinOptions::new("Bob")).await,
         Err(SignalError::DamagedListing)
     ));
 }
@@ -162,7 +162,7 @@ async fn the_directory_lists_rooms_where_occupants_cannot_be_listed() {
     let room = s.create_room("Standup", Privacy::Public).await.unwrap();
     loop {
         if let Some((id, _)) = listed(&next(&mut dir).await) {
-            assert_eq!(id, room);
+            assert_eq!(room, id);
             break;
         }
     }

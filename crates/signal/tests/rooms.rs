@@ -16,7 +16,7 @@ use signal::room::{
 };
 use signal::rtdb::{ClientConfig, RtdbClient};
 
-fn joined_id(ev: &RoomEvent) -> Option<(String, bool)> {
+fn joined_id(ev: &RoomEvent) -> Option<(signal::PeerId, bool)> {
     match ev {
         RoomEvent::MemberJoined { member, i_offer } => Some((member.peer_id.clone(), *i_offer)),
         _ => None,
@@ -91,7 +91,7 @@ async fn six_peers_see_each_other_once_and_exactly_one_side_of_each_pair_offers(
     for n in names {
         peers.push(Peer::join(&url, &room, &pid(n)).await);
     }
-    let mut offers: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut offers: BTreeSet<(signal::PeerId, signal::PeerId)> = BTreeSet::new();
     for p in &mut peers {
         let mut seen = BTreeMap::new();
         while seen.len() < names.len() - 1 {
@@ -182,7 +182,7 @@ async fn offer_answer_and_candidates_are_delivered_once_in_order_and_cleaned_up(
     // Messages to someone not in the room are refused with a clear error.
     let err = a
         .h()
-        .send_offer("nobody-here", "v=0".into())
+        .send_offer(&"nobody-here".into(), "v=0".into())
         .await
         .unwrap_err();
     assert!(matches!(err, SignalError::NotInRoom(_)), "{err}");
@@ -221,7 +221,7 @@ async fn stream_changes_leave_and_cleanup() {
     );
     // Nothing of b's is left: record, inboxes, and what b sent to a.
     let occupants = raw(&url, &format!("occupants/{room}")).await;
-    assert!(occupants.get(pid("b")).is_none(), "{occupants}");
+    assert!(occupants.get(pid("b").as_str()).is_none(), "{occupants}");
     assert_eq!(raw(&url, &format!("offers/{room}")).await, Value::Null);
 }
 
@@ -267,7 +267,7 @@ async fn a_crashed_peer_expires_and_is_cleaned_up_by_the_others() {
     );
     common_wait(|| async { raw(&url, &format!("offers/{room}")).await.is_null() }).await;
     let occupants = raw(&url, &format!("occupants/{room}")).await;
-    assert!(occupants.get(pid("b")).is_none());
+    assert!(occupants.get(pid("b").as_str()).is_none());
 }
 
 async fn common_wait<F, Fut>(cond: F)
@@ -363,7 +363,10 @@ async fn destroying_an_occupied_room_closes_it_for_everyone() {
     b.until("closed", |e| *e == RoomEvent::RoomClosed).await;
     for node in ["occupants", "offers", "answers", "ice_candidates", "rooms"] {
         let v = raw(&url, node).await;
-        assert!(v.get(&room).is_none(), "{node} still has the room: {v}");
+        assert!(
+            v.get(room.as_str()).is_none(),
+            "{node} still has the room: {v}"
+        );
     }
 }
 

@@ -251,7 +251,11 @@ async fn members_are_replayed_to_a_reloaded_page_and_a_closed_room_ends_the_call
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_rooms_and_unreachable_databases_are_errors_in_words() {
     let a = app("Ann", Database::Embedded);
-    let err = a.core.join("no-such-room", None, None).await.unwrap_err();
+    let err = a
+        .core
+        .join(&"no-such-room".into(), None, None)
+        .await
+        .unwrap_err();
     assert!(
         err.hint.as_deref().unwrap_or("").contains("closed"),
         "{err:?}"

@@ -24,6 +24,7 @@ use mesh::event::LeaveReason;
 use mesh::{Mesh, MeshConfig, MeshEvent, NetConfig, PeerStats};
 use signal::room::{JoinOptions, Privacy, Signaling, Timing};
 use signal::rtdb::{ClientConfig, RtdbClient};
+use signal::RoomId;
 use tokio::sync::{mpsc, watch};
 
 /// How long to wait for anything expected. Generous: two CPU cores are shared with other
@@ -53,7 +54,7 @@ pub fn id(name: &str) -> String {
 }
 
 /// A public room on `url`; returns its id.
-pub async fn room(url: &str, name: &str) -> String {
+pub async fn room(url: &str, name: &str) -> RoomId {
     signaling(url, "room-maker")
         .create_room(name, Privacy::Public)
         .await
@@ -97,14 +98,14 @@ pub struct Member {
 
 impl Member {
     /// Joins `room` as `name`, sending `streams` from the synthetic sources, VP8 only.
-    pub async fn join(url: &str, room: &str, name: &str, streams: StreamConfig) -> Member {
+    pub async fn join(url: &str, room: &RoomId, name: &str, streams: StreamConfig) -> Member {
         Self::join_with(url, room, name, streams, |_| {}).await
     }
 
     /// Joins with the engine's settings changed by `tune` (codecs, network, repair).
     pub async fn join_with(
         url: &str,
-        room: &str,
+        room: &RoomId,
         name: &str,
         streams: StreamConfig,
         tune: impl FnOnce(&mut MeshConfig),
@@ -118,8 +119,8 @@ impl Member {
             },
             fps: 15,
             stats_every: Duration::from_millis(500),
-            sink: Some(Arc::new(move |from: &str, kind, _frame: &_| {
-                video.send_modify(|r| *r.video.entry((from.to_owned(), kind)).or_default() += 1);
+            sink: Some(Arc::new(move |from: &signal::PeerId, kind, _frame: &_| {
+                video.send_modify(|r| *r.video.entry((from.to_string(), kind)).or_default() += 1);
             })),
             audio_sink: Some(Arc::new(Mutex::new(CountingSpeaker(tx)))),
             ..MeshConfig::default()

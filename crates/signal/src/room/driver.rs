@@ -15,14 +15,15 @@ use super::model::{Occupant, MAX_SDP};
 use super::paths::{self, Kind};
 use super::state::{AcceptedCandidate, AcceptedSdp, Inbound, Member, Membership, RoomState};
 use super::{SignalError, Timing};
+use crate::id::{PeerId, RoomId};
 use crate::rtdb::{ChildEvent, Conditional, RtdbClient, StreamEvent, Subscription};
 use media::StreamConfig;
 
 /// The room joined, as opened by [`Signaling::join`](super::Signaling::join).
 pub(super) struct Room {
     pub db: RtdbClient,
-    pub me: String,
-    pub room_id: String,
+    pub me: PeerId,
+    pub room_id: RoomId,
     /// Where the room's signaling lives: the room id, or a private room's derived space.
     pub space: String,
     pub key: Option<RoomKey>,
@@ -498,11 +499,11 @@ impl Task {
     }
 
     async fn leave(&mut self) -> Result<(), SignalError> {
-        let others: Vec<String> = self.state.members().map(|m| m.peer_id.clone()).collect();
+        let others: Vec<PeerId> = self.state.members().map(|m| m.peer_id.clone()).collect();
         let patch = cleanup_paths(
             &self.room.space,
             &self.room.me,
-            others.iter().map(String::as_str),
+            others.iter().map(PeerId::as_str),
         );
         self.room.db.update("/", &patch).await?;
         Ok(())
@@ -529,7 +530,7 @@ impl Task {
         for gone in self.state.newly_expired(now) {
             let db = self.room.db.clone();
             let space = self.room.space.clone();
-            let mut everyone: Vec<String> =
+            let mut everyone: Vec<PeerId> =
                 self.state.members().map(|m| m.peer_id.clone()).collect();
             everyone.push(self.room.me.clone());
             tokio::spawn(async move {
@@ -546,7 +547,7 @@ async fn remove_expired(
     db: &RtdbClient,
     space: &str,
     gone: &Member,
-    everyone: &[String],
+    everyone: &[PeerId],
 ) -> Result<(), SignalError> {
     let path = paths::occupant(space, &gone.peer_id);
     let (current, etag) = db.get_with_etag(&path).await?;
@@ -557,7 +558,7 @@ async fn remove_expired(
     }
     if let Conditional::Written(_) = db.set_if(&path, &Value::Null, &etag).await? {
         tracing::info!(peer = %gone.peer_id, "removed an occupant whose heartbeat stopped");
-        let patch = cleanup_paths(space, &gone.peer_id, everyone.iter().map(String::as_str));
+        let patch = cleanup_paths(space, &gone.peer_id, everyone.iter().map(PeerId::as_str));
         db.update("/", &patch).await?;
     }
     Ok(())

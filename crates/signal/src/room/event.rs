@@ -2,6 +2,7 @@
 
 use super::model::Candidate;
 use super::state::{LeaveReason, Member};
+use crate::id::PeerId;
 use media::StreamConfig;
 
 /// What happens in a joined room, in order.
@@ -13,20 +14,20 @@ pub enum RoomEvent {
     /// Someone is here; `i_offer`: this side sends the first offer.
     MemberJoined { member: Member, i_offer: bool },
     MemberLeft {
-        peer_id: String,
+        peer_id: PeerId,
         reason: LeaveReason,
     },
     /// Someone started or stopped sending camera, microphone or screen.
     StreamsChanged {
-        peer_id: String,
+        peer_id: PeerId,
         streams: StreamConfig,
     },
     /// An offer to answer.
-    Offer { from: String, sdp: String },
+    Offer { from: PeerId, sdp: String },
     /// An answer to my offer.
-    Answer { from: String, sdp: String },
+    Answer { from: PeerId, sdp: String },
     /// A trickled ICE candidate.
-    Candidate { from: String, candidate: Candidate },
+    Candidate { from: PeerId, candidate: Candidate },
     /// The room was destroyed; the task has ended.
     RoomClosed,
     /// My presence had expired (e.g. after a suspend) and I was removed; I joined again with a

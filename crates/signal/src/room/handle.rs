@@ -5,6 +5,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::model::Candidate;
 use super::SignalError;
+use crate::id::{PeerId, RoomId};
 use media::StreamConfig;
 
 /// A message to another member.
@@ -20,7 +21,7 @@ type Reply = oneshot::Sender<Result<(), SignalError>>;
 pub(super) enum Command {
     SetStreams(StreamConfig, Reply),
     Send {
-        to: String,
+        to: PeerId,
         msg: Outgoing,
         reply: Reply,
     },
@@ -30,22 +31,22 @@ pub(super) enum Command {
 /// My membership of a room. Dropping it leaves the room.
 pub struct RoomHandle {
     tx: mpsc::Sender<Command>,
-    me: String,
-    room_id: String,
+    me: PeerId,
+    room_id: RoomId,
 }
 
 impl RoomHandle {
-    pub(super) fn new(tx: mpsc::Sender<Command>, me: String, room_id: String) -> Self {
+    pub(super) fn new(tx: mpsc::Sender<Command>, me: PeerId, room_id: RoomId) -> Self {
         RoomHandle { tx, me, room_id }
     }
 
     /// My peer id.
-    pub fn peer_id(&self) -> &str {
+    pub fn peer_id(&self) -> &PeerId {
         &self.me
     }
 
     /// The room's id.
-    pub fn room_id(&self) -> &str {
+    pub fn room_id(&self) -> &RoomId {
         &self.room_id
     }
 
@@ -64,23 +65,27 @@ impl RoomHandle {
     }
 
     /// Sends an offer to `to`.
-    pub async fn send_offer(&self, to: &str, sdp: String) -> Result<(), SignalError> {
+    pub async fn send_offer(&self, to: &PeerId, sdp: String) -> Result<(), SignalError> {
         self.send(to, Outgoing::Offer(sdp)).await
     }
 
     /// Answers `to`'s offer.
-    pub async fn send_answer(&self, to: &str, sdp: String) -> Result<(), SignalError> {
+    pub async fn send_answer(&self, to: &PeerId, sdp: String) -> Result<(), SignalError> {
         self.send(to, Outgoing::Answer(sdp)).await
     }
 
     /// Trickles a candidate to `to`.
-    pub async fn send_candidate(&self, to: &str, candidate: Candidate) -> Result<(), SignalError> {
+    pub async fn send_candidate(
+        &self,
+        to: &PeerId,
+        candidate: Candidate,
+    ) -> Result<(), SignalError> {
         self.send(to, Outgoing::Candidate(candidate)).await
     }
 
-    async fn send(&self, to: &str, msg: Outgoing) -> Result<(), SignalError> {
+    async fn send(&self, to: &PeerId, msg: Outgoing) -> Result<(), SignalError> {
         self.call(|reply| Command::Send {
-            to: to.to_owned(),
+            to: to.clone(),
             msg,
             reply,
         })

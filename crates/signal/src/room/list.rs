@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::Value;
 
 use super::model::RoomInfo;
+use crate::id::RoomId;
 use crate::rtdb::{ChildEvent, StreamEvent, Subscription};
 
 /// A change to the live room list.
@@ -14,16 +15,16 @@ use crate::rtdb::{ChildEvent, StreamEvent, Subscription};
 pub enum RoomListEvent {
     /// A room appeared (or was already there when the list started).
     Added {
-        id: String,
+        id: RoomId,
         info: RoomInfo,
     },
     Changed {
-        id: String,
+        id: RoomId,
         info: RoomInfo,
     },
     /// A room was destroyed.
     Removed {
-        id: String,
+        id: RoomId,
     },
     /// The list is complete as of now (after the first load and after reconnects).
     Synced,
@@ -46,16 +47,22 @@ impl RoomList {
         loop {
             let ev = match self.sub.next().await? {
                 StreamEvent::Child(ChildEvent::Added { key, value }) => {
-                    RoomInfo::from_value(&value).map(|info| RoomListEvent::Added { id: key, info })
+                    RoomInfo::from_value(&value).map(|info| RoomListEvent::Added {
+                        id: key.into(),
+                        info,
+                    })
                 }
                 StreamEvent::Child(ChildEvent::Changed { key, value, .. }) => {
                     match RoomInfo::from_value(&value) {
-                        Some(info) => Some(RoomListEvent::Changed { id: key, info }),
-                        None => Some(RoomListEvent::Removed { id: key }),
+                        Some(info) => Some(RoomListEvent::Changed {
+                            id: key.into(),
+                            info,
+                        }),
+                        None => Some(RoomListEvent::Removed { id: key.into() }),
                     }
                 }
                 StreamEvent::Child(ChildEvent::Removed { key, .. }) => {
-                    Some(RoomListEvent::Removed { id: key })
+                    Some(RoomListEvent::Removed { id: key.into() })
                 }
                 StreamEvent::Synced(_) => Some(RoomListEvent::Synced),
                 StreamEvent::Disconnected(why) => Some(RoomListEvent::Disconnected(why)),
@@ -83,9 +90,9 @@ pub struct Listing {
 pub enum DirectoryEvent {
     /// A room appeared (or was already there when the directory started), or its listing or
     /// the number of people in it changed.
-    Listed { id: String, listing: Listing },
+    Listed { id: RoomId, listing: Listing },
     /// A room was destroyed.
-    Removed { id: String },
+    Removed { id: RoomId },
     /// The list of rooms is complete as of now (after the first load and after reconnects).
     Synced,
     /// The connection to the database broke; the list resumes when it is back.
@@ -105,7 +112,7 @@ impl Directory {
         let info = self.rooms.get(id)?.clone();
         let occupants = (!info.secured).then(|| self.counts.get(id).copied().unwrap_or(0));
         Some(DirectoryEvent::Listed {
-            id: id.to_owned(),
+            id: id.into(),
             listing: Listing { info, occupants },
         })
     }
@@ -126,12 +133,12 @@ impl Directory {
                 }
                 None => {
                     self.rooms.remove(&key);
-                    Some(DirectoryEvent::Removed { id: key })
+                    Some(DirectoryEvent::Removed { id: key.into() })
                 }
             },
             ChildEvent::Removed { key, .. } => {
                 self.rooms.remove(&key);
-                Some(DirectoryEvent::Removed { id: key })
+                Some(DirectoryEvent::Removed { id: key.into() })
             }
         }
     }

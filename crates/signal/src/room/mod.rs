@@ -42,6 +42,7 @@ use media::StreamConfig;
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
+use crate::id::{PeerId, RoomId};
 use crate::rtdb::{Conditional, RtdbClient};
 pub use crypto::{CryptoError, RoomKey};
 pub use envelope::EnvelopeError;
@@ -54,8 +55,8 @@ pub use paths::Kind;
 pub use state::{LeaveReason, Member};
 
 /// A new random peer id, to keep for an installation (`docs/protocol.md` §1).
-pub fn new_peer_id() -> String {
-    paths::random_id(16)
+pub fn new_peer_id() -> PeerId {
+    PeerId::new(paths::random_id(16))
 }
 
 /// Public, or private behind a secret.
@@ -114,13 +115,13 @@ impl JoinOptions {
 #[derive(Clone)]
 pub struct Signaling {
     db: RtdbClient,
-    me: String,
+    me: PeerId,
     timing: Timing,
 }
 
 impl Signaling {
     /// Signaling as `peer_id` (stable per installation) over `db`.
-    pub fn new(db: RtdbClient, peer_id: impl Into<String>) -> Self {
+    pub fn new(db: RtdbClient, peer_id: impl Into<PeerId>) -> Self {
         Signaling {
             db,
             me: peer_id.into(),
@@ -135,7 +136,7 @@ impl Signaling {
     }
 
     /// My peer id.
-    pub fn peer_id(&self) -> &str {
+    pub fn peer_id(&self) -> &PeerId {
         &self.me
     }
 
@@ -145,9 +146,9 @@ impl Signaling {
     }
 
     /// Creates a room and returns its id.
-    pub async fn create_room(&self, name: &str, privacy: Privacy) -> Result<String, SignalError> {
+    pub async fn create_room(&self, name: &str, privacy: Privacy) -> Result<RoomId, SignalError> {
         for _ in 0..3 {
-            let id = paths::random_id(20);
+            let id = RoomId::new(paths::random_id(20));
             match self.create_room_with_id(&id, name, privacy.clone()).await {
                 Err(SignalError::RoomExists) => continue,
                 other => return other.map(|()| id),
@@ -159,7 +160,7 @@ impl Signaling {
     /// Creates a room with a chosen id (e.g. a readable one from the command line).
     pub async fn create_room_with_id(
         &self,
-        id: &str,
+        id: &RoomId,
         name: &str,
         privacy: Privacy,
     ) -> Result<(), SignalError> {
@@ -192,14 +193,14 @@ impl Signaling {
     }
 
     /// The rooms now.
-    pub async fn list_rooms(&self) -> Result<Vec<(String, RoomInfo)>, SignalError> {
+    pub async fn list_rooms(&self) -> Result<Vec<(RoomId, RoomInfo)>, SignalError> {
         let all = self.db.get(paths::ROOMS).await?;
         let Value::Object(map) = all else {
             return Ok(Vec::new());
         };
         Ok(map
             .into_iter()
-            .filter_map(|(id, v)| RoomInfo::from_value(&v).map(|i| (id, i)))
+            .filter_map(|(id, v)| RoomInfo::from_value(&v).map(|i| (RoomId::new(id), i)))
             .collect())
     }
 
@@ -217,7 +218,7 @@ impl Signaling {
     }
 
     /// One room's listing (its name, and whether it is private).
-    pub async fn room_info(&self, room_id: &str) -> Result<RoomInfo, SignalError> {
+    pub async fn room_info(&self, room_id: &RoomId) -> Result<RoomInfo, SignalError> {
         if !model::valid_id(room_id) {
             return Err(SignalError::NoSuchRoom);
         }
@@ -231,7 +232,7 @@ impl Signaling {
     /// Destroys a room and all its signaling in one atomic write.
     pub async fn destroy_room(
         &self,
-        room_id: &str,
+        room_id: &RoomId,
         secret: Option<&str>,
     ) -> Result<(), SignalError> {
         let (space, _) = self.open_room(room_id, secret).await?;
@@ -248,12 +249,12 @@ impl Signaling {
     /// Reads the room and, for a private one, checks the secret: the room's space, and its key.
     async fn open_room(
         &self,
-        room_id: &str,
+        room_id: &RoomId,
         secret: Option<&str>,
     ) -> Result<(String, Option<RoomKey>), SignalError> {
         let info = self.room_info(room_id).await?;
         if !info.secured {
-            return Ok((room_id.to_owned(), None));
+            return Ok((room_id.to_string(), None));
         }
         let secret = secret
             .filter(|s| !s.is_empty())
@@ -270,7 +271,7 @@ impl Signaling {
     /// room task. Events arrive on the receiver until I leave or the room ends.
     pub async fn join(
         &self,
-        room_id: &str,
+        room_id: &RoomId,
         options: JoinOptions,
     ) -> Result<(RoomHandle, mpsc::Receiver<RoomEvent>), SignalError> {
         let name = options.name.trim().to_owned();
@@ -289,7 +290,7 @@ impl Signaling {
         let room = driver::Room {
             db: self.db.clone(),
             me: self.me.clone(),
-            room_id: room_id.to_owned(),
+            room_id: room_id.clone(),
             space,
             key,
             name,

@@ -24,7 +24,7 @@ pub struct RoomInfo {
     pub created_at: i64,
     /// The creator's peer id.
     #[serde(default)]
-    pub created_by: String,
+    pub created_by: crate::id::PeerId,
     /// Private rooms: proof that a derived key is the right one (`docs/protocol.md` §6).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<String>,

@@ -12,13 +12,14 @@ use serde_json::Value;
 
 use super::model::{CandidateRecord, Occupant, SdpRecord};
 use super::paths::Kind;
+use crate::id::PeerId;
 use crate::rtdb::ChildEvent;
 use media::StreamConfig;
 
 /// Another participant, as the room sees them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Member {
-    pub peer_id: String,
+    pub peer_id: PeerId,
     pub name: String,
     /// Session of their current join.
     pub session: String,
@@ -62,12 +63,12 @@ pub enum Membership {
     Joined { member: Member, i_offer: bool },
     /// Someone is gone.
     Left {
-        peer_id: String,
+        peer_id: PeerId,
         reason: LeaveReason,
     },
     /// Someone changed what they send.
     StreamsChanged {
-        peer_id: String,
+        peer_id: PeerId,
         streams: StreamConfig,
     },
     /// My own record was removed while I am in the room.
@@ -77,14 +78,14 @@ pub enum Membership {
 /// An accepted offer or answer (still possibly encrypted).
 #[derive(Clone, Debug, PartialEq)]
 pub struct AcceptedSdp {
-    pub from: String,
+    pub from: PeerId,
     pub record: SdpRecord,
 }
 
 /// An accepted candidate (still possibly encrypted).
 #[derive(Clone, Debug, PartialEq)]
 pub struct AcceptedCandidate {
-    pub from: String,
+    pub from: PeerId,
     /// Its push id (for deleting it once delivered).
     pub id: String,
     pub record: CandidateRecord,
@@ -191,7 +192,7 @@ impl RoomState {
             return Vec::new();
         }
         let member = Member {
-            peer_id: peer.clone(),
+            peer_id: peer.as_str().into(),
             name: rec.name,
             session: rec.session,
             streams: rec.streams,
@@ -204,14 +205,14 @@ impl RoomState {
             Some(old) if old.session == member.session => {
                 if old.streams != member.streams {
                     out.push(Membership::StreamsChanged {
-                        peer_id: peer.clone(),
+                        peer_id: peer.as_str().into(),
                         streams: member.streams,
                     });
                 }
             }
             Some(_) => {
                 out.push(Membership::Left {
-                    peer_id: peer.clone(),
+                    peer_id: peer.as_str().into(),
                     reason: LeaveReason::Rejoined,
                 });
                 out.push(Membership::Joined {
@@ -255,7 +256,7 @@ impl RoomState {
         self.answers.remove(peer);
         self.candidates.remove(peer);
         vec![Membership::Left {
-            peer_id: peer.to_owned(),
+            peer_id: peer.into(),
             reason,
         }]
     }
@@ -268,7 +269,9 @@ impl RoomState {
         let mut out = Vec::new();
         for m in self.members.values() {
             if now - m.seen > self.expiry_ms
-                && self.expiring.insert((m.peer_id.clone(), m.session.clone()))
+                && self
+                    .expiring
+                    .insert((m.peer_id.to_string(), m.session.clone()))
             {
                 out.push(m.clone());
             }
@@ -325,7 +328,7 @@ impl RoomState {
             }
             last.insert(key.clone(), rec.seq);
             let accepted = AcceptedSdp {
-                from: from.to_owned(),
+                from: from.into(),
                 record: rec,
             };
             match kind {
@@ -351,7 +354,7 @@ impl RoomState {
                     .insert((from.to_owned(), id.clone()))
                 {
                     out.candidates.push(AcceptedCandidate {
-                        from: from.to_owned(),
+                        from: from.into(),
                         id: id.clone(),
                         record: rec,
                     });

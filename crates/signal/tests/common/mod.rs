@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use signal::room::{JoinOptions, RoomEvent, RoomHandle, Signaling, Timing};
 use signal::rtdb::{ClientConfig, RtdbClient};
+use signal::{PeerId, RoomId};
 use tokio::sync::mpsc;
 
 /// Fast presence so crash tests take seconds, not the production 15 s.
@@ -53,22 +54,22 @@ pub fn signaling(url: &str, peer_id: &str) -> Signaling {
 
 /// A joined participant and its events.
 pub struct Peer {
-    pub id: String,
+    pub id: PeerId,
     pub handle: Option<RoomHandle>,
     pub events: mpsc::Receiver<RoomEvent>,
 }
 
 impl Peer {
     /// Joins `room` as `id` (display name = id).
-    pub async fn join(url: &str, room: &str, id: &str) -> Peer {
+    pub async fn join(url: &str, room: &RoomId, id: &str) -> Peer {
         Self::join_with(url, room, id, JoinOptions::new(id)).await
     }
 
     /// Joins with options.
-    pub async fn join_with(url: &str, room: &str, id: &str, opts: JoinOptions) -> Peer {
+    pub async fn join_with(url: &str, room: &RoomId, id: &str, opts: JoinOptions) -> Peer {
         let (handle, events) = signaling(url, id).join(room, opts).await.unwrap();
         let mut p = Peer {
-            id: id.to_owned(),
+            id: id.into(),
             handle: Some(handle),
             events,
         };
@@ -118,13 +119,13 @@ impl Peer {
 }
 
 /// Peer ids that sort in the order given (ids need 8+ characters).
-pub fn pid(name: &str) -> String {
-    format!("{name}-peer-id")
+pub fn pid(name: &str) -> PeerId {
+    PeerId::new(format!("{name}-peer-id"))
 }
 
 /// A public room named `name` with peers `a` and `b` in it, each having seen the other arrive
 /// (the smaller id, a, is the one that offers).
-pub async fn pair(url: &str, name: &str) -> (String, Peer, Peer) {
+pub async fn pair(url: &str, name: &str) -> (RoomId, Peer, Peer) {
     let room = signaling(url, &pid("a"))
         .create_room(name, signal::room::Privacy::Public)
         .await
