@@ -353,8 +353,12 @@ fn token_deadline(caller: &Caller) -> Option<tokio::time::Instant> {
         return None;
     }
     let exp = id.token.get("exp").and_then(Value::as_u64)?;
-    let left = exp.saturating_sub(crate::identity::unix_now());
-    Some(tokio::time::Instant::now() + Duration::from_secs(left))
+    // To the millisecond: whole seconds would let a stream outlive its token by up to one.
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(exp);
+    let left = at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or(Duration::ZERO);
+    Some(tokio::time::Instant::now() + left)
 }
 
 fn stream(app: &AppState, path: DbPath, params: Params, caller: Caller) -> Response {
