@@ -404,3 +404,35 @@ async fn the_signing_key_is_private_to_its_owner() {
         }
     }
 }
+
+/// What a token adds to a request end to end: `cargo test -p rtdb --release --test identity
+/// request_cost -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement, not a check"]
+async fn request_cost() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path()).await;
+    let base = server.url();
+    let body = sign_up(&base).await;
+    let uid = body["localId"].as_str().unwrap();
+    let token = body["idToken"].as_str().unwrap();
+    let client = common::client();
+    let n = 1000;
+    let rounds = [("as admin (owner)", ""), ("with an ID token", token)];
+    for (label, auth) in rounds.into_iter().chain(rounds) {
+        let start = std::time::Instant::now();
+        for i in 0..n {
+            let mut req = client
+                .put(format!("{base}/users/{uid}/n.json"))
+                .body(i.to_string());
+            req = if auth.is_empty() {
+                req.header("authorization", "Bearer owner")
+            } else {
+                req.header("authorization", format!("Bearer {auth}"))
+            };
+            assert_eq!(req.send().await.unwrap().status(), 200);
+        }
+        println!("PUT {label}: {:?} per request", start.elapsed() / n);
+    }
+    server.shutdown().await;
+}

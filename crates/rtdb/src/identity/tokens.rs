@@ -153,4 +153,27 @@ mod tests {
         assert_eq!(header.alg, Algorithm::ES256);
         assert_eq!(header.kid.as_deref(), Some(key.key_id.as_str()));
     }
+
+    /// What verifying costs per request: `cargo test -p rtdb --release --lib verify_cost --
+    /// --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn verify_cost() {
+        let (_d, key) = key();
+        let token = mint(&key, "u1", T0, T0, 3600);
+        let n = 2000;
+        let start = std::time::Instant::now();
+        for _ in 0..n {
+            verify(&key, &token, T0).unwrap();
+        }
+        let per = start.elapsed() / n;
+        let start = std::time::Instant::now();
+        for _ in 0..n {
+            mint(&key, "u1", T0, T0, 3600);
+        }
+        println!(
+            "verify {per:?} per token, mint {:?} per token",
+            start.elapsed() / n
+        );
+    }
 }
