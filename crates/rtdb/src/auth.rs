@@ -162,4 +162,46 @@ mod tests {
         h.insert("authorization", "Bearer owner".parse().unwrap());
         assert_eq!(auth.identify(None, None, &h).unwrap(), Caller::Admin);
     }
+
+    #[test]
+    fn an_id_token_makes_a_user_and_a_foreign_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = Arc::new(
+            IdentityService::open(dir.path(), std::time::Duration::from_secs(60), None).unwrap(),
+        );
+        let token = svc.sign_up(unix_now()).unwrap().id_token;
+        let auth = Auth::new(Some("s3cret".into())).with_identity(svc.clone());
+        let h = HeaderMap::new();
+        let caller = auth.identify(Some(&token), None, &h).unwrap();
+        let Caller::User(id) = &caller else {
+            panic!("{caller:?}")
+        };
+        assert_eq!(id.provider, "anonymous");
+        assert_eq!(id.token.get("sub"), Some(&Value::String(id.uid.clone())));
+        assert_eq!(
+            auth.identify(Some("s3cret"), None, &h).unwrap(),
+            Caller::Admin,
+            "the secret stays the admin's"
+        );
+        assert_eq!(
+            auth.identify(Some("not-a-jwt"), None, &h).unwrap(),
+            Caller::Anonymous
+        );
+
+        let other_dir = tempfile::tempdir().unwrap();
+        let other =
+            IdentityService::open(other_dir.path(), std::time::Duration::from_secs(60), None)
+                .unwrap();
+        let foreign = other.sign_up(unix_now()).unwrap().id_token;
+        assert!(matches!(
+            auth.identify(Some(&foreign), None, &h),
+            Err(DbError::AuthInvalid)
+        ));
+        let stale = other.sign_up(unix_now() - 120).unwrap().id_token;
+        let auth = Auth::new(None).with_identity(Arc::new(other));
+        assert!(matches!(
+            auth.identify(Some(&stale), None, &h),
+            Err(DbError::AuthExpired)
+        ));
+    }
 }
