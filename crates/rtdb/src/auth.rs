@@ -2,17 +2,39 @@
 //! else is anonymous (and the default rules let anonymous callers do nothing); without one, the
 //! server is open as Firebase's emulator is, and `Authorization: Bearer owner` is the admin.
 //! The admin may act as someone else with `auth_variable_override`, as on Firebase.
+//!
+//! A signed-in user sends the ID token huddle-db issued (see [`crate::identity`]) the same two
+//! ways; it is verified on every request and the caller becomes that user. A token that does
+//! not verify is refused (401) rather than treated as anonymous, so a client learns at once
+//! that it must refresh or sign in again. With no token at all the caller is anonymous, open
+//! server or not, and the rules decide.
+
+use std::sync::Arc;
 
 use axum::http::HeaderMap;
 use serde_json::Value;
+
+use crate::identity::tokens::TokenError;
+use crate::identity::{looks_like_jwt, unix_now, IdentityService};
 
 use crate::error::DbError;
 use crate::rules::{Caller, Identity};
 
 /// The server's credential policy.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Auth {
     secret: Option<String>,
+    /// Verifies ID tokens; without it no token makes a user (only overrides do).
+    identity: Option<Arc<IdentityService>>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("secured", &self.secret.is_some())
+            .field("identity", &self.identity.is_some())
+            .finish()
+    }
 }
 
 impl Auth {
@@ -20,7 +42,14 @@ impl Auth {
     pub fn new(secret: Option<String>) -> Self {
         Auth {
             secret: secret.filter(|s| !s.is_empty()),
+            identity: None,
         }
+    }
+
+    /// Also accepts the ID tokens `identity` issues.
+    pub fn with_identity(mut self, identity: Arc<IdentityService>) -> Self {
+        self.identity = Some(identity);
+        self
     }
 
     /// True when requests need the secret to be the admin.
@@ -49,7 +78,7 @@ impl Auth {
                 .any(|t| constant_time_eq(t.as_bytes(), secret.as_bytes())),
         };
         if !admin {
-            return Ok(Caller::Anonymous);
+            return self.user(query_token.or(bearer));
         }
         match auth_override {
             None => Ok(Caller::Admin),
@@ -65,6 +94,24 @@ impl Auth {
                     "auth_variable_override must be a JSON object or null".into(),
                 )),
             },
+        }
+    }
+}
+
+impl Auth {
+    /// The user an ID token names. Tokens that are not JWTs (a wrong secret, `owner` on a
+    /// secured server) stay anonymous as before, so the rules answer them.
+    fn user(&self, token: Option<&str>) -> Result<Caller, DbError> {
+        let (Some(token), Some(identity)) = (token, &self.identity) else {
+            return Ok(Caller::Anonymous);
+        };
+        if !looks_like_jwt(token) {
+            return Ok(Caller::Anonymous);
+        }
+        match identity.verify(token, unix_now()) {
+            Ok(id) => Ok(Caller::User(id)),
+            Err(TokenError::Expired) => Err(DbError::AuthExpired),
+            Err(TokenError::Invalid) => Err(DbError::AuthInvalid),
         }
     }
 }
@@ -114,5 +161,47 @@ mod tests {
         );
         h.insert("authorization", "Bearer owner".parse().unwrap());
         assert_eq!(auth.identify(None, None, &h).unwrap(), Caller::Admin);
+    }
+
+    #[test]
+    fn an_id_token_makes_a_user_and_a_foreign_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = Arc::new(
+            IdentityService::open(dir.path(), std::time::Duration::from_secs(60), None).unwrap(),
+        );
+        let token = svc.sign_up(unix_now()).unwrap().id_token;
+        let auth = Auth::new(Some("s3cret".into())).with_identity(svc.clone());
+        let h = HeaderMap::new();
+        let caller = auth.identify(Some(&token), None, &h).unwrap();
+        let Caller::User(id) = &caller else {
+            panic!("{caller:?}")
+        };
+        assert_eq!(id.provider, "anonymous");
+        assert_eq!(id.token.get("sub"), Some(&Value::String(id.uid.clone())));
+        assert_eq!(
+            auth.identify(Some("s3cret"), None, &h).unwrap(),
+            Caller::Admin,
+            "the secret stays the admin's"
+        );
+        assert_eq!(
+            auth.identify(Some("not-a-jwt"), None, &h).unwrap(),
+            Caller::Anonymous
+        );
+
+        let other_dir = tempfile::tempdir().unwrap();
+        let other =
+            IdentityService::open(other_dir.path(), std::time::Duration::from_secs(60), None)
+                .unwrap();
+        let foreign = other.sign_up(unix_now()).unwrap().id_token;
+        assert!(matches!(
+            auth.identify(Some(&foreign), None, &h),
+            Err(DbError::AuthInvalid)
+        ));
+        let stale = other.sign_up(unix_now() - 120).unwrap().id_token;
+        let auth = Auth::new(None).with_identity(Arc::new(other));
+        assert!(matches!(
+            auth.identify(Some(&stale), None, &h),
+            Err(DbError::AuthExpired)
+        ));
     }
 }

@@ -17,6 +17,13 @@ pub enum DbError {
     /// Missing or wrong credentials.
     #[error("Permission denied")]
     PermissionDenied,
+    /// An ID token that was valid but has expired: the client should refresh it and retry.
+    #[error("Auth token is expired")]
+    AuthExpired,
+    /// An `auth=` / `Bearer` ID token that is not one this server issued (garbage, tampered
+    /// with, or signed by another huddle-db).
+    #[error("Could not parse auth token.")]
+    AuthInvalid,
     /// An `if-match` condition failed: carries the current value and its ETag.
     #[error("ETag mismatch")]
     PreconditionFailed {
@@ -42,7 +49,7 @@ impl DbError {
         match self {
             DbError::BadPath(_) | DbError::BadData(_) | DbError::BadQuery(_) => 400,
             DbError::BadMethod(_) => 405,
-            DbError::PermissionDenied => 401,
+            DbError::PermissionDenied | DbError::AuthExpired | DbError::AuthInvalid => 401,
             DbError::PreconditionFailed { .. } => 412,
             DbError::Storage(_) => 500,
             DbError::Unavailable => 503,

@@ -31,6 +31,8 @@ pub struct AppState {
     pub access: std::sync::Arc<Access>,
     /// Interval between `keep-alive` events on streams.
     pub keepalive: Duration,
+    /// The sign-in endpoints.
+    pub identity: std::sync::Arc<crate::identity::IdentityService>,
 }
 
 /// The router: every path is a database location.
@@ -93,7 +95,9 @@ fn preflight() -> Response {
     h.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,
         HeaderValue::from_static(
-            "Authorization, Content-Type, If-Match, If-None-Match, X-Firebase-ETag, X-HTTP-Method-Override",
+            "Authorization, Content-Type, If-Match, If-None-Match, X-Firebase-ETag, X-HTTP-Method-Override, \
+             X-Client-Version, X-Firebase-Client, X-Firebase-gmpid, X-Firebase-AppCheck, X-Firebase-Locale, \
+             X-Goog-Api-Key",
         ),
     );
     h.insert(
@@ -178,6 +182,10 @@ async fn serve(app: &AppState, req: Request) -> Result<Response, DbError> {
     // The browser client: public files, before credentials (they hold no data).
     if let Some(resp) = crate::web::serve(req.method(), req.uri().path()) {
         return Ok(resp);
+    }
+    // Sign-in, before credentials: it is how a caller gets one.
+    if crate::identity::endpoints::is_identity_path(req.uri().path()) {
+        return Ok(crate::identity::endpoints::handle(&app.identity, req).await);
     }
     let params = Params::parse(req.uri().query())?;
     let caller = app.access.identify(
@@ -326,10 +334,35 @@ impl Drop for Unsubscribe {
 struct StreamState {
     sub: Subscription,
     keepalive: tokio::time::Interval,
+    /// When the caller's ID token expires; the stream then ends with `auth_revoked`.
+    expiry: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    revoked: bool,
     _guard: Unsubscribe,
 }
 
+/// Firebase's `auth_revoked` payload: the client should reconnect with a fresh token.
+const AUTH_REVOKED_DATA: &str = "\"credential is no longer valid\"";
+
+/// The instant a signed-in caller's ID token expires, for streams opened with one. Admins,
+/// anonymous callers and `auth_variable_override` identities (provider `custom`) never expire.
+fn token_deadline(caller: &Caller) -> Option<tokio::time::Instant> {
+    let Caller::User(id) = caller else {
+        return None;
+    };
+    if id.provider == "custom" {
+        return None;
+    }
+    let exp = id.token.get("exp").and_then(Value::as_u64)?;
+    // To the millisecond: whole seconds would let a stream outlive its token by up to one.
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(exp);
+    let left = at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or(Duration::ZERO);
+    Some(tokio::time::Instant::now() + left)
+}
+
 fn stream(app: &AppState, path: DbPath, params: Params, caller: Caller) -> Response {
+    let expiry = token_deadline(&caller).map(|at| Box::pin(tokio::time::sleep_until(at)));
     let sub = app.db.subscribe(path.clone(), params.filter, caller);
     let guard = Unsubscribe {
         db: app.db.clone(),
@@ -342,11 +375,26 @@ fn stream(app: &AppState, path: DbPath, params: Params, caller: Caller) -> Respo
     let state = StreamState {
         sub,
         keepalive,
+        expiry,
+        revoked: false,
         _guard: guard,
     };
     let body = futures_util::stream::unfold(state, |mut st| async move {
+        if st.revoked {
+            return None;
+        }
+        let expired = async {
+            match st.expiry.as_mut() {
+                Some(sleep) => sleep.await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             biased;
+            _ = expired => {
+                st.revoked = true;
+                Some((Ok(frame("auth_revoked", AUTH_REVOKED_DATA)), st))
+            }
             msg = st.sub.rx.recv() => {
                 let msg = msg?;
                 st.sub.queued.fetch_sub(msg.len(), Ordering::Relaxed);

@@ -27,6 +27,8 @@ pub mod error;
 pub mod http;
 #[cfg(feature = "server")]
 pub mod hub;
+#[cfg(feature = "server")]
+pub mod identity;
 pub mod path;
 pub mod pushid;
 pub mod query;

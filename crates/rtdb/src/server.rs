@@ -12,6 +12,7 @@ use crate::access::{Access, AccessError};
 use crate::auth::Auth;
 use crate::db::{Db, DbConfig};
 use crate::http::{router, AppState};
+use crate::identity::{IdentityError, IdentityService};
 use crate::tls;
 
 /// How to serve HTTPS.
@@ -41,6 +42,10 @@ pub struct ServerConfig {
     pub db: DbConfig,
     /// A rules file (`{"rules": {...}}`) to enforce; kept in the data folder.
     pub rules_file: Option<PathBuf>,
+    /// How long the ID tokens the sign-in endpoints issue stay valid (Firebase: one hour).
+    pub token_lifetime: Duration,
+    /// When set, the sign-in endpoints require this API key; otherwise any non-empty key.
+    pub api_key: Option<String>,
 }
 
 impl ServerConfig {
@@ -54,6 +59,8 @@ impl ServerConfig {
             keepalive: Duration::from_secs(30),
             db: DbConfig::default(),
             rules_file: None,
+            token_lifetime: crate::identity::DEFAULT_TOKEN_LIFETIME,
+            api_key: None,
         }
     }
 }
@@ -77,6 +84,9 @@ pub enum StartError {
     /// The rules could not be loaded.
     #[error(transparent)]
     Rules(#[from] AccessError),
+    /// The signing key or the accounts in the data folder could not be opened.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
 }
 
 /// A server that is accepting requests.
@@ -123,8 +133,13 @@ impl Server {
                  change all data. Pass --secret to require one."
             );
         }
+        let identity = std::sync::Arc::new(IdentityService::open(
+            &config.data_dir,
+            config.token_lifetime,
+            config.api_key.clone(),
+        )?);
         let access = Access::load(
-            Auth::new(config.secret.clone()),
+            Auth::new(config.secret.clone()).with_identity(identity.clone()),
             &config.data_dir,
             config.rules_file.as_deref(),
         )?;
@@ -132,6 +147,7 @@ impl Server {
             db: db.clone(),
             access: std::sync::Arc::new(access),
             keepalive: config.keepalive,
+            identity,
         };
         let app = router(state).into_make_service();
         let handle = Handle::new();

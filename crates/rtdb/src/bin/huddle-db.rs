@@ -39,6 +39,14 @@ struct Args {
     /// Seconds between keep-alive events on streams.
     #[arg(long, default_value_t = 30)]
     keepalive_secs: u64,
+    /// Seconds the ID tokens of the sign-in endpoints stay valid (Firebase's: 3600). Streams
+    /// opened with a token end with `auth_revoked` when it expires.
+    #[arg(long, default_value_t = 3600)]
+    token_lifetime: u64,
+    /// Require this API key (`?key=`) on the sign-in endpoints; without it any non-empty key
+    /// is accepted, as the Auth emulator does.
+    #[arg(long)]
+    api_key: Option<String>,
     /// Log size in MiB that triggers a snapshot and log compaction.
     #[arg(long, default_value_t = 64)]
     compact_mib: u64,
@@ -63,6 +71,8 @@ async fn main() -> anyhow::Result<()> {
         secret: args.secret,
         rules_file: args.rules,
         keepalive: Duration::from_secs(args.keepalive_secs.max(1)),
+        token_lifetime: Duration::from_secs(args.token_lifetime.max(1)),
+        api_key: args.api_key,
         db: DbConfig {
             compact_after_bytes: args.compact_mib.max(1) << 20,
             ..DbConfig::default()
