@@ -257,7 +257,7 @@ impl Rules {
         for seg in path.segments() {
             node = node.and_then(|n| n.step(seg, &mut Vec::new()));
         }
-        if node.is_some_and(|n| n.index_on.iter().any(|i| *i == name)) {
+        if node.is_some_and(|n| n.index_on.contains(&name)) {
             return Ok(());
         }
         Err(format!(
