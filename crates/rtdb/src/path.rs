@@ -77,12 +77,6 @@ impl DbPath {
         DbPath(segments)
     }
 
-    /// The parent; `None` for the root.
-    pub fn parent(&self) -> Option<DbPath> {
-        let (_, rest) = self.0.split_last()?;
-        Some(DbPath(rest.to_vec()))
-    }
-
     /// True when `self` is `other` or one of its ancestors.
     pub fn contains(&self, other: &DbPath) -> bool {
         other.0.len() >= self.0.len() && other.0[..self.0.len()] == self.0[..]

@@ -154,7 +154,7 @@ impl Expr {
                 Global::Auth => from_json(Cow::Borrowed(ctx.auth)),
                 Global::Data => V::Snap(ctx.data.clone()),
                 Global::NewData => V::Snap(ctx.new_data.clone().ok_or(Fault)?),
-                Global::Root => V::Snap(Snapshot::new(ctx.root, crate::path::DbPath::root())),
+                Global::Root => V::Snap(Snapshot::new(ctx.root, Vec::new())),
                 Global::Now => V::Num(ctx.now as f64),
             },
             Expr::Var(name) => {
@@ -282,10 +282,10 @@ fn call<'a>(
     match obj {
         V::Snap(snap) => Ok(match method {
             Val => snap.value().map_or(V::Null, from_json),
-            Child => V::Snap(snap.child(&string_arg(args, ctx)?)),
+            Child => V::Snap(snap.child(string_arg(args, ctx)?)),
             Parent => V::Snap(snap.parent().ok_or(Fault)?),
             Exists => V::Bool(snap.exists()),
-            HasChild => V::Bool(snap.child(&string_arg(args, ctx)?).exists()),
+            HasChild => V::Bool(snap.child(string_arg(args, ctx)?).exists()),
             HasChildren => match args.first() {
                 None => V::Bool(snap.value().is_some_and(|v| v.is_object())),
                 Some(list) => match list.eval(ctx)? {
@@ -293,7 +293,7 @@ fn call<'a>(
                         let mut all = true;
                         for n in names {
                             let V::Str(n) = n else { return Err(Fault) };
-                            all &= snap.child(&n).exists();
+                            all &= snap.child(n).exists();
                         }
                         V::Bool(all)
                     }

@@ -28,13 +28,14 @@ pub mod snapshot;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
 use serde_json::{Map, Value};
 
 use crate::path::DbPath;
 use expr::{Ctx, Expr};
-use snapshot::{Snapshot, View};
+use snapshot::{Loc, Snapshot, View};
 
 /// Who is asking, as the rules see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -157,14 +158,13 @@ impl Rules {
         let view = View::current(root);
         let mut vars = Vec::new();
         let mut node = &self.root;
-        let mut at = DbPath::root();
         let mut depth = 0;
         loop {
             if let Some(rule) = &node.read {
                 let ctx = Ctx {
                     auth: &auth,
                     vars: &vars,
-                    data: Snapshot::new(view, at.clone()),
+                    data: Snapshot::new(view, loc(&path.segments()[..depth])),
                     new_data: None,
                     root: view,
                     now,
@@ -180,7 +180,6 @@ impl Rules {
                 return false;
             };
             node = next;
-            at = at.child(seg);
             depth += 1;
         }
     }
@@ -201,28 +200,28 @@ impl Rules {
         let auth = auth_value(caller);
         let old = View::current(root);
         let new = View::after(root, sets);
-        let eval = |rule: &Expr, vars: &[(String, String)], at: &DbPath| {
+        let eval = |rule: &Expr, vars: &[(String, String)], at: &[Cow<'_, str>]| {
             rule.allows(&Ctx {
                 auth: &auth,
                 vars,
-                data: Snapshot::new(old, at.clone()),
-                new_data: Some(Snapshot::new(new, at.clone())),
+                data: Snapshot::new(old, at.to_vec()),
+                new_data: Some(Snapshot::new(new, at.to_vec())),
                 root: old,
                 now,
             })
         };
-        let mut validated: HashSet<DbPath> = HashSet::new();
+        let mut validated: HashSet<&[String]> = HashSet::new();
         for (path, value) in sets {
             let mut vars = Vec::new();
             let mut node = Some(&self.root);
-            let mut at = DbPath::root();
             let mut granted = false;
             // The ancestors' (and the location's own) rules.
             for depth in 0..=path.len() {
                 let Some(n) = node else { break };
+                let at = loc(&path.segments()[..depth]);
                 granted = granted || n.write.as_ref().is_some_and(|r| eval(r, &vars, &at));
                 if let Some(rule) = &n.validate {
-                    let fresh = depth < path.len() && validated.insert(at.clone());
+                    let fresh = depth < path.len() && validated.insert(&path.segments()[..depth]);
                     if (fresh || depth == path.len()) && new.exists(&at) && !eval(rule, &vars, &at)
                     {
                         return false;
@@ -230,7 +229,6 @@ impl Rules {
                 }
                 if let Some(seg) = path.segments().get(depth) {
                     node = n.step(seg, &mut vars);
-                    at = at.child(seg);
                 }
             }
             if !granted {
@@ -238,7 +236,7 @@ impl Rules {
             }
             // Every node of the new data below the location.
             if let (Some(n), Some(v)) = (node, value) {
-                if !validate_below(n, v, &mut at.clone(), &mut vars, &eval) {
+                if !validate_below(n, v, &mut loc(path.segments()), &mut vars, &eval) {
                     return false;
                 }
             }
@@ -267,12 +265,12 @@ impl Rules {
 }
 
 /// `.validate` of each child of `value` (the new data at `at`) and below, depth first.
-fn validate_below(
+fn validate_below<'v>(
     node: &Node,
-    value: &Value,
-    at: &mut DbPath,
+    value: &'v Value,
+    at: &mut Loc<'v>,
     vars: &mut Vec<(String, String)>,
-    eval: &impl Fn(&Expr, &[(String, String)], &DbPath) -> bool,
+    eval: &impl Fn(&Expr, &[(String, String)], &[Cow<'_, str>]) -> bool,
 ) -> bool {
     let Value::Object(map) = value else {
         return true;
@@ -282,16 +280,20 @@ fn validate_below(
         let Some(child) = node.step(key, vars) else {
             continue;
         };
-        *at = at.child(key);
+        at.push(Cow::Borrowed(key));
         let ok = child.validate.as_ref().is_none_or(|r| eval(r, vars, at))
             && validate_below(child, child_value, at, vars, eval);
-        *at = at.parent().unwrap_or_default();
+        at.pop();
         vars.truncate(bound);
         if !ok {
             return false;
         }
     }
     true
+}
+
+fn loc(segs: &[String]) -> Loc<'_> {
+    segs.iter().map(|s| Cow::Borrowed(s.as_str())).collect()
 }
 
 /// `auth` as the rules see it.
