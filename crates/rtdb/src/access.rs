@@ -2,15 +2,16 @@
 //! them do ([`Rules`]), with the rules kept in the data folder so they survive a restart.
 
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use axum::http::HeaderMap;
 use serde_json::{json, Value};
 
 use crate::auth::Auth;
-use crate::db::Db;
+use crate::db::{now_ms, Db, WriteGuard};
 use crate::error::DbError;
 use crate::path::DbPath;
+use crate::query::{Filter, OrderBy};
 use crate::rules::{Caller, Rules, RulesError};
 
 const RULES_FILE: &str = "rules.json";
@@ -18,7 +19,8 @@ const RULES_FILE: &str = "rules.json";
 /// Credentials plus rules.
 pub struct Access {
     auth: Auth,
-    rules: RwLock<Rules>,
+    /// Shared so a check can hold the rules it started with while they are being replaced.
+    rules: RwLock<Arc<Rules>>,
     file: PathBuf,
 }
 
@@ -72,7 +74,7 @@ impl Access {
         };
         Ok(Access {
             auth,
-            rules: RwLock::new(rules),
+            rules: RwLock::new(Arc::new(rules)),
             file,
         })
     }
@@ -87,30 +89,43 @@ impl Access {
         self.auth.identify(token, over, headers)
     }
 
-    fn rules(&self) -> std::sync::RwLockReadGuard<'_, Rules> {
-        self.rules.read().unwrap_or_else(|e| e.into_inner())
+    fn rules(&self) -> Arc<Rules> {
+        self.rules.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Permission denied unless the caller may read `path`.
-    pub fn check_read(&self, caller: &Caller, path: &DbPath) -> Result<(), DbError> {
+    /// Permission denied unless the caller may read `path` of the tree `root`.
+    pub fn check_read(&self, caller: &Caller, path: &DbPath, root: &Value) -> Result<(), DbError> {
         self.rules()
-            .can_read(caller, path)
+            .can_read(caller, path, root, now_ms())
             .then_some(())
             .ok_or(DbError::PermissionDenied)
     }
 
-    /// Permission denied unless the caller may write every one of `paths`.
-    pub fn check_write<'a>(
-        &self,
-        caller: &Caller,
-        paths: impl IntoIterator<Item = &'a DbPath>,
-    ) -> Result<(), DbError> {
-        let rules = self.rules();
-        paths
-            .into_iter()
-            .all(|p| rules.can_write(caller, p))
-            .then_some(())
-            .ok_or(DbError::PermissionDenied)
+    /// The check the writer runs on `caller`'s write, with the rules in force when it runs.
+    pub fn write_guard(self: &Arc<Self>, caller: &Caller) -> Option<WriteGuard> {
+        if *caller == Caller::Admin {
+            return None;
+        }
+        let access = self.clone();
+        let caller = caller.clone();
+        Some(Box::new(move |old, sets, now| {
+            access
+                .rules()
+                .can_write(&caller, old, sets, now)
+                .then_some(())
+                .ok_or(DbError::PermissionDenied)
+        }))
+    }
+
+    /// Refuses a query ordered by a child the rules do not index at `path`, as Firebase does.
+    pub fn check_query(&self, path: &DbPath, filter: Option<&Filter>) -> Result<(), DbError> {
+        match filter.map(|f| &f.order_by) {
+            Some(OrderBy::Child(field)) => self
+                .rules()
+                .check_index(path, field)
+                .map_err(DbError::BadData),
+            _ => Ok(()),
+        }
     }
 
     /// The current rules document.
@@ -123,9 +138,11 @@ impl Access {
     pub fn set_rules(&self, doc: Value, db: &Db) -> Result<(), DbError> {
         let rules = Rules::parse(&doc).map_err(|e| DbError::BadData(e.to_string()))?;
         persist(&self.file, rules.source())?;
-        *self.rules.write().unwrap_or_else(|e| e.into_inner()) = rules;
-        let rules = self.rules();
-        let cancelled = db.cancel_streams_where(|caller, path| !rules.can_read(caller, path));
+        let rules = Arc::new(rules);
+        *self.rules.write().unwrap_or_else(|e| e.into_inner()) = rules.clone();
+        let now = now_ms();
+        let cancelled =
+            db.cancel_streams_where(|caller, path, root| !rules.can_read(caller, path, root, now));
         if cancelled > 0 {
             tracing::info!(
                 cancelled,

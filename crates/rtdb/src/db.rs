@@ -91,8 +91,16 @@ enum Msg {
     Close(oneshot::Sender<()>),
 }
 
+/// The rules check of one write, run by the writer with the tree locked: it sees the tree before
+/// the write (`old`), the write as planned (`sets`: stored form, server values resolved, no two
+/// nested) and the server clock, and either lets the write happen or refuses it. Checking there,
+/// not before queueing, leaves no gap in which another write could change what was checked.
+pub type WriteGuard =
+    Box<dyn FnOnce(&Value, &[(DbPath, Option<Value>)], u64) -> Result<(), DbError> + Send>;
+
 struct Job {
     op: WriteOp,
+    guard: Option<WriteGuard>,
     reply: oneshot::Sender<Result<WriteResult, DbError>>,
 }
 
@@ -129,9 +137,18 @@ impl Db {
 
     /// Runs a write; answers once it is durable and published.
     pub async fn write(&self, op: WriteOp) -> Result<WriteResult, DbError> {
+        self.write_guarded(op, None).await
+    }
+
+    /// Runs a write if `guard` (when given) lets it, judged atomically with the write.
+    pub async fn write_guarded(
+        &self,
+        op: WriteOp,
+        guard: Option<WriteGuard>,
+    ) -> Result<WriteResult, DbError> {
         let (reply, answer) = oneshot::channel();
         self.writes
-            .send(Msg::Write(Job { op, reply }))
+            .send(Msg::Write(Job { op, guard, reply }))
             .await
             .map_err(|_| DbError::Unavailable)?;
         answer.await.map_err(|_| DbError::Unavailable)?
@@ -141,6 +158,13 @@ impl Db {
     pub fn read<T>(&self, path: &DbPath, f: impl FnOnce(Option<&Value>) -> T) -> T {
         let root = self.shared.tree.read().unwrap_or_else(|e| e.into_inner());
         f(tree::get(&root, path))
+    }
+
+    /// Runs `f` on the whole stored tree (`Null` when empty), e.g. to check rules and read in
+    /// one look.
+    pub fn with_root<T>(&self, f: impl FnOnce(&Value) -> T) -> T {
+        let root = self.shared.tree.read().unwrap_or_else(|e| e.into_inner());
+        f(&root)
     }
 
     /// Starts a stream at `path`; its first event is the current (filtered) value.
@@ -172,9 +196,15 @@ impl Db {
 
     /// Sends `cancel` to every stream whose reader may no longer read its location, and ends
     /// them; returns how many.
-    pub fn cancel_streams_where(&self, denied: impl FnMut(&Caller, &DbPath) -> bool) -> usize {
+    /// `denied` also sees the stored tree, which rules may consult.
+    pub fn cancel_streams_where(
+        &self,
+        mut denied: impl FnMut(&Caller, &DbPath, &Value) -> bool,
+    ) -> usize {
+        // Tree before hub, the order the writer takes them in.
+        let root = self.shared.tree.read().unwrap_or_else(|e| e.into_inner());
         let mut hub = self.shared.hub.lock().unwrap_or_else(|e| e.into_inner());
-        hub.cancel_where(denied)
+        hub.cancel_where(|caller, path| denied(caller, path, &root))
     }
 
     /// Ends every stream (shutdown): their connections close once drained.
@@ -258,7 +288,7 @@ fn write_batch(shared: &Shared, store: &mut Store, ids: &mut PushIds, jobs: Vec<
     let mut log_bytes = Vec::new();
     for job in jobs {
         let merge = matches!(job.op, WriteOp::Update { .. });
-        let (base, result, sets) = match apply(&mut root, job.op, now, ids, &mut undo) {
+        let (base, result, sets) = match apply(&mut root, job.op, job.guard, now, ids, &mut undo) {
             Ok((base, result, sets)) => (base, Ok(result), sets),
             Err(e) => (DbPath::root(), Err(e), Vec::new()),
         };
@@ -320,16 +350,26 @@ type Undo = Vec<(DbPath, Option<Value>)>;
 fn apply(
     root: &mut Value,
     op: WriteOp,
+    guard: Option<WriteGuard>,
     now: u64,
     ids: &mut PushIds,
     undo: &mut Undo,
 ) -> Result<Applied1, DbError> {
+    let check = |root: &Value, planned: &[(DbPath, Option<Value>)]| match guard {
+        Some(g) => g(root, planned, now),
+        None => Ok(()),
+    };
     match op {
         WriteOp::Set {
             path,
             value,
             if_match,
         } => {
+            let current = tree::get(root, &path);
+            let resolved = tree::resolve_server_values(value, current, now)?;
+            let planned = vec![(path.clone(), tree::normalize(resolved, path.len())?)];
+            // Rules first: a caller who may not write learns nothing from a failed condition.
+            check(root, &planned)?;
             let current = tree::get(root, &path);
             if let Some(expected) = if_match {
                 let actual = etag(current);
@@ -341,9 +381,7 @@ fn apply(
                     });
                 }
             }
-            let resolved = tree::resolve_server_values(value, current, now)?;
-            let new = tree::normalize(resolved, path.len())?;
-            let sets = effective(root, vec![(path.clone(), new)], undo);
+            let sets = effective(root, planned, undo);
             let stored = tree::get(root, &path);
             let result = WriteResult::Set {
                 value: stored.map(tree::render).unwrap_or(Value::Null),
@@ -355,8 +393,9 @@ fn apply(
             let key = ids.next(now);
             let child = path.child(&key);
             let resolved = tree::resolve_server_values(value, None, now)?;
-            let new = tree::normalize(resolved, child.len())?;
-            let sets = effective(root, vec![(child, new)], undo);
+            let planned = vec![(child.clone(), tree::normalize(resolved, child.len())?)];
+            check(root, &planned)?;
+            let sets = effective(root, planned, undo);
             Ok((path, WriteResult::Pushed(key), sets))
         }
         WriteOp::Update { path, children } => {
@@ -377,6 +416,7 @@ fn apply(
                 planned.push((full, new));
             }
             check_no_ancestors(&path, &planned)?;
+            check(root, &planned)?;
             let sets = effective(root, planned, undo);
             Ok((path, WriteResult::Updated(Value::Object(echo)), sets))
         }
