@@ -412,6 +412,15 @@ async fn the_database_client_refreshes_once_on_401_and_once_for_ten_revoked_stre
         "ten reopened on t2"
     );
     assert_eq!(seen.len(), 2 + 10 + 10);
+
+    // A stream opened with a token that the server already refuses: one refresh, one retry,
+    // and it syncs instead of ending as denied.
+    tokio::time::sleep(NEXT_SECOND).await;
+    db_server.revoked.lock().unwrap().insert(t2.clone());
+    let mut late = db.subscribe("late");
+    until_synced(&mut late).await;
+    assert_eq!(auth.stats().refreshes, 3, "{:?}", auth.stats());
+    assert_ne!(auth.token().await.unwrap(), t2);
 }
 
 async fn until_synced(sub: &mut signal::rtdb::Subscription) {
