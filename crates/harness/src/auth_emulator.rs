@@ -48,6 +48,8 @@ impl AuthEmulator {
         });
         std::fs::write(dir.path().join("firebase.json"), config.to_string())?;
         std::fs::create_dir_all(dir.path().join("home"))?;
+        let log_path = dir.path().join("emulator.log");
+        let log = std::fs::File::create(&log_path)?;
         let started = Instant::now();
         let proc = Proc::spawn(
             Command::new(&bin)
@@ -60,12 +62,15 @@ impl AuthEmulator {
                 ])
                 .current_dir(dir.path())
                 .env("HOME", dir.path().join("home"))
+                // Its hub writes a locator file per project in the temp folder, and a killed
+                // emulator leaves it behind; a folder of its own keeps parallel tests apart.
+                .env("TMPDIR", dir.path())
                 .env("CI", "true")
                 .env("NO_UPDATE_NOTIFIER", "1")
                 .env_remove("FIREBASE_AUTH_EMULATOR_HOST")
                 .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
+                .stdout(log.try_clone()?)
+                .stderr(log),
             "install it with: bash scripts/install-deps.sh test",
         )?;
         let host = format!("127.0.0.1:{port}");
@@ -75,12 +80,34 @@ impl AuthEmulator {
             _proc: proc,
             _dir: dir,
         };
-        crate::poll("the Auth emulator to answer", START_BOUND, || {
+        let mut exited = None;
+        let answered = crate::poll("the Auth emulator to answer", START_BOUND, || {
+            if let Ok(Some(status)) = emulator._proc.child().try_wait() {
+                exited = Some(status);
+                return Some(false);
+            }
             emulator
                 .request("GET", "/", None, None)
                 .ok()
                 .filter(|(status, body)| *status == 200 && body.contains("authEmulator"))
-        })?;
+                .map(|_| true)
+        });
+        if !matches!(answered, Ok(true)) {
+            let output = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: String = output.lines().rev().take(15).collect::<Vec<_>>().join("\n");
+            return Err(Error::Unexpected {
+                program: bin.display().to_string(),
+                problem: format!(
+                    "did not answer on {} ({}); its last output:\n{tail}",
+                    emulator.host,
+                    match (exited, answered) {
+                        (Some(s), _) => format!("it exited: {s}"),
+                        (None, Err(e)) => e.to_string(),
+                        (None, Ok(_)) => "unknown".to_owned(),
+                    }
+                ),
+            });
+        }
         emulator.startup = started.elapsed();
         Ok(emulator)
     }
