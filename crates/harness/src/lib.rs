@@ -1,7 +1,7 @@
 //! The one harness for tests and benchmarks that drive Huddle's processes: a `huddle-db`
 //! ([`Db`], or in process with the `rtdb` feature), `huddle-peer`s whose JSON event lines can be
 //! waited for ([`Peer`], [`Events`]), a virtual X display ([`Xvfb`]), and with the `browser`
-//! feature a headless Chromium ([`browser::Browser`]).
+//! feature a headless Chromium ([`browser::Browser`]); Firebase's Auth emulator ([`AuthEmulator`]).
 //!
 //! Two rules hold everywhere: every wait has a bound, and when it runs out the error says what
 //! was awaited and what was seen instead; every process started here is killed (with whatever
@@ -12,6 +12,7 @@
 
 #![forbid(unsafe_code)]
 
+mod auth_emulator;
 #[cfg(feature = "browser")]
 pub mod browser;
 mod db;
@@ -23,6 +24,7 @@ mod peer;
 pub mod process;
 mod xvfb;
 
+pub use auth_emulator::{AuthEmulator, DEMO_PROJECT};
 pub use db::Db;
 #[cfg(feature = "rtdb")]
 pub use db_in_process::in_process_db;

@@ -14,9 +14,16 @@ use super::error::RtdbError;
 pub trait TokenSource: Send + Sync {
     /// The current credential.
     fn token(&self) -> BoxFuture<'_, Result<String, RtdbError>>;
-    /// Called when the server said the credential is no longer valid; the next `token()`
-    /// should return a fresh one.
+    /// Forces a fresh credential: the next `token()` should not return the current one.
     fn invalidate(&self) {}
+    /// The server refused `rejected`, a credential this source gave out. Sources that refresh
+    /// should do so only if `rejected` is still their current credential: when many streams see
+    /// the same expired token at once, the first report causes one refresh and the others find
+    /// it done. The default forgets whatever is current.
+    fn invalidate_token(&self, rejected: &str) {
+        let _ = rejected;
+        self.invalidate();
+    }
 }
 
 /// A fixed credential (a database secret, or a token that does not expire in time to matter).
@@ -60,6 +67,12 @@ impl ClientConfig {
     /// With a fixed credential (database secret or token).
     pub fn with_secret(mut self, secret: impl Into<String>) -> Self {
         self.auth = Some(Arc::new(StaticToken(secret.into())));
+        self
+    }
+
+    /// With a credential source, e.g. [`crate::auth::FirebaseAuth`].
+    pub fn with_auth(mut self, source: Arc<dyn TokenSource>) -> Self {
+        self.auth = Some(source);
         self
     }
 

@@ -25,6 +25,9 @@ pub enum RtdbError {
     /// The credentials could not be obtained.
     #[error("could not get database credentials: {0}")]
     Credentials(String),
+    /// Signing in (or refreshing the ID token) failed; the error says what to do.
+    #[error(transparent)]
+    SignIn(#[from] crate::auth::AuthError),
 }
 
 impl RtdbError {
@@ -39,11 +42,28 @@ impl RtdbError {
         )
     }
 
+    /// The credential itself was refused (`Auth token is expired`, `Could not parse auth
+    /// token`, `Invalid token in path`...) rather than the rules saying no (`Permission
+    /// denied`): a fresh token may succeed where this one failed.
+    pub fn is_token_rejected(&self) -> bool {
+        match self {
+            RtdbError::Http {
+                status: 401 | 403,
+                message,
+            } => {
+                let m = message.to_ascii_lowercase();
+                m.contains("token") || m.contains("expired") || m.contains("credential")
+            }
+            _ => false,
+        }
+    }
+
     /// Worth retrying later: network trouble, timeouts, 5xx, 429.
     pub fn is_transient(&self) -> bool {
         match self {
             RtdbError::Network(_) | RtdbError::Timeout => true,
             RtdbError::Http { status, .. } => *status >= 500 || *status == 429,
+            RtdbError::SignIn(e) => e.is_transient(),
             _ => false,
         }
     }

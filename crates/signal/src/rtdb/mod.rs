@@ -98,11 +98,19 @@ impl RtdbClient {
         url
     }
 
-    async fn auth_query(&self) -> Result<Vec<(&'static str, String)>, RtdbError> {
-        Ok(match &self.inner.config.auth {
-            Some(src) => vec![("auth", src.token().await?)],
-            None => Vec::new(),
-        })
+    /// The credential to send now, if any.
+    async fn credential(&self) -> Result<Option<String>, RtdbError> {
+        match &self.inner.config.auth {
+            Some(src) => Ok(Some(src.token().await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Tells the source that the server refused `used`.
+    fn refused(&self, used: Option<&str>) {
+        if let (Some(src), Some(used)) = (&self.inner.config.auth, used) {
+            src.invalidate_token(used);
+        }
     }
 
     async fn send(
@@ -113,9 +121,39 @@ impl RtdbClient {
         headers: &[(&str, &str)],
         silent: bool,
     ) -> Result<reqwest::Response, RtdbError> {
-        let mut query = self.auth_query().await?;
+        // An ID token can expire between our check and the server's: a refusal of the token
+        // itself gets one more try with a fresh one, anything else is the answer.
+        let used = self.credential().await?;
+        match self
+            .send_with(method.clone(), path, body, headers, silent, used.as_deref())
+            .await
+        {
+            Err(e) if used.is_some() && e.is_token_rejected() => {
+                tracing::debug!(%path, error = %e, "token refused; retrying with a fresh one");
+                self.refused(used.as_deref());
+                let fresh = self.credential().await?;
+                self.send_with(method, path, body, headers, silent, fresh.as_deref())
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+        silent: bool,
+        credential: Option<&str>,
+    ) -> Result<reqwest::Response, RtdbError> {
+        let mut query: Vec<(&str, &str)> = Vec::new();
+        if let Some(c) = credential {
+            query.push(("auth", c));
+        }
         if silent {
-            query.push(("print", "silent".to_owned()));
+            query.push(("print", "silent"));
         }
         let mut req = self
             .inner

@@ -1,6 +1,6 @@
 //! One streamed location: a task that holds the SSE connection, keeps the cache, and turns
 //! `put`/`patch` into child events. It reconnects with backoff and jitter, reopens a connection
-//! that went silent (keep-alive watchdog), asks for a fresh credential after `auth_revoked`, and
+//! that went silent (keep-alive watchdog), asks for a fresh credential after `auth_revoked` (or a token refused at open, once), and
 //! stops on `cancel` or when the consumer drops the subscription.
 
 use eventsource_stream::Eventsource;
@@ -91,32 +91,42 @@ async fn connect_once(
     tx: &mpsc::Sender<StreamEvent>,
     backoff: &mut Backoff,
 ) -> End {
-    let query = match client.auth_query().await {
-        Ok(q) => q,
-        Err(e) => return End::Reconnect(e.to_string()),
-    };
-    let request = client
-        .http()
-        .get(client.location(path))
-        .query(&query)
-        .header("accept", "text/event-stream")
-        .send();
-    let resp = match tokio::time::timeout(client.config().request_timeout, request).await {
-        Err(_) => return End::Reconnect("no answer to the stream request".into()),
-        Ok(Err(e)) => return End::Reconnect(super::RtdbError::from(e).to_string()),
-        Ok(Ok(r)) => r,
-    };
-    if !resp.status().is_success() {
+    // A token refused at open (it expired since we got it) gets one more try with a fresh one
+    // before the stream gives up as denied.
+    let mut retried = false;
+    let (resp, used) = loop {
+        let used = match client.credential().await {
+            Ok(c) => c,
+            Err(e) => return End::Reconnect(e.to_string()),
+        };
+        let mut request = client
+            .http()
+            .get(client.location(path))
+            .header("accept", "text/event-stream");
+        if let Some(c) = &used {
+            request = request.query(&[("auth", c)]);
+        }
+        let resp = match tokio::time::timeout(client.config().request_timeout, request.send()).await
+        {
+            Err(_) => return End::Reconnect("no answer to the stream request".into()),
+            Ok(Err(e)) => return End::Reconnect(super::RtdbError::from(e).to_string()),
+            Ok(Ok(r)) => r,
+        };
+        if resp.status().is_success() {
+            break (resp, used);
+        }
         let err = super::http_error(resp).await;
         if err.is_permission_denied() {
-            if let Some(src) = &client.config().auth {
-                src.invalidate();
+            client.refused(used.as_deref());
+            if !retried && used.is_some() && err.is_token_rejected() {
+                retried = true;
+                continue;
             }
             let _ = tx.send(StreamEvent::Denied(err.to_string())).await;
             return End::Stop;
         }
         return End::Reconnect(err.to_string());
-    }
+    };
     let idle = client.config().stream_idle_timeout;
     let mut events = resp.bytes_stream().eventsource();
     let mut first = true;
@@ -171,9 +181,9 @@ async fn connect_once(
                 return End::Stop;
             }
             "auth_revoked" => {
-                if let Some(src) = &client.config().auth {
-                    src.invalidate();
-                }
+                // Every stream opened with the same token hears this at about the same time;
+                // naming the token lets the source refresh once for all of them.
+                client.refused(used.as_deref());
                 return End::Reconnect("the credential expired".into());
             }
             other => tracing::debug!(%path, event = other, "ignoring unknown stream event"),
