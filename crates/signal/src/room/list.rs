@@ -231,18 +231,11 @@ mod tests {
     use super::*;
 
     fn added(key: &str, value: Value) -> ChildEvent {
-        ChildEvent::Added {
-            key: key.into(),
-            value,
-        }
+        ChildEvent::added(key, value)
     }
 
     fn changed(key: &str, value: Value) -> ChildEvent {
-        ChildEvent::Changed {
-            key: key.into(),
-            value,
-            previous: Value::Null,
-        }
+        ChildEvent::changed(key, value)
     }
 
     fn room(name: &str, secured: bool) -> Value {

@@ -403,18 +403,11 @@ mod tests {
     }
 
     fn added(key: &str, value: Value) -> ChildEvent {
-        ChildEvent::Added {
-            key: key.into(),
-            value,
-        }
+        ChildEvent::added(key, value)
     }
 
     fn changed(key: &str, value: Value) -> ChildEvent {
-        ChildEvent::Changed {
-            key: key.into(),
-            value,
-            previous: Value::Null,
-        }
+        ChildEvent::changed(key, value)
     }
 
     #[test]

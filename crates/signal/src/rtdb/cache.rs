@@ -30,6 +30,25 @@ pub enum ChildEvent {
     },
 }
 
+// Builders for the room module's unit tests, which feed the pure state machines by hand.
+#[cfg(test)]
+impl ChildEvent {
+    pub(crate) fn added(key: &str, value: Value) -> Self {
+        ChildEvent::Added {
+            key: key.into(),
+            value,
+        }
+    }
+
+    pub(crate) fn changed(key: &str, value: Value) -> Self {
+        ChildEvent::Changed {
+            key: key.into(),
+            value,
+            previous: Value::Null,
+        }
+    }
+}
+
 /// The streamed location's value, in stored form (arrays as integer-keyed objects).
 #[derive(Debug, Default, Clone)]
 pub struct Cache {
