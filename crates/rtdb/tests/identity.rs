@@ -271,7 +271,8 @@ async fn refresh_after_expiry_continues_as_the_same_user() {
     let base = server.url();
     let body = sign_up(&base).await;
     let uid = body["localId"].as_str().unwrap();
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Minted at the next whole second, a 1 s token is refused at most 2 s from now.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let (s, _) = put_as(
         &base,
         &format!("/users/{uid}/x"),

@@ -8,7 +8,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use super::{unix_now, IdentityService, Tokens};
+use super::{mint_now, IdentityService, Tokens};
 
 pub const SIGN_UP_PATH: &str = "/identitytoolkit.googleapis.com/v1/accounts:signUp";
 pub const TOKEN_PATH: &str = "/securetoken.googleapis.com/v1/token";
@@ -98,7 +98,7 @@ async fn serve(service: &IdentityService, req: Request) -> Result<Response, ApiE
         .await
         .map_err(|_| ApiError::bad_request("Request body is too large."))?;
     let body = parse_body(&bytes, is_form)?;
-    let now = unix_now();
+    let now = mint_now();
     if path == SIGN_UP_PATH {
         sign_up(service, &body, now)
     } else {

@@ -128,11 +128,22 @@ fn to_identity(claims: Claims) -> Identity {
     }
 }
 
-/// Seconds since the epoch, the clock tokens are minted and checked with.
+/// Seconds since the epoch, the clock tokens are checked with.
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The second tokens are minted at: the current one rounded up. JWT times are whole seconds
+/// and a token is refused from `exp` on, so minting at the floor would cut up to a second off
+/// every token (all of a 1 s test token, on a slow machine). Rounding up gives each token at
+/// least its whole lifetime.
+pub fn mint_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
         .unwrap_or(0)
 }
 
