@@ -1,16 +1,19 @@
 // The Huddle web client: a guest joins a public room from a browser, with no install.
 // URL: /web/?room=ROOM&name=NAME joins directly; /web/?room=ROOM asks for a name first.
-// Test and benchmark knobs (also URL parameters): peer (peer id), hb / expiry (presence timing in
-// ms), audio=0 / video=0 (start without), source=stamp (a stamped canvas instead of the camera),
+// The guest signs in anonymously to the page's own server first (web/auth.js); its uid is its peer
+// id, and every database request carries its ID token.
+// Test and benchmark knobs (also URL parameters): hb / expiry (presence timing in ms), audio=0 / video=0 (start without), source=stamp (a stamped canvas instead of the camera),
 // latency=1 (read the frame stamp of every received frame: glass-to-glass latency; costs CPU),
-// w / h / fps (capture size and rate), auth (database secret or token), loopback=1 (signal and
-// accept 127.0.0.1 candidates only: tests on one machine).
+// w / h / fps (capture size and rate), loopback=1 (signal and accept 127.0.0.1 candidates only:
+// tests on one machine).
 //
 // `window.huddle` exposes the state (members, connection states, per-peer decoded frames and
-// received audio packets, first-frame times, glass-to-glass latency) for tests to poll.
+// received audio packets, first-frame times, glass-to-glass latency) for tests to poll, and
+// `window.huddle.auth()` the sign-in (uid, ID token, sign-ups, refreshes, stream reopens).
 
+import { Auth } from './auth.js';
 import { Db } from './rtdb.js';
-import { Room, randomId, validRoomId, validPeerId } from './room.js';
+import { Room, validRoomId } from './room.js';
 import { PeerLink } from './peer.js';
 import { stampedSource } from './stamp.js';
 import { watchFrames, pollStats } from './stats.js';
@@ -20,7 +23,6 @@ const num = (k, d) => (params.has(k) && Number.isFinite(Number(params.get(k))) ?
 const opts = {
   room: params.get('room') || '',
   name: params.get('name') || '',
-  auth: params.get('auth') || '',
   heartbeatMs: num('hb', 5000),
   expiryMs: num('expiry', 15000),
   audio: params.get('audio') !== '0',
@@ -35,31 +37,14 @@ const opts = {
 
 const $ = (id) => document.getElementById(id);
 
-function peerId() {
-  const asked = params.get('peer');
-  if (asked && validPeerId(asked)) return asked;
-  let id = null;
-  try {
-    id = localStorage.getItem('huddle-peer-id');
-  } catch {
-    id = null;
-  }
-  if (!validPeerId(id)) {
-    id = randomId(20);
-    try {
-      localStorage.setItem('huddle-peer-id', id);
-    } catch {
-      // Private browsing: a new id each visit is fine.
-    }
-  }
-  return id;
-}
+const auth = new Auth(location.origin);
+const db = new Db(location.origin, auth);
 
 /** What tests read: plain data, refreshed by the stats loop. */
 const state = {
   phase: 'idle', // idle | joining | joined | left | error | private | closed
   error: null,
-  me: peerId(),
+  me: null, // the uid, once signed in
   session: null,
   joinStartedAt: null,
   sending: { audio: false, video: false, screen: false },
@@ -71,6 +56,7 @@ window.huddle = {
   state,
   snapshot: () => JSON.parse(JSON.stringify(state)),
   join: (room, name) => join(room, name),
+  auth: () => ({ uid: auth.uid, token: auth.current(), ...auth.counts, ...db.counts }),
   leave: () => leave(),
   toggle: (kind, on) => toggle(kind, on),
   /** Negotiation details per connection, for test failure reports. */
@@ -273,7 +259,15 @@ async function join(roomId, name) {
   state.error = null;
   state.joinStartedAt = performance.now();
   showStatus(`Joining ${roomId}…`);
-  const db = new Db(location.origin, opts.auth);
+  try {
+    await signedIn;
+  } catch (e) {
+    state.phase = 'error';
+    state.error = e.message;
+    showStatus(e.message, 'error');
+    renderButtons();
+    return;
+  }
   const listener = {
     joined: (session) => {
       state.session = session;
@@ -368,6 +362,17 @@ $('leave').addEventListener('click', () => leave());
 $('join-form').addEventListener('submit', (e) => {
   e.preventDefault();
   join($('room').value, $('name').value);
+});
+
+// Signing in starts with the page, so that a join does not wait for it.
+const signedIn = auth.signIn().then((uid) => {
+  state.me = uid;
+  note(`signed in as ${uid}`);
+  return uid;
+});
+signedIn.catch((e) => {
+  state.error = e.message;
+  showStatus(e.message, 'error');
 });
 
 $('room').value = opts.room;

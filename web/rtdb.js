@@ -5,17 +5,26 @@
 /** `{".sv": "timestamp"}`: the server writes its own clock. */
 export const SERVER_TIME = Object.freeze({ '.sv': 'timestamp' });
 
-/** A database at `base` (e.g. `http://127.0.0.1:9000`), with an optional secret or token. */
+/**
+ * A database at `base` (e.g. `http://127.0.0.1:9000`). `auth` (web/auth.js `Auth`) hands out the
+ * ID token every request and stream carries as `?auth=`; without it requests go unauthenticated.
+ */
 export class Db {
   constructor(base, auth) {
     this.base = base.replace(/\/+$/, '');
-    this.auth = auth || '';
+    this.auth = auth || null;
+    // What tests read: REST retries after an expired token, stream reopens after auth_revoked.
+    this.counts = { retries: 0, reopens: 0 };
   }
 
-  url(path, extra = '') {
+  async token() {
+    return this.auth ? this.auth.token() : null;
+  }
+
+  url(path, token, extra = '') {
     const clean = path.replace(/^\/+|\/+$/g, '');
     const q = [];
-    if (this.auth) q.push('auth=' + encodeURIComponent(this.auth));
+    if (token) q.push('auth=' + encodeURIComponent(token));
     if (extra) q.push(extra);
     return `${this.base}/${clean}.json${q.length ? '?' + q.join('&') : ''}`;
   }
@@ -26,24 +35,39 @@ export class Db {
       init.body = JSON.stringify(body);
       init.headers['Content-Type'] = 'application/json';
     }
-    let resp;
-    try {
-      resp = await fetch(this.url(path), init);
-    } catch (e) {
-      throw new DbError(0, `cannot reach the database (${e.message})`);
-    }
-    const text = await resp.text();
-    let value = null;
-    try {
-      value = text ? JSON.parse(text) : null;
-    } catch {
-      value = null;
-    }
-    if (!resp.ok && resp.status !== 412) {
+    for (let attempt = 0; ; attempt++) {
+      // A request that must outlive the page cannot wait for a refresh: it takes the held token.
+      let token;
+      try {
+        token = keepalive && this.auth ? this.auth.current() : await this.token();
+      } catch (e) {
+        throw new DbError(0, e.message);
+      }
+      let resp;
+      try {
+        resp = await fetch(this.url(path, token), init);
+      } catch (e) {
+        throw new DbError(0, `cannot reach the database (${e.message})`);
+      }
+      const text = await resp.text();
+      let value = null;
+      try {
+        value = text ? JSON.parse(text) : null;
+      } catch {
+        value = null;
+      }
       const why = value && value.error ? value.error : resp.statusText;
-      throw new DbError(resp.status, `the database refused ${method} ${path}: ${why}`);
+      // The token expired on the way (or the computer slept): refresh once and send again.
+      if (resp.status === 401 && why === 'Auth token is expired' && this.auth && attempt === 0 && !keepalive) {
+        this.auth.refused(token);
+        this.counts.retries += 1;
+        continue;
+      }
+      if (!resp.ok && resp.status !== 412) {
+        throw new DbError(resp.status, `the database refused ${method} ${path}: ${why}`);
+      }
+      return { status: resp.status, value, etag: resp.headers.get('ETag') };
     }
-    return { status: resp.status, value, etag: resp.headers.get('ETag') };
   }
 
   async get(path) {
@@ -81,7 +105,7 @@ export class Db {
 
   /** Streams `path`; `onChild(kind, key, value)` gets child events, `onValue(value)` the whole. */
   stream(path, handlers) {
-    return new ChildStream(this.url(path), handlers);
+    return new ChildStream(this, path, handlers);
   }
 }
 
@@ -95,18 +119,45 @@ export class DbError extends Error {
 
 /**
  * One streamed location: keeps a copy of its value, applies `put`/`patch` events to it, and
- * reports which direct children were added, changed or removed. EventSource reconnects by itself;
- * the server then sends the whole value again, and the diff reports only what really changed.
+ * reports which direct children were added, changed or removed. EventSource reconnects by itself
+ * after a network error; a stream the server ends for good (`auth_revoked` when its token
+ * expires, a refused open) is reopened here with a fresh token. Either way the server then sends
+ * the whole value again as the first `put`, which replaces the copy, and the diff reports only
+ * what really changed.
  */
 export class ChildStream {
-  constructor(url, { onChild, onValue, onError, onOpen } = {}) {
+  constructor(db, path, { onChild, onValue, onError, onOpen } = {}) {
+    this.db = db;
+    this.path = path;
     this.value = null;
     this.onChild = onChild || (() => {});
     this.onValue = onValue || (() => {});
     this.onError = onError || (() => {});
+    this.onOpen = onOpen || null;
     this.loaded = false;
-    this.es = new EventSource(url);
+    this.closed = false;
+    this.es = null;
+    this.token = null;
+    this.failures = 0; // consecutive opens that ended without an event: backs off
+    this.connect();
+  }
+
+  async connect() {
+    if (this.closed) return;
+    let token;
+    try {
+      token = await this.db.token();
+    } catch (e) {
+      this.onError(e.message);
+      this.retryLater();
+      return;
+    }
+    if (this.closed) return;
+    this.token = token;
+    const es = new EventSource(this.db.url(this.path, token));
+    this.es = es;
     const apply = (ev, merge) => {
+      this.failures = 0;
       let msg;
       try {
         msg = JSON.parse(ev.data);
@@ -121,11 +172,43 @@ export class ChildStream {
       this.diff(before, this.value);
       this.onValue(this.value);
     };
-    this.es.addEventListener('put', (ev) => apply(ev, false));
-    this.es.addEventListener('patch', (ev) => apply(ev, true));
-    this.es.addEventListener('cancel', () => this.onError('the database cancelled the stream (permission denied)'));
-    this.es.addEventListener('auth_revoked', () => this.onError('the database credentials are no longer valid'));
-    if (onOpen) this.es.addEventListener('open', onOpen);
+    es.addEventListener('put', (ev) => apply(ev, false));
+    es.addEventListener('patch', (ev) => apply(ev, true));
+    es.addEventListener('cancel', () => {
+      this.close();
+      this.onError('the database cancelled the stream (permission denied)');
+    });
+    es.addEventListener('auth_revoked', () => {
+      // The token this stream was opened with expired. Every stream opened with it hears this
+      // at about the same time; naming the token lets them share one refresh.
+      es.close();
+      if (this.db.auth) this.db.auth.refused(token);
+      this.reopen();
+    });
+    es.addEventListener('error', () => {
+      // CONNECTING: the browser retries by itself. CLOSED: it gave up (an HTTP error such as a
+      // 401 for a token that expired on the way); only a new EventSource with a new URL helps.
+      if (es.readyState !== EventSource.CLOSED || this.es !== es) return;
+      if (this.db.auth) this.db.auth.refused(token);
+      this.failures += 1;
+      this.retryLater();
+    });
+    if (this.onOpen) es.addEventListener('open', this.onOpen);
+  }
+
+  reopen() {
+    if (this.closed) return;
+    this.db.counts.reopens += 1;
+    this.connect();
+  }
+
+  retryLater() {
+    if (this.closed) return;
+    // 0.5 s, 1 s, 2 s ... up to 10 s, with jitter: many streams failing at once do not return
+    // in step.
+    const delay = Math.min(10000, 500 * 2 ** Math.min(this.failures, 5)) * (0.5 + Math.random() / 2);
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => this.reopen(), delay);
   }
 
   diff(before, after) {
@@ -141,7 +224,9 @@ export class ChildStream {
   }
 
   close() {
-    this.es.close();
+    this.closed = true;
+    clearTimeout(this.retryTimer);
+    if (this.es) this.es.close();
   }
 }
 

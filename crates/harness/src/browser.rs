@@ -167,6 +167,14 @@ impl Browser {
             .await
     }
 
+    /// The guest's peer id: the uid it signed in as (web/auth.js), once it has signed in.
+    pub async fn peer_id(&self, timeout: Duration) -> Result<String, Error> {
+        let s = self
+            .wait("signed in", timeout, |s| s["me"].is_string())
+            .await?;
+        Ok(s["me"].as_str().unwrap_or_default().to_owned())
+    }
+
     /// Polls the page state until `pred` holds; fails with the last state after `timeout`.
     pub async fn wait(
         &self,
@@ -228,7 +236,8 @@ pub fn chromium_type(pid: u32) -> String {
     }
 }
 
-/// The page URL for joining `room` on the database at `db` as `peer`.
-pub fn page_url(db: &str, room: &str, name: &str, peer: &str, extra: &str) -> String {
-    format!("{db}/web/?room={room}&name={name}&peer={peer}&loopback=1{extra}")
+/// The page URL for joining `room` on the database at `db` under `name`. The guest's peer id is
+/// the uid it signs in as: read it with [`Browser::peer_id`].
+pub fn page_url(db: &str, room: &str, name: &str, extra: &str) -> String {
+    format!("{db}/web/?room={room}&name={name}&loopback=1{extra}")
 }

@@ -8,6 +8,13 @@ use crate::Error;
 /// Starts an rtdb server on a free loopback port with `database.rules.json` enforced. Keep the
 /// folder as long as the server: dropping it removes the data.
 pub async fn in_process_db() -> Result<(tempfile::TempDir, rtdb::Server), Error> {
+    in_process_db_with(|_| {}).await
+}
+
+/// [`in_process_db`] with `tweak` applied to the configuration first (a short token lifetime...).
+pub async fn in_process_db_with(
+    tweak: impl FnOnce(&mut rtdb::ServerConfig),
+) -> Result<(tempfile::TempDir, rtdb::Server), Error> {
     let dir = tempfile::tempdir()?;
     let mut config = rtdb::ServerConfig::new(
         std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -15,6 +22,7 @@ pub async fn in_process_db() -> Result<(tempfile::TempDir, rtdb::Server), Error>
     );
     config.rules_file =
         Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../database.rules.json"));
+    tweak(&mut config);
     let server = rtdb::Server::start(config).await?;
     Ok((dir, server))
 }

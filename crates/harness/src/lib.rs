@@ -27,7 +27,7 @@ mod xvfb;
 pub use auth_emulator::{AuthEmulator, DEMO_PROJECT};
 pub use db::Db;
 #[cfg(feature = "rtdb")]
-pub use db_in_process::in_process_db;
+pub use db_in_process::{in_process_db, in_process_db_with};
 pub use error::Error;
 pub use events::{poll, Events};
 pub use peer::{huddle_peer, peer_stderr, test_peer, test_peer_id, Peer, DEFAULT_BOUND};

@@ -1,6 +1,8 @@
 //! Interop with the most used WebRTC stack: the web client (`web/`, served by huddle-db at
 //! `/web/`) in headless Debian Chromium with fake devices, in one room with real `huddle-peer`
 //! processes, on an in-process huddle-db. Everything listens and connects on 127.0.0.1 only.
+//! Each guest signs in anonymously to that huddle-db (web/auth.js): its peer id is its uid,
+//! read from the page, never chosen by the test.
 //!
 //! Needs `chromium` and `chromium-driver` (scripts/install-deps.sh installs them).
 
@@ -39,11 +41,16 @@ fn spawn_native(db: &str, room: &str, id: &str, extra: &[&str]) -> Peer {
     Peer::start(id, cmd.args(&args).stderr(peer_stderr())).unwrap()
 }
 
-async fn open_browser(db: &str, room: &str, id: &str) -> Browser {
+fn call_url(db: &str, room: &str, name: &str) -> String {
     let extra = format!("&hb={HEARTBEAT_MS}&expiry={EXPIRY_MS}&w=320&h=180&fps=15");
-    Browser::open(&page_url(db, room, id, id, &extra))
-        .await
-        .unwrap()
+    page_url(db, room, name, &extra)
+}
+
+/// A guest named `name` in `room`, and its peer id (the uid it signed in as).
+async fn open_browser(db: &str, room: &str, name: &str) -> (Browser, String) {
+    let b = Browser::open(&call_url(db, room, name)).await.unwrap();
+    let id = b.peer_id(T).await.unwrap();
+    (b, id)
 }
 
 /// Blocking waits on a native peer, without starving the runtime that serves the database.
@@ -65,15 +72,22 @@ fn fps(state: &Value, peer: &str, kind: &str) -> f64 {
     recv(state, peer, kind)["fps"].as_f64().unwrap_or(0.0)
 }
 
-/// Every participant decodes every other's video and receives their audio.
-async fn full_mesh(browsers: &[(&str, &Browser)], natives: &mut [Peer]) {
-    let everyone: Vec<String> = browsers
+/// Every participant decodes every other's video and receives their audio. Browsers are
+/// (peer id, name, page); a native's name is its peer id.
+async fn full_mesh(browsers: &[(&str, &str, &Browser)], natives: &mut [Peer]) {
+    let everyone: Vec<(String, String)> = browsers
         .iter()
-        .map(|(id, _)| (*id).to_owned())
-        .chain(natives.iter().map(|n| n.peer_id().to_owned()))
+        .map(|(id, name, _)| ((*id).to_owned(), (*name).to_owned()))
+        .chain(
+            natives
+                .iter()
+                .map(|n| (n.peer_id().to_owned(), n.peer_id().to_owned())),
+        )
         .collect();
-    for (me, b) in browsers {
-        let others: Vec<String> = everyone.iter().filter(|p| p != me).cloned().collect();
+    for (me, _, b) in browsers {
+        let named: Vec<(String, String)> =
+            everyone.iter().filter(|(p, _)| p != me).cloned().collect();
+        let others: Vec<String> = named.iter().map(|(p, _)| p.clone()).collect();
         b.wait("video and audio from everyone", T, |s| {
             others.iter().all(|p| {
                 frames(s, p, "video") > 10 && recv(s, p, "audio")["packets"].as_u64() > Some(20)
@@ -93,16 +107,16 @@ async fn full_mesh(browsers: &[(&str, &Browser)], natives: &mut [Peer]) {
             .filter_map(Value::as_str)
             .collect();
         assert_eq!(tiles.len(), others.len(), "{tiles:?}");
-        for p in &others {
+        for (p, name) in &named {
             assert!(
-                tiles.iter().any(|t| t.starts_with(&format!("{p} {p}"))),
-                "no tile for {p}: {tiles:?}"
+                tiles.iter().any(|t| t.starts_with(&format!("{p} {name}"))),
+                "no tile for {p} ({name}): {tiles:?}"
             );
         }
     }
     for n in natives.iter_mut() {
         let me = n.peer_id().to_owned();
-        for p in everyone.iter().filter(|p| **p != me) {
+        for (p, _) in everyone.iter().filter(|(p, _)| *p != me) {
             let p = p.clone();
             blocking(|| {
                 n.wait(&format!("video from {p}"), |v| {
@@ -304,26 +318,25 @@ async fn one_browser_and_two_native_peers() {
     // z shares its screen from the start: it answers the first offers of both others, which
     // have no m-section for a screen, so it must offer its screen itself afterwards.
     let z = spawn_native(&url, "web-a", "z-native-2", &["--screen", "synthetic"]);
-    // "m-..." sits between the natives: polite towards one, impolite (first offerer) towards the other.
-    let mut web = open_browser(&url, "web-a", "m-browser-1").await;
+    let zid = z.peer_id().to_owned();
+    let (mut web, wid) = open_browser(&url, "web-a", "m-browser-1").await;
     let mut natives = [a, z];
-    full_mesh(&[("m-browser-1", &web)], &mut natives).await;
+    full_mesh(&[(&wid, "m-browser-1", &web)], &mut natives).await;
     web.wait("the screen z shared when it joined", T, |s| {
-        frames(s, "z-native-2", "screen") > 5
-            && s["members"]["z-native-2"]["streams"]["screen"] == true
+        frames(s, &zid, "screen") > 5 && s["members"][&zid]["streams"]["screen"] == true
     })
     .await
     .unwrap();
     blocking(|| {
         natives[0]
             .wait("the screen z shared when it joined", |v| {
-                v["type"] == "first_frame" && v["peer"] == "z-native-2" && v["kind"] == "screen"
+                v["type"] == "first_frame" && v["peer"] == zid.as_str() && v["kind"] == "screen"
             })
             .unwrap();
     });
-    toggles_and_renegotiation("m-browser-1", &web, &[], &mut natives, 0).await;
+    toggles_and_renegotiation(&wid, &web, &[], &mut natives, 0).await;
     native_killed(&mut natives[1], &[&web]).await;
-    browser_killed(&mut web, "m-browser-1", &[], &mut natives[..1]).await;
+    browser_killed(&mut web, &wid, &[], &mut natives[..1]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,7 +347,7 @@ async fn two_browsers_and_one_native_peer() {
     blocking(|| n.wait("joined", |v| v["type"] == "joined").unwrap());
     // Asked to join a private room, or one that does not exist, the page says so in words.
     let private = serde_json::json!({"name": "Secret", "secured": true, "createdAt": 1,
-        "createdBy": "k-native-1", "check": "AAAA"});
+        "createdBy": n.peer_id(), "check": "AAAA"});
     let put = reqwest::Client::new()
         .put(format!("{url}/rooms/private-one.json"))
         .json(&private)
@@ -342,7 +355,7 @@ async fn two_browsers_and_one_native_peer() {
         .await
         .unwrap();
     assert!(put.status().is_success());
-    let b1 = open_browser(&url, "private-one", "b-browser-1").await;
+    let (b1, b1_id) = open_browser(&url, "private-one", "b-browser-1").await;
     let s = b1
         .wait("the private-room refusal", T, |s| s["phase"] == "private")
         .await
@@ -352,7 +365,7 @@ async fn two_browsers_and_one_native_peer() {
         words.contains("private room") && words.contains("Huddle app"),
         "{words}"
     );
-    b1.navigate(&page_url(&url, "no-such-room", "x", "b-browser-1", ""))
+    b1.navigate(&page_url(&url, "no-such-room", "x", ""))
         .await
         .unwrap();
     let s = b1
@@ -363,20 +376,194 @@ async fn two_browsers_and_one_native_peer() {
         s["error"].as_str().unwrap().contains("does not exist"),
         "{s}"
     );
-    let extra = format!("&hb={HEARTBEAT_MS}&expiry={EXPIRY_MS}&w=320&h=180&fps=15");
-    b1.navigate(&page_url(
-        &url,
-        "web-b",
-        "b-browser-1",
-        "b-browser-1",
-        &extra,
-    ))
+    b1.navigate(&call_url(&url, "web-b", "b-browser-1"))
+        .await
+        .unwrap();
+    assert_eq!(b1.peer_id(T).await.unwrap(), b1_id, "one uid per browser");
+    let (mut b2, b2_id) = open_browser(&url, "web-b", "s-browser-2").await;
+    assert_ne!(b1_id, b2_id, "two browsers are two guests");
+    let mut natives = [n];
+    full_mesh(
+        &[(&b1_id, "b-browser-1", &b1), (&b2_id, "s-browser-2", &b2)],
+        &mut natives,
+    )
+    .await;
+    toggles_and_renegotiation(&b2_id, &b2, &[&b1], &mut natives, 0).await;
+    browser_killed(&mut b2, &b2_id, &[&b1], &mut natives).await;
+    native_killed(&mut natives[0], &[&b1]).await;
+}
+
+/// The claims of the guest's current ID token, decoded in the page.
+async fn token_claims(b: &Browser) -> Value {
+    b.eval(
+        "const t = window.huddle.auth().token; \
+         const p = t.split('.')[1].replace(/-/g, '+').replace(/_/g, '/'); \
+         return JSON.parse(atob(p + '='.repeat((4 - p.length % 4) % 4)));",
+    )
+    .await
+    .unwrap()
+}
+
+/// A call that outlives several token lifetimes: the guest refreshes ahead of expiry, its
+/// streams are revoked and reopened with the fresh token (once per stream per lifetime, not in
+/// a storm), and media keeps flowing both ways to the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_call_outlives_its_tokens() {
+    const LIFETIME_S: u64 = 5;
+    const CALL: Duration = Duration::from_secs(20);
+    /// The room, the occupants and three inboxes.
+    const STREAMS: u64 = 5;
+    let (_dir, server) = harness::in_process_db_with(|c| {
+        c.token_lifetime = Duration::from_secs(LIFETIME_S);
+    })
     .await
     .unwrap();
-    let mut b2 = open_browser(&url, "web-b", "s-browser-2").await;
-    let mut natives = [n];
-    full_mesh(&[("b-browser-1", &b1), ("s-browser-2", &b2)], &mut natives).await;
-    toggles_and_renegotiation("s-browser-2", &b2, &[&b1], &mut natives, 0).await;
-    browser_killed(&mut b2, "s-browser-2", &[&b1], &mut natives).await;
-    native_killed(&mut natives[0], &[&b1]).await;
+    let url = server.url();
+    let mut n = spawn_native(&url, "web-t", "t-native-1", &["--create"]);
+    blocking(|| n.wait("joined", |v| v["type"] == "joined").unwrap());
+    let opened = Instant::now();
+    let (b, me) = open_browser(&url, "web-t", "guest").await;
+    let claims = token_claims(&b).await;
+    assert_eq!(claims["sub"], me.as_str(), "peer id is the uid: {claims}");
+    assert_eq!(claims["user_id"], me.as_str(), "{claims}");
+    assert_eq!(
+        claims["firebase"]["sign_in_provider"], "anonymous",
+        "{claims}"
+    );
+    // The native is the guest's only other member, whatever id the server gave it.
+    let s = b
+        .wait("the native in the room", T, |s| {
+            s["members"].as_object().is_some_and(|m| m.len() == 1)
+        })
+        .await
+        .unwrap();
+    let other = s["members"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    blocking(|| {
+        n.wait("the guest, by its uid", |v| {
+            v["type"] == "member_joined" && v["peer"] == me.as_str()
+        })
+        .unwrap();
+    });
+    b.wait("video from the native", T, |s| {
+        frames(s, &other, "video") > 10
+    })
+    .await
+    .unwrap();
+    let mut n_mark = n.mark();
+    let mut last = frames(&b.state().await.unwrap(), &other, "video");
+    let start = Instant::now();
+    while start.elapsed() < CALL {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Every two seconds, both ways: no gap as long as a token change.
+        let s = b.state().await.unwrap();
+        assert_eq!(s["phase"], "joined", "{s}");
+        assert!(s["members"].get(&other).is_some(), "the native left: {s}");
+        let now = frames(&s, &other, "video");
+        assert!(
+            now >= last + 10,
+            "video from the native stalled at {:?}: {last} -> {now} frames; auth {}",
+            start.elapsed(),
+            b.eval("return window.huddle.auth()").await.unwrap()
+        );
+        last = now;
+        blocking(|| {
+            n.wait_from(n_mark, "the guest's video still flowing", |v| {
+                v["type"] == "stats" && v["peer"] == me.as_str() && v["fps"].as_f64() >= Some(5.0)
+            })
+            .unwrap();
+        });
+        n_mark = n.mark();
+    }
+    blocking(|| {
+        assert!(
+            !n.seen()
+                .iter()
+                .any(|v| v["type"] == "member_left" && v["peer"] == me.as_str()),
+            "the native dropped the guest"
+        );
+    });
+    let auth = b.eval("return window.huddle.auth()").await.unwrap();
+    let elapsed = opened.elapsed().as_secs();
+    eprintln!("after {elapsed} s with {LIFETIME_S} s tokens: {auth}");
+    let count = |k: &str| auth[k].as_u64().unwrap();
+    assert_eq!(count("signUps"), 1, "one guest: {auth}");
+    assert_eq!(auth["uid"], me.as_str(), "{auth}");
+    // Refreshed at three quarters of each lifetime: about elapsed / 3.75 times.
+    let lifetimes = elapsed / LIFETIME_S;
+    assert!(
+        count("refreshes") >= lifetimes.saturating_sub(1).max(3),
+        "{auth}"
+    );
+    assert!(
+        count("refreshes") <= 2 * lifetimes + 2,
+        "a refresh storm: {auth}"
+    );
+    // Each stream is revoked once per token it was opened with: at least once each over the
+    // call, and about once per lifetime, not more.
+    assert!(count("reopens") >= STREAMS, "streams not reopened: {auth}");
+    assert!(
+        count("reopens") <= STREAMS * (lifetimes + 2),
+        "a reopen storm: {auth}"
+    );
+    // The token in use is a fresh one, still the same uid.
+    let claims = token_claims(&b).await;
+    assert_eq!(claims["sub"], me.as_str(), "{claims}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        claims["exp"].as_u64().unwrap() + 1 >= now,
+        "the held token expired: {claims}, now {now}"
+    );
+}
+
+/// A guest keeps its uid across a reload (the refresh token is kept per origin), rejoins under
+/// it, and a second browser profile is a second guest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_keeps_its_uid_across_a_reload() {
+    let (_dir, server) = db().await;
+    let url = server.url();
+    let mut n = spawn_native(&url, "web-r", "r-native-1", &["--create"]);
+    blocking(|| n.wait("joined", |v| v["type"] == "joined").unwrap());
+    let (b, first) = open_browser(&url, "web-r", "guest").await;
+    assert_eq!(
+        b.eval("return window.huddle.auth().signUps").await.unwrap(),
+        1
+    );
+    blocking(|| {
+        n.wait("the guest", |v| {
+            v["type"] == "member_joined" && v["peer"] == first.as_str()
+        })
+        .unwrap();
+    });
+    let mark = n.mark();
+    // Loading the page again (WebDriver returns once it has loaded): a reload.
+    b.navigate(&call_url(&url, "web-r", "guest")).await.unwrap();
+    // The reloaded page signs in with the kept refresh token: no new sign-up.
+    let s = b
+        .wait("signed in again", T, |s| {
+            s["me"].is_string() && s["phase"] == "joined"
+        })
+        .await
+        .unwrap();
+    assert_eq!(s["me"], first.as_str(), "{s}");
+    let auth = b.eval("return window.huddle.auth()").await.unwrap();
+    assert_eq!(auth["signUps"], 0, "{auth}");
+    assert_eq!(auth["refreshes"], 1, "{auth}");
+    assert_eq!(token_claims(&b).await["sub"], first.as_str());
+    blocking(|| {
+        n.wait_from(mark, "the same guest back", |v| {
+            v["type"] == "member_joined" && v["peer"] == first.as_str()
+        })
+        .unwrap();
+    });
+    let (_other, second) = open_browser(&url, "web-r", "another").await;
+    assert_ne!(first, second, "another browser is another guest");
 }

@@ -26,6 +26,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../../web/app.js"),
     ),
     (
+        "auth.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../../web/auth.js"),
+    ),
+    (
         "peer.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../../web/peer.js"),
@@ -101,11 +106,14 @@ mod tests {
             ok.headers()[header::CONTENT_TYPE],
             "text/html; charset=utf-8"
         );
-        let js = serve(&Method::GET, "/web/app.js").unwrap();
-        assert_eq!(
-            js.headers()[header::CONTENT_TYPE],
-            "text/javascript; charset=utf-8"
-        );
+        for name in ["app.js", "auth.js", "rtdb.js", "room.js", "peer.js"] {
+            let js = serve(&Method::GET, &format!("/web/{name}")).unwrap();
+            assert_eq!(js.status(), StatusCode::OK, "{name}");
+            assert_eq!(
+                js.headers()[header::CONTENT_TYPE],
+                "text/javascript; charset=utf-8"
+            );
+        }
         assert_eq!(
             serve(&Method::GET, "/web").unwrap().status(),
             StatusCode::MOVED_PERMANENTLY

@@ -94,11 +94,10 @@ async fn bench_join(joins: usize) -> anyhow::Result<()> {
         p.send("leave")?;
         blocking(|| p.wait("left", |v| v["type"] == "left"))?;
     }
-    let url = format!(
-        "{}/web/?peer=w-browser-bench-id&loopback=1&w=640&h=360&fps=30",
-        db.url()
-    );
+    // The guest signs in once when the page loads (its uid is its peer id), not per join.
+    let url = format!("{}/web/?loopback=1&w=640&h=360&fps=30", db.url());
     let b = Browser::open(&url).await?;
+    b.peer_id(LIMIT).await?;
     let mut chromium = Vec::new();
     for i in 0..joins {
         b.eval(&format!(
@@ -184,14 +183,7 @@ async fn bench_cpu(seconds: u64) -> anyhow::Result<()> {
     // Chromium in the same place.
     let db = start_db()?;
     let _others = five(&db)?;
-    let b = Browser::open(&page_url(
-        db.url(),
-        "cpu",
-        "web",
-        "m-bench-id",
-        "&w=640&h=360&fps=30",
-    ))
-    .await?;
+    let b = Browser::open(&page_url(db.url(), "cpu", "web", "&w=640&h=360&fps=30")).await?;
     b.wait("video from all five", LIMIT, |s| {
         (0..5).all(|i| {
             s["members"][format!("o{i}-bench-id")]["recv"]["video"]["framesDecoded"].as_u64()
@@ -277,10 +269,11 @@ async fn bench_latency(seconds: u64) -> anyhow::Result<()> {
         db.url(),
         "lat",
         "web",
-        "w-bench-id",
         "&w=640&h=360&fps=30&source=stamp&audio=0&latency=1",
     ))
     .await?;
+    // The guest's peer id is the uid it signed in as.
+    let web_id = b.peer_id(LIMIT).await?;
     b.wait("video from both", LIMIT, |s| {
         s["members"]["a-bench-id"]["latencyMs"].is_number()
             && s["members"]["n-bench-id"]["latencyMs"].is_number()
@@ -289,7 +282,7 @@ async fn bench_latency(seconds: u64) -> anyhow::Result<()> {
     for p in [&mut a, &mut n] {
         blocking(|| {
             p.wait("browser video", |v| {
-                v["type"] == "first_frame" && v["peer"] == "w-bench-id"
+                v["type"] == "first_frame" && v["peer"] == web_id.as_str()
             })
         })?;
     }
@@ -312,7 +305,7 @@ async fn bench_latency(seconds: u64) -> anyhow::Result<()> {
             .collect()
     };
     let native_to_native = samples(&mut n, start_marks[1], "a-bench-id");
-    let browser_to_native = samples(&mut a, start_marks[0], "w-bench-id");
+    let browser_to_native = samples(&mut a, start_marks[0], &web_id);
     if native_to_native.is_empty() || browser_to_native.is_empty() || to_browser.is_empty() {
         bail!("no latency samples: n<-a {native_to_native:?}, a<-web {browser_to_native:?}, web<-a {to_browser:?}");
     }
