@@ -189,8 +189,11 @@ export class ChildStream {
       // CONNECTING: the browser retries by itself. CLOSED: it gave up (an HTTP error such as a
       // 401 for a token that expired on the way); only a new EventSource with a new URL helps.
       if (es.readyState !== EventSource.CLOSED || this.es !== es) return;
-      if (this.db.auth) this.db.auth.refused(token);
       this.failures += 1;
+      // The first refusal may be a token that expired on the way: a fresh one is worth a try.
+      // Refused again, it is the rules or the server: keep trying, slowly, without new tokens.
+      if (this.failures === 1 && this.db.auth) this.db.auth.refused(token);
+      if (this.failures === 3) this.onError('the database keeps refusing this stream; still trying');
       this.retryLater();
     });
     if (this.onOpen) es.addEventListener('open', this.onOpen);
