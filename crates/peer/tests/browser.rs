@@ -568,3 +568,32 @@ async fn a_guest_keeps_its_uid_across_a_reload() {
     let (_other, second) = open_browser(&url, "web-r", "another").await;
     assert_ne!(first, second, "another browser is another guest");
 }
+
+/// A server that refuses the page's API key: the guest is told so in words, and joins nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_sign_in_is_explained() {
+    let (_dir, server) = harness::in_process_db_with(|c| {
+        c.api_key = Some("the-hosts-own-key".into());
+    })
+    .await
+    .unwrap();
+    let url = server.url();
+    let b = Browser::open(&call_url(&url, "any-room", "guest"))
+        .await
+        .unwrap();
+    let s = b
+        .wait("the sign-in refusal", T, |s| s["phase"] == "error")
+        .await
+        .unwrap();
+    let words = s["error"].as_str().unwrap();
+    assert!(
+        words.contains("sign-in key") && words.contains("--api-key"),
+        "{words}"
+    );
+    assert!(s["me"].is_null(), "{s}");
+    let shown = b
+        .eval("return document.getElementById('status').textContent")
+        .await
+        .unwrap();
+    assert_eq!(shown.as_str(), Some(words), "the page shows it");
+}
