@@ -80,6 +80,17 @@ impl FirebaseConfig {
     }
 }
 
+/// Whether Firebase (Google) hosts the database at `url`, rather than a huddle-db.
+pub fn is_firebase_hosted(url: &str) -> bool {
+    let Ok(u) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    u.host_str().is_some_and(|h| {
+        let h = h.to_ascii_lowercase();
+        h.ends_with(".firebaseio.com") || h.ends_with(".firebasedatabase.app")
+    })
+}
+
 /// Where Identity Toolkit and Secure Token are.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AuthHost {
@@ -107,6 +118,28 @@ impl AuthHost {
             host.to_owned()
         } else {
             format!("http://{host}")
+        };
+        AuthHost::Emulator { origin }
+    }
+
+    /// Where a client of the database at `db_url` signs in, as Huddle pairs them:
+    /// - a database Firebase hosts (`*.firebaseio.com`, `*.firebasedatabase.app`) signs in with
+    ///   Google, or with the emulator `FIREBASE_AUTH_EMULATOR_HOST` names, as the SDKs do;
+    /// - any other database is a huddle-db, which serves the same endpoints on its own origin
+    ///   and only trusts tokens it issued itself, so its origin is the host.
+    pub fn for_database(db_url: &str) -> AuthHost {
+        if is_firebase_hosted(db_url) {
+            AuthHost::from_env().unwrap_or(AuthHost::Google)
+        } else {
+            AuthHost::same_origin(db_url)
+        }
+    }
+
+    /// The origin (`scheme://host:port`) of `url`, as the sign-in host.
+    pub fn same_origin(url: &str) -> AuthHost {
+        let origin = match reqwest::Url::parse(url) {
+            Ok(u) => u.origin().ascii_serialization(),
+            Err(_) => url.trim_end_matches('/').to_owned(),
         };
         AuthHost::Emulator { origin }
     }
@@ -430,5 +463,31 @@ const analytics = getAnalytics(app);
             AuthHost::Google.identity_toolkit(),
             "https://identitytoolkit.googleapis.com/v1"
         );
+    }
+
+    #[test]
+    fn a_firebase_database_signs_in_with_google_and_a_huddle_db_with_itself() {
+        // Only when no emulator is named in the environment (the SDKs' switch).
+        if std::env::var_os("FIREBASE_AUTH_EMULATOR_HOST").is_none() {
+            for url in [
+                "https://demo-huddle-default-rtdb.firebaseio.com",
+                "https://x-default-rtdb.europe-west1.firebasedatabase.app/",
+            ] {
+                assert_eq!(AuthHost::for_database(url), AuthHost::Google, "{url}");
+            }
+        }
+        assert_eq!(
+            AuthHost::for_database("http://127.0.0.1:9000/"),
+            AuthHost::Emulator {
+                origin: "http://127.0.0.1:9000".into()
+            }
+        );
+        assert_eq!(
+            AuthHost::for_database("https://192.168.1.5:8443/some/path"),
+            AuthHost::Emulator {
+                origin: "https://192.168.1.5:8443".into()
+            }
+        );
+        assert!(!is_firebase_hosted("http://firebaseio.com.evil.example"));
     }
 }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::BoxFuture;
 use tokio::sync::{broadcast, watch};
 
-pub use config::{AuthHost, ConfigError, FirebaseConfig};
+pub use config::{is_firebase_hosted, AuthHost, ConfigError, FirebaseConfig};
 pub use error::AuthError;
 pub use session::{Credential, Next, Session, REFRESH_BEFORE_EXPIRY};
 
@@ -59,6 +59,12 @@ impl AuthSettings {
             request_timeout: Duration::from_secs(10),
             ca_pem: None,
         }
+    }
+
+    /// Signing in where a client of the database at `db_url` signs in
+    /// ([`AuthHost::for_database`]).
+    pub fn for_database(db_url: &str, api_key: impl Into<String>) -> Self {
+        AuthSettings::new(api_key).with_host(AuthHost::for_database(db_url))
     }
 
     pub fn from_config(config: &FirebaseConfig) -> Self {

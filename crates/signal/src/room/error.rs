@@ -26,6 +26,9 @@ pub enum SignalError {
     /// The database could not be used.
     #[error(transparent)]
     Database(RtdbError),
+    /// Signing in to the database's sign-in service failed; the error says what to do.
+    #[error(transparent)]
+    SignIn(#[from] crate::auth::AuthError),
     /// A name or option is not acceptable.
     #[error("{0}")]
     Invalid(String),

@@ -36,6 +36,7 @@ pub mod model;
 pub(crate) mod paths;
 pub mod state;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use media::StreamConfig;
@@ -43,7 +44,8 @@ use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
 use crate::id::{PeerId, RoomId};
-use crate::rtdb::{Conditional, RtdbClient};
+use crate::auth::FirebaseAuth;
+use crate::rtdb::{ClientConfig, Conditional, RtdbClient};
 pub use crypto::{CryptoError, RoomKey};
 pub use envelope::EnvelopeError;
 pub use error::SignalError;
@@ -127,6 +129,19 @@ impl Signaling {
             me: peer_id.into(),
             timing: Timing::default(),
         }
+    }
+
+    /// Signs in with `auth` and returns signaling as the signed-in user over a client for
+    /// `config` that sends that user's ID tokens: the uid is the peer id (`docs/protocol.md`
+    /// §1), which is what the shipped rules check every write against. The credential to keep
+    /// for the next run is `auth.credential()`.
+    pub async fn sign_in(
+        config: ClientConfig,
+        auth: Arc<FirebaseAuth>,
+    ) -> Result<Signaling, SignalError> {
+        let uid = auth.sign_in().await?;
+        let db = RtdbClient::new(config.with_auth(auth))?;
+        Ok(Signaling::new(db, PeerId::new(uid)))
     }
 
     /// With other presence timing.

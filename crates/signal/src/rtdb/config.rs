@@ -45,6 +45,10 @@ pub struct ClientConfig {
     pub auth: Option<Arc<dyn TokenSource>>,
     /// Extra trusted CA certificate (PEM), e.g. huddle-db's generated `tls/ca.pem` for a LAN host.
     pub ca_pem: Option<Vec<u8>>,
+    /// An admin credential acting as this user: sent as `auth_variable_override={"uid": ...}`,
+    /// so the rules judge every request as that user's (Firebase's REST API offers the same
+    /// to a server holding the secret). For bots and tests that need chosen ids; people sign in.
+    pub acting_as: Option<String>,
     /// Limit for one REST request.
     pub request_timeout: Duration,
     /// A stream silent for this long is taken for dead and reopened (the server sends a
@@ -59,6 +63,7 @@ impl ClientConfig {
             url: url.into(),
             auth: None,
             ca_pem: None,
+            acting_as: None,
             request_timeout: Duration::from_secs(10),
             stream_idle_timeout: Duration::from_secs(75),
         }
@@ -76,6 +81,20 @@ impl ClientConfig {
         self
     }
 
+    /// The admin `secret`, acting as `uid`: the rules apply as to that user's requests.
+    pub fn with_secret_acting_as(self, secret: impl Into<String>, uid: impl Into<String>) -> Self {
+        let mut config = self.with_secret(secret);
+        config.acting_as = Some(uid.into());
+        config
+    }
+
+    /// The `auth_variable_override` query value, if acting as someone.
+    pub(crate) fn auth_override(&self) -> Option<String> {
+        self.acting_as
+            .as_ref()
+            .map(|uid| serde_json::json!({ "uid": uid }).to_string())
+    }
+
     /// Trusting this extra CA (PEM).
     pub fn with_ca_pem(mut self, pem: Vec<u8>) -> Self {
         self.ca_pem = Some(pem);
@@ -89,6 +108,7 @@ impl fmt::Debug for ClientConfig {
             .field("url", &self.url)
             .field("auth", &self.auth.as_ref().map(|_| "<hidden>"))
             .field("ca_pem", &self.ca_pem.as_ref().map(Vec::len))
+            .field("acting_as", &self.acting_as)
             .field("request_timeout", &self.request_timeout)
             .field("stream_idle_timeout", &self.stream_idle_timeout)
             .finish()

@@ -152,6 +152,10 @@ impl RtdbClient {
         if let Some(c) = credential {
             query.push(("auth", c));
         }
+        let acting = self.inner.config.auth_override();
+        if let Some(o) = &acting {
+            query.push(("auth_variable_override", o));
+        }
         if silent {
             query.push(("print", "silent"));
         }

@@ -106,6 +106,9 @@ async fn connect_once(
         if let Some(c) = &used {
             request = request.query(&[("auth", c)]);
         }
+        if let Some(o) = client.config().auth_override() {
+            request = request.query(&[("auth_variable_override", o)]);
+        }
         let resp = match tokio::time::timeout(client.config().request_timeout, request.send()).await
         {
             Err(_) => return End::Reconnect("no answer to the stream request".into()),
