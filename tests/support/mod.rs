@@ -149,13 +149,13 @@ pub fn join_with(db: &str, room: &str, name: &str, size: &str, fps: u32, extra: 
         "{} is missing: build it with `cargo build -p peer` (cargo test --workspace does)",
         bin.display()
     );
-    let id = format!("test-{}-{}", name.to_lowercase(), std::process::id());
-    let mut cmd = huddle_peer(&bin, db, room, name, &id);
+    // It signs in at the app's own database, as a guest on the LAN would: its id is a uid.
+    let mut cmd = huddle_peer(&bin, db, room, name);
     cmd.args(["--video", "synthetic", "--audio", "synthetic"])
         .args(["--size", size, "--fps", &fps.to_string()])
         .args(extra)
         .stderr(Stdio::null());
-    Peer::start(&id, &mut cmd).unwrap()
+    Peer::start(name, &mut cmd).unwrap()
 }
 
 /// The app under test: its desktop, tauri-driver, and a WebDriver session with its window.

@@ -5,8 +5,9 @@ use std::path::Path;
 
 use crate::Error;
 
-/// Starts an rtdb server on a free loopback port with `database.rules.json` enforced. Keep the
-/// folder as long as the server: dropping it removes the data.
+/// Starts an rtdb server on a free loopback port with `database.rules.json` enforced and
+/// [`crate::TEST_SECRET`] as its admin secret (for [`crate::as_test_user`]; everyone else signs
+/// in). Keep the folder as long as the server: dropping it removes the data.
 pub async fn in_process_db() -> Result<(tempfile::TempDir, rtdb::Server), Error> {
     in_process_db_with(|_| {}).await
 }
@@ -22,6 +23,7 @@ pub async fn in_process_db_with(
     );
     config.rules_file =
         Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../database.rules.json"));
+    config.secret = Some(crate::TEST_SECRET.to_owned());
     tweak(&mut config);
     let server = rtdb::Server::start(config).await?;
     Ok((dir, server))

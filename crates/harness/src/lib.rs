@@ -30,6 +30,9 @@ pub use db::Db;
 pub use db_in_process::{in_process_db, in_process_db_with};
 pub use error::Error;
 pub use events::{poll, Events};
-pub use peer::{huddle_peer, peer_stderr, test_peer, test_peer_id, Peer, DEFAULT_BOUND};
+pub use peer::{
+    as_test_user, huddle_peer, peer_stderr, test_peer, test_peer_id, Peer, DEFAULT_BOUND,
+    TEST_SECRET,
+};
 pub use process::Proc;
 pub use xvfb::Xvfb;

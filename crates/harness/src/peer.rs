@@ -13,25 +13,36 @@ use crate::{process, Error, Events, Proc};
 /// second on loopback; thirty leave room for a loaded CI machine without hiding a hang.
 pub const DEFAULT_BOUND: Duration = Duration::from_secs(30);
 
-/// `bin --db DB --room ROOM --name NAME --peer-id ID --loopback`: what every test and bench
-/// passes (loopback: it gathers and accepts 127.0.0.1 candidates only, so nothing leaves the
-/// machine). Add flags with `.args(...)`.
-pub fn huddle_peer(bin: &Path, db: &str, room: &str, name: &str, peer_id: &str) -> Command {
+/// `bin --db DB --room ROOM --name NAME --loopback`: a peer that signs in (anonymously, at the
+/// database's own origin for a huddle-db) and so gets a uid from the server as its peer id, read
+/// from its first event by [`Peer::start`]. Loopback: it gathers and accepts 127.0.0.1 candidates
+/// only, so nothing leaves the machine. Add flags with `.args(...)`.
+pub fn huddle_peer(bin: &Path, db: &str, room: &str, name: &str) -> Command {
     let mut cmd = Command::new(bin);
-    cmd.args(["--db", db, "--room", room, "--name", name])
-        .args(["--peer-id", peer_id, "--loopback"]);
+    cmd.args(["--db", db, "--room", room, "--name", name, "--loopback"]);
     cmd
 }
 
-/// The peer id [`test_peer`] gives `name`.
+/// The admin secret [`crate::in_process_db`] starts its server with.
+pub const TEST_SECRET: &str = "huddle-test-admin-secret";
+
+/// Makes `cmd` (a [`huddle_peer`]) hold [`TEST_SECRET`] acting as [`test_peer_id`]`(name)`
+/// instead of signing in. The rules still judge it as that user, but its id is chosen: tests
+/// whose assertions depend on which peer offers or repairs (the smaller id) need "a" < "b".
+pub fn as_test_user<'a>(cmd: &'a mut Command, name: &str) -> &'a mut Command {
+    cmd.args(["--secret", TEST_SECRET, "--peer-id", &test_peer_id(name)])
+}
+
+/// The peer id [`as_test_user`] gives `name`.
 pub fn test_peer_id(name: &str) -> String {
     format!("{name}-0000000")
 }
 
-/// `huddle-peer` the way the call and device tests run it: peer id [`test_peer_id`], small
-/// video at 15 fps, and a short presence bound so departures show within about two seconds.
+/// `huddle-peer` the way the call and device tests run it: [`as_test_user`], small video at
+/// 15 fps, and a short presence bound so departures show within about two seconds.
 pub fn test_peer(bin: &Path, db: &str, room: &str, name: &str) -> Command {
-    let mut cmd = huddle_peer(bin, db, room, name, &test_peer_id(name));
+    let mut cmd = huddle_peer(bin, db, room, name);
+    as_test_user(&mut cmd, name);
     cmd.args(["--size", "160x96", "--fps", "15"]).args([
         "--heartbeat-ms",
         "300",
@@ -61,9 +72,10 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// Starts `cmd` (see [`huddle_peer`]) with stdin and stdout piped; `peer_id` is the id the
-    /// command gives it, which errors name. Its stderr is left as `cmd` has it.
-    pub fn start(peer_id: &str, cmd: &mut Command) -> Result<Peer, Error> {
+    /// Starts `cmd` (see [`huddle_peer`]) with stdin and stdout piped and waits for its
+    /// `signed_in` event, which says its peer id; `name` labels it in errors. Its stderr is left
+    /// as `cmd` has it.
+    pub fn start(name: &str, cmd: &mut Command) -> Result<Peer, Error> {
         let mut proc = Proc::spawn(
             cmd.stdin(Stdio::piped()).stdout(Stdio::piped()),
             "build it first: cargo build -p peer",
@@ -77,11 +89,21 @@ impl Peer {
                 problem: "no stdout pipe".to_owned(),
             })?;
         let stdin = proc.child().stdin.take();
+        let mut events = Events::follow(name, out);
+        let signed_in = events.wait_from(0, DEFAULT_BOUND, "signed_in", |v| {
+            v["type"] == "signed_in" || v["type"] == "error"
+        })?;
+        let Some(peer_id) = signed_in["peer"].as_str() else {
+            return Err(Error::Unexpected {
+                program: name.to_owned(),
+                problem: format!("it did not sign in: {signed_in}"),
+            });
+        };
         Ok(Peer {
             peer_id: peer_id.to_owned(),
             proc,
             stdin,
-            events: Events::follow(peer_id, out),
+            events,
             bound: DEFAULT_BOUND,
         })
     }

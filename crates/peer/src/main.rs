@@ -15,20 +15,39 @@ use media::codec::VideoCodec;
 use media::MediaKind;
 use mesh::{Mesh, MeshConfig, MeshEvent, NetConfig};
 use serde::Serialize;
+use signal::auth::{AuthHost, AuthSettings, Credential, FirebaseAuth, FirebaseConfig};
 use signal::room::{JoinOptions, Privacy, SignalError, Signaling, Timing};
 use signal::rtdb::{ClientConfig, RtdbClient};
 use tokio::io::AsyncBufReadExt;
+use tokio::sync::watch;
 
 /// A Huddle participant in the terminal; prints JSON lines.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// Database URL (huddle-db or https://<db>.firebaseio.com).
-    #[arg(long, required_unless_present = "list_devices")]
+    /// Database URL (huddle-db or https://<db>.firebaseio.com); --firebase-config gives it too.
+    #[arg(long, required_unless_present_any = ["list_devices", "firebase_config"])]
     db: Option<String>,
-    /// Database secret or token, if the database needs one.
+    /// The Firebase project's web app config, as the console shows it (JavaScript or JSON), in
+    /// a file: its apiKey signs in and its databaseURL is the database (unless --db says).
     #[arg(long)]
-    auth: Option<String>,
+    firebase_config: Option<std::path::PathBuf>,
+    /// The API key to sign in with. A huddle-db accepts any unless it was started with one.
+    #[arg(long, default_value = "huddle-peer")]
+    api_key: String,
+    /// Where to sign in (`host:port` or a URL): by default Google for a Firebase-hosted
+    /// database (or FIREBASE_AUTH_EMULATOR_HOST), else the database's own origin (huddle-db).
+    #[arg(long)]
+    auth_host: Option<String>,
+    /// Keep the sign-in credential in this file (read if present, written after sign-in), so
+    /// every run is the same user with the same peer id.
+    #[arg(long)]
+    credential: Option<std::path::PathBuf>,
+    /// An admin database secret instead of signing in. The rules still judge every request as
+    /// the user --peer-id names (Firebase's auth_variable_override): for bots and tests that
+    /// need chosen ids.
+    #[arg(long, conflicts_with_all = ["credential", "auth_host"])]
+    secret: Option<String>,
     /// Extra CA certificate (PEM) to trust, e.g. a LAN huddle-db's tls/ca.pem.
     #[arg(long)]
     ca: Option<std::path::PathBuf>,
@@ -85,8 +104,8 @@ struct Args {
     /// STUN/TURN server URL (repeatable).
     #[arg(long = "ice-server")]
     ice_servers: Vec<String>,
-    /// Peer id (default: random).
-    #[arg(long)]
+    /// Peer id, with --secret only (default: random); a signed-in peer's id is its uid.
+    #[arg(long, requires = "secret")]
     peer_id: Option<String>,
     /// Presence heartbeat period in ms (protocol default 5000; tests shorten it).
     #[arg(long, default_value_t = 5000)]
@@ -94,6 +113,72 @@ struct Args {
     /// Presence bound in ms: a member silent this long is removed (protocol default 15000).
     #[arg(long, default_value_t = 15000)]
     expiry_ms: u64,
+}
+
+/// Signs in (anonymously) where a client of `db_url` does, keeping the credential in
+/// `--credential`'s file when given: one refresh in flight serves every stream of the call.
+async fn sign_in(
+    args: &Args,
+    db_url: &str,
+    api_key: String,
+    ca_pem: Option<Vec<u8>>,
+    config: ClientConfig,
+) -> anyhow::Result<Signaling> {
+    let saved = match &args.credential {
+        Some(path) if path.exists() => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Some(
+                serde_json::from_str::<Credential>(&text)
+                    .with_context(|| format!("{} is not a saved credential", path.display()))?,
+            )
+        }
+        _ => None,
+    };
+    let host = match &args.auth_host {
+        Some(h) => AuthHost::emulator(h),
+        None => AuthHost::for_database(db_url),
+    };
+    let mut settings = AuthSettings::new(api_key).with_host(host).with_saved(saved);
+    if let Some(pem) = ca_pem {
+        settings = settings.with_ca_pem(pem);
+    }
+    let auth = FirebaseAuth::new(settings)?;
+    let signaling = Signaling::sign_in(config, auth.clone())
+        .await
+        .context("cannot sign in")?;
+    if let Some(path) = args.credential.clone() {
+        keep_credential(path, auth.credential());
+    }
+    Ok(signaling)
+}
+
+/// Writes the credential to `path` now and whenever it changes (a refused one replaced by a
+/// new sign-up), readable by this user only: it signs in as them.
+fn keep_credential(path: std::path::PathBuf, mut credential: watch::Receiver<Option<Credential>>) {
+    tokio::spawn(async move {
+        loop {
+            let current = credential.borrow_and_update().clone();
+            if let Some(c) = current {
+                if let Err(e) = write_private(&path, &c) {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot keep the credential");
+                }
+            }
+            if credential.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+fn write_private(path: &std::path::Path, credential: &Credential) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(serde_json::to_string(credential)?.as_bytes())
 }
 
 fn parse_codec(s: &str) -> Result<VideoCodec, String> {
@@ -116,6 +201,9 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum PeerEvent {
+    /// Who this peer is, before anything else: its peer id (the uid when signed in), and
+    /// whether it holds an admin secret instead.
+    SignedIn { peer: signal::PeerId, admin: bool },
     /// A wanted device is missing or does not open: that stream is not sent, the call goes on.
     DeviceUnavailable { message: String },
     /// A device event during the call (its own `what` says which).
@@ -190,30 +278,57 @@ async fn main() {
 }
 
 async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
-    let (Some(db_url), Some(room_id)) =
-        (args.db.clone(), args.room.clone().map(signal::RoomId::new))
-    else {
-        anyhow::bail!("--db and --room are needed to join a call");
+    let firebase = match &args.firebase_config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Some(FirebaseConfig::parse(&text).with_context(|| path.display().to_string())?)
+        }
+        None => None,
     };
-    let mut config = ClientConfig::new(db_url);
-    if let Some(auth) = &args.auth {
-        config = config.with_secret(auth.clone());
-    }
-    if let Some(ca) = &args.ca {
-        config = config
-            .with_ca_pem(std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?);
-    }
-    let db = RtdbClient::new(config)?;
-    let peer_id = args
-        .peer_id
+    let db_url = args
+        .db
         .clone()
-        .map(signal::PeerId::new)
-        .unwrap_or_else(signal::new_peer_id);
+        .or_else(|| firebase.as_ref().map(|c| c.database_url().to_owned()));
+    let api_key = firebase
+        .as_ref()
+        .map_or_else(|| args.api_key.clone(), |c| c.api_key.clone());
+    let (Some(db_url), Some(room_id)) = (db_url, args.room.clone().map(signal::RoomId::new)) else {
+        anyhow::bail!("--db (or --firebase-config) and --room are needed to join a call");
+    };
+    let mut config = ClientConfig::new(db_url.clone());
+    let ca_pem = match &args.ca {
+        Some(ca) => Some(std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?),
+        None => None,
+    };
+    if let Some(pem) = &ca_pem {
+        config = config.with_ca_pem(pem.clone());
+    }
+    let (signaling, admin) = match &args.secret {
+        Some(secret) => {
+            let peer_id = args
+                .peer_id
+                .clone()
+                .map(signal::PeerId::new)
+                .unwrap_or_else(signal::new_peer_id);
+            let config = config.with_secret_acting_as(secret.clone(), peer_id.as_str());
+            (Signaling::new(RtdbClient::new(config)?, peer_id), true)
+        }
+        None => (
+            sign_in(&args, &db_url, api_key, ca_pem, config).await?,
+            false,
+        ),
+    };
+    let peer_id = signaling.peer_id().clone();
+    out.print(&PeerEvent::SignedIn {
+        peer: peer_id.clone(),
+        admin,
+    });
     let timing = Timing {
         heartbeat: Duration::from_millis(args.heartbeat_ms.max(50)),
         expiry: Duration::from_millis(args.expiry_ms.max(200)),
     };
-    let signaling = Signaling::new(db, peer_id.clone()).with_timing(timing);
+    let signaling = signaling.with_timing(timing);
     if args.create {
         let privacy = args
             .private

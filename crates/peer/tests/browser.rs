@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use harness::browser::{page_url, Browser};
-use harness::{huddle_peer, peer_stderr, Peer};
+use harness::{as_test_user, huddle_peer, peer_stderr, Peer};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(30);
@@ -37,7 +37,9 @@ fn spawn_native(db: &str, room: &str, id: &str, extra: &[&str]) -> Peer {
     ];
     let args: Vec<&str> = timing.iter().chain(extra).copied().collect();
     let bin = env!("CARGO_BIN_EXE_huddle-peer").as_ref();
-    let mut cmd = huddle_peer(bin, db, room, id, id);
+    let mut cmd = huddle_peer(bin, db, room, id);
+    // Chosen ids: which side offers first depends on their order (see the tests' comments).
+    as_test_user(&mut cmd, id);
     Peer::start(id, cmd.args(&args).stderr(peer_stderr())).unwrap()
 }
 

@@ -12,11 +12,7 @@ use serde_json::Value;
 fn spawn(db: &str, room: &str, name: &str, extra: &[&str]) -> Peer {
     let bin = env!("CARGO_BIN_EXE_huddle-peer").as_ref();
     let mut cmd = test_peer(bin, db, room, name);
-    Peer::start(
-        &test_peer_id(name),
-        cmd.args(extra).stderr(Stdio::inherit()),
-    )
-    .unwrap()
+    Peer::start(name, cmd.args(extra).stderr(Stdio::inherit())).unwrap()
 }
 
 /// Waits for the first decoded frame of `kind` from `other`.

@@ -15,11 +15,7 @@ fn spawn(db: &str, room: &str, name: &str, extra: &[&str], display: Option<&str>
         Some(d) => cmd.env("DISPLAY", d),
         None => cmd.env_remove("DISPLAY"),
     };
-    Peer::start(
-        &test_peer_id(name),
-        cmd.args(extra).stderr(Stdio::inherit()),
-    )
-    .unwrap()
+    Peer::start(name, cmd.args(extra).stderr(Stdio::inherit())).unwrap()
 }
 
 async fn db() -> (tempfile::TempDir, rtdb::Server) {

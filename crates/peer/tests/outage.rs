@@ -12,7 +12,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use harness::{huddle_peer, test_peer_id};
+use harness::{as_test_user, huddle_peer, test_peer_id};
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
 use serde_json::Value;
@@ -53,8 +53,9 @@ struct Peer {
 impl Peer {
     fn spawn(db: &str, name: &str, extra: &[&str]) -> Peer {
         let bin = env!("CARGO_BIN_EXE_huddle-peer").as_ref();
-        let mut cmd = huddle_peer(bin, db, "outage", name, &Peer::id(name));
-        cmd.args(["--size", "320x180", "--fps", "15"])
+        let mut cmd = huddle_peer(bin, db, "outage", name);
+        as_test_user(&mut cmd, name)
+            .args(["--size", "320x180", "--fps", "15"])
             .args(["--audio", "none"])
             // Presence outlives the outages: a repaired connection, not a rejoin, is the point.
             .args(["--heartbeat-ms", "500", "--expiry-ms", "60000"])
@@ -62,7 +63,7 @@ impl Peer {
             .stderr(Stdio::inherit());
         Peer {
             name: name.to_owned(),
-            peer: harness::Peer::start(&Peer::id(name), &mut cmd).unwrap(),
+            peer: harness::Peer::start(name, &mut cmd).unwrap(),
         }
     }
 

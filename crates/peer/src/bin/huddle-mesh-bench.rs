@@ -57,17 +57,13 @@ fn start_db() -> anyhow::Result<Db> {
     Ok(Db::start(&sibling("huddle-db")?)?)
 }
 
-fn id(name: &str) -> String {
-    format!("{name}-bench-id")
-}
-
 fn spawn(db: &str, room: &str, name: &str, extra: &[&str]) -> anyhow::Result<Peer> {
     let bin = sibling("huddle-peer")?;
-    let mut cmd = huddle_peer(Path::new(&bin), db, room, name, &id(name));
+    let mut cmd = huddle_peer(Path::new(&bin), db, room, name);
     cmd.args(extra)
         .env("RUST_LOG", "error")
         .stderr(Stdio::inherit());
-    Ok(Peer::start(&id(name), &mut cmd)?.with_bound(LIMIT))
+    Ok(Peer::start(name, &mut cmd)?.with_bound(LIMIT))
 }
 
 /// Everything `p` prints within `d`.
@@ -166,8 +162,8 @@ fn bench_six(codec: &str) -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_secs(3));
     let mut last = spawn(db.url(), "six", "last", &small)?;
     let mut seen = std::collections::BTreeMap::new();
-    for i in 0..5 {
-        let from = id(&format!("r{i}"));
+    for r in &resident {
+        let from = r.peer_id().to_owned();
         let ev = last.wait(&format!("first frame from {from}"), |v| {
             first_frame_ms(v).is_some() && v["peer"] == from.as_str()
         })?;
@@ -215,8 +211,8 @@ fn bench_cpu(size: &str, seconds: u64, max_peers: usize, codec: &str) -> anyhow:
         for i in 0..n - 1 {
             others.push(spawn(db.url(), "cpu", &format!("o{i}"), &args)?);
         }
-        for i in 0..n - 1 {
-            let from = id(&format!("o{i}"));
+        for o in &others {
+            let from = o.peer_id().to_owned();
             measured.wait(&format!("first frame from {from}"), |v| {
                 first_frame_ms(v).is_some() && v["peer"] == from.as_str()
             })?;

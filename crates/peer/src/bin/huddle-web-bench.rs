@@ -48,7 +48,7 @@ fn start_db() -> anyhow::Result<Db> {
 
 fn native(db: &Db, room: &str, id: &str, args: &[&str]) -> anyhow::Result<Native> {
     let bin = sibling_binary("huddle-peer");
-    let mut cmd = huddle_peer(&bin, db.url(), room, id, id);
+    let mut cmd = huddle_peer(&bin, db.url(), room, id);
     Ok(Native::start(id, cmd.args(args).stderr(peer_stderr()))?.with_bound(LIMIT))
 }
 
