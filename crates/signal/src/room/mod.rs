@@ -43,8 +43,8 @@ use media::StreamConfig;
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
-use crate::id::{PeerId, RoomId};
 use crate::auth::FirebaseAuth;
+use crate::id::{PeerId, RoomId};
 use crate::rtdb::{ClientConfig, Conditional, RtdbClient};
 pub use crypto::{CryptoError, RoomKey};
 pub use envelope::EnvelopeError;
