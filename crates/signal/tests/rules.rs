@@ -72,14 +72,13 @@ async fn members_cannot_forge_records_messages_or_deletions_of_others() {
     );
     refused(
         "a rewrites b's streams",
-        as_a
-            .update(
-                &format!("occupants/{room}/{b}"),
-                json!({"streams": {"audio": true, "video": true, "screen": true}})
-                    .as_object()
-                    .unwrap(),
-            )
-            .await,
+        as_a.update(
+            &format!("occupants/{room}/{b}"),
+            json!({"streams": {"audio": true, "video": true, "screen": true}})
+                .as_object()
+                .unwrap(),
+        )
+        .await,
     );
     refused(
         "a deletes b, who is alive",
@@ -121,8 +120,10 @@ async fn members_cannot_forge_records_messages_or_deletions_of_others() {
     as_a.push(&format!("ice_candidates/{room}/{b}/{a}"), &candidate)
         .await
         .unwrap();
-    pb.until("a's candidate", |e| matches!(e, RoomEvent::Candidate { .. }))
-        .await;
+    pb.until("a's candidate", |e| {
+        matches!(e, RoomEvent::Candidate { .. })
+    })
+    .await;
     // Inboxes are their receiver's to read.
     refused(
         "a reads b's offers",
@@ -244,7 +245,10 @@ async fn a_private_room_is_destroyed_by_its_creator_only() {
     refused(
         "a member takes over the space",
         client_as(&url, &pid("member"))
-            .set(&format!("spaces/{space}"), &json!({"createdBy": pid("member")}))
+            .set(
+                &format!("spaces/{space}"),
+                &json!({"createdBy": pid("member")}),
+            )
             .await,
     );
     owner.destroy_room(&room, Some("hunter2")).await.unwrap();
@@ -252,7 +256,10 @@ async fn a_private_room_is_destroyed_by_its_creator_only() {
         .await;
     assert_eq!(admin(&url).get("spaces").await.unwrap(), Value::Null);
     assert_eq!(
-        admin(&url).get(&format!("occupants/{space}")).await.unwrap(),
+        admin(&url)
+            .get(&format!("occupants/{space}"))
+            .await
+            .unwrap(),
         Value::Null
     );
 }
@@ -282,5 +289,8 @@ async fn nobody_signed_out_can_do_anything() {
             )
             .await,
     );
-    refused("delete the room", nobody.delete(&format!("rooms/{room}")).await);
+    refused(
+        "delete the room",
+        nobody.delete(&format!("rooms/{room}")).await,
+    );
 }

@@ -43,8 +43,8 @@ use media::StreamConfig;
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
-use crate::id::{PeerId, RoomId};
 use crate::auth::FirebaseAuth;
+use crate::id::{PeerId, RoomId};
 use crate::rtdb::{ClientConfig, Conditional, RtdbClient};
 pub use crypto::{CryptoError, RoomKey};
 pub use envelope::EnvelopeError;
@@ -215,8 +215,10 @@ impl Signaling {
         // it only while absent, so it cannot be taken over later.
         if let Some(space) = space {
             let owner = json!({ "createdBy": self.me });
-            if let Conditional::Conflict { .. } =
-                self.db.set_if(&paths::space(&space), &owner, "null_etag").await?
+            if let Conditional::Conflict { .. } = self
+                .db
+                .set_if(&paths::space(&space), &owner, "null_etag")
+                .await?
             {
                 return Err(SignalError::Invalid(
                     "the private room's space is already taken".into(),
