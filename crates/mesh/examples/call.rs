@@ -20,10 +20,14 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let mut db = rtdb::ServerConfig::new(([127, 0, 0, 1], 0).into(), dir.path().to_owned());
     db.rules_file = Some(concat!(env!("CARGO_MANIFEST_DIR"), "/../../database.rules.json").into());
+    // The rules judge every request by its signed-in uid (= peer id). Here the admin secret
+    // acts as each participant (`auth_variable_override`); a real client signs in instead.
+    const SECRET: &str = "example-secret";
+    db.secret = Some(SECRET.into());
     let server = rtdb::Server::start(db).await?;
     let signaling = |id: &str| -> anyhow::Result<Signaling> {
         Ok(Signaling::new(
-            RtdbClient::new(ClientConfig::new(server.url()))?,
+            RtdbClient::new(ClientConfig::new(server.url()).with_secret_acting_as(SECRET, id))?,
             id.to_owned(),
         ))
     };

@@ -23,11 +23,10 @@ fn joined_id(ev: &RoomEvent) -> Option<(signal::PeerId, bool)> {
     }
 }
 
-/// Raw admin view of the database (the open test server lets `Bearer owner` read everything).
+/// Raw admin view of the database (the test server's secret reads everything).
 async fn raw(url: &str, path: &str) -> Value {
     reqwest::Client::new()
-        .get(format!("{url}/{path}.json"))
-        .header("Authorization", "Bearer owner")
+        .get(format!("{url}/{path}.json?auth={}", common::SECRET))
         .send()
         .await
         .unwrap()
@@ -403,8 +402,7 @@ async fn a_private_room_needs_its_secret_and_hides_its_signaling() {
     b.next().await;
     // The operator watches candidates go by (they are consumed as soon as b reads them).
     let mut watch = reqwest::Client::new()
-        .get(format!("{url}/ice_candidates.json"))
-        .header("Authorization", "Bearer owner")
+        .get(format!("{url}/ice_candidates.json?auth={}", common::SECRET))
         .header("accept", "text/event-stream")
         .send()
         .await
@@ -453,8 +451,14 @@ async fn a_private_room_needs_its_secret_and_hides_its_signaling() {
         }
     );
 
-    // Someone without the secret can neither list nor find the room's signaling.
-    let anon = RtdbClient::new(ClientConfig::new(url.as_str())).unwrap();
+    // A signed-in user without the secret can neither list nor find the room's signaling;
+    // one not signed in can read nothing at all.
+    let nobody = RtdbClient::new(ClientConfig::new(url.as_str())).unwrap();
+    for node in ["rooms", "occupants", "/", &format!("occupants/{room}")] {
+        let err = nobody.get(node).await.unwrap_err();
+        assert!(err.is_permission_denied(), "{node}: {err}");
+    }
+    let anon = common::client_as(&url, "outsider-peer-id");
     for node in ["occupants", "offers", "answers", "ice_candidates", "/"] {
         let err = anon.get(node).await.unwrap_err();
         assert!(err.is_permission_denied(), "{node}: {err}");
@@ -475,7 +479,7 @@ async fn hostile_nodes_are_ignored_and_the_room_goes_on() {
         .await
         .unwrap();
     let mut a = Peer::join(&url, &room, &pid("a")).await;
-    // Written as the open server's admin (`Bearer owner`), past the rules' validation: what a
+    // Written as the server's admin (its secret), past the rules' validation: what a
     // buggy or hostile writer leaves on a server without those rules.
     let admin = reqwest::Client::new();
     let junk = [
@@ -510,8 +514,7 @@ async fn hostile_nodes_are_ignored_and_the_room_goes_on() {
     ];
     for (path, v) in &junk {
         let resp = admin
-            .put(format!("{url}/{path}.json"))
-            .bearer_auth("owner")
+            .put(format!("{url}/{path}.json?auth={}", common::SECRET))
             .json(v)
             .send()
             .await
@@ -534,7 +537,11 @@ async fn a_peer_whose_record_was_removed_rejoins_with_a_new_session() {
     let (room, mut a, mut b) = common::pair(&url, "Evict").await;
     // As if b had been expired by the others while its machine slept.
     let resp = reqwest::Client::new()
-        .delete(format!("{url}/occupants/{room}/{}.json", pid("b")))
+        .delete(format!(
+            "{url}/occupants/{room}/{}.json?auth={}",
+            pid("b"),
+            common::SECRET
+        ))
         .send()
         .await
         .unwrap();

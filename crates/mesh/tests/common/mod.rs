@@ -37,13 +37,32 @@ pub const FAST: Timing = Timing {
     expiry: Duration::from_millis(2000),
 };
 
+/// The admin secret of the test servers. Members use it acting as their peer id
+/// (`auth_variable_override`), so the rules judge each as the user it claims while the tests
+/// keep their chosen, ordered peer ids (a real client signs in and its uid is its peer id).
+const SECRET: &str = "test-admin-secret";
+
 /// A huddle-db on 127.0.0.1 with the shipped rules, in a fresh folder (kept while the folder
-/// handle lives).
+/// handle lives). The rules' staleness bound (the literal 15000 ms, `docs/protocol.md` §7)
+/// becomes `FAST`'s expiry, so members may remove a crashed one when they judge it gone.
 pub async fn server() -> (tempfile::TempDir, rtdb::Server) {
     let dir = tempfile::tempdir().unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../database.rules.json");
+    let text = std::fs::read_to_string(shipped).unwrap();
+    let bound = "now - 15000";
+    assert!(
+        text.contains(bound),
+        "the shipped rules no longer contain the staleness bound `{bound}`"
+    );
+    let rules = dir.path().join("fast.rules.json");
+    std::fs::write(
+        &rules,
+        text.replace(bound, &format!("now - {}", FAST.expiry.as_millis())),
+    )
+    .unwrap();
     let mut config = rtdb::ServerConfig::new(([127, 0, 0, 1], 0).into(), dir.path().to_owned());
-    config.rules_file =
-        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../database.rules.json"));
+    config.rules_file = Some(rules);
+    config.secret = Some(SECRET.into());
     (dir, rtdb::Server::start(config).await.unwrap())
 }
 
@@ -62,7 +81,8 @@ pub async fn room(url: &str, name: &str) -> RoomId {
 }
 
 fn signaling(url: &str, name: &str) -> Signaling {
-    let db = RtdbClient::new(ClientConfig::new(url)).unwrap();
+    let db =
+        RtdbClient::new(ClientConfig::new(url).with_secret_acting_as(SECRET, id(name))).unwrap();
     Signaling::new(db, id(name)).with_timing(FAST)
 }
 

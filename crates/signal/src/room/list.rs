@@ -1,13 +1,16 @@
-//! The live room list: [`RoomList`] follows `rooms/`; [`RoomDirectory`] follows `occupants/`
-//! too, and tells how many people are in each public room.
+//! The live room list: [`RoomList`] follows `rooms/`; [`RoomDirectory`] also follows
+//! `occupants/<roomId>` of every listed public room, and tells how many people are in each.
+//! (The shipped rules let nobody read `occupants/` as a whole, so one stream per public room.)
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use super::model::RoomInfo;
+use super::paths;
 use crate::id::RoomId;
-use crate::rtdb::{ChildEvent, StreamEvent, Subscription};
+use crate::rtdb::{ChildEvent, RtdbClient, StreamEvent, Subscription};
 
 /// A change to the live room list.
 #[derive(Clone, Debug, PartialEq)]
@@ -99,18 +102,18 @@ pub enum DirectoryEvent {
     Disconnected(String),
 }
 
-/// The directory's bookkeeping, pure: the rooms, and the occupant count of every space (a
-/// public room's space is its id).
+/// The directory's bookkeeping, pure: the rooms, and who is in every public room followed.
 #[derive(Debug, Default)]
 struct Directory {
     rooms: BTreeMap<String, RoomInfo>,
-    counts: HashMap<String, usize>,
+    members: HashMap<String, BTreeSet<String>>,
 }
 
 impl Directory {
     fn listed(&self, id: &str) -> Option<DirectoryEvent> {
         let info = self.rooms.get(id)?.clone();
-        let occupants = (!info.secured).then(|| self.counts.get(id).copied().unwrap_or(0));
+        let occupants =
+            (!info.secured).then(|| self.members.get(id).map(BTreeSet::len).unwrap_or(0));
         Some(DirectoryEvent::Listed {
             id: id.into(),
             listing: Listing { info, occupants },
@@ -133,81 +136,127 @@ impl Directory {
                 }
                 None => {
                     self.rooms.remove(&key);
+                    self.members.remove(&key);
                     Some(DirectoryEvent::Removed { id: key.into() })
                 }
             },
             ChildEvent::Removed { key, .. } => {
                 self.rooms.remove(&key);
+                self.members.remove(&key);
                 Some(DirectoryEvent::Removed { id: key.into() })
             }
         }
     }
 
-    /// A child event of `occupants/`: one space's occupants. Reported only when a public
-    /// room's count changes (a heartbeat changes the space, not the count).
-    fn on_occupants(&mut self, ev: ChildEvent) -> Option<DirectoryEvent> {
-        let (key, before, now) = match ev {
-            ChildEvent::Added { key, value } | ChildEvent::Changed { key, value, .. } => {
-                let now = count(&value);
-                let before = self.counts.insert(key.clone(), now).unwrap_or(0);
-                (key, before, now)
+    /// Whether `id` is a listed public room, whose occupants are followed.
+    fn is_public(&self, id: &str) -> bool {
+        self.rooms.get(id).is_some_and(|info| !info.secured)
+    }
+
+    /// An event of the stream of `occupants/<room>`. Reported only when a public room's count
+    /// changes (a heartbeat changes a record, not the count).
+    fn on_occupants(&mut self, room: &str, ev: &StreamEvent) -> Option<DirectoryEvent> {
+        if !self.is_public(room) {
+            return None;
+        }
+        let here = self.members.entry(room.to_owned()).or_default();
+        let before = here.len();
+        match ev {
+            StreamEvent::Child(ChildEvent::Added { key, .. }) => {
+                here.insert(key.clone());
             }
-            ChildEvent::Removed { key, .. } => {
-                let before = self.counts.remove(&key).unwrap_or(0);
-                (key, before, 0)
+            StreamEvent::Child(ChildEvent::Removed { key, .. }) => {
+                here.remove(key);
             }
-        };
-        let public = self.rooms.get(&key).is_some_and(|info| !info.secured);
-        if public && before != now {
-            self.listed(&key)
+            // The whole space as of (re)connecting.
+            StreamEvent::Synced(v) => {
+                *here = v
+                    .as_object()
+                    .map(|m| m.keys().cloned().collect())
+                    .unwrap_or_default();
+            }
+            _ => return None,
+        }
+        if here.len() != before {
+            self.listed(room)
         } else {
             None
         }
     }
 }
 
-/// The number of occupant records in a space.
-fn count(v: &Value) -> usize {
-    v.as_object().map(|m| m.len()).unwrap_or(0)
-}
-
 /// The live room list with occupant counts.
 pub struct RoomDirectory {
     rooms: Subscription,
-    /// `None` once `occupants/` can no longer be read: counts are a nicety, the list goes on.
-    occupants: Option<Subscription>,
+    db: RtdbClient,
+    /// One task per followed public room, forwarding its `occupants/<room>` stream.
+    followers: HashMap<String, JoinHandle<()>>,
+    counts_tx: mpsc::UnboundedSender<(String, StreamEvent)>,
+    counts: mpsc::UnboundedReceiver<(String, StreamEvent)>,
     directory: Directory,
 }
 
 impl RoomDirectory {
-    pub(super) fn new(rooms: Subscription, occupants: Subscription) -> Self {
+    pub(super) fn new(db: RtdbClient) -> Self {
+        let (counts_tx, counts) = mpsc::unbounded_channel();
         RoomDirectory {
-            rooms,
-            occupants: Some(occupants),
+            rooms: db.subscribe(paths::ROOMS),
+            db,
+            followers: HashMap::new(),
+            counts_tx,
+            counts,
             directory: Directory::default(),
         }
+    }
+
+    /// Follows the occupants of every listed public room, and only those.
+    fn follow(&mut self, ev: &Option<DirectoryEvent>) {
+        let id = match ev {
+            Some(DirectoryEvent::Listed { id, .. } | DirectoryEvent::Removed { id }) => id,
+            _ => return,
+        };
+        let id = id.to_string();
+        if !self.directory.is_public(&id) {
+            if let Some(task) = self.followers.remove(&id) {
+                task.abort();
+            }
+            return;
+        }
+        if self.followers.contains_key(&id) {
+            return;
+        }
+        let mut sub = self.db.subscribe(&paths::occupants(&id));
+        let tx = self.counts_tx.clone();
+        let room = id.clone();
+        let task = tokio::spawn(async move {
+            while let Some(ev) = sub.next().await {
+                if matches!(ev, StreamEvent::Denied(_) | StreamEvent::Cancelled) {
+                    // Counts are a nicety: the list goes on without this one.
+                    tracing::debug!(%room, "a room's occupants can no longer be read");
+                }
+                if tx.send((room.clone(), ev)).is_err() {
+                    return;
+                }
+            }
+        });
+        self.followers.insert(id, task);
     }
 
     /// The next change, or `None` if the list of rooms can no longer be read.
     pub async fn next(&mut self) -> Option<DirectoryEvent> {
         loop {
             let ev = tokio::select! {
-                ev = self.rooms.next() => match ev? {
-                    StreamEvent::Child(child) => self.directory.on_room(child),
-                    StreamEvent::Synced(_) => Some(DirectoryEvent::Synced),
-                    StreamEvent::Disconnected(why) => Some(DirectoryEvent::Disconnected(why)),
-                    StreamEvent::Denied(_) | StreamEvent::Cancelled => return None,
-                },
-                ev = next_of(&mut self.occupants) => match ev {
-                    Some(StreamEvent::Child(child)) => self.directory.on_occupants(child),
-                    // The list of rooms reports the connection.
-                    Some(StreamEvent::Synced(_) | StreamEvent::Disconnected(_)) => None,
-                    Some(StreamEvent::Denied(_) | StreamEvent::Cancelled) | None => {
-                        tracing::debug!("occupant counts can no longer be read; the room list goes on without them");
-                        self.occupants = None;
-                        None
-                    }
-                },
+                ev = self.rooms.next() => {
+                    let ev = match ev? {
+                        StreamEvent::Child(child) => self.directory.on_room(child),
+                        StreamEvent::Synced(_) => Some(DirectoryEvent::Synced),
+                        StreamEvent::Disconnected(why) => Some(DirectoryEvent::Disconnected(why)),
+                        StreamEvent::Denied(_) | StreamEvent::Cancelled => return None,
+                    };
+                    self.follow(&ev);
+                    ev
+                }
+                Some((room, ev)) = self.counts.recv() => self.directory.on_occupants(&room, &ev),
             };
             if ev.is_some() {
                 return ev;
@@ -216,17 +265,17 @@ impl RoomDirectory {
     }
 }
 
-/// The next event of `sub`, or never if there is none.
-async fn next_of(sub: &mut Option<Subscription>) -> Option<StreamEvent> {
-    match sub {
-        Some(sub) => sub.next().await,
-        None => std::future::pending().await,
+impl Drop for RoomDirectory {
+    fn drop(&mut self) {
+        for task in self.followers.values() {
+            task.abort();
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     use super::*;
 
@@ -253,16 +302,19 @@ mod tests {
         }
     }
 
+    fn child(ev: ChildEvent) -> StreamEvent {
+        StreamEvent::Child(ev)
+    }
+
     #[test]
     fn public_rooms_carry_their_count_and_only_changes_are_reported() {
         let mut d = Directory::default();
-        // Occupants may arrive before their room: counted, not reported.
-        assert_eq!(
-            d.on_occupants(added("pub", json!({"a": {}, "b": {}}))),
-            None
-        );
         assert_eq!(
             occupants(d.on_room(added("pub", room("Standup", false)))),
+            Some(Some(0))
+        );
+        assert_eq!(
+            occupants(d.on_occupants("pub", &StreamEvent::Synced(json!({"a": {}, "b": {}})))),
             Some(Some(2))
         );
         assert_eq!(
@@ -270,31 +322,36 @@ mod tests {
             Some(None)
         );
         assert_eq!(
-            d.on_occupants(added("c_space", json!({"a": {}}))),
+            d.on_occupants("priv", &child(added("a", json!({})))),
             None,
-            "a private space"
+            "a private room is not counted"
         );
         assert_eq!(
-            d.on_occupants(changed("pub", json!({"a": {"seen": 2}, "b": {}}))),
+            d.on_occupants("pub", &child(changed("a", json!({"seen": 2})))),
             None,
             "a heartbeat"
         );
         assert_eq!(
-            occupants(d.on_occupants(changed("pub", json!({"a": {}})))),
+            occupants(d.on_occupants(
+                "pub",
+                &child(ChildEvent::Removed {
+                    key: "b".into(),
+                    previous: Value::Null
+                })
+            )),
             Some(Some(1))
         );
         assert_eq!(
-            occupants(d.on_occupants(ChildEvent::Removed {
-                key: "pub".into(),
-                previous: Value::Null
-            })),
-            Some(Some(0))
+            occupants(d.on_occupants("pub", &StreamEvent::Synced(Value::Null))),
+            Some(Some(0)),
+            "a reconnect finds the room empty"
         );
         assert_eq!(
             d.on_room(changed("pub", json!({"name": 7}))),
             Some(DirectoryEvent::Removed { id: "pub".into() }),
             "a damaged listing is delisted"
         );
+        assert_eq!(d.on_occupants("pub", &child(added("c", json!({})))), None);
         assert_eq!(d.on_room(added("bad", json!({"secured": false}))), None);
     }
 }

@@ -197,14 +197,35 @@ impl Signaling {
             "createdAt": crate::rtdb::server_timestamp(),
             "createdBy": self.me,
         });
-        if let Privacy::Private(secret) = &privacy {
-            let key = derive_key(secret, id).await?;
-            info["check"] = Value::String(key.make_check(id));
+        let space = match &privacy {
+            Privacy::Private(secret) => {
+                let key = derive_key(secret, id).await?;
+                info["check"] = Value::String(key.make_check(id));
+                Some(key.space().to_owned())
+            }
+            Privacy::Public => None,
+        };
+        if let Conditional::Conflict { .. } =
+            self.db.set_if(&paths::room(id), &info, "null_etag").await?
+        {
+            return Err(SignalError::RoomExists);
         }
-        match self.db.set_if(&paths::room(id), &info, "null_etag").await? {
-            Conditional::Written(_) => Ok(()),
-            Conditional::Conflict { .. } => Err(SignalError::RoomExists),
+        // A private room's space is not its id, so the rules learn who created it from
+        // `spaces/<space>` (`docs/protocol.md` §2), written right after the room; rules allow
+        // it only while absent, so it cannot be taken over later.
+        if let Some(space) = space {
+            let owner = json!({ "createdBy": self.me });
+            if let Conditional::Conflict { .. } = self
+                .db
+                .set_if(&paths::space(&space), &owner, "null_etag")
+                .await?
+            {
+                return Err(SignalError::Invalid(
+                    "the private room's space is already taken".into(),
+                ));
+            }
         }
+        Ok(())
     }
 
     /// The rooms now.
@@ -226,10 +247,7 @@ impl Signaling {
 
     /// The room list, live, with how many are in each public room.
     pub fn watch_directory(&self) -> RoomDirectory {
-        RoomDirectory::new(
-            self.db.subscribe(paths::ROOMS),
-            self.db.subscribe(paths::OCCUPANTS),
-        )
+        RoomDirectory::new(self.db.clone())
     }
 
     /// One room's listing (its name, and whether it is private).
@@ -250,9 +268,12 @@ impl Signaling {
         room_id: &RoomId,
         secret: Option<&str>,
     ) -> Result<(), SignalError> {
-        let (space, _) = self.open_room(room_id, secret).await?;
+        let (space, key) = self.open_room(room_id, secret).await?;
         let mut patch = Map::new();
         patch.insert(paths::room(room_id), Value::Null);
+        if key.is_some() {
+            patch.insert(paths::space(&space), Value::Null);
+        }
         patch.insert(paths::occupants(&space), Value::Null);
         for kind in Kind::ALL {
             patch.insert(paths::all(kind, &space), Value::Null);

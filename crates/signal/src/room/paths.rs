@@ -18,6 +18,14 @@ pub fn room(room_id: &str) -> String {
     format!("{ROOMS}/{room_id}")
 }
 
+/// The owners of private rooms' spaces: `spaces/<space>` = `{createdBy}`.
+pub const SPACES: &str = "spaces";
+
+/// `spaces/<space>`.
+pub fn space(space: &str) -> String {
+    format!("{SPACES}/{space}")
+}
+
 /// Everyone in every room, by space.
 pub const OCCUPANTS: &str = "occupants";
 

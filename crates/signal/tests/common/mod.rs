@@ -19,9 +19,30 @@ pub const FAST: Timing = Timing {
 /// How long to wait for an expected event.
 pub const T: Duration = Duration::from_secs(10);
 
+/// The admin secret of the test servers. Clients use it acting as their peer id
+/// (`auth_variable_override`), so the rules judge each as the user it claims while the tests
+/// keep their chosen, ordered peer ids (a real client signs in and its uid is its peer id).
+pub const SECRET: &str = "test-admin-secret";
+
 /// The rules file the project ships for real Firebase, enforced by huddle-db too.
 pub fn rules_file() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../database.rules.json")
+}
+
+/// The shipped rules with their staleness bound (the literal 15000 ms, `docs/protocol.md` §7)
+/// replaced by `FAST`'s expiry, written into `dir`: clients expire a silent member after
+/// `FAST.expiry`, and the rules must let them remove it by then.
+pub fn fast_rules_file(dir: &Path) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(rules_file()).unwrap();
+    let bound = "now - 15000";
+    assert!(
+        text.contains(bound),
+        "the shipped rules no longer contain the staleness bound `{bound}`"
+    );
+    let fast = text.replace(bound, &format!("now - {}", FAST.expiry.as_millis()));
+    let path = dir.join("fast.rules.json");
+    std::fs::write(&path, fast).unwrap();
+    path
 }
 
 /// A huddle-db on 127.0.0.1 with the shipped rules, in a fresh folder.
@@ -42,14 +63,24 @@ pub async fn open_server() -> (tempfile::TempDir, rtdb::Server) {
 /// A huddle-db on `port` (0 = any) over `dir`.
 pub async fn server_at(dir: &Path, port: u16) -> rtdb::Server {
     let mut config = rtdb::ServerConfig::new(([127, 0, 0, 1], port).into(), dir.to_owned());
-    config.rules_file = Some(rules_file());
+    config.rules_file = Some(fast_rules_file(dir));
+    config.secret = Some(SECRET.into());
     rtdb::Server::start(config).await.unwrap()
 }
 
-/// A signaling client for `peer_id` against `url`.
+/// A database client signed in as the user `uid` (see [`SECRET`]).
+pub fn client_as(url: &str, uid: &str) -> RtdbClient {
+    RtdbClient::new(ClientConfig::new(url).with_secret_acting_as(SECRET, uid)).unwrap()
+}
+
+/// The administrator (bypasses the rules), to look at or set up the database.
+pub fn admin(url: &str) -> RtdbClient {
+    RtdbClient::new(ClientConfig::new(url).with_secret(SECRET)).unwrap()
+}
+
+/// A signaling client for `peer_id` against `url`, signed in as `peer_id`.
 pub fn signaling(url: &str, peer_id: &str) -> Signaling {
-    let db = RtdbClient::new(ClientConfig::new(url)).unwrap();
-    Signaling::new(db, peer_id).with_timing(FAST)
+    Signaling::new(client_as(url, peer_id), peer_id).with_timing(FAST)
 }
 
 /// A joined participant and its events.
