@@ -12,6 +12,31 @@ pub async fn in_process_db() -> Result<(tempfile::TempDir, rtdb::Server), Error>
     in_process_db_with(|_| {}).await
 }
 
+/// The presence bound of the peer tests (`--expiry-ms 2000`): a member silent this long may be
+/// removed by the others, so the rules must allow it after as long, not after the shipped 15 s.
+pub const TEST_PRESENCE_BOUND: u64 = 2000;
+
+/// The shipped rules with their staleness literal (`now - 15000`, the protocol's presence bound;
+/// rules have no constants) replaced by `bound_ms`, written into `dir`. Fails if the literal is
+/// gone, so a test cannot silently run with the long bound.
+pub fn rules_with_presence_bound(
+    dir: &Path,
+    bound_ms: u64,
+) -> Result<std::path::PathBuf, Error> {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../database.rules.json");
+    let text = std::fs::read_to_string(&shipped)?;
+    let literal = "now - 15000";
+    if !text.contains(literal) {
+        return Err(Error::Unexpected {
+            program: "database.rules.json".to_owned(),
+            problem: format!("the staleness bound `{literal}` is no longer in it"),
+        });
+    }
+    let path = dir.join("test.rules.json");
+    std::fs::write(&path, text.replace(literal, &format!("now - {bound_ms}")))?;
+    Ok(path)
+}
+
 /// [`in_process_db`] with `tweak` applied to the configuration first (a short token lifetime...).
 pub async fn in_process_db_with(
     tweak: impl FnOnce(&mut rtdb::ServerConfig),
@@ -21,8 +46,7 @@ pub async fn in_process_db_with(
         std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         dir.path().to_owned(),
     );
-    config.rules_file =
-        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../database.rules.json"));
+    config.rules_file = Some(rules_with_presence_bound(dir.path(), TEST_PRESENCE_BOUND)?);
     config.secret = Some(crate::TEST_SECRET.to_owned());
     tweak(&mut config);
     let server = rtdb::Server::start(config).await?;
