@@ -82,6 +82,7 @@ fn app(name: &str, database: Database) -> App {
             height: 96,
             fps: 10,
         },
+        ..Options::default()
     };
     let events = Arc::new(Recorder::default());
     let (core, task) = Core::new(folders, options, events.clone());
