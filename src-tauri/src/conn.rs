@@ -48,8 +48,11 @@ pub struct SignIn<'a> {
     pub firebase_api_key: Option<&'a str>,
     /// Where credentials are kept.
     pub data_dir: &'a Path,
-    /// For tests: the API key presented to a huddle-db.
+    /// The API key presented to a huddle-db.
     pub huddle_api_key: &'a str,
+    /// The name the credential is kept under instead of the sign-in host: the embedded
+    /// server's loopback port changes every run, its users stay.
+    pub account: Option<&'a str>,
 }
 
 impl Conn {
@@ -85,6 +88,7 @@ impl Conn {
                 firebase_api_key: api_key.as_deref(),
                 data_dir,
                 huddle_api_key: &options.client_api_key,
+                account: server.as_ref().map(|_| "embedded"),
             },
         )
         .await?;
@@ -180,7 +184,11 @@ pub async fn signaling_at(url: &str, how: &SignIn<'_>) -> Result<Signaling, User
         how.huddle_api_key
     };
     let settings = AuthSettings::for_database(url, api_key);
-    let file = credential_file(how.data_dir, &settings.host.name(), api_key);
+    let host = how
+        .account
+        .map(str::to_owned)
+        .unwrap_or_else(|| settings.host.name());
+    let file = credential_file(how.data_dir, &host, api_key);
     let auth = FirebaseAuth::new(settings.with_saved(load_credential(&file)))
         .map_err(|e| sign_in_error(url, &e))?;
     keep_credential(&auth, file);

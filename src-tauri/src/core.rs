@@ -556,6 +556,7 @@ impl Actor {
                         firebase_api_key: api_key.as_deref(),
                         data_dir: &self.data_dir,
                         huddle_api_key: &self.options.embedded.client_api_key,
+                        account: None,
                     };
                     (crate::conn::signaling_at(&d, &how).await?, Some(d))
                 }

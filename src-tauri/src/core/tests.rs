@@ -353,6 +353,7 @@ async fn the_peer_id_is_the_uid_the_embedded_server_issued_and_a_restart_keeps_i
 
     // Restarted over the same folders: the same user, and the room is still mine.
     let a = app_at(a._dir, "Ann", Database::Embedded, Default::default());
+    a.core.reconnect().await.unwrap();
     a.events
         .wait("my room, still mine", 0, |ev| {
             rooms(ev)?.iter().find(|r| r.id == room && r.mine).map(drop)
@@ -392,6 +393,7 @@ async fn a_call_outlives_its_tokens() {
         ..Default::default()
     };
     let a = app_at(tempfile::tempdir().unwrap(), "Ann", Database::Embedded, short);
+    a.core.reconnect().await.unwrap();
     let url = a
         .events
         .wait("the database up", 0, |ev| match ev {
