@@ -161,25 +161,29 @@ impl Default for EmbeddedOptions {
 /// signed in unless an admin secret is given.
 pub async fn signaling_at(url: &str, how: &SignIn<'_>) -> Result<Signaling, UserError> {
     let cfg = ClientConfig::new(url.to_owned());
-    let bad_url =
-        |e: &dyn std::fmt::Display| UserError::new(format!("cannot use the database at {url}: {e}"), None);
+    let bad_url = |e: &dyn std::fmt::Display| {
+        UserError::new(format!("cannot use the database at {url}: {e}"), None)
+    };
     if let Some(secret) = how.secret.filter(|a| !a.is_empty()) {
         // A database secret is an admin credential: the rules (and so `auth.uid`) do not apply
         // to it, and there is nobody to sign in as, so the peer id is made up here. This is for
         // an operator's own setup (a trusted LAN host, a bot); signed-in users are the default.
-        let client = RtdbClient::new(cfg.with_secret(secret.to_owned())).map_err(|e| bad_url(&e))?;
+        let client =
+            RtdbClient::new(cfg.with_secret(secret.to_owned())).map_err(|e| bad_url(&e))?;
         return Ok(Signaling::new(client, signal::new_peer_id()));
     }
     let api_key = if signal::auth::is_firebase_hosted(url) {
-        how.firebase_api_key.filter(|k| !k.is_empty()).ok_or_else(|| {
-            UserError::new(
-                format!("cannot sign in to {url}: no Firebase web config"),
-                Some(
-                    "Paste the web app config from the Firebase console (Project settings > \
+        how.firebase_api_key
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| {
+                UserError::new(
+                    format!("cannot sign in to {url}: no Firebase web config"),
+                    Some(
+                        "Paste the web app config from the Firebase console (Project settings > \
                      General > Your apps) in Settings → Database.",
-                ),
-            )
-        })?
+                    ),
+                )
+            })?
     } else {
         how.huddle_api_key
     };
@@ -210,7 +214,13 @@ fn sign_in_error(url: &str, e: &signal::auth::AuthError) -> UserError {
 fn credential_file(data_dir: &Path, host: &str, api_key: &str) -> PathBuf {
     let name: String = format!("{host}-{api_key}")
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     data_dir.join("credentials").join(format!("{name}.json"))
 }
@@ -268,8 +278,14 @@ fn log_auth_events(auth: &Arc<FirebaseAuth>) {
     tokio::spawn(async move {
         loop {
             match rx.recv().await {
-                Ok(AuthEvent::SignedUp { uid }) => tracing::info!(%uid, "signed up as a new anonymous user"),
-                Ok(AuthEvent::Replaced { old_uid, new_uid, reason }) => tracing::warn!(
+                Ok(AuthEvent::SignedUp { uid }) => {
+                    tracing::info!(%uid, "signed up as a new anonymous user")
+                }
+                Ok(AuthEvent::Replaced {
+                    old_uid,
+                    new_uid,
+                    reason,
+                }) => tracing::warn!(
                     %old_uid, %new_uid, %reason,
                     "the saved sign-in was refused; signed up again as a new user (rooms made by the old one are no longer mine)"
                 ),
@@ -298,7 +314,10 @@ async fn start_embedded(
         .and_then(|()| std::fs::write(&rules, SHIPPED_RULES))
         .map_err(|e| {
             UserError::new(
-                format!("cannot write to the data folder {}: {e}", data_dir.display()),
+                format!(
+                    "cannot write to the data folder {}: {e}",
+                    data_dir.display()
+                ),
                 None,
             )
         })?;

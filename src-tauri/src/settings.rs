@@ -391,7 +391,10 @@ const app = initializeApp(firebaseConfig);
                 auth: None,
             }
         );
-        assert_eq!(s.firebase_api_key().as_deref(), Some("AIzaSyExample-Key_123"));
+        assert_eq!(
+            s.firebase_api_key().as_deref(),
+            Some("AIzaSyExample-Key_123")
+        );
         assert_eq!(s.validate(), Ok(()));
 
         // A URL the user typed is kept.
@@ -400,12 +403,17 @@ const app = initializeApp(firebaseConfig);
             auth: None,
         };
         s.apply_firebase_config().unwrap();
-        assert!(matches!(&s.database, Database::Remote { url, .. } if url == "https://other.firebaseio.com"));
+        assert!(
+            matches!(&s.database, Database::Remote { url, .. } if url == "https://other.firebaseio.com")
+        );
 
         // A config without apiKey is refused, in words.
         s.firebase_config = "{ databaseURL: 'https://x.firebaseio.com' }".into();
         let err = s.apply_firebase_config().unwrap_err();
-        assert!(matches!(&err, SettingsError::FirebaseConfig(m) if m.contains("apiKey")), "{err}");
+        assert!(
+            matches!(&err, SettingsError::FirebaseConfig(m) if m.contains("apiKey")),
+            "{err}"
+        );
         assert!(s.validate().is_err());
 
         // Settings saved before sign-in (with a peer_id) still load.

@@ -343,7 +343,8 @@ async fn the_peer_id_is_the_uid_the_embedded_server_issued_and_a_restart_keeps_i
         let mode = std::fs::metadata(&files[0]).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
-    let settings_json = std::fs::read_to_string(a._dir.path().join("config/settings.json")).unwrap();
+    let settings_json =
+        std::fs::read_to_string(a._dir.path().join("config/settings.json")).unwrap();
     assert!(
         !settings_json.contains(&saved.refresh_token),
         "the refresh token is not in the settings"
@@ -392,7 +393,12 @@ async fn a_call_outlives_its_tokens() {
         token_lifetime: Some(Duration::from_secs(5)),
         ..Default::default()
     };
-    let a = app_at(tempfile::tempdir().unwrap(), "Ann", Database::Embedded, short);
+    let a = app_at(
+        tempfile::tempdir().unwrap(),
+        "Ann",
+        Database::Embedded,
+        short,
+    );
     a.core.reconnect().await.unwrap();
     let url = a
         .events
@@ -456,10 +462,7 @@ async fn a_call_outlives_its_tokens() {
         ),
     )
     .unwrap();
-    let occupants: serde_json::Value = client
-        .get(&format!("occupants/{room}"))
-        .await
-        .unwrap();
+    let occupants: serde_json::Value = client.get(&format!("occupants/{room}")).await.unwrap();
     for peer in [&ann, &bob] {
         let seen = occupants[peer.as_str()]["seen"].as_f64();
         assert!(
