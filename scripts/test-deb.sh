@@ -67,8 +67,8 @@ done
 [ -n "$url" ] || { echo "the installed app did not start its database in 60 s:" >&2; cat "$tmp/log" >&2; exit 1; }
 # The embedded database enforces the shipped rules: nothing for a client that has not signed
 # in (401), and the sign-up endpoint the app itself uses answers with a uid.
-status=$(curl -s -o /dev/null -w '%{http_code}' "$url/rooms.json")
-[ "$status" = 401 ] || { echo "an unauthenticated read of $url/rooms.json answered $status, not 401" >&2; exit 1; }
+status=$(curl -s -o /dev/null -w '%{http_code}' "$url/.json")
+[ "$status" = 401 ] || { echo "an unauthenticated read of $url/.json answered $status, not 401" >&2; exit 1; }
 signup=$(curl -sf -X POST -H 'Content-Type: application/json' -d '{"returnSecureToken":true}' \
   "$url/identitytoolkit.googleapis.com/v1/accounts:signUp?key=huddle-app")
 uid=$(printf '%s' "$signup" | grep -o '"localId" *: *"[^"]*"' | sed 's/.*"\([^"]*\)"$/\1/')
