@@ -475,3 +475,36 @@ async fn a_call_outlives_its_tokens() {
     b.core.shutdown().await;
     a.core.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_user_the_server_refuses_is_replaced_by_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("data").join("credentials");
+    std::fs::create_dir_all(&creds).unwrap();
+    // What a data folder holds after the server's accounts were lost, or was copied from
+    // another machine: a user this server never issued.
+    let file = creds.join("embedded-huddle-app.json");
+    std::fs::write(
+        &file,
+        r#"{"uid":"ghost-user-of-another-server","refresh_token":"not-one-of-mine"}"#,
+    )
+    .unwrap();
+    let a = app_at(dir, "Ann", Database::Embedded, Default::default());
+    a.core.reconnect().await.unwrap();
+    let room = a.core.create_room("Fresh", None).await.unwrap();
+    a.core.join(&room, None, None).await.unwrap();
+    let me = joined_as(&a, 0).await;
+    assert_ne!(me.as_str(), "ghost-user-of-another-server");
+    // Saved by a task of its own: give it a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let saved = loop {
+        let saved: signal::auth::Credential =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        if saved.uid == me.as_str() || std::time::Instant::now() > deadline {
+            break saved;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(saved.uid, me.as_str(), "the new user is the one kept");
+    a.core.shutdown().await;
+}
