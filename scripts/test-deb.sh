@@ -65,5 +65,12 @@ for _ in $(seq 1 120); do
   sleep 0.5
 done
 [ -n "$url" ] || { echo "the installed app did not start its database in 60 s:" >&2; cat "$tmp/log" >&2; exit 1; }
-answer=$(curl -sf "$url/.json")
-echo "the installed app runs; its database at $url answers: $answer"
+# The embedded database enforces the shipped rules: nothing for a client that has not signed
+# in (401), and the sign-up endpoint the app itself uses answers with a uid.
+status=$(curl -s -o /dev/null -w '%{http_code}' "$url/.json")
+[ "$status" = 401 ] || { echo "an unauthenticated read of $url/.json answered $status, not 401" >&2; exit 1; }
+signup=$(curl -sf -X POST -H 'Content-Type: application/json' -d '{"returnSecureToken":true}' \
+  "$url/identitytoolkit.googleapis.com/v1/accounts:signUp?key=huddle-app")
+uid=$(printf '%s' "$signup" | grep -o '"localId" *: *"[^"]*"' | sed 's/.*"\([^"]*\)"$/\1/')
+[ -n "$uid" ] || { echo "the sign-up endpoint of $url answered without a uid: $signup" >&2; exit 1; }
+echo "the installed app runs; its database at $url refuses an unauthenticated read (401) and signs up users (uid $uid)"

@@ -40,6 +40,8 @@ pub struct Options {
     pub loopback_only: bool,
     /// Camera capture size and rate.
     pub capture: Capture,
+    /// The embedded database's server settings (tests shorten token lifetimes).
+    pub embedded: crate::conn::EmbeddedOptions,
 }
 
 /// Where the app keeps its files.
@@ -457,17 +459,13 @@ impl Actor {
         });
     }
 
-    async fn save_settings(&mut self, new: Settings) -> Result<(), UserError> {
-        new.validate()
+    async fn save_settings(&mut self, mut new: Settings) -> Result<(), UserError> {
+        new.apply_firebase_config()
+            .and_then(|()| new.validate())
             .map_err(|e| UserError::new(e.to_string(), None))?;
-        let database_changed = self.settings.database != new.database;
-        let keep_id = self.settings.peer_id.clone();
-        self.update_settings(|s| {
-            *s = Settings {
-                peer_id: keep_id,
-                ..new
-            }
-        });
+        let database_changed = self.settings.database != new.database
+            || self.settings.firebase_config != new.firebase_config;
+        self.update_settings(|s| *s = new);
         if database_changed {
             self.leave("you changed the database").await;
             self.reconnect().await?;
@@ -479,7 +477,7 @@ impl Actor {
         if let Some(old) = self.conn.take() {
             old.close().await;
         }
-        match Conn::open(&self.settings, &self.data_dir).await {
+        match Conn::open_with(&self.settings, &self.data_dir, &self.options.embedded).await {
             Ok(c) => {
                 tracing::info!("signaling database ready at {}", c.url);
                 self.shown.emit(c.connected_event());
@@ -551,10 +549,17 @@ impl Actor {
         let conn = self.conn().await?;
         let (signaling, other_db): (Signaling, _) =
             match db.filter(|d| d.trim_end_matches('/') != conn.url) {
-                Some(d) => (
-                    crate::conn::signaling_at(&d, None, &settings.peer_id)?,
-                    Some(d),
-                ),
+                Some(d) => {
+                    let api_key = settings.firebase_api_key();
+                    let how = crate::conn::SignIn {
+                        secret: None,
+                        firebase_api_key: api_key.as_deref(),
+                        data_dir: &self.data_dir,
+                        huddle_api_key: &self.options.embedded.client_api_key,
+                        account: None,
+                    };
+                    (crate::conn::signaling_at(&d, &how).await?, Some(d))
+                }
                 None => (conn.signaling.clone(), None),
             };
         let info = crate::rooms::info(&signaling, room).await?;
@@ -631,7 +636,7 @@ impl Actor {
             joined,
             room.to_owned(),
             info.name.clone(),
-            settings.peer_id.clone(),
+            signaling.peer_id().clone(),
             info.secured,
         );
         for (kind, on) in [

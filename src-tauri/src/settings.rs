@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use devices::DeviceChoice;
 use serde::{Deserialize, Serialize};
+use signal::auth::FirebaseConfig;
 
 /// Which database carries the signaling.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,7 +27,8 @@ pub enum Database {
     Remote {
         /// `https://<project>.firebaseio.com` or `http://host:port`.
         url: String,
-        /// An ID token or database secret, sent as `auth=`.
+        /// Admin: a database secret, sent as `auth=`. It bypasses all rules, so with it the
+        /// app does not sign in (and its peer id is made up per connection).
         #[serde(default)]
         auth: Option<String>,
     },
@@ -73,8 +75,11 @@ pub struct RecentRoom {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
-    /// My peer id in rooms, made once: it lets me recognise the rooms I created.
-    pub peer_id: signal::PeerId,
+    /// The Firebase web app config as pasted from the Firebase console (JavaScript or JSON):
+    /// its `apiKey` signs in to a Firebase-hosted database, its `databaseURL` fills the
+    /// remote URL. Not secret (it ships in every web app); the credentials it leads to are
+    /// kept in the data folder, never here.
+    pub firebase_config: String,
     /// Display name shown to others.
     pub name: String,
     /// Where signaling goes.
@@ -100,7 +105,7 @@ pub const MAX_RECENT: usize = 8;
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            peer_id: signal::new_peer_id(),
+            firebase_config: String::new(),
             name: default_name(),
             database: Database::Embedded,
             ice_servers: Vec::new(),
@@ -136,9 +141,45 @@ pub enum SettingsError {
     /// An ICE server URL that is not stun:/turn:/turns:.
     #[error("ICE server addresses start with stun:, turn: or turns: ({0})")]
     Ice(String),
+    /// The pasted Firebase config cannot be used.
+    #[error("the Firebase config: {0}")]
+    FirebaseConfig(String),
+    /// A Firebase-hosted database without the config that holds its API key.
+    #[error("a Firebase database needs its web app config: paste it from the Firebase console (Project settings > General > Your apps)")]
+    NoFirebaseConfig,
 }
 
 impl Settings {
+    /// The pasted Firebase config, read.
+    pub fn parsed_firebase_config(&self) -> Option<Result<FirebaseConfig, SettingsError>> {
+        let text = self.firebase_config.trim();
+        (!text.is_empty()).then(|| {
+            FirebaseConfig::parse(text).map_err(|e| SettingsError::FirebaseConfig(e.to_string()))
+        })
+    }
+
+    /// The API key of the pasted Firebase config, if it reads.
+    pub fn firebase_api_key(&self) -> Option<String> {
+        self.parsed_firebase_config()?.ok().map(|c| c.api_key)
+    }
+
+    /// Reads the pasted Firebase config before saving: an unreadable one is refused, and a
+    /// readable one fills in the remote database URL when none is typed (or selects it, when
+    /// the mode is still the built-in database and the config is new).
+    pub fn apply_firebase_config(&mut self) -> Result<(), SettingsError> {
+        let Some(parsed) = self.parsed_firebase_config() else {
+            return Ok(());
+        };
+        let config = parsed?;
+        let db_url = config.database_url().to_owned();
+        if let Database::Remote { url, .. } = &mut self.database {
+            if url.trim().is_empty() {
+                *url = db_url;
+            }
+        }
+        Ok(())
+    }
+
     /// Checks what the user typed before it is saved.
     pub fn validate(&self) -> Result<(), SettingsError> {
         let n = self.name.trim().chars().count();
@@ -152,6 +193,16 @@ impl Settings {
             Database::Remote { url, .. } => {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
                     return Err(SettingsError::Url);
+                }
+                if let Some(Err(e)) = self.parsed_firebase_config() {
+                    return Err(e);
+                }
+                let secret = matches!(&self.database, Database::Remote { auth: Some(a), .. } if !a.is_empty());
+                if signal::auth::is_firebase_hosted(url)
+                    && !secret
+                    && self.firebase_api_key().is_none()
+                {
+                    return Err(SettingsError::NoFirebaseConfig);
                 }
             }
         }
@@ -235,7 +286,7 @@ mod tests {
         let store = Store::new(dir.path());
         assert_eq!(store.load().name, Settings::default().name);
         let mut s = Settings {
-            peer_id: "abcdefgh12345678".into(),
+            firebase_config: "{apiKey: 'k', databaseURL: 'https://x.firebaseio.com'}".into(),
             name: "Ann".into(),
             database: Database::Remote {
                 url: "https://x.firebaseio.com".into(),
@@ -289,6 +340,11 @@ mod tests {
             auth: None,
         };
         assert_eq!(s.validate(), Err(SettingsError::Url));
+        s.database = Database::Remote {
+            url: "https://x.firebaseio.com".into(),
+            auth: None,
+        };
+        assert_eq!(s.validate(), Err(SettingsError::NoFirebaseConfig));
         s.database = Database::Host {
             port: 80,
             secret: None,
@@ -302,5 +358,67 @@ mod tests {
         assert!(matches!(s.validate(), Err(SettingsError::Ice(_))));
         s.ice_servers[0].urls = vec!["stun:stun.example.org:3478".into()];
         assert_eq!(s.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_pasted_firebase_config_gives_the_api_key_and_fills_the_url() {
+        let pasted = r#"
+// Import the functions you need from the SDKs you need
+import { initializeApp } from "firebase/app";
+const firebaseConfig = {
+  apiKey: "AIzaSyExample-Key_123",
+  authDomain: "huddle-test.firebaseapp.com",
+  databaseURL: "https://huddle-test-default-rtdb.europe-west1.firebasedatabase.app",
+  projectId: "huddle-test",
+  appId: "1:123:web:abc",
+};
+const app = initializeApp(firebaseConfig);
+"#;
+        let mut s = Settings {
+            name: "Ann".into(),
+            firebase_config: pasted.into(),
+            database: Database::Remote {
+                url: String::new(),
+                auth: None,
+            },
+            ..Settings::default()
+        };
+        s.apply_firebase_config().unwrap();
+        assert_eq!(
+            s.database,
+            Database::Remote {
+                url: "https://huddle-test-default-rtdb.europe-west1.firebasedatabase.app".into(),
+                auth: None,
+            }
+        );
+        assert_eq!(
+            s.firebase_api_key().as_deref(),
+            Some("AIzaSyExample-Key_123")
+        );
+        assert_eq!(s.validate(), Ok(()));
+
+        // A URL the user typed is kept.
+        s.database = Database::Remote {
+            url: "https://other.firebaseio.com".into(),
+            auth: None,
+        };
+        s.apply_firebase_config().unwrap();
+        assert!(
+            matches!(&s.database, Database::Remote { url, .. } if url == "https://other.firebaseio.com")
+        );
+
+        // A config without apiKey is refused, in words.
+        s.firebase_config = "{ databaseURL: 'https://x.firebaseio.com' }".into();
+        let err = s.apply_firebase_config().unwrap_err();
+        assert!(
+            matches!(&err, SettingsError::FirebaseConfig(m) if m.contains("apiKey")),
+            "{err}"
+        );
+        assert!(s.validate().is_err());
+
+        // Settings saved before sign-in (with a peer_id) still load.
+        let old: Settings =
+            serde_json::from_str(r#"{"peer_id":"abcdefgh12345678","name":"Ann"}"#).unwrap();
+        assert_eq!(old.name, "Ann");
     }
 }

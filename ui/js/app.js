@@ -262,6 +262,7 @@ function openSettings() {
   $('set-host-secret').value = s.database.mode === 'host' ? s.database.secret ?? '' : '';
   $('set-remote-url').value = s.database.url ?? '';
   $('set-remote-auth').value = s.database.mode === 'remote' ? s.database.auth ?? '' : '';
+  $('set-firebase-config').value = s.firebase_config ?? '';
   $('set-ice').value = s.ice_servers.map((i) => [i.urls.join(','), i.username, i.credential].filter(Boolean).join(' ')).join('\n');
   $('set-ns').checked = s.noise_suppression;
   $('set-h264').checked = s.prefer_h264;
@@ -291,6 +292,9 @@ async function saveSettings(ev) {
   if (mode === 'embedded') s.database = { mode };
   if (mode === 'host') s.database = { mode, port: Number($('set-host-port').value), secret: $('set-host-secret').value || null };
   if (mode === 'remote') s.database = { mode, url: $('set-remote-url').value.trim(), auth: $('set-remote-auth').value || null };
+  // Parsed by the app on save (an unreadable config is refused with the reason); its
+  // databaseURL fills an empty URL.
+  s.firebase_config = $('set-firebase-config').value;
   s.ice_servers = $('set-ice').value.split('\n').map((l) => l.trim()).filter(Boolean).map((l) => {
     const [urls, username = '', credential = ''] = l.split(/\s+/);
     return { urls: urls.split(','), username, credential };

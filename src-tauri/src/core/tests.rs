@@ -57,7 +57,22 @@ struct App {
 
 /// A core whose settings say `name`, the test sources and `database`, running on this runtime.
 fn app(name: &str, database: Database) -> App {
-    let dir = tempfile::tempdir().unwrap();
+    app_at(
+        tempfile::tempdir().unwrap(),
+        name,
+        database,
+        crate::conn::EmbeddedOptions::default(),
+    )
+}
+
+/// [`app`] over the folders in `dir` (a restart when they were used before), its embedded
+/// server set with `embedded`.
+fn app_at(
+    dir: tempfile::TempDir,
+    name: &str,
+    database: Database,
+    embedded: crate::conn::EmbeddedOptions,
+) -> App {
     let folders = Folders {
         config: dir.path().join("config"),
         data: dir.path().join("data"),
@@ -82,6 +97,7 @@ fn app(name: &str, database: Database) -> App {
             height: 96,
             fps: 10,
         },
+        embedded,
     };
     let events = Arc::new(Recorder::default());
     let (core, task) = Core::new(folders, options, events.clone());
@@ -271,7 +287,13 @@ async fn unknown_rooms_and_unreachable_databases_are_errors_in_words() {
         },
     );
     let err = b.core.reconnect().await.unwrap_err();
-    assert!(err.message.contains("cannot reach the database"), "{err:?}");
+    assert!(err.message.contains("cannot sign in"), "{err:?}");
+    assert!(
+        err.hint
+            .as_deref()
+            .is_some_and(|h| h.contains("cannot reach the sign-in server")),
+        "{err:?}"
+    );
     b.events
         .wait("the database shown as down", 0, |ev| match ev {
             UiEvent::Database {
@@ -283,5 +305,206 @@ async fn unknown_rooms_and_unreachable_databases_are_errors_in_words() {
         })
         .await;
     b.core.shutdown().await;
+    a.core.shutdown().await;
+}
+
+/// The `me` of the next `Joined` since `from`.
+async fn joined_as(a: &App, from: usize) -> PeerId {
+    a.events
+        .wait("joined", from, |ev| match ev {
+            UiEvent::Joined { me, .. } => Some(me.clone()),
+            _ => None,
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_peer_id_is_the_uid_the_embedded_server_issued_and_a_restart_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("data").join("credentials");
+    let a = app_at(dir, "Ann", Database::Embedded, Default::default());
+    let room = a.core.create_room("Mine", None).await.unwrap();
+    a.core.join(&room, None, None).await.unwrap();
+    let me = joined_as(&a, 0).await;
+
+    // The credential file holds the uid the server issued, readable by the user only.
+    let files: Vec<_> = std::fs::read_dir(&creds)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let saved: signal::auth::Credential =
+        serde_json::from_str(&std::fs::read_to_string(&files[0]).unwrap()).unwrap();
+    assert_eq!(saved.uid, me.as_str(), "the peer id is the signed-in uid");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&files[0]).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let settings_json =
+        std::fs::read_to_string(a._dir.path().join("config/settings.json")).unwrap();
+    assert!(
+        !settings_json.contains(&saved.refresh_token),
+        "the refresh token is not in the settings"
+    );
+    a.core.leave("restart").await;
+    a.core.shutdown().await;
+
+    // Restarted over the same folders: the same user, and the room is still mine.
+    let a = app_at(a._dir, "Ann", Database::Embedded, Default::default());
+    a.core.reconnect().await.unwrap();
+    a.events
+        .wait("my room, still mine", 0, |ev| {
+            rooms(ev)?.iter().find(|r| r.id == room && r.mine).map(drop)
+        })
+        .await;
+    a.core.join(&room, None, None).await.unwrap();
+    assert_eq!(joined_as(&a, 0).await, me, "the same uid after a restart");
+    a.core.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_refuses_the_api_key_is_explained() {
+    let a = app_at(
+        tempfile::tempdir().unwrap(),
+        "Ann",
+        Database::Embedded,
+        crate::conn::EmbeddedOptions {
+            server_api_key: Some("the-right-key".into()),
+            ..Default::default()
+        },
+    );
+    let err = a.core.reconnect().await.unwrap_err();
+    assert!(err.message.contains("cannot sign in"), "{err:?}");
+    assert!(
+        err.hint
+            .as_deref()
+            .is_some_and(|h| h.contains("API key was refused")),
+        "{err:?}"
+    );
+    a.core.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_outlives_its_tokens() {
+    let short = crate::conn::EmbeddedOptions {
+        token_lifetime: Some(Duration::from_secs(5)),
+        ..Default::default()
+    };
+    let a = app_at(
+        tempfile::tempdir().unwrap(),
+        "Ann",
+        Database::Embedded,
+        short,
+    );
+    a.core.reconnect().await.unwrap();
+    let url = a
+        .events
+        .wait("the database up", 0, |ev| match ev {
+            UiEvent::Database {
+                connected: true,
+                url,
+                ..
+            } => Some(url.clone()),
+            _ => None,
+        })
+        .await;
+    let room = a.core.create_room("Long", None).await.unwrap();
+    a.core.join(&room, None, None).await.unwrap();
+    let ann = joined_as(&a, 0).await;
+    let b = app(
+        "Bob",
+        Database::Remote {
+            url: url.clone(),
+            auth: None,
+        },
+    );
+    b.core.join(&room, None, None).await.unwrap();
+    let bob = joined_as(&b, 0).await;
+    assert_ne!(ann, bob);
+    a.events
+        .wait("Bob joined", 0, |ev| match ev {
+            UiEvent::MemberJoined { peer, .. } if *peer == bob => Some(()),
+            _ => None,
+        })
+        .await;
+    let (from_a, from_b) = (a.events.len(), b.events.len());
+    // Three token lifetimes: every token either holds has expired twice over.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    for (who, app, from) in [("Ann", &a, from_a), ("Bob", &b, from_b)] {
+        let events = app.events.events.lock().unwrap();
+        let trouble: Vec<String> = events[from..]
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    UiEvent::MemberLeft { .. } | UiEvent::Left { .. } | UiEvent::Error { .. }
+                )
+            })
+            .map(|e| format!("{e:?}"))
+            .collect();
+        assert!(trouble.is_empty(), "{who} lost something: {trouble:#?}");
+    }
+    // Both still heartbeat: the occupants the server holds are seen within the last 10 s.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as f64;
+    let client = signal::rtdb::RtdbClient::new(
+        signal::rtdb::ClientConfig::new(url.clone()).with_auth(
+            signal::auth::FirebaseAuth::new(signal::auth::AuthSettings::for_database(
+                &url,
+                "huddle-app",
+            ))
+            .unwrap(),
+        ),
+    )
+    .unwrap();
+    let occupants: serde_json::Value = client.get(&format!("occupants/{room}")).await.unwrap();
+    for peer in [&ann, &bob] {
+        let seen = occupants[peer.as_str()]["seen"].as_f64();
+        assert!(
+            seen.is_some_and(|s| now_ms - s < 10_000.0),
+            "{peer} not heartbeating: {occupants}"
+        );
+    }
+    assert_eq!(a.core.current_call().map(|c| c.0), Some(room.clone()));
+    assert_eq!(b.core.current_call().map(|c| c.0), Some(room));
+    b.core.shutdown().await;
+    a.core.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_user_the_server_refuses_is_replaced_by_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("data").join("credentials");
+    std::fs::create_dir_all(&creds).unwrap();
+    // What a data folder holds after the server's accounts were lost, or was copied from
+    // another machine: a user this server never issued.
+    let file = creds.join("embedded-huddle-app.json");
+    std::fs::write(
+        &file,
+        r#"{"uid":"ghost-user-of-another-server","refresh_token":"not-one-of-mine"}"#,
+    )
+    .unwrap();
+    let a = app_at(dir, "Ann", Database::Embedded, Default::default());
+    a.core.reconnect().await.unwrap();
+    let room = a.core.create_room("Fresh", None).await.unwrap();
+    a.core.join(&room, None, None).await.unwrap();
+    let me = joined_as(&a, 0).await;
+    assert_ne!(me.as_str(), "ghost-user-of-another-server");
+    // Saved by a task of its own: give it a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let saved = loop {
+        let saved: signal::auth::Credential =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        if saved.uid == me.as_str() || std::time::Instant::now() > deadline {
+            break saved;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(saved.uid, me.as_str(), "the new user is the one kept");
     a.core.shutdown().await;
 }
