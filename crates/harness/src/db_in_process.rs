@@ -19,10 +19,7 @@ pub const TEST_PRESENCE_BOUND: u64 = 2000;
 /// The shipped rules with their staleness literal (`now - 15000`, the protocol's presence bound;
 /// rules have no constants) replaced by `bound_ms`, written into `dir`. Fails if the literal is
 /// gone, so a test cannot silently run with the long bound.
-pub fn rules_with_presence_bound(
-    dir: &Path,
-    bound_ms: u64,
-) -> Result<std::path::PathBuf, Error> {
+pub fn rules_with_presence_bound(dir: &Path, bound_ms: u64) -> Result<std::path::PathBuf, Error> {
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../database.rules.json");
     let text = std::fs::read_to_string(&shipped)?;
     let literal = "now - 15000";
