@@ -15,11 +15,11 @@ use media::codec::VideoCodec;
 use media::MediaKind;
 use mesh::{Mesh, MeshConfig, MeshEvent, NetConfig};
 use serde::Serialize;
-use signal::auth::{AuthHost, AuthSettings, Credential, FirebaseAuth, FirebaseConfig};
+use signal::auth::{AuthEvent, AuthHost, AuthSettings, Credential, FirebaseAuth, FirebaseConfig};
 use signal::room::{JoinOptions, Privacy, SignalError, Signaling, Timing};
 use signal::rtdb::{ClientConfig, RtdbClient};
 use tokio::io::AsyncBufReadExt;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 /// A Huddle participant in the terminal; prints JSON lines.
 #[derive(Parser, Debug)]
@@ -123,6 +123,7 @@ async fn sign_in(
     api_key: String,
     ca_pem: Option<Vec<u8>>,
     config: ClientConfig,
+    out: Out,
 ) -> anyhow::Result<Signaling> {
     let saved = match &args.credential {
         Some(path) if path.exists() => {
@@ -150,7 +151,33 @@ async fn sign_in(
     if let Some(path) = args.credential.clone() {
         keep_credential(path, auth.credential());
     }
+    report_auth(auth, out);
     Ok(signaling)
+}
+
+/// Prints an `auth` event for every refresh or new sign-up from now on: how often the peer
+/// goes to the sign-in server over a long call is what shows a refresh storm.
+fn report_auth(auth: std::sync::Arc<FirebaseAuth>, out: Out) {
+    let mut events = auth.events();
+    tokio::spawn(async move {
+        loop {
+            let (what, uid) = match events.recv().await {
+                Ok(AuthEvent::SignedUp { uid }) => ("signed_up", uid),
+                Ok(AuthEvent::Refreshed { uid }) => ("refreshed", uid),
+                Ok(AuthEvent::Replaced { new_uid, .. }) => ("replaced", new_uid),
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            let stats = auth.stats();
+            out.print(&PeerEvent::Auth {
+                what,
+                uid,
+                sign_ups: stats.sign_ups,
+                refreshes: stats.refreshes,
+            });
+        }
+    });
 }
 
 /// Writes the credential to `path` now and whenever it changes (a refused one replaced by a
@@ -204,6 +231,14 @@ enum PeerEvent {
     /// Who this peer is, before anything else: its peer id (the uid when signed in), and
     /// whether it holds an admin secret instead.
     SignedIn { peer: signal::PeerId, admin: bool },
+    /// The sign-in changed: `what` is signed_up, refreshed or replaced (a saved user the server
+    /// refused, so the uid changed); the counts are every call to the sign-in server so far.
+    Auth {
+        what: &'static str,
+        uid: String,
+        sign_ups: u64,
+        refreshes: u64,
+    },
     /// A wanted device is missing or does not open: that stream is not sent, the call goes on.
     DeviceUnavailable { message: String },
     /// A device event during the call (its own `what` says which).
@@ -230,6 +265,7 @@ struct Line<'a, E> {
     t_ms: u64,
 }
 
+#[derive(Clone, Copy)]
 struct Out {
     start: Instant,
 }
@@ -315,7 +351,7 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
             (Signaling::new(RtdbClient::new(config)?, peer_id), true)
         }
         None => (
-            sign_in(&args, &db_url, api_key, ca_pem, config).await?,
+            sign_in(&args, &db_url, api_key, ca_pem, config, *out).await?,
             false,
         ),
     };
