@@ -19,9 +19,9 @@ unshare -n bash -c '
   DB=$!
   sleep 0.5
   RUST_LOG=error,mesh=debug timeout 25 "$B/huddle-peer" --db http://127.0.0.1:9555 --room g --create \
-    --name a --peer-id aaaa-congestion --loopback --codec "$CODEC" --audio none --duration 18 >/dev/null 2>"$OUT/a.err" &
+    --name a --loopback --codec "$CODEC" --audio none --duration 18 >/dev/null 2>"$OUT/a.err" &
   sleep 0.5
-  timeout 25 "$B/huddle-peer" --db http://127.0.0.1:9555 --room g --name b --peer-id bbbb-congestion \
+  timeout 25 "$B/huddle-peer" --db http://127.0.0.1:9555 --room g --name b \
     --loopback --codec "$CODEC" --audio none --video none --duration 17 >"$OUT/b.out" 2>/dev/null || true
   sleep 1
   kill $DB 2>/dev/null || true

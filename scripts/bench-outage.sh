@@ -17,10 +17,10 @@ unshare -n bash -c '
   DB=$!
   for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/9556) 2>/dev/null && break; sleep 0.1; done
   common="--db http://127.0.0.1:9556 --room r --loopback --size 320x180 --audio none --heartbeat-ms 1000 --expiry-ms 120000 --duration 30"
-  RUST_LOG=error,mesh=debug "$B/huddle-peer" $common --create --name a --peer-id aaaa-outage > "$OUT/a.out" 2>"$OUT/a.err" &
+  RUST_LOG=error,mesh=debug "$B/huddle-peer" $common --create --name a > "$OUT/a.out" 2>"$OUT/a.err" &
   A=$!
   for i in $(seq 100); do grep -q joined "$OUT/a.out" 2>/dev/null && break; sleep 0.1; done
-  "$B/huddle-peer" $common --name b --peer-id bbbb-outage > "$OUT/b.out" 2>/dev/null &
+  "$B/huddle-peer" $common --name b > "$OUT/b.out" 2>/dev/null &
   PB=$!
   for i in $(seq 300); do grep -q first_frame "$OUT/b.out" 2>/dev/null && break; sleep 0.1; done
   sleep 1; ip link set lo down; sleep "$OUTAGE"; ip link set lo up
