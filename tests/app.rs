@@ -237,13 +237,19 @@ async fn a_call_in_the_desktop_app() {
     })
     .unwrap();
 
-    // A room destroyed by someone else while I am in it: back home, and a notification.
+    // A room I am in destroyed elsewhere (only its creator may: the rules refuse anyone else),
+    // as from my other device signed in as the same user: back home, and a notification.
     let retro = app.create_and_join("Retro").await;
-    let admin = signal::room::Signaling::new(
-        signal::rtdb::RtdbClient::new(signal::rtdb::ClientConfig::new(db.clone())).unwrap(),
-        "test-admin-0001",
+    let elsewhere = same_user_elsewhere(&dir.path().join("data"), &db).await;
+    let stranger = signed_in_stranger(&db).await;
+    assert!(
+        matches!(
+            stranger.destroy_room(&retro.as_str().into(), None).await,
+            Err(signal::room::SignalError::PermissionDenied(_))
+        ),
+        "someone who did not create the room cannot destroy it"
     );
-    admin
+    elsewhere
         .destroy_room(&retro.as_str().into(), None)
         .await
         .unwrap();
@@ -264,4 +270,33 @@ async fn a_call_in_the_desktop_app() {
     )
     .unwrap();
     c.clone().close().await.unwrap();
+}
+
+/// Signaling as the app's own user (its saved credential), from outside the app.
+async fn same_user_elsewhere(data: &std::path::Path, db: &str) -> signal::room::Signaling {
+    let file = std::fs::read_dir(data.join("credentials"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .expect("the app keeps its user's credential");
+    let saved: signal::auth::Credential =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let auth = signal::auth::FirebaseAuth::new(
+        signal::auth::AuthSettings::for_database(db, "huddle-app").with_saved(Some(saved)),
+    )
+    .unwrap();
+    signal::room::Signaling::sign_in(signal::rtdb::ClientConfig::new(db), auth)
+        .await
+        .unwrap()
+}
+
+/// Another signed-in user of the app's database.
+async fn signed_in_stranger(db: &str) -> signal::room::Signaling {
+    let auth =
+        signal::auth::FirebaseAuth::new(signal::auth::AuthSettings::for_database(db, "huddle-app"))
+            .unwrap();
+    signal::room::Signaling::sign_in(signal::rtdb::ClientConfig::new(db), auth)
+        .await
+        .unwrap()
 }

@@ -19,14 +19,17 @@ pub struct Db {
 }
 
 impl Db {
-    /// Starts `bin` (a huddle-db binary) on 127.0.0.1 with a fresh data folder, and waits for
-    /// the `listening on URL` line it prints once it accepts requests.
+    /// Starts `bin` (a huddle-db binary) on 127.0.0.1 with a fresh data folder and the shipped
+    /// rules, and waits for the `listening on URL` line it prints once it accepts requests.
     pub fn start(bin: &Path) -> Result<Db, Error> {
         let dir = tempfile::tempdir()?;
+        let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../database.rules.json");
         let mut proc = Proc::spawn(
             Command::new(bin)
                 .args(["--listen", "127.0.0.1:0", "--data"])
                 .arg(dir.path())
+                .arg("--rules")
+                .arg(rules)
                 .env("RUST_LOG", "error")
                 .stdout(Stdio::piped()),
             "build it first: cargo build --release -p rtdb -p peer",

@@ -230,7 +230,12 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
 enum PeerEvent {
     /// Who this peer is, before anything else: its peer id (the uid when signed in), and
     /// whether it holds an admin secret instead.
-    SignedIn { peer: signal::PeerId, admin: bool },
+    /// `sign_in_ms`: how long signing in took (a sign-up or a refresh of the saved user).
+    SignedIn {
+        peer: signal::PeerId,
+        admin: bool,
+        sign_in_ms: f64,
+    },
     /// The sign-in changed: `what` is signed_up, refreshed or replaced (a saved user the server
     /// refused, so the uid changed); the counts are every call to the sign-in server so far.
     Auth {
@@ -340,6 +345,7 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
     if let Some(pem) = &ca_pem {
         config = config.with_ca_pem(pem.clone());
     }
+    let signing_in = Instant::now();
     let (signaling, admin) = match &args.secret {
         Some(secret) => {
             let peer_id = args
@@ -359,6 +365,7 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
     out.print(&PeerEvent::SignedIn {
         peer: peer_id.clone(),
         admin,
+        sign_in_ms: signing_in.elapsed().as_secs_f64() * 1000.0,
     });
     let timing = Timing {
         heartbeat: Duration::from_millis(args.heartbeat_ms.max(50)),

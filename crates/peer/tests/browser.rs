@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use harness::browser::{page_url, Browser};
-use harness::{as_test_user, huddle_peer, peer_stderr, Peer};
+use harness::{huddle_peer, peer_stderr, Peer, TEST_SECRET};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(30);
@@ -38,8 +38,9 @@ fn spawn_native(db: &str, room: &str, id: &str, extra: &[&str]) -> Peer {
     let args: Vec<&str> = timing.iter().chain(extra).copied().collect();
     let bin = env!("CARGO_BIN_EXE_huddle-peer").as_ref();
     let mut cmd = huddle_peer(bin, db, room, id);
-    // Chosen ids: which side offers first depends on their order (see the tests' comments).
-    as_test_user(&mut cmd, id);
+    // Chosen ids, the name as the id: which side offers first depends on their order (see the
+    // tests' comments). The test secret acts as that user, so the rules judge it as one.
+    cmd.args(["--secret", TEST_SECRET, "--peer-id", id]);
     Peer::start(id, cmd.args(&args).stderr(peer_stderr())).unwrap()
 }
 
@@ -351,7 +352,8 @@ async fn two_browsers_and_one_native_peer() {
     let private = serde_json::json!({"name": "Secret", "secured": true, "createdAt": 1,
         "createdBy": n.peer_id(), "check": "AAAA"});
     let put = reqwest::Client::new()
-        .put(format!("{url}/rooms/private-one.json"))
+        // As the admin: a private room whose secret nobody here knows, made by hand.
+        .put(format!("{url}/rooms/private-one.json?auth={TEST_SECRET}"))
         .json(&private)
         .send()
         .await
