@@ -157,8 +157,10 @@ async fn late_receiver_asks(codec: VideoCodec) {
         })
         .1,
     ));
+    // Wait on the stamps, not the frame count: a frame is counted before its stamp is
+    // read, so stopping at the fifth frame raced its stamp (CI saw "4 of 5").
     let deadline = Instant::now() + Duration::from_secs(10);
-    while counters.frames.load(Ordering::Relaxed) < 5 && Instant::now() < deadline {
+    while counters.intact.load(Ordering::Relaxed) < 5 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let frames = counters.frames.load(Ordering::Relaxed);
