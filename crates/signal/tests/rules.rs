@@ -294,3 +294,85 @@ async fn nobody_signed_out_can_do_anything() {
         nobody.delete(&format!("rooms/{room}")).await,
     );
 }
+
+/// A user signed in to the database at `url`, through the sign-in endpoints at `auth_at`.
+async fn signed_in(url: &str, auth_at: &str) -> Result<signal::room::Signaling, SignalError> {
+    let settings = signal::auth::AuthSettings::new("any-key")
+        .with_host(signal::auth::AuthHost::same_origin(auth_at));
+    let auth = signal::auth::FirebaseAuth::new(settings).unwrap();
+    signal::room::Signaling::sign_in(signal::rtdb::ClientConfig::new(url), auth).await
+}
+
+fn is_rules_advice(what: &str, r: Result<impl std::fmt::Debug, SignalError>) {
+    match r {
+        Err(SignalError::SignIn(e @ signal::auth::AuthError::RulesNotDeployed { .. })) => {
+            assert!(
+                e.to_string().contains("firebase deploy --only database"),
+                "{what}: {e}"
+            );
+        }
+        other => panic!("{what}: expected the advice to deploy the rules, got {other:?}"),
+    }
+}
+
+/// A new project's database keeps the console's locked rules until Huddle's are deployed: the
+/// first thing a signed-in user does is refused, and the refusal says to deploy the rules
+/// rather than "permission denied". Under the shipped rules the same steps work, and a real
+/// refusal (destroying another's room) stays a plain permission error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locked_default_rules_tell_a_signed_in_user_to_deploy_the_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let locked = dir.path().join("locked.rules.json");
+    std::fs::write(&locked, r#"{"rules": {".read": false, ".write": false}}"#).unwrap();
+    let mut config = rtdb::ServerConfig::new(([127, 0, 0, 1], 0).into(), dir.path().to_owned());
+    config.rules_file = Some(locked);
+    config.secret = Some(common::SECRET.into());
+    let server = rtdb::Server::start(config).await.unwrap();
+    let url = server.url();
+    let room = signal::room::Signaling::new(admin(&url), pid("host"))
+        .create_room("Made by the admin", Privacy::Public)
+        .await
+        .unwrap();
+
+    let user = signed_in(&url, &url).await.unwrap();
+    is_rules_advice("list", user.list_rooms().await);
+    is_rules_advice("create", user.create_room("Mine", Privacy::Public).await);
+    is_rules_advice(
+        "join",
+        user.join(&room, JoinOptions::new("U")).await.map(|_| ()),
+    );
+    drop(server);
+
+    let (_dir, server) = common::server().await;
+    let url = server.url();
+    let others = signal::room::Signaling::new(client_as(&url, &pid("b")), pid("b"))
+        .create_room("B's", Privacy::Public)
+        .await
+        .unwrap();
+    let user = signed_in(&url, &url).await.unwrap();
+    assert!(user
+        .list_rooms()
+        .await
+        .unwrap()
+        .iter()
+        .any(|(id, _)| *id == others));
+    match user.destroy_room(&others, None).await {
+        Err(SignalError::PermissionDenied(_)) => {}
+        other => panic!("destroying another's room: {other:?}"),
+    }
+}
+
+/// Signed in at one huddle-db, pointed at another's database: the token is not one that
+/// database can read, and the error names the mismatch instead of "permission denied".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_of_another_project_is_named_as_such() {
+    let (_a_dir, a) = common::server().await;
+    let (_b_dir, b) = common::server().await;
+    let user = signed_in(&b.url(), &a.url()).await.unwrap();
+    match user.list_rooms().await {
+        Err(SignalError::SignIn(e @ signal::auth::AuthError::WrongProject { .. })) => {
+            assert!(e.to_string().contains("another Firebase project"), "{e}");
+        }
+        other => panic!("listing another project's rooms: {other:?}"),
+    }
+}

@@ -147,9 +147,12 @@ impl AuthError {
             return None;
         }
         let lower = message.to_ascii_lowercase();
+        // "Could not parse auth token": a token its issuer just handed out that this database
+        // cannot read is one signed for somewhere else (huddle-db trusts only its own key).
         if lower.contains("different project")
             || lower.contains("incorrect \"aud\"")
             || lower.contains("audience")
+            || lower.contains("could not parse auth token")
         {
             return Some(AuthError::WrongProject {
                 detail: message.clone(),
@@ -226,6 +229,14 @@ mod tests {
         };
         assert!(matches!(
             AuthError::from_database(&other, false),
+            Some(AuthError::WrongProject { .. })
+        ));
+        let foreign = RtdbError::Http {
+            status: 401,
+            message: "Could not parse auth token.".into(),
+        };
+        assert!(matches!(
+            AuthError::from_database(&foreign, false),
             Some(AuthError::WrongProject { .. })
         ));
         let denied = RtdbError::Http {

@@ -43,9 +43,9 @@ use media::StreamConfig;
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
-use crate::auth::FirebaseAuth;
+use crate::auth::{AuthError, FirebaseAuth};
 use crate::id::{PeerId, RoomId};
-use crate::rtdb::{ClientConfig, Conditional, RtdbClient};
+use crate::rtdb::{ClientConfig, Conditional, RtdbClient, RtdbError};
 pub use crypto::{CryptoError, RoomKey};
 pub use envelope::EnvelopeError;
 pub use error::SignalError;
@@ -119,6 +119,10 @@ pub struct Signaling {
     db: RtdbClient,
     me: PeerId,
     timing: Timing,
+    /// Signed in with Firebase Authentication (not an admin secret, not anonymous access):
+    /// a refusal of what the shipped rules allow every signed-in user then means the setup is
+    /// wrong, and [`Signaling::setup_error`] says how.
+    signed_in: bool,
 }
 
 impl Signaling {
@@ -128,6 +132,7 @@ impl Signaling {
             db,
             me: peer_id.into(),
             timing: Timing::default(),
+            signed_in: false,
         }
     }
 
@@ -141,7 +146,23 @@ impl Signaling {
     ) -> Result<Signaling, SignalError> {
         let uid = auth.sign_in().await?;
         let db = RtdbClient::new(config.with_auth(auth))?;
-        Ok(Signaling::new(db, PeerId::new(uid)))
+        Ok(Signaling {
+            signed_in: true,
+            ..Signaling::new(db, PeerId::new(uid))
+        })
+    }
+
+    /// A database error on a step the shipped rules allow every signed-in user (listing
+    /// rooms, reading one, creating one): for a signed-in user a refusal there is not about
+    /// this room but about the setup, the project's default locked rules or a database of
+    /// another project, and the error says what to do (`docs/firebase.md`).
+    fn setup_error(&self, e: RtdbError) -> SignalError {
+        if self.signed_in {
+            if let Some(setup) = AuthError::from_database(&e, true) {
+                return SignalError::SignIn(setup);
+            }
+        }
+        SignalError::from(e)
     }
 
     /// With other presence timing.
@@ -205,8 +226,11 @@ impl Signaling {
             }
             Privacy::Public => None,
         };
-        if let Conditional::Conflict { .. } =
-            self.db.set_if(&paths::room(id), &info, "null_etag").await?
+        if let Conditional::Conflict { .. } = self
+            .db
+            .set_if(&paths::room(id), &info, "null_etag")
+            .await
+            .map_err(|e| self.setup_error(e))?
         {
             return Err(SignalError::RoomExists);
         }
@@ -230,7 +254,11 @@ impl Signaling {
 
     /// The rooms now.
     pub async fn list_rooms(&self) -> Result<Vec<(RoomId, RoomInfo)>, SignalError> {
-        let all = self.db.get(paths::ROOMS).await?;
+        let all = self
+            .db
+            .get(paths::ROOMS)
+            .await
+            .map_err(|e| self.setup_error(e))?;
         let Value::Object(map) = all else {
             return Ok(Vec::new());
         };
@@ -255,7 +283,11 @@ impl Signaling {
         if !model::valid_id(room_id) {
             return Err(SignalError::NoSuchRoom);
         }
-        let raw = self.db.get(&paths::room(room_id)).await?;
+        let raw = self
+            .db
+            .get(&paths::room(room_id))
+            .await
+            .map_err(|e| self.setup_error(e))?;
         if raw.is_null() {
             return Err(SignalError::NoSuchRoom);
         }
