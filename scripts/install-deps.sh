@@ -58,9 +58,11 @@ if [ "$what" = test ] && ! command -v tauri-driver >/dev/null 2>&1 && [ ! -x "$H
   echo "installing tauri-driver (WebDriver bridge for the end-to-end app test)"
   cargo install tauri-driver --locked --version 2.1.0
 fi
-# Firebase's Auth emulator (the sign-in tests start it; it runs offline) and targaryen (checks the
-# shipped database.rules.json against an independent implementation of Firebase's rule semantics).
-if [ "$what" = test ] && { [ ! -x tests/firebase/node_modules/.bin/firebase ] || [ ! -x tests/firebase/node_modules/.bin/targaryen ]; }; then
-  echo "installing firebase-tools and targaryen (tests/firebase)"
+# Firebase's Auth emulator (the sign-in tests start it; it runs offline), targaryen (checks the
+# shipped database.rules.json against an independent implementation of Firebase's rule semantics),
+# and the official SDKs, firebase and firebase-admin, that judge huddle-db's realtime protocol.
+if [ "$what" = test ] && { [ ! -x tests/firebase/node_modules/.bin/firebase ] || [ ! -x tests/firebase/node_modules/.bin/targaryen ] \
+    || [ ! -f tests/firebase/node_modules/firebase/package.json ] || [ ! -f tests/firebase/node_modules/firebase-admin/package.json ]; }; then
+  echo "installing firebase-tools, targaryen and the Firebase SDKs (tests/firebase)"
   npm install --prefix tests/firebase --no-audit --no-fund --loglevel=error
 fi

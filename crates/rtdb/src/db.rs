@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::DbError;
-use crate::hub::{Change, Hub, Subscription};
+use crate::hub::{Change, Hub, Subscription, Target};
 use crate::path::DbPath;
 use crate::pushid::PushIds;
 use crate::query::Filter;
@@ -152,6 +152,79 @@ impl Db {
             .await
             .map_err(|_| DbError::Unavailable)?;
         answer.await.map_err(|_| DbError::Unavailable)?
+    }
+
+    /// Queues a write behind those queued before it and returns where its answer will come,
+    /// without waiting for it: a realtime connection pipelines its writes this way and they
+    /// still apply in the order it sent them.
+    pub async fn submit(
+        &self,
+        op: WriteOp,
+        guard: Option<WriteGuard>,
+    ) -> Result<oneshot::Receiver<Result<WriteResult, DbError>>, DbError> {
+        let (reply, answer) = oneshot::channel();
+        self.writes
+            .send(Msg::Write(Job { op, guard, reply }))
+            .await
+            .map_err(|_| DbError::Unavailable)?;
+        Ok(answer)
+    }
+
+    /// Whether `guard` would let `op` happen on the tree as it is now, without writing (an
+    /// onDisconnect operation is judged when it is registered, as Firebase judges it).
+    pub fn check_write(&self, op: &WriteOp, guard: Option<WriteGuard>) -> Result<(), DbError> {
+        let root = self.shared.tree.read().unwrap_or_else(|e| e.into_inner());
+        let now = now_ms();
+        let planned = match op {
+            WriteOp::Set { path, value, .. } | WriteOp::Push { path, value } => {
+                let resolved =
+                    tree::resolve_server_values(value.clone(), tree::get(&root, path), now)?;
+                vec![(path.clone(), tree::normalize(resolved, path.len())?)]
+            }
+            WriteOp::Update { path, children } => {
+                let mut planned = Vec::with_capacity(children.len());
+                for (key, value) in children {
+                    let rel = DbPath::parse(key)
+                        .map_err(|e| DbError::BadData(format!("Invalid data; {e}")))?;
+                    let full = path.join(&rel);
+                    let resolved =
+                        tree::resolve_server_values(value.clone(), tree::get(&root, &full), now)?;
+                    planned.push((full.clone(), tree::normalize(resolved, full.len())?));
+                }
+                check_no_ancestors(path, &planned)?;
+                planned
+            }
+        };
+        match guard {
+            Some(g) => g(&root, &planned, now),
+            None => Ok(()),
+        }
+    }
+
+    /// Starts one listen of a realtime connection at `path`: its first push (the current value,
+    /// filtered) is queued in the target's outbox before this returns; returns the id for
+    /// [`Db::unsubscribe`].
+    pub fn subscribe_realtime(
+        &self,
+        path: DbPath,
+        filter: Option<Filter>,
+        caller: Caller,
+        target: Target,
+    ) -> u64 {
+        let root = self.shared.tree.read().unwrap_or_else(|e| e.into_inner());
+        let initial = match (&filter, tree::get(&root, &path)) {
+            (_, None) => Value::Null,
+            (Some(f), Some(v)) => tree::render(&f.apply(v)),
+            (None, Some(v)) => tree::render(v),
+        };
+        let mut hub = self.shared.hub.lock().unwrap_or_else(|e| e.into_inner());
+        hub.add_realtime(path, filter, caller, target, &initial)
+    }
+
+    /// A realtime connection's credentials changed: its listen `id` is judged as `caller`.
+    pub fn set_listener_caller(&self, path: &DbPath, id: u64, caller: &Caller) {
+        let mut hub = self.shared.hub.lock().unwrap_or_else(|e| e.into_inner());
+        hub.set_caller(path, id, caller);
     }
 
     /// The stored value at `path` (stored form; `Null` when absent).

@@ -183,6 +183,10 @@ async fn serve(app: &AppState, req: Request) -> Result<Response, DbError> {
     if let Some(resp) = crate::web::serve(req.method(), req.uri().path()) {
         return Ok(resp);
     }
+    // The realtime protocol: credentials come over the connection (`auth`).
+    if req.uri().path() == crate::realtime::PATH {
+        return Ok(crate::realtime::upgrade(app.clone(), req).await);
+    }
     // Sign-in, before credentials: it is how a caller gets one.
     if crate::identity::endpoints::is_identity_path(req.uri().path()) {
         return Ok(crate::identity::endpoints::handle(&app.identity, req).await);
@@ -357,7 +361,7 @@ const AUTH_REVOKED_DATA: &str = "\"credential is no longer valid\"";
 
 /// The instant a signed-in caller's ID token expires, for streams opened with one. Admins,
 /// anonymous callers and `auth_variable_override` identities (provider `custom`) never expire.
-fn token_deadline(caller: &Caller) -> Option<tokio::time::Instant> {
+pub(crate) fn token_deadline(caller: &Caller) -> Option<tokio::time::Instant> {
     let Caller::User(id) = caller else {
         return None;
     };

@@ -3,6 +3,10 @@
 //! Listeners are indexed by path, so a write at `P` finds its audience with one lookup per
 //! ancestor of `P` plus one range scan over `P`'s descendants. Each listener gets exactly one
 //! event per write, serialized once and shared by every listener at the same path.
+//!
+//! A listener is an SSE stream (its own channel) or one listen of a realtime connection
+//! (`crate::realtime`): many listens share the connection's [`Outbox`], in which a write's data
+//! pushes are queued before the writer answers, the order the Firebase SDKs rely on.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -46,8 +50,103 @@ struct Listener {
     id: u64,
     caller: Caller,
     filter: Option<Filter>,
-    tx: mpsc::Sender<Frame>,
+    sink: Sink,
+}
+
+enum Sink {
+    Sse {
+        tx: mpsc::Sender<Frame>,
+        queued: Arc<AtomicUsize>,
+    },
+    Realtime(Target),
+}
+
+/// Where one listen of a realtime connection goes: the connection's outbox, the listen's tag
+/// (queries only) and its query object, echoed in pushes and in `c`.
+pub struct Target {
+    pub out: Outbox,
+    pub tag: Option<u64>,
+    pub query: Value,
+}
+
+/// The outgoing queue of one realtime connection: every listen of the connection and its
+/// request answers go through it, in order. Bounded in bytes: a connection that lets more pile
+/// up is marked overflowed (its driver then closes it) and gets nothing more.
+#[derive(Clone)]
+pub struct Outbox {
+    tx: mpsc::UnboundedSender<String>,
     queued: Arc<AtomicUsize>,
+    overflowed: Arc<tokio::sync::Notify>,
+    max_bytes: usize,
+}
+
+/// The receiving half of an [`Outbox`], held by the connection's driver.
+pub struct OutboxRx {
+    rx: mpsc::UnboundedReceiver<String>,
+    queued: Arc<AtomicUsize>,
+    /// Notified once when the outbox overflows.
+    pub overflowed: Arc<tokio::sync::Notify>,
+}
+
+impl Outbox {
+    /// A queue that holds at most `max_bytes` unsent (one message always fits when empty).
+    pub fn new(max_bytes: usize) -> (Outbox, OutboxRx) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let overflowed = Arc::new(tokio::sync::Notify::new());
+        (
+            Outbox {
+                tx,
+                queued: queued.clone(),
+                overflowed: overflowed.clone(),
+                max_bytes,
+            },
+            OutboxRx {
+                rx,
+                queued,
+                overflowed,
+            },
+        )
+    }
+
+    /// Queues one message; false when the connection is gone or over its bound.
+    pub fn push(&self, msg: String) -> bool {
+        let size = msg.len();
+        let queued = self.queued.load(Ordering::Relaxed);
+        if queued == usize::MAX {
+            return false;
+        }
+        if queued > 0 && queued + size > self.max_bytes {
+            // Poisoned: nothing more is queued, and the driver closes the connection.
+            self.queued.store(usize::MAX, Ordering::Relaxed);
+            self.overflowed.notify_one();
+            return false;
+        }
+        self.queued.fetch_add(size, Ordering::Relaxed);
+        self.tx.send(msg).is_ok()
+    }
+}
+
+impl OutboxRx {
+    /// The next message to send, or `None` once every sender is gone.
+    pub async fn recv(&mut self) -> Option<String> {
+        let msg = self.rx.recv().await?;
+        let _ = self
+            .queued
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+                (q != usize::MAX).then(|| q.saturating_sub(msg.len()))
+            });
+        Some(msg)
+    }
+}
+
+/// A realtime data push (`d` for a set, `m` for a merge) as the SDKs read it.
+pub fn realtime_push(action: &str, path: &DbPath, data: &Value, tag: Option<u64>) -> String {
+    let mut body = serde_json::json!({ "p": path.to_string(), "d": data });
+    if let Some(t) = tag {
+        body["t"] = Value::from(t);
+    }
+    serde_json::json!({"t": "d", "d": {"a": action, "b": body}}).to_string()
 }
 
 pub struct Hub {
@@ -80,6 +179,46 @@ impl Hub {
         }
     }
 
+    /// Registers one listen of a realtime connection; its first push (the value at `path`,
+    /// filtered, `initial`) is queued in `out`. Returns the id for [`Hub::remove`].
+    pub fn add_realtime(
+        &mut self,
+        path: DbPath,
+        filter: Option<Filter>,
+        caller: Caller,
+        target: Target,
+        initial: &Value,
+    ) -> u64 {
+        target
+            .out
+            .push(realtime_push("d", &path, initial, target.tag));
+        self.next_id += 1;
+        let id = self.next_id;
+        self.by_path
+            .entry(path.clone())
+            .or_default()
+            .push(Listener {
+                id,
+                caller,
+                filter,
+                sink: Sink::Realtime(target),
+            });
+        self.count += 1;
+        id
+    }
+
+    /// A realtime connection's credentials changed: its listen `id` at `path` is now judged
+    /// as `caller` (by [`Hub::cancel_where`] when the rules change).
+    pub fn set_caller(&mut self, path: &DbPath, id: u64, caller: &Caller) {
+        if let Some(l) = self
+            .by_path
+            .get_mut(path)
+            .and_then(|list| list.iter_mut().find(|l| l.id == id))
+        {
+            l.caller = caller.clone();
+        }
+    }
+
     /// Registers a listener whose first event (`put /` with `initial`) is already queued.
     pub fn add(
         &mut self,
@@ -102,8 +241,10 @@ impl Hub {
                 id,
                 caller,
                 filter,
-                tx,
-                queued: queued.clone(),
+                sink: Sink::Sse {
+                    tx,
+                    queued: queued.clone(),
+                },
             });
         self.count += 1;
         Subscription {
@@ -150,7 +291,14 @@ impl Hub {
             list.retain(|l| {
                 let keep = !denied(&l.caller, path);
                 if !keep {
-                    let _ = l.tx.try_send(msg.clone());
+                    match &l.sink {
+                        Sink::Sse { tx, .. } => {
+                            let _ = tx.try_send(msg.clone());
+                        }
+                        Sink::Realtime(Target { out, query, .. }) => {
+                            out.push(realtime_cancel(path, query));
+                        }
+                    }
                     cancelled += 1;
                 }
                 keep
@@ -190,24 +338,49 @@ impl Hub {
         }
         for lpath in affected {
             let plain = event_for(&lpath, change);
+            // Serialized once per path and transport, on first use.
+            let mut sse: Option<Frame> = None;
+            let mut realtime: Option<String> = None;
             let Some(list) = self.by_path.get_mut(&lpath) else {
                 continue;
             };
             let mut dead = Vec::new();
             for l in list.iter() {
-                let msg = match &l.filter {
-                    None => match &plain {
-                        Some(m) => m.clone(),
-                        None => continue,
-                    },
-                    Some(f) => {
+                let alive = match (&l.filter, &l.sink) {
+                    (None, Sink::Sse { .. }) => {
+                        let Some(ev) = &plain else { continue };
+                        let msg = sse
+                            .get_or_insert_with(|| put_frame(ev.kind, &ev.rel, &ev.data))
+                            .clone();
+                        offer(l, msg, self.max_queued_bytes)
+                    }
+                    (None, Sink::Realtime(Target { out, tag, .. })) => {
+                        let Some(ev) = &plain else { continue };
+                        let msg = realtime
+                            .get_or_insert_with(|| {
+                                let action = if ev.kind == "patch" { "m" } else { "d" };
+                                realtime_push(action, &lpath.join(&ev.rel), &ev.data, *tag)
+                            })
+                            .clone();
+                        out.push(msg)
+                    }
+                    (Some(f), sink) => {
                         let now = tree::get(root, &lpath)
                             .map(|v| tree::render(&f.apply(v)))
                             .unwrap_or(Value::Null);
-                        put_frame("put", &DbPath::root(), &now)
+                        match sink {
+                            Sink::Sse { .. } => offer(
+                                l,
+                                put_frame("put", &DbPath::root(), &now),
+                                self.max_queued_bytes,
+                            ),
+                            Sink::Realtime(Target { out, tag, .. }) => {
+                                out.push(realtime_push("d", &lpath, &now, *tag))
+                            }
+                        }
                     }
                 };
-                if !offer(l, msg, self.max_queued_bytes) {
+                if !alive {
                     dead.push(l.id);
                 }
             }
@@ -227,17 +400,33 @@ impl Hub {
 /// listener with nothing queued always takes the event, however large: the bound is on backlog,
 /// so any write the server accepts reaches a listener that keeps reading.
 fn offer(l: &Listener, msg: Frame, max_bytes: usize) -> bool {
+    let Sink::Sse { tx, queued } = &l.sink else {
+        return false;
+    };
     let size = msg.len();
-    let queued = l.queued.load(Ordering::Relaxed);
-    if queued > 0 && queued + size > max_bytes {
+    let now = queued.load(Ordering::Relaxed);
+    if now > 0 && now + size > max_bytes {
         return false;
     }
-    l.queued.fetch_add(size, Ordering::Relaxed);
-    l.tx.try_send(msg).is_ok()
+    queued.fetch_add(size, Ordering::Relaxed);
+    tx.try_send(msg).is_ok()
+}
+
+/// `c`: the listen at `path` (with its query object) is no longer allowed.
+fn realtime_cancel(path: &DbPath, query: &Value) -> String {
+    serde_json::json!({"t": "d", "d": {"a": "c", "b": {"p": path.to_string(), "q": query}}})
+        .to_string()
+}
+
+/// What an unfiltered listener sees of one write: a `put` or `patch` at `rel` below it.
+struct Event {
+    kind: &'static str,
+    rel: DbPath,
+    data: Value,
 }
 
 /// The event an unfiltered listener at `lpath` gets for `change`, or `None` if it is unaffected.
-fn event_for(lpath: &DbPath, change: &Change<'_>) -> Option<Frame> {
+fn event_for(lpath: &DbPath, change: &Change<'_>) -> Option<Event> {
     // A change at or above the listener replaces all it sees.
     for (p, v) in change.sets {
         if let Some(rel) = p.relative(lpath) {
@@ -246,7 +435,11 @@ fn event_for(lpath: &DbPath, change: &Change<'_>) -> Option<Frame> {
                 .and_then(|v| tree::get(v, &rel))
                 .map(tree::render)
                 .unwrap_or(Value::Null);
-            return Some(put_frame("put", &DbPath::root(), &now));
+            return Some(Event {
+                kind: "put",
+                rel: DbPath::root(),
+                data: now,
+            });
         }
     }
     let below: Vec<&(DbPath, Option<Value>)> = change
@@ -256,14 +449,11 @@ fn event_for(lpath: &DbPath, change: &Change<'_>) -> Option<Frame> {
         .collect();
     match below.as_slice() {
         [] => None,
-        [(p, v)] if !(change.merge && lpath.contains(change.base)) => {
-            let rel = lpath.relative(p)?;
-            Some(put_frame(
-                "put",
-                &rel,
-                &v.as_ref().map(tree::render).unwrap_or(Value::Null),
-            ))
-        }
+        [(p, v)] if !(change.merge && lpath.contains(change.base)) => Some(Event {
+            kind: "put",
+            rel: lpath.relative(p)?,
+            data: v.as_ref().map(tree::render).unwrap_or(Value::Null),
+        }),
         many => {
             // An update: one patch at the deeper of the listener and the update's base.
             let at = if lpath.contains(change.base) {
@@ -276,11 +466,11 @@ fn event_for(lpath: &DbPath, change: &Change<'_>) -> Option<Frame> {
                 let key = at.relative(p)?.segments().join("/");
                 data.insert(key, v.as_ref().map(tree::render).unwrap_or(Value::Null));
             }
-            Some(put_frame(
-                "patch",
-                &lpath.relative(at)?,
-                &Value::Object(data),
-            ))
+            Some(Event {
+                kind: "patch",
+                rel: lpath.relative(at)?,
+                data: Value::Object(data),
+            })
         }
     }
 }

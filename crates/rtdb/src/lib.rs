@@ -32,6 +32,8 @@ pub mod identity;
 pub mod path;
 pub mod pushid;
 pub mod query;
+#[cfg(feature = "server")]
+pub mod realtime;
 pub mod rules;
 #[cfg(feature = "server")]
 pub mod server;
@@ -42,6 +44,7 @@ pub mod tls;
 pub mod tree;
 #[cfg(feature = "server")]
 pub mod web;
+pub mod wire;
 
 #[cfg(feature = "server")]
 pub use db::{Db, DbConfig, WriteOp, WriteResult};

@@ -61,6 +61,37 @@ pub struct Filter {
     pub limit_first: Option<usize>,
     /// Keep the last n children after ordering.
     pub limit_last: Option<usize>,
+    /// The key that breaks a tie with `start_at` (realtime queries: `startAt(value, key)`);
+    /// [`MIN_NAME`] / [`MAX_NAME`] sort before / after every key.
+    pub start_name: Option<String>,
+    /// The same for `end_at`.
+    pub end_name: Option<String>,
+    /// False for `startAfter`: the bound itself is out.
+    pub start_inclusive: bool,
+    /// False for `endBefore`.
+    pub end_inclusive: bool,
+}
+
+/// The name before every key (the SDKs' `[MIN_NAME]`).
+pub const MIN_NAME: &str = "[MIN_NAME]";
+/// The name after every key (the SDKs' `[MAX_NAME]`).
+pub const MAX_NAME: &str = "[MAX_NAME]";
+
+impl Filter {
+    /// A filter ordered by `order_by` with no bounds or limits.
+    pub fn ordered_by(order_by: OrderBy) -> Self {
+        Filter {
+            order_by,
+            start_at: None,
+            end_at: None,
+            limit_first: None,
+            limit_last: None,
+            start_name: None,
+            end_name: None,
+            start_inclusive: true,
+            end_inclusive: true,
+        }
+    }
 }
 
 impl Params {
@@ -146,11 +177,11 @@ impl Params {
             }
         }
         params.filter = Some(Filter {
-            order_by,
             start_at,
             end_at,
             limit_first: first,
             limit_last: last,
+            ..Filter::ordered_by(order_by)
         });
         Ok(params)
     }
@@ -240,17 +271,23 @@ impl Filter {
     }
 
     fn in_range(&self, key: &str, value: &Value) -> bool {
-        let cmp = |bound: &Value| match self.order_by {
+        // Where the child sorts against a bound (and the bound's tie-breaking name).
+        let cmp = |bound: &Value, name: &Option<String>| match self.order_by {
             OrderBy::Key => compare_keys(key, bound.as_str().unwrap_or("")),
-            _ => compare_values(self.sort_value(value), bound),
+            _ => compare_values(self.sort_value(value), bound).then_with(|| match name {
+                None => Ordering::Equal,
+                Some(n) => compare_names(key, n),
+            }),
         };
-        self.start_at
-            .as_ref()
-            .is_none_or(|b| cmp(b) != Ordering::Less)
-            && self
-                .end_at
-                .as_ref()
-                .is_none_or(|b| cmp(b) != Ordering::Greater)
+        let after_start = self.start_at.as_ref().is_none_or(|b| {
+            let o = cmp(b, &self.start_name);
+            o == Ordering::Greater || (o == Ordering::Equal && self.start_inclusive)
+        });
+        let before_end = self.end_at.as_ref().is_none_or(|b| {
+            let o = cmp(b, &self.end_name);
+            o == Ordering::Less || (o == Ordering::Equal && self.end_inclusive)
+        });
+        after_start && before_end
     }
 
     fn compare(&self, a: &(&String, &Value), b: &(&String, &Value)) -> Ordering {
@@ -259,6 +296,15 @@ impl Filter {
             _ => compare_values(self.sort_value(a.1), self.sort_value(b.1)),
         };
         by_value.then_with(|| compare_keys(a.0, b.0))
+    }
+}
+
+/// [`compare_keys`], with [`MIN_NAME`] and [`MAX_NAME`] at the ends.
+fn compare_names(key: &str, name: &str) -> Ordering {
+    match name {
+        MIN_NAME => Ordering::Greater,
+        MAX_NAME => Ordering::Less,
+        _ => compare_keys(key, name),
     }
 }
 
