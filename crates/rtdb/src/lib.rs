@@ -1,5 +1,5 @@
-//! huddle-db: a Firebase-Realtime-Database-compatible server (REST + Server-Sent Events) that
-//! keeps its data durably on disk.
+//! huddle-db: a Firebase-Realtime-Database-compatible server (REST, Server-Sent Events, and the
+//! SDKs' realtime WebSocket protocol) that keeps its data durably on disk.
 //!
 //! It is Huddle's default signaling backend: the app starts it in-process, `huddle-db` runs it
 //! standalone to host rooms for a LAN, and every test of the signaling stack runs against it.

@@ -34,6 +34,11 @@ impl TestServer {
     /// Starts `huddle-db --listen 127.0.0.1:0 --data DATA_DIR EXTRA_ARGS...` and waits for its
     /// `listening on URL` line.
     pub fn spawn(data_dir: &Path, extra_args: &[&str]) -> TestServer {
+        Self::spawn_at("127.0.0.1:0", data_dir, extra_args)
+    }
+
+    /// The same on a chosen address (to restart a server where its clients look for it).
+    pub fn spawn_at(listen: &str, data_dir: &Path, extra_args: &[&str]) -> TestServer {
         let stderr_log = tempfile::Builder::new()
             .prefix("huddle-db-stderr-")
             .suffix(".log")
@@ -42,7 +47,7 @@ impl TestServer {
         let stderr = stderr_log.reopen().expect("reopen stderr log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_huddle-db"))
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .arg("--data")
             .arg(data_dir)
             .args(extra_args)
