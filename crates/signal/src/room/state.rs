@@ -73,6 +73,10 @@ pub enum Membership {
     },
     /// My own record was removed while I am in the room.
     MyRecordGone,
+    /// My own record now holds another session: another client wrote it (a forgery, or a
+    /// second installation with my id). I must write mine again with a new session, or the
+    /// others follow the writer and my heartbeat keeps its record alive.
+    MyRecordTaken { session: String },
 }
 
 /// An accepted offer or answer (still possibly encrypted).
@@ -110,7 +114,15 @@ pub struct RoomState {
     last_answer: BTreeMap<(String, String), u64>,
     delivered_candidates: BTreeSet<(String, String)>,
     expiring: BTreeSet<(String, String)>,
+    /// My earlier sessions in this room: events about them still queued are history, not a
+    /// takeover.
+    past_sessions: Vec<String>,
+    /// The foreign session I last reclaimed my record from, until my own record is back.
+    taken_by: Option<String>,
 }
+
+/// How many of my earlier sessions are remembered (a few rejoins' worth of queued events).
+const PAST_SESSIONS: usize = 8;
 
 impl RoomState {
     /// A fresh join as `me` with `session`; members silent for `expiry_ms` are gone.
@@ -130,6 +142,8 @@ impl RoomState {
             last_answer: BTreeMap::new(),
             delivered_candidates: BTreeSet::new(),
             expiring: BTreeSet::new(),
+            past_sessions: Vec::new(),
+            taken_by: None,
         }
     }
 
@@ -139,7 +153,11 @@ impl RoomState {
 
     /// Starts over with a new session (after being expired), keeping what is known of others.
     pub fn rejoin(&mut self, session: &str) {
-        self.session = session.to_owned();
+        let old = std::mem::replace(&mut self.session, session.to_owned());
+        self.past_sessions.push(old);
+        if self.past_sessions.len() > PAST_SESSIONS {
+            self.past_sessions.remove(0);
+        }
         self.my_record_seen = false;
         self.next_seq = 0;
     }
@@ -187,9 +205,21 @@ impl RoomState {
         if peer == self.me {
             if rec.session == self.session {
                 self.my_record_seen = true;
+                self.taken_by = None;
                 self.clock_offset_ms = Some(rec.seen - local_now_ms);
+                return Vec::new();
             }
-            return Vec::new();
+            let history = self.past_sessions.contains(&rec.session)
+                || self.taken_by.as_deref() == Some(rec.session.as_str());
+            if history {
+                return Vec::new();
+            }
+            // Until my own record is back, heartbeats would refresh the other writer's.
+            self.my_record_seen = false;
+            self.taken_by = Some(rec.session.clone());
+            return vec![Membership::MyRecordTaken {
+                session: rec.session,
+            }];
         }
         let member = Member {
             peer_id: peer.as_str().into(),
@@ -450,6 +480,39 @@ mod tests {
                 Membership::Joined { .. }
             ]
         ));
+    }
+
+    /// Issue 18, item 2: my record rewritten with another session is a takeover, reported
+    /// once per foreign session; my own earlier sessions are history.
+    #[test]
+    fn my_record_under_another_session_is_a_takeover_reported_once() {
+        let mut s = RoomState::new("bob", "S1", 15_000);
+        s.on_occupant(added("bob", occ("S1", 1000, true)), 0);
+        assert!(s.my_record_seen());
+        let out = s.on_occupant(changed("bob", occ("EVIL", 2000, true)), 0);
+        assert_eq!(
+            out,
+            vec![Membership::MyRecordTaken {
+                session: "EVIL".into()
+            }]
+        );
+        assert!(!s.my_record_seen(), "no heartbeat into their record");
+        // Its heartbeats, or my own patch landing on it, before my new record is back.
+        assert!(s
+            .on_occupant(changed("bob", occ("EVIL", 3000, true)), 0)
+            .is_empty());
+        s.rejoin("S2");
+        assert!(s
+            .on_occupant(changed("bob", occ("S1", 3000, true)), 0)
+            .is_empty());
+        s.on_occupant(changed("bob", occ("S2", 4000, true)), 0);
+        assert!(s.my_record_seen());
+        // Taken again, even by the same session, once my record was back.
+        assert_eq!(
+            s.on_occupant(changed("bob", occ("EVIL", 5000, true)), 0)
+                .len(),
+            1
+        );
     }
 
     #[test]
