@@ -137,3 +137,51 @@ async fn a_record_taken_again_and_again_ends_the_room_with_a_reason() {
     }
     panic!("reclaimed {reclaims} times without giving up");
 }
+
+/// Item 4: `rooms/<room>` set to something that is not an object ended the call for everyone
+/// (`room_closed`). A malformed room record is ignored; only `null` ends the room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_record_overwritten_with_a_non_object_does_not_end_the_call() {
+    let (_dir, server) = common::server().await;
+    let url = server.url();
+    let (room, mut a, mut b) = common::pair(&url, "Overwritten").await;
+    let admin = common::admin(&url);
+    let path = format!("rooms/{room}");
+    let listing = admin.get(&path).await.unwrap();
+    for junk in [
+        json!("garbage"),
+        json!(42),
+        json!([1, 2]),
+        json!({"name": 7}),
+    ] {
+        admin.set(&path, &junk).await.unwrap();
+        for p in [&mut a, &mut b] {
+            let evs = p.drain_for(Duration::from_millis(400)).await;
+            assert!(
+                !evs.iter().any(|e| matches!(e, RoomEvent::RoomClosed)),
+                "{}: {junk} ended the room: {evs:?}",
+                p.id
+            );
+        }
+    }
+    // Still a call: signaling goes through.
+    a.h()
+        .send_offer(&pid("b"), "v=0 still".into())
+        .await
+        .unwrap();
+    b.until("the offer", |e| matches!(e, RoomEvent::Offer { .. }))
+        .await;
+    // A real end is still seen, from the malformed record too (the room's data goes with it).
+    let mut destroy = serde_json::Map::new();
+    for p in ["rooms", "occupants", "offers", "answers", "ice_candidates"] {
+        destroy.insert(format!("{p}/{room}"), Value::Null);
+    }
+    admin.update("/", &destroy).await.unwrap();
+    a.until("closed", |e| *e == RoomEvent::RoomClosed).await;
+    b.until("closed", |e| *e == RoomEvent::RoomClosed).await;
+    // And from a well-formed record deleted alone.
+    let (room, mut c, _d) = common::pair(&url, "Plain").await;
+    assert!(listing.is_object());
+    admin.delete(&format!("rooms/{room}")).await.unwrap();
+    c.until("closed", |e| *e == RoomEvent::RoomClosed).await;
+}

@@ -275,12 +275,41 @@ impl Task {
             Ok(Some(ChildEvent::Removed { .. })) => {
                 self.room_keys = self.room_keys.saturating_sub(1);
                 if self.room_keys == 0 && self.room_synced {
-                    self.emit(RoomEvent::RoomClosed).await;
-                    return Flow::Stop;
+                    return self.room_emptied().await;
                 }
                 Flow::Continue
             }
             Ok(Some(ChildEvent::Changed { .. })) => Flow::Continue,
+        }
+    }
+
+    /// The room's record lost its last child: destroyed if it is now `null`, but a value that
+    /// is not an object (a string written over it) also has no children, and a malformed
+    /// record ends nothing (`docs/protocol.md` §3). Should the room then really be destroyed,
+    /// my own record goes with it, and that is noticed in [`Task::my_record_gone`].
+    async fn room_emptied(&mut self) -> Flow {
+        match self.room.db.get(&paths::room(&self.room.room_id)).await {
+            Ok(Value::Null) => {
+                self.emit(RoomEvent::RoomClosed).await;
+                Flow::Stop
+            }
+            Ok(other) => {
+                let shape = match other {
+                    Value::Object(_) => "an empty object",
+                    Value::Array(_) => "an array",
+                    Value::String(_) => "a string",
+                    Value::Number(_) => "a number",
+                    Value::Bool(_) => "a boolean",
+                    Value::Null => "null",
+                };
+                tracing::warn!(room = %self.room.room_id, shape, "ignoring a malformed room record (only null ends the room)");
+                Flow::Continue
+            }
+            Err(e) => {
+                // Cannot tell: stay; a destroyed room also removes my record, which is re-checked.
+                tracing::warn!(error = %e, "the room record emptied and cannot be read");
+                Flow::Continue
+            }
         }
     }
 
