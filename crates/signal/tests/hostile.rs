@@ -185,3 +185,49 @@ async fn a_room_record_overwritten_with_a_non_object_does_not_end_the_call() {
     admin.delete(&format!("rooms/{room}")).await.unwrap();
     c.until("closed", |e| *e == RoomEvent::RoomClosed).await;
 }
+
+/// Item 5: occupants under keys that are no peer ids (unicode, 700 characters) were taken as
+/// members, and names with terminal escapes or right-to-left overrides were shown as they are.
+/// Such keys are ignored; names are neutralised (each control or bidi character shown as
+/// U+FFFD).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_occupant_keys_are_no_members_and_names_are_neutralised() {
+    let (_dir, server) = common::server().await;
+    let url = server.url();
+    let (room, _a, mut b) = common::pair(&url, "Odd").await;
+    let admin = common::admin(&url);
+    let rec = |name: &str| {
+        json!({"name": name, "session": "mallorysession01", "joinedAt": {".sv": "timestamp"},
+               "seen": {".sv": "timestamp"},
+               "streams": {"audio": false, "video": false, "screen": false}})
+    };
+    let long = "x".repeat(700);
+    for key in ["ünïcode-peer-id", long.as_str(), "short"] {
+        admin
+            .set(&format!("occupants/{room}/{key}"), &rec("Mallory"))
+            .await
+            .unwrap();
+    }
+    admin
+        .set(
+            &format!("occupants/{room}/mallory-peer-id"),
+            &rec("Eve\u{1b}[2J\u{202e}gpj.exe"),
+        )
+        .await
+        .unwrap();
+    let ev = b
+        .until("a member", |e| matches!(e, RoomEvent::MemberJoined { .. }))
+        .await;
+    let RoomEvent::MemberJoined { member, .. } = ev else {
+        unreachable!()
+    };
+    assert_eq!(member.peer_id.as_str(), "mallory-peer-id", "{member:?}");
+    assert_eq!(member.name, "Eve\u{FFFD}[2J\u{FFFD}gpj.exe");
+    let more = b.drain_for(Duration::from_millis(500)).await;
+    assert!(
+        !more
+            .iter()
+            .any(|e| matches!(e, RoomEvent::MemberJoined { .. })),
+        "{more:?}"
+    );
+}
