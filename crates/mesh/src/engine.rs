@@ -358,8 +358,8 @@ impl RoomTask {
             RoomEvent::Candidate { from, candidate } => {
                 self.route(&from, Input::RemoteCandidate(candidate))
             }
-            RoomEvent::Evicted => {
-                // Everyone saw me leave: start every connection again.
+            RoomEvent::Evicted | RoomEvent::Reclaimed => {
+                // Everyone saw me leave (or rejoin): start every connection again.
                 for (_, peer) in std::mem::take(&mut self.peers) {
                     let _ = peer.cmd.send(PeerCommand::Close);
                 }

@@ -68,6 +68,11 @@ pub enum GiveUpReason {
     /// symmetric NAT does and a TURN relay would fix.
     #[error("could not reach this participant (a firewall may block direct connections; a TURN server would help)")]
     NoRoute,
+    /// As `NoRoute`, but no offer/answer exchange completed in that time: the messages did not
+    /// get through the signaling database (a client writing over them, a broken or different
+    /// client on the other side), so the network is not to blame and TURN would not help.
+    #[error("could not reach this participant: our offers and answers did not get through the room's database (another client may be interfering with the room, or theirs is not working)")]
+    NoSignaling,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -161,6 +166,9 @@ pub struct Negotiation {
     restarts: u32,
     restart_pending: bool,
     given_up: bool,
+    /// An offer/answer exchange completed since the link was last healthy: if it still does not
+    /// connect, the network is to blame, not signaling.
+    exchanged: bool,
     offer_sent_at: Option<Instant>,
     retry_at: Option<Instant>,
     policy: RepairPolicy,
@@ -182,6 +190,7 @@ impl Negotiation {
             restarts: 0,
             restart_pending: false,
             given_up: false,
+            exchanged: false,
             offer_sent_at: None,
             retry_at: None,
             policy,
@@ -246,6 +255,7 @@ impl Negotiation {
             Input::AnswerReady(sdp) => {
                 self.signaling = SignalingState::Stable;
                 self.has_remote_description = true;
+                self.exchanged = true;
                 let mut out = vec![Action::SendAnswer(sdp)];
                 out.extend(self.flush_candidates());
                 out.extend(self.after_stable());
@@ -262,6 +272,7 @@ impl Negotiation {
                 self.signaling = SignalingState::Stable;
                 self.offer_sent_at = None;
                 self.has_remote_description = true;
+                self.exchanged = true;
                 let mut out = self.flush_candidates();
                 out.extend(self.after_stable());
                 out
@@ -357,14 +368,23 @@ impl Negotiation {
                 Vec::new()
             }
             Link::Failed => {
-                self.unhealthy_since.get_or_insert(now);
+                self.lost_at(now);
                 self.try_restart(now)
             }
             Link::Disconnected => {
-                self.unhealthy_since.get_or_insert(now);
+                self.lost_at(now);
                 Vec::new()
             }
             Link::New | Link::Connecting => Vec::new(),
+        }
+    }
+
+    /// The link was lost at `now` (unless it already was): what came before it is no proof
+    /// that signaling still works.
+    fn lost_at(&mut self, now: Instant) {
+        if self.unhealthy_since.is_none() {
+            self.unhealthy_since = Some(now);
+            self.exchanged = false;
         }
     }
 
@@ -394,7 +414,12 @@ impl Negotiation {
         };
         if now.duration_since(since) >= self.policy.give_up_after {
             self.given_up = true;
-            return vec![Action::GiveUp(GiveUpReason::NoRoute)];
+            let why = if self.exchanged {
+                GiveUpReason::NoRoute
+            } else {
+                GiveUpReason::NoSignaling
+            };
+            return vec![Action::GiveUp(why)];
         }
         let lost = matches!(self.link, Link::Disconnected | Link::Failed);
         let restart_due =

@@ -397,3 +397,44 @@ fn the_next_timeout_is_the_nearest_thing_the_machine_would_do_on_its_own() {
         "the polite side never restarts: it wakes only to give up"
     );
 }
+
+/// Issue 18, item 2: when a forged occupant record makes the signaling carry nothing between
+/// the two sides, neither may tell its user that a firewall is to blame.
+#[test]
+fn a_peer_whose_messages_never_arrive_is_given_up_on_signaling_not_the_network() {
+    let mut w = World::new();
+    w.feed(0, Input::NegotiationNeeded);
+    for _ in 0..40 {
+        // Everything written is lost (or ignored by the other side).
+        w.net.clear();
+        w.advance(&[0, 1], Duration::from_secs(1));
+    }
+    assert_eq!(w.gave_up.len(), 2, "{:?}", w.gave_up);
+    for (_, why) in &w.gave_up {
+        assert_eq!(*why, GiveUpReason::NoSignaling);
+        let words = why.to_string();
+        assert!(
+            !words.contains("firewall") && !words.contains("TURN"),
+            "{words}"
+        );
+    }
+}
+
+#[test]
+fn a_connection_lost_after_a_good_exchange_still_blames_the_network() {
+    let mut w = World::new();
+    w.feed(0, Input::NegotiationNeeded);
+    w.settle();
+    for i in 0..2 {
+        w.feed(i, Input::LinkChanged(Link::Connected));
+    }
+    for i in 0..2 {
+        w.feed(i, Input::LinkChanged(Link::Failed));
+    }
+    for _ in 0..40 {
+        w.advance(&[0, 1], Duration::from_secs(1));
+        w.settle();
+    }
+    assert!(w.gave_up.iter().all(|(_, r)| *r == GiveUpReason::NoRoute));
+    assert!(!w.gave_up.is_empty());
+}

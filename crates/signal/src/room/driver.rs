@@ -114,6 +114,8 @@ pub(super) async fn start(
         room_keys: 0,
         room_synced: false,
         connectivity: Connectivity::default(),
+        reclaims: Vec::new(),
+        said_reclaimed: false,
     };
     let _ = task.events.send(RoomEvent::Joined { session }).await;
     tokio::spawn(task.run(rx, feeds));
@@ -165,7 +167,15 @@ struct Task {
     room_keys: usize,
     room_synced: bool,
     connectivity: Connectivity,
+    /// When I took my record back from another writer, within [`RECLAIM_WINDOW`].
+    reclaims: Vec<Instant>,
+    /// The takeover warning is logged once per room.
+    said_reclaimed: bool,
 }
+
+/// Takeovers of my record answered by a reclaim within [`RECLAIM_WINDOW`] before giving up.
+const MAX_RECLAIMS: usize = 3;
+const RECLAIM_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Whether the task goes on.
 enum Flow {
@@ -265,12 +275,41 @@ impl Task {
             Ok(Some(ChildEvent::Removed { .. })) => {
                 self.room_keys = self.room_keys.saturating_sub(1);
                 if self.room_keys == 0 && self.room_synced {
-                    self.emit(RoomEvent::RoomClosed).await;
-                    return Flow::Stop;
+                    return self.room_emptied().await;
                 }
                 Flow::Continue
             }
             Ok(Some(ChildEvent::Changed { .. })) => Flow::Continue,
+        }
+    }
+
+    /// The room's record lost its last child: destroyed if it is now `null`, but a value that
+    /// is not an object (a string written over it) also has no children, and a malformed
+    /// record ends nothing (`docs/protocol.md` §3). Should the room then really be destroyed,
+    /// my own record goes with it, and that is noticed in [`Task::my_record_gone`].
+    async fn room_emptied(&mut self) -> Flow {
+        match self.room.db.get(&paths::room(&self.room.room_id)).await {
+            Ok(Value::Null) => {
+                self.emit(RoomEvent::RoomClosed).await;
+                Flow::Stop
+            }
+            Ok(other) => {
+                let shape = match other {
+                    Value::Object(_) => "an empty object",
+                    Value::Array(_) => "an array",
+                    Value::String(_) => "a string",
+                    Value::Number(_) => "a number",
+                    Value::Bool(_) => "a boolean",
+                    Value::Null => "null",
+                };
+                tracing::warn!(room = %self.room.room_id, shape, "ignoring a malformed room record (only null ends the room)");
+                Flow::Continue
+            }
+            Err(e) => {
+                // Cannot tell: stay; a destroyed room also removes my record, which is re-checked.
+                tracing::warn!(error = %e, "the room record emptied and cannot be read");
+                Flow::Continue
+            }
         }
     }
 
@@ -297,6 +336,9 @@ impl Task {
                         .await
                 }
                 Membership::MyRecordGone => return self.my_record_gone().await,
+                Membership::MyRecordTaken { session } => {
+                    return self.my_record_taken(session).await
+                }
             }
         }
         Flow::Continue
@@ -311,28 +353,66 @@ impl Task {
             }
             Ok(_) => {
                 self.emit(RoomEvent::Evicted).await;
-                let session = paths::random_id(16);
-                if let Err(e) = register(&self.room, &session, self.streams).await {
-                    self.emit(RoomEvent::Failed(format!(
-                        "could not rejoin after being expired: {e}"
-                    )))
-                    .await;
-                    return Flow::Stop;
-                }
-                self.state.rejoin(&session);
-                self.emit(RoomEvent::Joined { session }).await;
-                let members: Vec<Member> = self.state.members().cloned().collect();
-                for member in members {
-                    let i_offer = self.room.me < member.peer_id;
-                    self.emit(RoomEvent::MemberJoined { member, i_offer }).await;
-                }
-                Flow::Continue
+                self.rejoin("could not rejoin after being expired").await
             }
             Err(e) => {
                 tracing::warn!(error = %e, "my occupant record vanished and the room cannot be read");
                 Flow::Continue
             }
         }
+    }
+
+    /// Writes my record again with a new session and presents everyone as newly joined (join
+    /// step 2, `seq` restarting at 1).
+    async fn rejoin(&mut self, failure: &str) -> Flow {
+        let session = paths::random_id(16);
+        if let Err(e) = register(&self.room, &session, self.streams).await {
+            self.emit(RoomEvent::Failed(format!("{failure}: {e}")))
+                .await;
+            return Flow::Stop;
+        }
+        self.state.rejoin(&session);
+        self.emit(RoomEvent::Joined { session }).await;
+        let members: Vec<Member> = self.state.members().cloned().collect();
+        for member in members {
+            let i_offer = self.room.me < member.peer_id;
+            self.emit(RoomEvent::MemberJoined { member, i_offer }).await;
+        }
+        Flow::Continue
+    }
+
+    /// Another writer put its session into my record. Left alone, the others take it for me
+    /// (they drop my connection and answer whatever it sends as me), and my heartbeat keeps
+    /// its record fresh; so I write mine again with a new session. A second installation
+    /// with my id would do the same to me, forever: after [`MAX_RECLAIMS`] in
+    /// [`RECLAIM_WINDOW`] the room gives up with words that say so.
+    async fn my_record_taken(&mut self, foreign: String) -> Flow {
+        let now = Instant::now();
+        self.reclaims
+            .retain(|at| now.duration_since(*at) < RECLAIM_WINDOW);
+        if self.reclaims.len() >= MAX_RECLAIMS {
+            self.emit(RoomEvent::Failed(
+                "another client keeps writing this participant's place in the room (a second \
+                 copy of the app with the same identity, or someone forging it); left the room"
+                    .into(),
+            ))
+            .await;
+            return Flow::Stop;
+        }
+        self.reclaims.push(now);
+        if !std::mem::replace(&mut self.said_reclaimed, true) {
+            tracing::warn!(
+                room = %self.room.room_id,
+                %foreign,
+                "another client wrote my occupant record with its own session; writing mine again \
+                 with a new session (said once per room)"
+            );
+        } else {
+            tracing::debug!(%foreign, "my occupant record was taken again; reclaiming");
+        }
+        self.emit(RoomEvent::Reclaimed).await;
+        self.rejoin("could not take back my place in the room")
+            .await
     }
 
     async fn inbox_event(&mut self, kind: Kind, ev: Option<StreamEvent>) -> Flow {

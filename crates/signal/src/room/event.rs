@@ -33,6 +33,10 @@ pub enum RoomEvent {
     /// My presence had expired (e.g. after a suspend) and I was removed; I joined again with a
     /// new session (a `Joined` and a `MemberJoined` per member follow): rebuild connections.
     Evicted,
+    /// Another client wrote my occupant record with its own session (someone forging me, or a
+    /// second copy of the app with my id); I wrote mine again with a new session (a `Joined`
+    /// and a `MemberJoined` per member follow): rebuild connections.
+    Reclaimed,
     /// The database connection broke; signaling resumes by itself.
     SignalingLost(String),
     /// Signaling is back; nothing was lost or repeated.

@@ -12,6 +12,12 @@ use super::paths;
 use crate::id::RoomId;
 use crate::rtdb::{ChildEvent, RtdbClient, StreamEvent, Subscription};
 
+/// A listed room: a well-formed record under a key that is a room id (`docs/protocol.md` §1;
+/// anything else could not be joined, nor named in a path).
+fn listed(key: &str, value: &serde_json::Value) -> Option<RoomInfo> {
+    RoomInfo::from_value(value).filter(|_| super::model::valid_id(key))
+}
+
 /// A change to the live room list.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
@@ -50,13 +56,13 @@ impl RoomList {
         loop {
             let ev = match self.sub.next().await? {
                 StreamEvent::Child(ChildEvent::Added { key, value }) => {
-                    RoomInfo::from_value(&value).map(|info| RoomListEvent::Added {
+                    listed(&key, &value).map(|info| RoomListEvent::Added {
                         id: key.into(),
                         info,
                     })
                 }
                 StreamEvent::Child(ChildEvent::Changed { key, value, .. }) => {
-                    match RoomInfo::from_value(&value) {
+                    match listed(&key, &value) {
                         Some(info) => Some(RoomListEvent::Changed {
                             id: key.into(),
                             info,
@@ -125,11 +131,11 @@ impl Directory {
     fn on_room(&mut self, ev: ChildEvent) -> Option<DirectoryEvent> {
         match ev {
             ChildEvent::Added { key, value } => {
-                let info = RoomInfo::from_value(&value)?;
+                let info = listed(&key, &value)?;
                 self.rooms.insert(key.clone(), info);
                 self.listed(&key)
             }
-            ChildEvent::Changed { key, value, .. } => match RoomInfo::from_value(&value) {
+            ChildEvent::Changed { key, value, .. } => match listed(&key, &value) {
                 Some(info) => {
                     self.rooms.insert(key.clone(), info);
                     self.listed(&key)
@@ -163,7 +169,9 @@ impl Directory {
         let before = here.len();
         match ev {
             StreamEvent::Child(ChildEvent::Added { key, .. }) => {
-                here.insert(key.clone());
+                if super::model::valid_peer_id(key) {
+                    here.insert(key.clone());
+                }
             }
             StreamEvent::Child(ChildEvent::Removed { key, .. }) => {
                 here.remove(key);
@@ -172,7 +180,12 @@ impl Directory {
             StreamEvent::Synced(v) => {
                 *here = v
                     .as_object()
-                    .map(|m| m.keys().cloned().collect())
+                    .map(|m| {
+                        m.keys()
+                            .filter(|k| super::model::valid_peer_id(k))
+                            .cloned()
+                            .collect()
+                    })
                     .unwrap_or_default();
             }
             _ => return None,
@@ -314,7 +327,10 @@ mod tests {
             Some(Some(0))
         );
         assert_eq!(
-            occupants(d.on_occupants("pub", &StreamEvent::Synced(json!({"a": {}, "b": {}})))),
+            occupants(d.on_occupants(
+                "pub",
+                &StreamEvent::Synced(json!({"a-peer-id": {}, "b-peer-id": {}, "no": {}}))
+            )),
             Some(Some(2))
         );
         assert_eq!(
@@ -322,12 +338,12 @@ mod tests {
             Some(None)
         );
         assert_eq!(
-            d.on_occupants("priv", &child(added("a", json!({})))),
+            d.on_occupants("priv", &child(added("a-peer-id", json!({})))),
             None,
             "a private room is not counted"
         );
         assert_eq!(
-            d.on_occupants("pub", &child(changed("a", json!({"seen": 2})))),
+            d.on_occupants("pub", &child(changed("a-peer-id", json!({"seen": 2})))),
             None,
             "a heartbeat"
         );
@@ -335,7 +351,7 @@ mod tests {
             occupants(d.on_occupants(
                 "pub",
                 &child(ChildEvent::Removed {
-                    key: "b".into(),
+                    key: "b-peer-id".into(),
                     previous: Value::Null
                 })
             )),
@@ -351,7 +367,10 @@ mod tests {
             Some(DirectoryEvent::Removed { id: "pub".into() }),
             "a damaged listing is delisted"
         );
-        assert_eq!(d.on_occupants("pub", &child(added("c", json!({})))), None);
+        assert_eq!(
+            d.on_occupants("pub", &child(added("c-peer-id", json!({})))),
+            None
+        );
         assert_eq!(d.on_room(added("bad", json!({"secured": false}))), None);
     }
 }

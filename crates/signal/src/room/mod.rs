@@ -264,6 +264,7 @@ impl Signaling {
         };
         Ok(map
             .into_iter()
+            .filter(|(id, _)| model::valid_id(id))
             .filter_map(|(id, v)| RoomInfo::from_value(&v).map(|i| (RoomId::new(id), i)))
             .collect())
     }

@@ -31,10 +31,12 @@ pub struct RoomInfo {
 }
 
 impl RoomInfo {
-    /// Parses and checks a `rooms/<id>` node.
+    /// Parses and checks a `rooms/<id>` node; the name comes back fit to show
+    /// ([`display_name`]).
     pub fn from_value(v: &Value) -> Option<Self> {
-        let info: RoomInfo = serde_json::from_value(v.clone()).ok()?;
+        let mut info: RoomInfo = serde_json::from_value(v.clone()).ok()?;
         let name_ok = !info.name.is_empty() && info.name.chars().count() <= MAX_NAME;
+        info.name = display_name(&info.name);
         (name_ok && (!info.secured || info.check.is_some())).then_some(info)
     }
 }
@@ -78,10 +80,12 @@ fn lenient_codecs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>,
 pub const MAX_CODECS: usize = 8;
 
 impl Occupant {
-    /// Parses and checks a record; `None` for anything incomplete or malformed.
+    /// Parses and checks a record; `None` for anything incomplete or malformed. The name comes
+    /// back fit to show ([`display_name`]).
     pub fn from_value(v: &Value) -> Option<Self> {
-        let o: Occupant = serde_json::from_value(v.clone()).ok()?;
+        let mut o: Occupant = serde_json::from_value(v.clone()).ok()?;
         let ok = !o.name.is_empty() && o.name.chars().count() <= MAX_NAME && valid_id(&o.session);
+        o.name = display_name(&o.name);
         ok.then_some(o)
     }
 
@@ -243,6 +247,33 @@ impl CandidateRecord {
     }
 }
 
+/// A peer id as `docs/protocol.md` §1 defines it: 8 to 64 chars of `[A-Za-z0-9_-]`. Keys read
+/// from `occupants/<space>` that are not are no members (anyone may write any key to an open
+/// database).
+pub fn valid_peer_id(s: &str) -> bool {
+    s.len() >= 8 && valid_id(s)
+}
+
+/// What is shown for a name another client wrote: control characters (terminal escapes, line
+/// breaks) and Unicode's bidirectional controls (which make "Ann\u{202e}gpj.exe" read
+/// "Annexe.jpg") are each replaced by U+FFFD, so a name can neither restyle a terminal or log
+/// nor disguise itself or the text around it.
+pub fn display_name(name: &str) -> String {
+    name.chars()
+        .map(|c| if is_hidden_control(c) { '\u{FFFD}' } else { c })
+        .collect()
+}
+
+fn is_hidden_control(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{061C}'                      // Arabic letter mark
+            | '\u{200E}' | '\u{200F}'       // left-to-right, right-to-left marks
+            | '\u{2028}' | '\u{2029}'       // line and paragraph separators
+            | '\u{202A}'..='\u{202E}'       // embeddings and overrides
+            | '\u{2066}'..='\u{2069}') // isolates
+}
+
 /// Ids, sessions: 1..64 chars of `[A-Za-z0-9_-]`.
 pub fn valid_id(s: &str) -> bool {
     !s.is_empty()
@@ -292,6 +323,22 @@ mod tests {
             Occupant::from_value(&json!({"seen": 5})).is_none(),
             "a partial record"
         );
+
+        // Names are shown neutralised, never refused for it (the record is otherwise fine).
+        let mut odd = good.clone();
+        odd["name"] = json!("Ann\u{1b}[31m\u{202e}gpj.exe\u{2066}\n");
+        assert_eq!(
+            Occupant::from_value(&odd).unwrap().name,
+            "Ann\u{FFFD}[31m\u{FFFD}gpj.exe\u{FFFD}\u{FFFD}"
+        );
+        assert_eq!(display_name("Zoë 日本 🎉"), "Zoë 日本 🎉");
+        let room = json!({"name": "Stand\u{7}up\u{200f}", "secured": false});
+        assert_eq!(
+            RoomInfo::from_value(&room).unwrap().name,
+            "Stand\u{FFFD}up\u{FFFD}"
+        );
+        assert!(valid_peer_id("abcdefgh") && !valid_peer_id("abcdefg"));
+        assert!(!valid_peer_id(&"a".repeat(65)) && !valid_peer_id("ünïcode-peer-id"));
 
         let sdp = json!({"session": "a", "to": "b", "seq": 1, "sdp": "v=0"});
         assert!(SdpRecord::from_value(&sdp).is_some());

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use super::model::{CandidateRecord, Occupant, SdpRecord};
+use super::model::{valid_peer_id, CandidateRecord, Occupant, SdpRecord};
 use super::paths::Kind;
 use crate::id::PeerId;
 use crate::rtdb::ChildEvent;
@@ -73,6 +73,10 @@ pub enum Membership {
     },
     /// My own record was removed while I am in the room.
     MyRecordGone,
+    /// My own record now holds another session: another client wrote it (a forgery, or a
+    /// second installation with my id). I must write mine again with a new session, or the
+    /// others follow the writer and my heartbeat keeps its record alive.
+    MyRecordTaken { session: String },
 }
 
 /// An accepted offer or answer (still possibly encrypted).
@@ -110,7 +114,15 @@ pub struct RoomState {
     last_answer: BTreeMap<(String, String), u64>,
     delivered_candidates: BTreeSet<(String, String)>,
     expiring: BTreeSet<(String, String)>,
+    /// My earlier sessions in this room: events about them still queued are history, not a
+    /// takeover.
+    past_sessions: Vec<String>,
+    /// The foreign session I last reclaimed my record from, until my own record is back.
+    taken_by: Option<String>,
 }
+
+/// How many of my earlier sessions are remembered (a few rejoins' worth of queued events).
+const PAST_SESSIONS: usize = 8;
 
 impl RoomState {
     /// A fresh join as `me` with `session`; members silent for `expiry_ms` are gone.
@@ -130,6 +142,8 @@ impl RoomState {
             last_answer: BTreeMap::new(),
             delivered_candidates: BTreeSet::new(),
             expiring: BTreeSet::new(),
+            past_sessions: Vec::new(),
+            taken_by: None,
         }
     }
 
@@ -139,7 +153,11 @@ impl RoomState {
 
     /// Starts over with a new session (after being expired), keeping what is known of others.
     pub fn rejoin(&mut self, session: &str) {
-        self.session = session.to_owned();
+        let old = std::mem::replace(&mut self.session, session.to_owned());
+        self.past_sessions.push(old);
+        if self.past_sessions.len() > PAST_SESSIONS {
+            self.past_sessions.remove(0);
+        }
         self.my_record_seen = false;
         self.next_seq = 0;
     }
@@ -180,6 +198,15 @@ impl RoomState {
     }
 
     fn occupant_now(&mut self, peer: String, value: &Value, local_now_ms: i64) -> Vec<Membership> {
+        if !valid_peer_id(&peer) {
+            // Not a peer id (docs/protocol.md §1): nobody could be signed in as it, and it
+            // cannot name the paths messages would go to.
+            tracing::warn!(
+                peer = %peer.chars().take(80).collect::<String>().escape_debug(),
+                "ignoring an occupant whose key is not a peer id"
+            );
+            return Vec::new();
+        }
         let Some(rec) = Occupant::from_value(value) else {
             tracing::warn!(%peer, "ignoring an incomplete or malformed occupant record");
             return Vec::new();
@@ -187,9 +214,21 @@ impl RoomState {
         if peer == self.me {
             if rec.session == self.session {
                 self.my_record_seen = true;
+                self.taken_by = None;
                 self.clock_offset_ms = Some(rec.seen - local_now_ms);
+                return Vec::new();
             }
-            return Vec::new();
+            let history = self.past_sessions.contains(&rec.session)
+                || self.taken_by.as_deref() == Some(rec.session.as_str());
+            if history {
+                return Vec::new();
+            }
+            // Until my own record is back, heartbeats would refresh the other writer's.
+            self.my_record_seen = false;
+            self.taken_by = Some(rec.session.clone());
+            return vec![Membership::MyRecordTaken {
+                session: rec.session,
+            }];
         }
         let member = Member {
             peer_id: peer.as_str().into(),
@@ -412,19 +451,19 @@ mod tests {
 
     #[test]
     fn the_smaller_id_offers_first() {
-        let mut s = RoomState::new("bob", "S", 15_000);
-        let out = s.on_occupant(added("alice", occ("a1", 0, true)), 0);
+        let mut s = RoomState::new("bob-peer", "S", 15_000);
+        let out = s.on_occupant(added("alice-peer", occ("a1", 0, true)), 0);
         assert!(matches!(
             &out[..],
             [Membership::Joined { i_offer: false, .. }]
         ));
-        let out = s.on_occupant(added("carol", occ("c1", 0, true)), 0);
+        let out = s.on_occupant(added("carol-peer", occ("c1", 0, true)), 0);
         assert!(matches!(
             &out[..],
             [Membership::Joined { i_offer: true, .. }]
         ));
         assert!(
-            s.on_occupant(added("bob", occ("S", 1000, true)), 0)
+            s.on_occupant(added("bob-peer", occ("S", 1000, true)), 0)
                 .is_empty(),
             "my own record"
         );
@@ -432,14 +471,14 @@ mod tests {
 
     #[test]
     fn heartbeats_are_silent_stream_changes_are_not_and_a_new_session_is_a_rejoin() {
-        let mut s = RoomState::new("bob", "S", 15_000);
-        s.on_occupant(added("alice", occ("a1", 0, true)), 0);
+        let mut s = RoomState::new("bob-peer", "S", 15_000);
+        s.on_occupant(added("alice-peer", occ("a1", 0, true)), 0);
         assert!(s
-            .on_occupant(changed("alice", occ("a1", 5000, true)), 0)
+            .on_occupant(changed("alice-peer", occ("a1", 5000, true)), 0)
             .is_empty());
-        let out = s.on_occupant(changed("alice", occ("a1", 6000, false)), 0);
+        let out = s.on_occupant(changed("alice-peer", occ("a1", 6000, false)), 0);
         assert!(matches!(&out[..], [Membership::StreamsChanged { streams, .. }] if !streams.video));
-        let out = s.on_occupant(changed("alice", occ("a2", 7000, false)), 0);
+        let out = s.on_occupant(changed("alice-peer", occ("a2", 7000, false)), 0);
         assert!(matches!(
             &out[..],
             [
@@ -452,16 +491,73 @@ mod tests {
         ));
     }
 
+    /// Issue 18, item 2: my record rewritten with another session is a takeover, reported
+    /// once per foreign session; my own earlier sessions are history.
+    #[test]
+    fn my_record_under_another_session_is_a_takeover_reported_once() {
+        let mut s = RoomState::new("bob-peer", "S1", 15_000);
+        s.on_occupant(added("bob-peer", occ("S1", 1000, true)), 0);
+        assert!(s.my_record_seen());
+        let out = s.on_occupant(changed("bob-peer", occ("EVIL", 2000, true)), 0);
+        assert_eq!(
+            out,
+            vec![Membership::MyRecordTaken {
+                session: "EVIL".into()
+            }]
+        );
+        assert!(!s.my_record_seen(), "no heartbeat into their record");
+        // Its heartbeats, or my own patch landing on it, before my new record is back.
+        assert!(s
+            .on_occupant(changed("bob-peer", occ("EVIL", 3000, true)), 0)
+            .is_empty());
+        s.rejoin("S2");
+        assert!(s
+            .on_occupant(changed("bob-peer", occ("S1", 3000, true)), 0)
+            .is_empty());
+        s.on_occupant(changed("bob-peer", occ("S2", 4000, true)), 0);
+        assert!(s.my_record_seen());
+        // Taken again, even by the same session, once my record was back.
+        assert_eq!(
+            s.on_occupant(changed("bob-peer", occ("EVIL", 5000, true)), 0)
+                .len(),
+            1
+        );
+    }
+
+    /// Issue 18, item 5: keys that are not peer ids are no members.
+    #[test]
+    fn occupants_whose_key_is_not_a_peer_id_are_ignored() {
+        let mut s = RoomState::new("bob-peer", "S", 15_000);
+        for key in [
+            "short",
+            "ünïcode-peer-id",
+            &"x".repeat(700),
+            "a/b-peer-id",
+            "a.b-peer-id",
+        ] {
+            assert!(
+                s.on_occupant(added(key, occ("a1", 0, true)), 0).is_empty(),
+                "{key}"
+            );
+        }
+        assert_eq!(s.members().count(), 0);
+        assert_eq!(
+            s.on_occupant(added("carol-peer", occ("c1", 0, true)), 0)
+                .len(),
+            1
+        );
+    }
+
     #[test]
     fn expiry_uses_the_server_clock_from_my_own_heartbeat() {
-        let mut s = RoomState::new("bob", "S", 15_000);
-        s.on_occupant(added("alice", occ("a1", 100_000, true)), 0);
+        let mut s = RoomState::new("bob-peer", "S", 15_000);
+        s.on_occupant(added("alice-peer", occ("a1", 100_000, true)), 0);
         assert!(
             s.newly_expired(1_000_000).is_empty(),
             "no clock yet: nobody expires"
         );
         // My own record: server said 110_000 when my local clock said 5_000.
-        s.on_occupant(added("bob", occ("S", 110_000, true)), 5_000);
+        s.on_occupant(added("bob-peer", occ("S", 110_000, true)), 5_000);
         assert!(
             s.newly_expired(10_000).is_empty(),
             "alice is 15 s old: not yet"
@@ -471,7 +567,7 @@ mod tests {
         assert!(s.newly_expired(20_000).is_empty(), "reported once");
         let out = s.on_occupant(
             ChildEvent::Removed {
-                key: "alice".into(),
+                key: "alice-peer".into(),
                 previous: Value::Null,
             },
             20_000,
@@ -479,7 +575,7 @@ mod tests {
         assert_eq!(
             out,
             vec![Membership::Left {
-                peer_id: "alice".into(),
+                peer_id: "alice-peer".into(),
                 reason: LeaveReason::Expired
             }]
         );
@@ -487,26 +583,26 @@ mod tests {
 
     #[test]
     fn messages_wait_for_their_senders_record_and_are_delivered_once_in_order() {
-        let mut s = RoomState::new("bob", "S", 15_000);
+        let mut s = RoomState::new("bob-peer", "S", 15_000);
         let offer = json!({"session": "a1", "to": "S", "seq": 1, "sdp": "v=0"});
         // The offer arrives before alice's occupant record: held, not dropped.
         assert_eq!(
-            s.on_inbox(Kind::Offer, added("alice", offer.clone())),
+            s.on_inbox(Kind::Offer, added("alice-peer", offer.clone())),
             Inbound::default()
         );
-        s.on_occupant(added("alice", occ("a1", 0, true)), 0);
-        let ready = s.ready_from("alice");
+        s.on_occupant(added("alice-peer", occ("a1", 0, true)), 0);
+        let ready = s.ready_from("alice-peer");
         assert_eq!(ready.offer.unwrap().record.sdp.as_deref(), Some("v=0"));
         // The same offer again (e.g. a reconnect) is not delivered twice.
         assert!(s
-            .on_inbox(Kind::Offer, changed("alice", offer))
+            .on_inbox(Kind::Offer, changed("alice-peer", offer))
             .offer
             .is_none());
         // Candidates in push order, each once.
         let c = |n: &str| json!({"session": "a1", "to": "S", "candidate": {"candidate": n, "sdpMid": "0", "sdpMLineIndex": 0}});
         let first = s.on_inbox(
             Kind::Candidate,
-            added("alice", json!({"-B": c("2"), "-A": c("1")})),
+            added("alice-peer", json!({"-B": c("2"), "-A": c("1")})),
         );
         let lines: Vec<_> = first
             .candidates
@@ -516,29 +612,35 @@ mod tests {
         assert_eq!(lines, ["1", "2"]);
         let more = s.on_inbox(
             Kind::Candidate,
-            changed("alice", json!({"-A": c("1"), "-B": c("2"), "-C": c("3")})),
+            changed(
+                "alice-peer",
+                json!({"-A": c("1"), "-B": c("2"), "-C": c("3")}),
+            ),
         );
         assert_eq!(more.candidates.len(), 1);
     }
 
     #[test]
     fn leftovers_of_old_sessions_are_never_delivered() {
-        let mut s = RoomState::new("bob", "S2", 15_000);
-        s.on_occupant(added("alice", occ("a1", 0, true)), 0);
+        let mut s = RoomState::new("bob-peer", "S2", 15_000);
+        s.on_occupant(added("alice-peer", occ("a1", 0, true)), 0);
         // Addressed to my previous session.
         let old = json!({"session": "a1", "to": "S1", "seq": 9, "sdp": "old"});
-        assert!(s.on_inbox(Kind::Offer, added("alice", old)).offer.is_none());
-        assert_eq!(s.stale_senders(), ["alice"]);
+        assert!(s
+            .on_inbox(Kind::Offer, added("alice-peer", old))
+            .offer
+            .is_none());
+        assert_eq!(s.stale_senders(), ["alice-peer"]);
         // From alice's previous session.
         let old = json!({"session": "a0", "to": "S2", "seq": 9, "sdp": "old"});
         assert!(s
-            .on_inbox(Kind::Offer, changed("alice", old))
+            .on_inbox(Kind::Offer, changed("alice-peer", old))
             .offer
             .is_none());
         // A forged sender that is not in the room.
         let forged = json!({"session": "zz", "to": "S2", "seq": 1, "sdp": "evil"});
         assert!(s
-            .on_inbox(Kind::Offer, added("mallory", forged))
+            .on_inbox(Kind::Offer, added("mallory-peer", forged))
             .offer
             .is_none());
     }
