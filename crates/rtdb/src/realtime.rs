@@ -460,9 +460,11 @@ impl Conn {
         path: DbPath,
         data: Result<Map<String, Value>, Value>,
     ) -> Result<(), DbError> {
-        if path.is_empty() {
+        // An update at the root is the usual multi-path form; replacing the whole database
+        // when a client goes is not supported.
+        if path.is_empty() && data.is_err() {
             return Err(DbError::BadData(
-                "an onDisconnect operation at the root is not supported".into(),
+                "an onDisconnect set at the root is not supported".into(),
             ));
         }
         let op = match &data {

@@ -239,7 +239,9 @@ async fn a_crashed_peer_expires_and_is_cleaned_up_by_the_others() {
     let (crash_tx, crash_rx) = std::sync::mpsc::channel::<()>();
     let b_thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let b = rt.block_on(async move { Peer::join(&url2, &room2, &pid("b")).await });
+        // As a client that speaks only REST: no onDisconnect, so only expiry removes it.
+        let opts = JoinOptions::new(pid("b")).without_on_disconnect();
+        let b = rt.block_on(async move { Peer::join_with(&url2, &room2, &pid("b"), opts).await });
         ready_tx.send(()).unwrap();
         crash_rx.recv().unwrap();
         rt.shutdown_background();
@@ -267,6 +269,93 @@ async fn a_crashed_peer_expires_and_is_cleaned_up_by_the_others() {
     common_wait(|| async { raw(&url, &format!("offers/{room}")).await.is_null() }).await;
     let occupants = raw(&url, &format!("occupants/{room}")).await;
     assert!(occupants.get(pid("b").as_str()).is_none());
+}
+
+/// With onDisconnect (the default), a crashed member is removed by the server the moment its
+/// connection ends, long before any heartbeat expiry: its record, its inboxes and what it sent
+/// to the others all go (`docs/protocol.md` §4b).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_peer_is_removed_at_once_by_on_disconnect() {
+    let (_dir, server) = common::server().await;
+    let url = server.url();
+    // Production presence timing: expiry would take 15 s.
+    let slow = signal::room::Timing::default();
+    let room = signaling(&url, &pid("a"))
+        .create_room("Crash", Privacy::Public)
+        .await
+        .unwrap();
+    let (a_handle, mut a_events) = signaling(&url, &pid("a"))
+        .with_timing(slow)
+        .join(&room, JoinOptions::new("a"))
+        .await
+        .unwrap();
+    let (url2, room2) = (url.clone(), room.clone());
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (crash_tx, crash_rx) = std::sync::mpsc::channel::<()>();
+    let b_thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let b = rt.block_on(async move {
+            let (h, mut ev) = signaling(&url2, &pid("b"))
+                .with_timing(slow)
+                .join(&room2, JoinOptions::new("b"))
+                .await
+                .unwrap();
+            // Until a is seen, and b's offer to a is written and the link is armed.
+            while !matches!(ev.recv().await, Some(RoomEvent::MemberJoined { .. })) {}
+            h.send_offer(&pid("a"), "v=0".into()).await.unwrap();
+            (h, ev)
+        });
+        ready_tx.send(()).unwrap();
+        crash_rx.recv().unwrap();
+        rt.shutdown_background();
+        drop(b);
+    });
+    tokio::task::spawn_blocking(move || ready_rx.recv().unwrap())
+        .await
+        .unwrap();
+    common_wait(|| async {
+        !raw(&url, &format!("offers/{room}/{}", pid("a")))
+            .await
+            .is_null()
+    })
+    .await;
+    // Give the link time to register what b sent a (it follows the join).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let crashed = tokio::time::Instant::now();
+    crash_tx.send(()).unwrap();
+    tokio::task::spawn_blocking(move || b_thread.join().unwrap())
+        .await
+        .unwrap();
+    let left = loop {
+        let ev = tokio::time::timeout(T, a_events.recv())
+            .await
+            .expect("b's departure within 10 s")
+            .expect("a's room goes on");
+        if let RoomEvent::MemberLeft { .. } = ev {
+            break ev;
+        }
+    };
+    assert_eq!(
+        left,
+        RoomEvent::MemberLeft {
+            peer_id: pid("b"),
+            reason: LeaveReason::Left
+        },
+        "removed by the server, not expired"
+    );
+    assert!(
+        crashed.elapsed() < slow.expiry,
+        "b was only removed after the heartbeat expiry"
+    );
+    assert!(raw(&url, &format!("occupants/{room}/{}", pid("b")))
+        .await
+        .is_null());
+    assert!(raw(&url, &format!("offers/{room}/{}", pid("a")))
+        .await
+        .is_null());
+    a_handle.leave().await.unwrap();
+    drop(a_handle);
+    drop(a_events);
 }
 
 async fn common_wait<F, Fut>(cond: F)

@@ -2,7 +2,7 @@
 //! and turns the pure [`RoomState`]'s decisions into database writes and [`RoomEvent`]s.
 
 use std::collections::BTreeSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
@@ -20,6 +20,9 @@ use crate::rtdb::{ChildEvent, Conditional, RtdbClient, StreamEvent, Subscription
 use media::StreamConfig;
 
 /// The room joined, as opened by [`Signaling::join`](super::Signaling::join).
+/// How long a leave waits for the server to drop its onDisconnect operations.
+const LEAVE_CANCEL: Duration = Duration::from_secs(2);
+
 pub(super) struct Room {
     pub db: RtdbClient,
     pub me: PeerId,
@@ -30,6 +33,7 @@ pub(super) struct Room {
     pub name: String,
     pub codecs: Vec<String>,
     pub timing: Timing,
+    pub on_disconnect: bool,
 }
 
 /// The streams a joined room follows, each its own connection (`docs/protocol.md` §4, Join 3).
@@ -100,6 +104,16 @@ pub(super) async fn start(
 ) -> Result<(RoomHandle, mpsc::Receiver<RoomEvent>), SignalError> {
     let session = paths::random_id(16);
     register(&room, &session, streams).await?;
+    // After the join write, so the removal it registers has something to remove; what I
+    // will send to others is added as they arrive (`arm_for`).
+    let presence = room.on_disconnect.then(|| {
+        let od = room.db.on_disconnect();
+        od.update(
+            "/",
+            cleanup_paths(&room.space, &room.me, std::iter::empty()),
+        );
+        od
+    });
     let feeds = Feeds::open(&room);
     let (tx, rx) = mpsc::channel(64);
     let (events, events_rx) = mpsc::channel(1024);
@@ -116,6 +130,7 @@ pub(super) async fn start(
         connectivity: Connectivity::default(),
         reclaims: Vec::new(),
         said_reclaimed: false,
+        presence,
     };
     let _ = task.events.send(RoomEvent::Joined { session }).await;
     tokio::spawn(task.run(rx, feeds));
@@ -171,6 +186,9 @@ struct Task {
     reclaims: Vec<Instant>,
     /// The takeover warning is logged once per room.
     said_reclaimed: bool,
+    /// My onDisconnect operations (`docs/protocol.md` §4b); dropped with the task, which
+    /// makes the server run them.
+    presence: Option<crate::rtdb::OnDisconnect>,
 }
 
 /// Takeovers of my record answered by a reclaim within [`RECLAIM_WINDOW`] before giving up.
@@ -324,6 +342,7 @@ impl Task {
             match change {
                 Membership::Joined { member, i_offer } => {
                     let peer = member.peer_id.clone();
+                    self.arm_for(&peer);
                     self.emit(RoomEvent::MemberJoined { member, i_offer }).await;
                     let ready = self.state.ready_from(&peer);
                     self.deliver(ready).await;
@@ -578,7 +597,28 @@ impl Task {
         }
     }
 
+    /// What I send `peer` goes into its inbox: have the server remove it if I vanish.
+    fn arm_for(&self, peer: &PeerId) {
+        if let Some(presence) = &self.presence {
+            let mut patch = Map::new();
+            for kind in Kind::ALL {
+                patch.insert(
+                    paths::slot(kind, &self.room.space, peer, &self.room.me),
+                    Value::Null,
+                );
+            }
+            presence.update("/", patch);
+        }
+    }
+
     async fn leave(&mut self) -> Result<(), SignalError> {
+        // A clean leave does its own cleanup; what is registered must not run later (after
+        // a rejoin it would remove the new record).
+        if let Some(presence) = self.presence.take() {
+            if let Ok(Err(e)) = tokio::time::timeout(LEAVE_CANCEL, presence.cancel()).await {
+                tracing::debug!(error = %e, "could not cancel onDisconnect");
+            }
+        }
         let others: Vec<PeerId> = self.state.members().map(|m| m.peer_id.clone()).collect();
         let patch = cleanup_paths(
             &self.room.space,

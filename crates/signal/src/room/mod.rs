@@ -99,6 +99,10 @@ pub struct JoinOptions {
     /// The video codecs I want to use, most preferred first, as written to my occupant record
     /// (`docs/protocol.md` §4a). Empty: VP8 only, the protocol's default.
     pub codecs: Vec<String>,
+    /// Register onDisconnect removal of everything I own in the room over the realtime
+    /// protocol, so that a crash removes me at once (`docs/protocol.md` §4b). Off: only the
+    /// heartbeat's expiry removes a crashed me, as for a REST-only client.
+    pub on_disconnect: bool,
 }
 
 impl JoinOptions {
@@ -109,7 +113,14 @@ impl JoinOptions {
             streams: StreamConfig::default(),
             secret: None,
             codecs: Vec::new(),
+            on_disconnect: true,
         }
+    }
+
+    /// As a client that speaks only REST would join: no onDisconnect.
+    pub fn without_on_disconnect(mut self) -> Self {
+        self.on_disconnect = false;
+        self
     }
 }
 
@@ -365,6 +376,7 @@ impl Signaling {
             name,
             codecs: options.codecs.clone(),
             timing: self.timing,
+            on_disconnect: options.on_disconnect,
         };
         driver::start(room, options.streams).await
     }

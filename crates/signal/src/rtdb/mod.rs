@@ -11,6 +11,7 @@ mod backoff;
 pub mod cache;
 mod config;
 mod error;
+pub mod presence;
 mod stream;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ pub use backoff::Backoff;
 pub use cache::ChildEvent;
 pub use config::{ClientConfig, StaticToken, TokenSource};
 pub use error::RtdbError;
+pub use presence::{LinkState, OnDisconnect};
 pub use stream::{StreamEvent, Subscription};
 
 /// Characters kept as they are in a path segment.
@@ -41,6 +43,9 @@ pub enum Conditional {
     /// Someone else changed it first: the current value and its ETag.
     Conflict { current: Value, etag: String },
 }
+
+/// Largest realtime message this client takes.
+const MAX_REALTIME_MESSAGE: usize = 32 << 20;
 
 /// The database client; cheap to clone (one connection pool shared by all clones).
 #[derive(Clone)]
@@ -77,6 +82,12 @@ impl RtdbClient {
         Ok(RtdbClient {
             inner: Arc::new(Inner { http, base, config }),
         })
+    }
+
+    /// This client's onDisconnect operations, held by a realtime-protocol connection of its
+    /// own (see [`presence`]); one per caller that needs them.
+    pub fn on_disconnect(&self) -> OnDisconnect {
+        OnDisconnect::start(self.clone())
     }
 
     /// The database URL.
