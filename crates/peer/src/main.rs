@@ -113,6 +113,10 @@ struct Args {
     /// Presence bound in ms: a member silent this long is removed (protocol default 15000).
     #[arg(long, default_value_t = 15000)]
     expiry_ms: u64,
+    /// Do not register onDisconnect removal over the realtime protocol (`docs/protocol.md`
+    /// §4b): a crash is then noticed only by the heartbeat's expiry, as for a REST-only client.
+    #[arg(long)]
+    no_on_disconnect: bool,
 }
 
 /// Signs in (anonymously) where a client of `db_url` does, keeping the credential in
@@ -426,6 +430,7 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
     let options = JoinOptions {
         streams,
         secret: args.private.clone(),
+        on_disconnect: !args.no_on_disconnect,
         ..JoinOptions::new(args.name.clone())
     };
     let mesh_config = MeshConfig {

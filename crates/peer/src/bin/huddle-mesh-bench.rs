@@ -4,7 +4,9 @@
 //! 1. join -> first remote frame, 2 peers (p50/p90 over N joins);
 //! 2. a 6-peer room: the last joiner's time until it decoded all 5 others;
 //! 3. glass-to-glass latency (capture time stamped in the pixels -> decoded), 640x360 at 30 fps;
-//! 4. CPU seconds per second of one participant as the mesh grows.
+//! 4. CPU seconds per second of one participant as the mesh grows;
+//! 5. how long a participant killed with SIGKILL stays in the others' room: with onDisconnect
+//!    (`docs/protocol.md` §4b) and, alternated in the same run, with the heartbeat alone.
 //!
 //! Every phase is bounded and stops its processes. Build first: `cargo build --release -p rtdb -p peer`.
 
@@ -34,7 +36,10 @@ struct Args {
     /// Largest mesh measured in phase 4.
     #[arg(long, default_value_t = 6)]
     max_peers: usize,
-    /// Run only this phase: join, six, latency, cpu.
+    /// Kills measured per mode in phase 5.
+    #[arg(long, default_value_t = 5)]
+    kills: usize,
+    /// Run only this phase: join, six, latency, cpu, kill.
     #[arg(long)]
     only: Option<String>,
     /// Video codec every peer wants (vp8 or h264): all connections use it.
@@ -242,6 +247,54 @@ fn bench_cpu(size: &str, seconds: u64, max_peers: usize, codec: &str) -> anyhow:
     Ok(())
 }
 
+/// Phase 5: a victim joins a watcher's call (video both ways), is killed with SIGKILL, and the
+/// time until the watcher reports it gone is taken; the two modes alternate.
+fn bench_kill(kills: usize) -> anyhow::Result<()> {
+    let db = start_db()?;
+    let small = ["--size", "160x96", "--fps", "15"];
+    let mut watcher = spawn(
+        db.url(),
+        "kill",
+        "watcher",
+        &[&["--create"][..], &small[..]].concat(),
+    )?;
+    watcher.wait("watcher joined", |v| v["type"] == "joined")?;
+    let mut times: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for i in 0..kills * 2 {
+        let heartbeat_only = i % 2 == 1;
+        let mut extra: Vec<&str> = small.to_vec();
+        if heartbeat_only {
+            extra.push("--no-on-disconnect");
+        }
+        let name = format!("victim{i}");
+        let mut victim = spawn(db.url(), "kill", &name, &extra)?;
+        let id = victim.peer_id().to_owned();
+        let mark = watcher.mark();
+        watcher.wait_from(mark, "the victim's video", |v| {
+            first_frame_ms(v).is_some() && v["peer"] == id.as_str()
+        })?;
+        // Let the link register what the victim sent (it follows the join).
+        std::thread::sleep(Duration::from_millis(500));
+        let mark = watcher.mark();
+        let killed = std::time::Instant::now();
+        victim.kill();
+        watcher.wait_from(mark, "the killed victim gone", |v| {
+            v["type"] == "member_left" && v["peer"] == id.as_str()
+        })?;
+        times[usize::from(heartbeat_only)].push(killed.elapsed().as_secs_f64() * 1000.0);
+    }
+    for (label, t) in ["onDisconnect", "heartbeat only"].iter().zip(times.iter_mut()) {
+        println!(
+            "killed participant gone ({label}, {} kills): p50 {:.0} ms, max {:.0} ms",
+            t.len(),
+            pct(t, 0.5),
+            pct(t, 1.0)
+        );
+    }
+    leave(watcher);
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let run = |p: &str| args.only.as_deref().is_none_or(|o| o == p);
@@ -262,6 +315,9 @@ fn main() -> anyhow::Result<()> {
     }
     if run("cpu") {
         bench_cpu(&args.size, args.seconds, args.max_peers, codec)?;
+    }
+    if run("kill") {
+        bench_kill(args.kills)?;
     }
     Ok(())
 }
