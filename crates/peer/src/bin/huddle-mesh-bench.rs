@@ -283,7 +283,10 @@ fn bench_kill(kills: usize) -> anyhow::Result<()> {
         })?;
         times[usize::from(heartbeat_only)].push(killed.elapsed().as_secs_f64() * 1000.0);
     }
-    for (label, t) in ["onDisconnect", "heartbeat only"].iter().zip(times.iter_mut()) {
+    for (label, t) in ["onDisconnect", "heartbeat only"]
+        .iter()
+        .zip(times.iter_mut())
+    {
         println!(
             "killed participant gone ({label}, {} kills): p50 {:.0} ms, max {:.0} ms",
             t.len(),
