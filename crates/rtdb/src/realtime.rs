@@ -38,8 +38,12 @@ pub const PATH: &str = "/.ws";
 /// stack answers by itself).
 pub const PING_EVERY: Duration = Duration::from_secs(4);
 /// A client heard from not at all for this long is gone: its connection is closed and its
-/// onDisconnect operations run.
-pub const DEAD_AFTER: Duration = Duration::from_secs(10);
+/// onDisconnect operations run. Longer than the room protocol's 15 s presence bound, so a
+/// network outage that presence would survive (the heartbeat's expiry) does not end a member's
+/// presence here either: its connection resumes when the network does (a Wi-Fi drop of 12 s is
+/// repaired by ICE without a rejoin, `crates/peer/tests/outage.rs`). A vanished machine is still
+/// removed by the others' expiry at 15 s.
+pub const DEAD_AFTER: Duration = Duration::from_secs(20);
 /// Largest message a client may send (the REST body limit, plus the envelope).
 pub const MAX_MESSAGE: usize = crate::http::MAX_BODY_BYTES + 64 * 1024;
 /// Listens one connection may hold at once.

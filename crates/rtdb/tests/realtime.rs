@@ -185,13 +185,13 @@ async fn a_silent_client_is_noticed_and_its_on_disconnect_runs() {
             break;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "a client silent for 20 s still counts as connected"
+            started.elapsed() < Duration::from_secs(30),
+            "a client silent for 30 s still counts as connected"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(
-        started.elapsed() >= Duration::from_secs(5),
+        started.elapsed() >= rtdb::realtime::DEAD_AFTER - Duration::from_secs(1),
         "removed before the client had been silent long"
     );
     drop(ws);
