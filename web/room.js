@@ -211,7 +211,9 @@ export class Room {
       const rec = parseSdpRecord(this.held[box].get(from));
       if (!rec || rec.to !== this.session || rec.session !== m.session) continue;
       const last = this.lastSeq[box].get(key) || 0;
-      if (rec.seq <= last) continue;
+      // New means not the last one again and at most 1000 away from it, either way
+      // (docs/protocol.md section 5): a seq far ahead is not the sender's and would block it.
+      if (rec.seq === last || Math.abs(rec.seq - last) > 1000) continue;
       this.lastSeq[box].set(key, rec.seq);
       if (box === 'answers') {
         this.db.delete(`answers/${this.space}/${this.me}/${from}`).catch(() => {});

@@ -231,3 +231,63 @@ async fn odd_occupant_keys_are_no_members_and_names_are_neutralised() {
         "{more:?}"
     );
 }
+
+/// Item 3: an offer (or answer) to A "from B", in B's real session, with `seq` = u64::MAX made A
+/// refuse every later message of B's session (renegotiation and ICE restarts never complete).
+/// Such a seq is refused, and B's real messages still go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poisoned_seq_does_not_block_later_offers_and_answers() {
+    let (_dir, server) = common::server().await;
+    let url = server.url();
+    let (room, mut a, b) = common::pair(&url, "Seq").await;
+    let (a_id, b_id) = (pid("a"), pid("b"));
+    let admin = common::admin(&url);
+    let (a_session, b_session) = (
+        session_of(&url, &room, &a_id).await,
+        session_of(&url, &room, &b_id).await,
+    );
+    for kind in ["offers", "answers"] {
+        admin
+            .set(
+                &format!("{kind}/{room}/{a_id}/{b_id}"),
+                &json!({"session": b_session, "to": a_session, "seq": u64::MAX,
+                        "sdp": "v=0 poison"}),
+            )
+            .await
+            .unwrap();
+    }
+    b.h()
+        .send_offer(&a_id, "v=0 real offer".into())
+        .await
+        .unwrap();
+    let got = a
+        .until("b's offer", |e| matches!(e, RoomEvent::Offer { .. }))
+        .await;
+    assert_eq!(
+        got,
+        RoomEvent::Offer {
+            from: b_id.clone(),
+            sdp: "v=0 real offer".into()
+        }
+    );
+    b.h()
+        .send_answer(&a_id, "v=0 real answer".into())
+        .await
+        .unwrap();
+    let got = a
+        .until("b's answer", |e| matches!(e, RoomEvent::Answer { .. }))
+        .await;
+    assert_eq!(
+        got,
+        RoomEvent::Answer {
+            from: b_id.clone(),
+            sdp: "v=0 real answer".into()
+        }
+    );
+    // And a renegotiation after that.
+    b.h().send_offer(&a_id, "v=0 again".into()).await.unwrap();
+    let got = a
+        .until("b's next offer", |e| matches!(e, RoomEvent::Offer { .. }))
+        .await;
+    assert!(matches!(got, RoomEvent::Offer { sdp, .. } if sdp == "v=0 again"));
+}

@@ -249,7 +249,9 @@ impl RoomState {
                     });
                 }
             }
-            Some(_) => {
+            Some(old) => {
+                let old_session = old.session.clone();
+                self.forget_session(&peer, &old_session);
                 out.push(Membership::Left {
                     peer_id: peer.as_str().into(),
                     reason: LeaveReason::Rejoined,
@@ -286,6 +288,7 @@ impl RoomState {
         let was_expiring = self
             .expiring
             .remove(&(peer.to_owned(), old.session.clone()));
+        self.forget_session(peer, &old.session);
         let reason = if stale || was_expiring {
             LeaveReason::Expired
         } else {
@@ -298,6 +301,16 @@ impl RoomState {
             peer_id: peer.into(),
             reason,
         }]
+    }
+
+    /// What was counted for `peer`'s `session`: it is over (a new session's counter restarts
+    /// at 1), and kept it would grow with every rejoin.
+    fn forget_session(&mut self, peer: &str, session: &str) {
+        let key = (peer.to_owned(), session.to_owned());
+        self.last_offer.remove(&key);
+        self.last_answer.remove(&key);
+        self.expiring.remove(&key);
+        self.delivered_candidates.retain(|(from, _)| from != peer);
     }
 
     /// Members whose heartbeat is older than the bound, each reported once per session.
@@ -362,7 +375,11 @@ impl RoomState {
             if rec.to != self.session || rec.session != sender_session {
                 continue;
             }
-            if last.get(&key).is_some_and(|&s| rec.seq <= s) {
+            let last_seq = last.get(&key).copied().unwrap_or(0);
+            if !seq_acceptable(last_seq, rec.seq) {
+                if rec.seq != last_seq {
+                    tracing::warn!(%from, ?kind, seq = rec.seq, last = last_seq, "ignoring a message whose seq no sender could have reached");
+                }
                 continue;
             }
             last.insert(key.clone(), rec.seq);
@@ -417,6 +434,22 @@ impl RoomState {
         out.dedup();
         out
     }
+}
+
+/// How far a sender's `seq` may move from the last one accepted from its session, per kind
+/// (`docs/protocol.md` §5). A real sender counts up by one per offer or answer, to everyone:
+/// between two of its messages to me it sends far fewer than this to the others.
+pub const MAX_SEQ_STEP: u64 = 1000;
+
+/// Whether a message with `seq` is new, given the last `seq` accepted of its kind from that
+/// sender session (0: none yet). The same `seq` again is the message already delivered (its
+/// slot is re-examined when the sender's record changes). A real sender only counts up, and
+/// by less than [`MAX_SEQ_STEP`]; a value far beyond is a writer that is not the sender, and
+/// taking it would refuse the sender's real messages until it caught up (for u64::MAX, never).
+/// A value behind the last, within the step, is taken too: a slot holds only the sender's
+/// latest message, so it is the sender going on after another writer pushed the count ahead.
+pub fn seq_acceptable(last: u64, seq: u64) -> bool {
+    seq != last && seq.abs_diff(last) <= MAX_SEQ_STEP && seq > 0
 }
 
 /// Messages that became deliverable, in order: answer and offer (at most one each), then
@@ -546,6 +579,42 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    /// Issue 18, item 3: a seq no sender could have reached is refused, and one behind the
+    /// last (the sender going on after someone pushed the count ahead) is taken.
+    #[test]
+    fn seq_moves_by_a_bounded_step_either_way() {
+        assert!(seq_acceptable(0, 1) && seq_acceptable(5, 6) && seq_acceptable(5, 900));
+        assert!(!seq_acceptable(5, 5), "the same message again");
+        assert!(!seq_acceptable(0, u64::MAX) && !seq_acceptable(5, 5 + MAX_SEQ_STEP + 1));
+        assert!(seq_acceptable(5 + MAX_SEQ_STEP, 6));
+
+        let mut s = RoomState::new("bob-peer", "S", 15_000);
+        s.on_occupant(added("alice-peer", occ("a1", 0, true)), 0);
+        let offer =
+            |seq: u64, sdp: &str| json!({"session": "a1", "to": "S", "seq": seq, "sdp": sdp});
+        let got = |s: &mut RoomState, v| {
+            s.on_inbox(Kind::Offer, changed("alice-peer", v))
+                .offer
+                .map(|o| o.record.sdp.unwrap())
+        };
+        assert_eq!(got(&mut s, offer(1, "one")), Some("one".into()));
+        assert_eq!(got(&mut s, offer(u64::MAX, "poison")), None);
+        assert_eq!(got(&mut s, offer(2, "two")), Some("two".into()));
+        assert_eq!(
+            got(&mut s, offer(2 + MAX_SEQ_STEP, "ahead")),
+            Some("ahead".into())
+        );
+        assert_eq!(got(&mut s, offer(3, "three")), Some("three".into()));
+        // Re-examined when alice's record changes: not delivered twice.
+        s.on_occupant(changed("alice-peer", occ("a1", 10, false)), 0);
+        assert!(s.ready_from("alice-peer").offer.is_none());
+        // Her counter restarts with a new session; the old session's count is forgotten.
+        s.on_occupant(changed("alice-peer", occ("a2", 20, false)), 0);
+        let restarted = json!({"session": "a2", "to": "S", "seq": 1, "sdp": "again"});
+        assert_eq!(got(&mut s, restarted), Some("again".into()));
+        assert_eq!(s.last_offer.len(), 1);
     }
 
     #[test]
