@@ -3,8 +3,11 @@
 //! It starts the sibling `huddle-db` binary as a child process (so its memory is measured alone),
 //! on loopback with a fresh data folder, and drives it over real sockets:
 //! 1. durable writes/s with N concurrent writers (each write acknowledged only after fsync);
-//! 2. streaming fan-out latency (write sent -> event parsed at each of N listeners), p50/p99;
-//! 3. resident memory of the server holding N idle streams.
+//! 2. streaming fan-out latency (write sent -> event parsed at each of N listeners), p50/p99,
+//!    over SSE and over the realtime protocol (`/.ws`, one WebSocket per listener), one after
+//!    the other in the same run;
+//! 3. resident memory of the server holding N idle SSE streams, then N idle realtime
+//!    connections (each with one listen).
 //!
 //! Every phase is bounded in time or count and stops by itself.
 
@@ -259,6 +262,110 @@ async fn bench_fanout(
     Ok(())
 }
 
+type Ws = tokio_tungstenite::WebSocketStream<
+    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+>;
+
+/// A realtime connection listening at `path`, its hello and first push read.
+async fn ws_listen(url: &str, path: &str) -> anyhow::Result<Ws> {
+    use futures_util::SinkExt;
+    let ws_url = format!("{}/.ws?v=5&ns=bench", url.replacen("http", "ws", 1));
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await?;
+    let listen = json!({"t": "d", "d": {"r": 1, "a": "q", "b": {"p": path, "h": ""}}});
+    ws.send(tokio_tungstenite::tungstenite::Message::text(listen.to_string()))
+        .await?;
+    // Hello, the initial push, the listen's answer.
+    for _ in 0..3 {
+        ws.next().await.context("connection closed early")??;
+    }
+    Ok(ws)
+}
+
+async fn bench_fanout_realtime(
+    server: &ServerProcess,
+    listeners: usize,
+    writes: usize,
+) -> anyhow::Result<()> {
+    let url = server.url.as_str();
+    let origin = Instant::now();
+    let samples = Arc::new(std::sync::Mutex::new(Vec::with_capacity(
+        listeners * writes,
+    )));
+    let mut tasks = Vec::new();
+    for _ in 0..listeners {
+        let mut ws = ws_listen(url, "/fan").await?;
+        let samples = samples.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(Ok(msg)) = ws.next().await {
+                let tokio_tungstenite::tungstenite::Message::Text(text) = msg else {
+                    continue;
+                };
+                let now = origin.elapsed().as_micros() as u64;
+                // The same string scan as the SSE reader, for the same reason.
+                let sent = text
+                    .as_str()
+                    .split("\"sent_us\":")
+                    .nth(1)
+                    .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+                    .and_then(|n| n.parse::<u64>().ok());
+                if let (Some(sent), Ok(mut s)) = (sent, samples.lock()) {
+                    s.push((now.saturating_sub(sent)) as f64 / 1000.0);
+                }
+            }
+        }));
+    }
+    let writer = reqwest::Client::new();
+    let cpu_before = server.cpu_secs()?;
+    for _ in 0..writes {
+        let sent = origin.elapsed().as_micros() as u64;
+        writer
+            .put(format!("{url}/fan.json"))
+            .body(json!({"sent_us": sent}).to_string())
+            .send()
+            .await?;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let server_cpu = server.cpu_secs()? - cpu_before;
+    for t in &tasks {
+        t.abort();
+    }
+    let mut s = samples
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .clone();
+    s.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    println!(
+        "fan-out (realtime): {listeners} listeners x {writes} writes = {} events (expected {}); write->event latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; server CPU {:.1} us per delivered event",
+        s.len(),
+        listeners * writes,
+        percentile(&s, 0.5),
+        percentile(&s, 0.99),
+        s.last().copied().unwrap_or(f64::NAN),
+        server_cpu * 1e6 / s.len().max(1) as f64
+    );
+    Ok(())
+}
+
+async fn bench_idle_realtime(server: &ServerProcess, connections: usize) -> anyhow::Result<()> {
+    let before = server.rss_mib()?;
+    let mut held = Vec::with_capacity(connections);
+    for i in 0..connections {
+        let ws = ws_listen(&server.url, &format!("/idle/{}", i % 100))
+            .await
+            .with_context(|| format!("opening realtime connection {i}"))?;
+        held.push(ws);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = server.rss_mib()?;
+    println!(
+        "idle realtime connections: {connections} open, one listen each; server RSS {before:.1} MiB before, {after:.1} MiB with them ({:.1} KiB per connection)",
+        (after - before) * 1024.0 / connections as f64
+    );
+    drop(held);
+    Ok(())
+}
+
 async fn bench_idle(server: &ServerProcess, streams: usize) -> anyhow::Result<()> {
     let before = server.rss_mib()?;
     let client = reqwest::Client::builder()
@@ -305,10 +412,16 @@ async fn main() -> anyhow::Result<()> {
     if run("fanout") {
         let server = ServerProcess::start()?;
         bench_fanout(&server, args.listeners, args.fanout_writes).await?;
+        drop(server);
+        let server = ServerProcess::start()?;
+        bench_fanout_realtime(&server, args.listeners, args.fanout_writes).await?;
     }
     if run("idle") {
         let server = ServerProcess::start()?;
         bench_idle(&server, args.idle_streams).await?;
+        drop(server);
+        let server = ServerProcess::start()?;
+        bench_idle_realtime(&server, args.idle_streams).await?;
     }
     Ok(())
 }
