@@ -262,9 +262,8 @@ async fn bench_fanout(
     Ok(())
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A realtime connection listening at `path`, its hello and first push read.
 async fn ws_listen(url: &str, path: &str) -> anyhow::Result<Ws> {
@@ -272,8 +271,10 @@ async fn ws_listen(url: &str, path: &str) -> anyhow::Result<Ws> {
     let ws_url = format!("{}/.ws?v=5&ns=bench", url.replacen("http", "ws", 1));
     let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await?;
     let listen = json!({"t": "d", "d": {"r": 1, "a": "q", "b": {"p": path, "h": ""}}});
-    ws.send(tokio_tungstenite::tungstenite::Message::text(listen.to_string()))
-        .await?;
+    ws.send(tokio_tungstenite::tungstenite::Message::text(
+        listen.to_string(),
+    ))
+    .await?;
     // Hello, the initial push, the listen's answer.
     for _ in 0..3 {
         ws.next().await.context("connection closed early")??;
