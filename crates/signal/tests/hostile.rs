@@ -291,3 +291,120 @@ async fn a_poisoned_seq_does_not_block_later_offers_and_answers() {
         .await;
     assert!(matches!(got, RoomEvent::Offer { sdp, .. } if sdp == "v=0 again"));
 }
+
+/// How many children the database holds at `path` (0 when absent; `usize::MAX` when it
+/// cannot tell: the old code's A kept the server too busy to answer).
+async fn children(url: &str, path: &str) -> usize {
+    match common::admin(url).get(path).await {
+        Ok(Value::Object(m)) => m.len(),
+        Ok(Value::Null) => 0,
+        Ok(_) => 1,
+        Err(_) => usize::MAX,
+    }
+}
+
+/// Pushes `n` candidates to `path` with `session`/`to`, from 8 writers at once.
+async fn flood(url: &str, path: &str, session: &str, to: &str, n: usize) {
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let (admin, path) = (common::admin(url), path.to_owned());
+        let rec = json!({"session": session, "to": to,
+                         "candidate": {"candidate": format!("candidate:{w} 1 udp 2122260223 10.0.0.{w} 40000 typ host"),
+                                       "sdpMid": "0", "sdpMLineIndex": 0}});
+        writers.push(tokio::spawn(async move {
+            for _ in 0..n / 8 {
+                admin.push(&path, &rec).await.unwrap();
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+}
+
+/// Item 1: 5,000 candidates pushed "from B" to A, in B's session, took A to 4.7 GB (every push
+/// re-delivered B's whole queue, and every held candidate was parsed again) and all were
+/// handed to the engine; 100,000 to a stale session of A's stayed in the database and in A's
+/// memory. Now A delivers at most MAX_CANDIDATES per sender session, deletes the rest unread
+/// (and everything addressed to a session not its own), and the call goes on: B's next offer,
+/// A's answer and B's candidates after it go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_candidate_flood_is_bounded_deleted_and_the_call_goes_on() {
+    let (_dir, server) = common::server().await;
+    let url = server.url();
+    let (room, mut a, mut b) = common::pair(&url, "Flood").await;
+    let (a_id, b_id) = (pid("a"), pid("b"));
+    let (a_session, b_session) = (
+        session_of(&url, &room, &a_id).await,
+        session_of(&url, &room, &b_id).await,
+    );
+    let slot = format!("ice_candidates/{room}/{a_id}/{b_id}");
+    const FLOOD: usize = 12_000;
+    const STALE: usize = 4_000;
+    let flooding = {
+        let (url, slot, b_session, a_session) = (
+            url.clone(),
+            slot.clone(),
+            b_session.clone(),
+            a_session.clone(),
+        );
+        tokio::spawn(async move {
+            flood(&url, &slot, &b_session, &a_session, FLOOD).await;
+            flood(&url, &slot, &b_session, "stalestalestale1", STALE).await;
+        })
+    };
+    // A takes its allowance and deletes the rest; the queue empties once the writers stop.
+    let mut delivered = 0;
+    let mut done = false;
+    for _ in 0..240 {
+        delivered += a
+            .drain_for(Duration::from_millis(250))
+            .await
+            .iter()
+            .filter(|e| matches!(e, RoomEvent::Candidate { from, .. } if *from == b_id))
+            .count();
+        if !done && flooding.is_finished() {
+            done = true;
+        }
+        if done && children(&url, &slot).await == 0 {
+            break;
+        }
+    }
+    flooding.await.unwrap();
+    let left = children(&url, &slot).await;
+    assert_eq!(left, 0, "A left {left} of the flood in its inbox");
+    assert_eq!(
+        delivered,
+        signal::room::MAX_CANDIDATES,
+        "delivered to the engine"
+    );
+
+    // The call goes on: a renegotiation from B, and its candidates (a new allowance).
+    b.h().send_offer(&a_id, "v=0 after".into()).await.unwrap();
+    let got = a
+        .until("b's offer", |e| matches!(e, RoomEvent::Offer { .. }))
+        .await;
+    assert!(matches!(got, RoomEvent::Offer { sdp, .. } if sdp == "v=0 after"));
+    a.h().send_answer(&b_id, "v=0 answer".into()).await.unwrap();
+    b.until("a's answer", |e| matches!(e, RoomEvent::Answer { .. }))
+        .await;
+    let real = signal::room::Candidate {
+        candidate: "candidate:9 1 udp 2122260223 127.0.0.1 40009 typ host".into(),
+        sdp_mid: Some("0".into()),
+        sdp_m_line_index: Some(0),
+        username_fragment: None,
+    };
+    b.h().send_candidate(&a_id, real.clone()).await.unwrap();
+    let got = a
+        .until("b's candidate", |e| {
+            matches!(e, RoomEvent::Candidate { .. })
+        })
+        .await;
+    assert_eq!(
+        got,
+        RoomEvent::Candidate {
+            from: b_id.clone(),
+            candidate: real
+        }
+    );
+}

@@ -66,10 +66,26 @@ impl Feeds {
             occupants: room.db.subscribe(&paths::occupants(&room.space)),
             offers: inbox(Kind::Offer),
             answers: inbox(Kind::Answer),
-            candidates: inbox(Kind::Candidate),
+            // Candidates one at a time, never a sender's whole queue per push (issue 18,
+            // item 1); what the state machine will not hold need not be kept here either.
+            candidates: room.db.subscribe_nested(
+                &paths::inbox(Kind::Candidate, &room.space, &room.me),
+                KEEP_CANDIDATES,
+            ),
         }
     }
 }
+
+/// Candidates kept per sender by the candidates stream's cache: what is delivered or held
+/// (each bounded by [`super::state::MAX_CANDIDATES`]) until the deletion is seen, with room
+/// for deletions running behind.
+const KEEP_CANDIDATES: usize = 5 * super::state::MAX_CANDIDATES;
+
+/// Paths deleted per request by the [`janitor`].
+const JANITOR_BATCH: usize = 1000;
+/// Deletions waiting for the janitor; past this, a candidate is left in the database (my
+/// next join empties my inbox).
+const JANITOR_QUEUE: usize = 20_000;
 
 /// Which feeds are down: signaling is reported lost when the first one breaks, and restored
 /// only when every one that broke is in sync again.
@@ -119,6 +135,7 @@ pub(super) async fn start(
     let (events, events_rx) = mpsc::channel(1024);
     let handle = RoomHandle::new(tx, room.me.clone(), room.room_id.clone());
     let expiry_ms = room.timing.expiry.as_millis() as i64;
+    let room_db_clone = room.db.clone();
     let task = Task {
         state: RoomState::new(&room.me, &session, expiry_ms),
         room,
@@ -131,6 +148,7 @@ pub(super) async fn start(
         reclaims: Vec::new(),
         said_reclaimed: false,
         presence,
+        janitor: janitor(room_db_clone),
     };
     let _ = task.events.send(RoomEvent::Joined { session }).await;
     tokio::spawn(task.run(rx, feeds));
@@ -189,11 +207,43 @@ struct Task {
     /// My onDisconnect operations (`docs/protocol.md` §4b); dropped with the task, which
     /// makes the server run them.
     presence: Option<crate::rtdb::OnDisconnect>,
+    /// Deletes consumed and discarded candidates, in batches.
+    janitor: mpsc::Sender<String>,
+}
+
+/// A task deleting the paths it is sent, many per request: one request per candidate would
+/// be 100,000 requests for a flood. It ends, after the last batch, when the room task does.
+fn janitor(db: RtdbClient) -> mpsc::Sender<String> {
+    let (tx, mut rx) = mpsc::channel::<String>(JANITOR_QUEUE);
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut batch = Map::new();
+            batch.insert(first, Value::Null);
+            while batch.len() < JANITOR_BATCH {
+                match rx.try_recv() {
+                    Ok(p) => {
+                        batch.insert(p, Value::Null);
+                    }
+                    Err(_) => break,
+                }
+            }
+            if let Err(e) = db.update("/", &batch).await {
+                tracing::debug!(error = %e, paths = batch.len(), "could not delete candidates");
+            }
+        }
+    });
+    tx
 }
 
 /// Takeovers of my record answered by a reclaim within [`RECLAIM_WINDOW`] before giving up.
 const MAX_RECLAIMS: usize = 3;
 const RECLAIM_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A change a feed reported.
+enum Change {
+    Child(ChildEvent),
+    Nested(crate::rtdb::NestedEvent),
+}
 
 /// Whether the task goes on.
 enum Flow {
@@ -243,9 +293,10 @@ impl Task {
         &mut self,
         feed: Feed,
         ev: Option<StreamEvent>,
-    ) -> Result<Option<ChildEvent>, Flow> {
+    ) -> Result<Option<Change>, Flow> {
         match ev {
-            Some(StreamEvent::Child(c)) => Ok(Some(c)),
+            Some(StreamEvent::Child(c)) => Ok(Some(Change::Child(c))),
+            Some(StreamEvent::Nested(n)) => Ok(Some(Change::Nested(n))),
             Some(StreamEvent::Synced(_)) => {
                 if self.connectivity.synced(feed) {
                     self.emit(RoomEvent::SignalingRestored).await;
@@ -286,18 +337,18 @@ impl Task {
         match self.connection(Feed::Room, ev).await {
             Err(flow) => flow,
             Ok(None) => Flow::Continue,
-            Ok(Some(ChildEvent::Added { .. })) => {
+            Ok(Some(Change::Child(ChildEvent::Added { .. }))) => {
                 self.room_keys += 1;
                 Flow::Continue
             }
-            Ok(Some(ChildEvent::Removed { .. })) => {
+            Ok(Some(Change::Child(ChildEvent::Removed { .. }))) => {
                 self.room_keys = self.room_keys.saturating_sub(1);
                 if self.room_keys == 0 && self.room_synced {
                     return self.room_emptied().await;
                 }
                 Flow::Continue
             }
-            Ok(Some(ChildEvent::Changed { .. })) => Flow::Continue,
+            Ok(Some(_)) => Flow::Continue,
         }
     }
 
@@ -334,8 +385,8 @@ impl Task {
     async fn occupant_event(&mut self, ev: Option<StreamEvent>) -> Flow {
         let child = match self.connection(Feed::Occupants, ev).await {
             Err(flow) => return flow,
-            Ok(None) => return Flow::Continue,
-            Ok(Some(c)) => c,
+            Ok(Some(Change::Child(c))) => c,
+            Ok(_) => return Flow::Continue,
         };
         let now = self.now();
         for change in self.state.on_occupant(child, now) {
@@ -360,6 +411,8 @@ impl Task {
                 }
             }
         }
+        // Candidates held for a session that just ended.
+        self.discard();
         Flow::Continue
     }
 
@@ -391,6 +444,8 @@ impl Task {
             return Flow::Stop;
         }
         self.state.rejoin(&session);
+        // What it discards was in my inbox, which the join write just emptied.
+        drop(self.state.take_discarded());
         self.emit(RoomEvent::Joined { session }).await;
         let members: Vec<Member> = self.state.members().cloned().collect();
         for member in members {
@@ -438,8 +493,13 @@ impl Task {
         match self.connection(Feed::Inbox(kind), ev).await {
             Err(flow) => flow,
             Ok(None) => Flow::Continue,
-            Ok(Some(child)) => {
+            Ok(Some(Change::Child(child))) => {
                 let ready = self.state.on_inbox(kind, child);
+                self.deliver(ready).await;
+                Flow::Continue
+            }
+            Ok(Some(Change::Nested(n))) => {
+                let ready = self.state.on_candidate(&n.parent, n.event);
                 self.deliver(ready).await;
                 Flow::Continue
             }
@@ -495,21 +555,26 @@ impl Task {
                 self.emit(RoomEvent::Offer { from, sdp }).await
             }
         }
-        if ready.candidates.is_empty() {
-            return;
-        }
-        let mut consumed = Map::new();
         for c in ready.candidates {
             self.deliver_candidate(&c).await;
-            let slot = paths::slot(Kind::Candidate, &self.room.space, &self.room.me, &c.from);
-            consumed.insert(format!("{slot}/{}", c.id), Value::Null);
+            self.delete_candidate(&c.from, &c.id);
         }
-        let db = self.room.db.clone();
-        tokio::spawn(async move {
-            if let Err(e) = db.update("/", &consumed).await {
-                tracing::debug!(error = %e, "could not clear consumed candidates");
-            }
-        });
+        self.discard();
+    }
+
+    /// Deletes what the state machine discarded (`docs/protocol.md` §2a: the receiver may
+    /// delete any candidate in its inbox).
+    fn discard(&mut self) {
+        for (from, id) in self.state.take_discarded() {
+            self.delete_candidate(&from, &id);
+        }
+    }
+
+    fn delete_candidate(&self, from: &str, id: &str) {
+        let slot = paths::slot(Kind::Candidate, &self.room.space, &self.room.me, from);
+        if self.janitor.try_send(format!("{slot}/{id}")).is_err() {
+            tracing::debug!("candidate deletions are behind; leaving one in the database");
+        }
     }
 
     async fn deliver_candidate(&self, c: &AcceptedCandidate) {

@@ -264,6 +264,7 @@ impl RoomDirectory {
                         StreamEvent::Child(child) => self.directory.on_room(child),
                         StreamEvent::Synced(_) => Some(DirectoryEvent::Synced),
                         StreamEvent::Disconnected(why) => Some(DirectoryEvent::Disconnected(why)),
+                        StreamEvent::Nested(_) => None,
                         StreamEvent::Denied(_) | StreamEvent::Cancelled => return None,
                     };
                     self.follow(&ev);

@@ -54,7 +54,7 @@ pub use handle::RoomHandle;
 pub use list::{DirectoryEvent, Listing, RoomDirectory, RoomList, RoomListEvent};
 pub use model::{Candidate, RecordError, RoomInfo};
 pub use paths::Kind;
-pub use state::{LeaveReason, Member};
+pub use state::{LeaveReason, Member, MAX_CANDIDATES};
 
 /// A new random peer id, to keep for an installation (`docs/protocol.md` §1).
 pub fn new_peer_id() -> PeerId {

@@ -108,11 +108,11 @@ pub struct RoomState {
     /// Latest raw value per sender, per inbox.
     offers: BTreeMap<String, Value>,
     answers: BTreeMap<String, Value>,
-    candidates: BTreeMap<String, Value>,
     /// Highest seq accepted per (sender, sender session), per kind.
     last_offer: BTreeMap<(String, String), u64>,
     last_answer: BTreeMap<(String, String), u64>,
-    delivered_candidates: BTreeSet<(String, String)>,
+    /// What is known of candidates; every part bounded (issue 18, item 1).
+    cands: Candidates,
     expiring: BTreeSet<(String, String)>,
     /// My earlier sessions in this room: events about them still queued are history, not a
     /// takeover.
@@ -123,6 +123,71 @@ pub struct RoomState {
 
 /// How many of my earlier sessions are remembered (a few rejoins' worth of queued events).
 const PAST_SESSIONS: usize = 8;
+
+/// Candidates delivered per sender session, counted from the last offer or answer accepted
+/// from it (`docs/protocol.md` §5). A real connection trickles tens: a host candidate per
+/// local address and transport, one server-reflexive per STUN server, one relayed per TURN
+/// server, gathered again after an ICE restart (each comes with an offer or answer). Past it
+/// the sender is flooding (issue 18, item 1: 5,000 took a peer to 4.7 GB and its video to
+/// 0-7 fps) and the rest is deleted unread.
+pub const MAX_CANDIDATES: usize = 200;
+
+/// Candidates held per sender until its occupant record vouches for them.
+const MAX_PENDING: usize = MAX_CANDIDATES;
+/// ... and in all: senders need not be members, and anyone may write any key.
+const MAX_PENDING_TOTAL: usize = 4 * MAX_CANDIDATES;
+/// Ended sessions remembered, to tell their late candidates from early ones of a new session.
+const ENDED_SESSIONS: usize = 64;
+
+/// The candidates side of the inbox. Nothing here grows with what a sender writes: a
+/// candidate is looked at once, when it arrives (or once more when its sender's record does),
+/// and is delivered, held (bounded) or discarded; discarded ones are deleted from the
+/// database by the driver ([`RoomState::take_discarded`]).
+#[derive(Debug, Default)]
+struct Candidates {
+    /// Not yet deliverable (the sender's record, or its session, not seen yet), per sender,
+    /// by push id (push order).
+    pending: BTreeMap<String, BTreeMap<String, CandidateRecord>>,
+    pending_total: usize,
+    /// Delivered and not yet seen removed: a reconnect's replay is not delivered twice.
+    delivered: BTreeSet<(String, String)>,
+    /// Delivered per (sender, sender session) since its last accepted offer or answer.
+    accepted: BTreeMap<(String, String), usize>,
+    /// (sender, session or reason) already warned about: one warning, not one per candidate.
+    warned: BTreeSet<(String, String)>,
+    /// Addressed to a session not mine, per member (a few are leftovers of a rejoin).
+    misaddressed: BTreeMap<String, usize>,
+    /// Warned about senders that are not members.
+    said_strangers: bool,
+    /// (sender, session) pairs that ended: their candidates are leftovers.
+    ended: std::collections::VecDeque<(String, String)>,
+    /// To delete from the database, unread: (sender, push id).
+    discarded: Vec<(String, String)>,
+}
+
+impl Candidates {
+    fn warn_once(&mut self, from: &str, what: &str) -> bool {
+        self.warned.insert((from.to_owned(), what.to_owned()))
+    }
+
+    fn discard(&mut self, from: &str, id: &str) {
+        self.discarded.push((from.to_owned(), id.to_owned()));
+    }
+
+    fn unhold(&mut self, from: &str, id: &str) -> Option<CandidateRecord> {
+        let held = self.pending.get_mut(from)?;
+        let rec = held.remove(id)?;
+        if held.is_empty() {
+            self.pending.remove(from);
+        }
+        self.pending_total -= 1;
+        Some(rec)
+    }
+
+    fn ended(&self, from: &str, session: &str) -> bool {
+        self.ended.iter().any(|(f, s)| f == from && s == session)
+    }
+}
 
 impl RoomState {
     /// A fresh join as `me` with `session`; members silent for `expiry_ms` are gone.
@@ -137,10 +202,9 @@ impl RoomState {
             next_seq: 0,
             offers: BTreeMap::new(),
             answers: BTreeMap::new(),
-            candidates: BTreeMap::new(),
             last_offer: BTreeMap::new(),
             last_answer: BTreeMap::new(),
-            delivered_candidates: BTreeSet::new(),
+            cands: Candidates::default(),
             expiring: BTreeSet::new(),
             past_sessions: Vec::new(),
             taken_by: None,
@@ -160,6 +224,19 @@ impl RoomState {
         }
         self.my_record_seen = false;
         self.next_seq = 0;
+        // Every connection starts over with my new session, and so does every allowance;
+        // what was held for the old one is a leftover.
+        self.cands.accepted.clear();
+        let held: Vec<(String, String)> = self
+            .cands
+            .pending
+            .iter()
+            .flat_map(|(f, m)| m.keys().map(move |id| (f.clone(), id.clone())))
+            .collect();
+        for (from, id) in held {
+            self.cands.unhold(&from, &id);
+            self.cands.discard(&from, &id);
+        }
     }
 
     /// The other participants.
@@ -296,7 +373,12 @@ impl RoomState {
         };
         self.offers.remove(peer);
         self.answers.remove(peer);
-        self.candidates.remove(peer);
+        // What it sent goes with it (its own leave, or the expiry's cleanup, deletes it).
+        if let Some(held) = self.cands.pending.remove(peer) {
+            self.cands.pending_total -= held.len();
+        }
+        self.cands.misaddressed.remove(peer);
+        self.cands.warned.retain(|(from, _)| from != peer);
         vec![Membership::Left {
             peer_id: peer.into(),
             reason,
@@ -310,7 +392,29 @@ impl RoomState {
         self.last_offer.remove(&key);
         self.last_answer.remove(&key);
         self.expiring.remove(&key);
-        self.delivered_candidates.retain(|(from, _)| from != peer);
+        self.cands.delivered.retain(|(from, _)| from != peer);
+        self.cands.accepted.remove(&key);
+        self.cands.warned.remove(&key);
+        self.cands.ended.push_back(key);
+        if self.cands.ended.len() > ENDED_SESSIONS {
+            self.cands.ended.pop_front();
+        }
+        // Its candidates held for that session are leftovers now.
+        let stale: Vec<String> = self
+            .cands
+            .pending
+            .get(peer)
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, r)| r.session == session)
+                    .map(|(id, _)| id.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for id in stale {
+            self.cands.unhold(peer, &id);
+            self.cands.discard(peer, &id);
+        }
     }
 
     /// Members whose heartbeat is older than the bound, each reported once per session.
@@ -342,7 +446,12 @@ impl RoomState {
         let store = match kind {
             Kind::Offer => &mut self.offers,
             Kind::Answer => &mut self.answers,
-            Kind::Candidate => &mut self.candidates,
+            Kind::Candidate => {
+                // Candidates come one at a time ([`RoomState::on_candidate`]); a sender's whole
+                // queue at once is not a form the nested stream produces.
+                tracing::debug!(%from, "ignoring a whole candidate queue");
+                return Inbound::default();
+            }
         };
         match value {
             Some(v) => {
@@ -383,6 +492,8 @@ impl RoomState {
                 continue;
             }
             last.insert(key.clone(), rec.seq);
+            // A new exchange (an ICE restart gathers again): a new allowance of candidates.
+            self.cands.accepted.remove(&key);
             let accepted = AcceptedSdp {
                 from: from.into(),
                 record: rec,
@@ -392,32 +503,170 @@ impl RoomState {
                 _ => out.answer = Some(accepted),
             }
         }
-        if let Some(Value::Object(map)) = self.candidates.get(from) {
-            // Push ids sort by time: BTreeMap iteration is push order.
-            for (id, raw) in map {
-                let rec = match CandidateRecord::from_value(raw) {
-                    Ok(rec) => rec,
-                    Err(error) => {
-                        tracing::warn!(%from, %id, %error, "ignoring a malformed candidate");
-                        continue;
-                    }
-                };
-                if rec.to != self.session || rec.session != sender_session {
-                    continue;
-                }
-                if self
-                    .delivered_candidates
-                    .insert((from.to_owned(), id.clone()))
-                {
-                    out.candidates.push(AcceptedCandidate {
-                        from: from.into(),
-                        id: id.clone(),
-                        record: rec,
-                    });
-                }
+        // Held candidates, looked at again now that the sender's record changed.
+        let held: Vec<String> = self
+            .cands
+            .pending
+            .get(from)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        for id in held {
+            if let Some(rec) = self.cands.unhold(from, &id) {
+                self.examine(from, id, rec, &mut out);
             }
         }
         out
+    }
+
+    /// A child event of my candidates inbox: one candidate `from` a sender, added, changed
+    /// or removed. Costs what the one candidate costs, however many the sender wrote.
+    pub fn on_candidate(&mut self, from: &str, ev: ChildEvent) -> Inbound {
+        let mut out = Inbound::default();
+        let (id, value) = match ev {
+            ChildEvent::Added { key, value } | ChildEvent::Changed { key, value, .. } => {
+                (key, value)
+            }
+            ChildEvent::Removed { key, .. } => {
+                // Consumed (or discarded): forget it.
+                self.cands.delivered.remove(&(from.to_owned(), key.clone()));
+                self.cands.unhold(from, &key);
+                return out;
+            }
+        };
+        let key = (from.to_owned(), id);
+        if self.cands.delivered.contains(&key) {
+            return out;
+        }
+        let (from_owned, id) = key;
+        let from = from_owned.as_str();
+        if !valid_peer_id(from) {
+            self.stranger(from, &id, "a sender key that is not a peer id");
+            return out;
+        }
+        let rec = match CandidateRecord::from_value(&value) {
+            Ok(rec) => rec,
+            Err(error) => {
+                if self.members.contains_key(from) && self.cands.warn_once(from, "malformed") {
+                    tracing::warn!(%from, %error, "ignoring a malformed candidate (said once per sender)");
+                }
+                self.cands.discard(from, &id);
+                return out;
+            }
+        };
+        self.examine(from, id, rec, &mut out);
+        out
+    }
+
+    /// One candidate, parsed: delivered, held or discarded.
+    fn examine(&mut self, from: &str, id: String, rec: CandidateRecord, out: &mut Inbound) {
+        if rec.to != self.session {
+            // To an earlier session of mine (or none): a leftover, never deliverable.
+            self.misaddressed(from);
+            self.cands.discard(from, &id);
+            return;
+        }
+        let current = self.members.get(from).map(|m| m.session.as_str());
+        if current != Some(rec.session.as_str()) {
+            if self.cands.ended(from, &rec.session) {
+                self.cands.discard(from, &id);
+                return;
+            }
+            self.hold(from, id, rec);
+            return;
+        }
+        let key = (from.to_owned(), rec.session.clone());
+        let count = self.cands.accepted.entry(key).or_insert(0);
+        if *count >= MAX_CANDIDATES {
+            if self.cands.warn_once(from, &rec.session) {
+                tracing::warn!(
+                    %from,
+                    session = %rec.session,
+                    limit = MAX_CANDIDATES,
+                    "a participant sent more ICE candidates than any connection needs; \
+                     deleting the rest unread (said once per session)"
+                );
+            }
+            self.cands.discard(from, &id);
+            return;
+        }
+        *count += 1;
+        self.cands.delivered.insert((from.to_owned(), id.clone()));
+        out.candidates.push(AcceptedCandidate {
+            from: from.into(),
+            id,
+            record: rec,
+        });
+    }
+
+    /// Held until `from`'s record (or its new session) arrives, within bounds.
+    fn hold(&mut self, from: &str, id: String, rec: CandidateRecord) {
+        let mine = self.cands.pending.get(from).map_or(0, BTreeMap::len);
+        if mine >= MAX_PENDING || self.cands.pending_total >= MAX_PENDING_TOTAL {
+            if self.members.contains_key(from) {
+                if self.cands.warn_once(from, "pending") {
+                    tracing::warn!(
+                        %from,
+                        limit = MAX_PENDING,
+                        "too many ICE candidates from a session that is not the sender's; \
+                         deleting the rest unread (said once per sender)"
+                    );
+                }
+                self.cands.discard(from, &id);
+            } else {
+                self.stranger(
+                    from,
+                    &id,
+                    "too many candidates from someone not in the room",
+                );
+            }
+            return;
+        }
+        if self
+            .cands
+            .pending
+            .entry(from.to_owned())
+            .or_default()
+            .insert(id, rec)
+            .is_none()
+        {
+            self.cands.pending_total += 1;
+        }
+    }
+
+    fn misaddressed(&mut self, from: &str) {
+        if !self.members.contains_key(from) {
+            return;
+        }
+        let n = self.cands.misaddressed.entry(from.to_owned()).or_insert(0);
+        *n += 1;
+        if *n == MAX_CANDIDATES {
+            tracing::warn!(
+                %from,
+                "a participant keeps sending ICE candidates to a session that is not mine; \
+                 deleting them unread (said once per sender)"
+            );
+        }
+    }
+
+    fn stranger(&mut self, from: &str, id: &str, why: &str) {
+        if !std::mem::replace(&mut self.cands.said_strangers, true) {
+            tracing::warn!(
+                from = %from.chars().take(80).collect::<String>().escape_debug(),
+                why,
+                "deleting ICE candidates unread (said once per room)"
+            );
+        }
+        self.cands.discard(from, id);
+    }
+
+    /// Candidates to delete from my inbox unread, as (sender, push id); drained.
+    pub fn take_discarded(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.cands.discarded)
+    }
+
+    /// How many candidates are held in memory (pending and delivered-not-yet-removed).
+    pub fn held_candidates(&self) -> usize {
+        self.cands.pending_total + self.cands.delivered.len()
     }
 
     /// Everything I sent to `to` that is addressed to an old session of theirs is stale; the
@@ -667,26 +916,109 @@ mod tests {
             .on_inbox(Kind::Offer, changed("alice-peer", offer))
             .offer
             .is_none());
-        // Candidates in push order, each once.
+        // Candidates one at a time, each once.
         let c = |n: &str| json!({"session": "a1", "to": "S", "candidate": {"candidate": n, "sdpMid": "0", "sdpMLineIndex": 0}});
-        let first = s.on_inbox(
-            Kind::Candidate,
-            added("alice-peer", json!({"-B": c("2"), "-A": c("1")})),
-        );
-        let lines: Vec<_> = first
+        let line = |i: &Inbound| -> Vec<String> {
+            i.candidates
+                .iter()
+                .map(|c| c.record.candidate.as_ref().unwrap().candidate.clone())
+                .collect()
+        };
+        let first = s.on_candidate("alice-peer", added("-A", c("1")));
+        assert_eq!(line(&first), ["1"]);
+        assert_eq!(first.candidates[0].id, "-A");
+        // A replay (reconnect) of a delivered one is not delivered again...
+        assert!(s
+            .on_candidate("alice-peer", added("-A", c("1")))
             .candidates
-            .iter()
-            .map(|c| c.record.candidate.as_ref().unwrap().candidate.clone())
-            .collect();
-        assert_eq!(lines, ["1", "2"]);
-        let more = s.on_inbox(
-            Kind::Candidate,
-            changed(
-                "alice-peer",
-                json!({"-A": c("1"), "-B": c("2"), "-C": c("3")}),
-            ),
+            .is_empty());
+        assert_eq!(
+            line(&s.on_candidate("alice-peer", added("-B", c("2")))),
+            ["2"]
         );
-        assert_eq!(more.candidates.len(), 1);
+        // ... and once its deletion is seen it is forgotten.
+        s.on_candidate(
+            "alice-peer",
+            ChildEvent::Removed {
+                key: "-A".into(),
+                previous: Value::Null,
+            },
+        );
+        assert_eq!(s.held_candidates(), 1);
+    }
+
+    /// Issue 18, item 1: a sender session gets MAX_CANDIDATES; the rest is discarded (to be
+    /// deleted) and nothing is held for it; an accepted offer starts a new allowance.
+    /// Candidates to a session not mine are discarded at once; those of an unknown sender
+    /// are held, bounded.
+    #[test]
+    fn candidates_are_bounded_per_sender_session_and_the_excess_discarded() {
+        let mut s = RoomState::new("bob-peer", "S", 15_000);
+        s.on_occupant(added("alice-peer", occ("a1", 0, true)), 0);
+        let c = |to: &str| json!({"session": "a1", "to": to, "candidate": {"candidate": "x"}});
+        let mut delivered = 0;
+        for i in 0..5000 {
+            delivered += s
+                .on_candidate("alice-peer", added(&format!("-{i:06}"), c("S")))
+                .candidates
+                .len();
+        }
+        assert_eq!(delivered, MAX_CANDIDATES);
+        assert_eq!(
+            s.held_candidates(),
+            MAX_CANDIDATES,
+            "delivered, awaiting deletion"
+        );
+        let gone = s.take_discarded();
+        assert_eq!(gone.len(), 5000 - MAX_CANDIDATES);
+        assert_eq!(
+            gone[0],
+            ("alice-peer".into(), format!("-{MAX_CANDIDATES:06}"))
+        );
+        // A new exchange: a new allowance.
+        let offer = json!({"session": "a1", "to": "S", "seq": 1, "sdp": "v=0"});
+        assert!(s
+            .on_inbox(Kind::Offer, added("alice-peer", offer))
+            .offer
+            .is_some());
+        assert_eq!(
+            s.on_candidate("alice-peer", added("-z", c("S")))
+                .candidates
+                .len(),
+            1
+        );
+        // Addressed to an old session of mine: discarded, never held.
+        for i in 0..1000 {
+            assert!(s
+                .on_candidate("alice-peer", added(&format!("-old{i}"), c("OLD")))
+                .candidates
+                .is_empty());
+        }
+        assert_eq!(s.take_discarded().len(), 1000);
+        // From someone whose record has not arrived: held, but only so many.
+        let early = json!({"session": "c1", "to": "S", "candidate": {"candidate": "y"}});
+        for i in 0..1000 {
+            s.on_candidate("carol-peer", added(&format!("-{i:04}"), early.clone()));
+        }
+        assert_eq!(s.take_discarded().len(), 1000 - MAX_PENDING);
+        s.on_occupant(added("carol-peer", occ("c1", 0, true)), 0);
+        assert_eq!(s.ready_from("carol-peer").candidates.len(), MAX_PENDING);
+        // Carol rejoins: what comes late from her old session is a leftover...
+        s.on_occupant(changed("carol-peer", occ("c2", 10, true)), 0);
+        s.on_candidate("carol-peer", added("-late", early));
+        assert_eq!(
+            s.take_discarded(),
+            [("carol-peer".to_owned(), "-late".to_owned())]
+        );
+        // ... and what comes early from her next one is held for it.
+        let next = json!({"session": "c3", "to": "S", "candidate": {"candidate": "z"}});
+        assert!(s
+            .on_candidate("carol-peer", added("-next", next))
+            .candidates
+            .is_empty());
+        assert!(s.take_discarded().is_empty());
+        s.on_occupant(changed("carol-peer", occ("c3", 20, true)), 0);
+        assert_eq!(s.ready_from("carol-peer").candidates.len(), 1);
     }
 
     #[test]

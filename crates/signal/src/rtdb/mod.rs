@@ -21,7 +21,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value};
 
 pub use backoff::Backoff;
-pub use cache::ChildEvent;
+pub use cache::{ChildEvent, NestedEvent};
 pub use config::{ClientConfig, StaticToken, TokenSource};
 pub use error::RtdbError;
 pub use presence::{LinkState, OnDisconnect};
@@ -274,6 +274,14 @@ impl RtdbClient {
     /// Streams `path`: child events from a local cache, reconnecting with backoff.
     pub fn subscribe(&self, path: &str) -> Subscription {
         stream::spawn(self.clone(), path.to_owned())
+    }
+
+    /// Streams `path` whose children are queues (one entry per push): each write is reported
+    /// as the grandchildren it adds, changes or removes ([`StreamEvent::Nested`]), never as a
+    /// copy of a whole queue, and at most `keep` entries per child are kept locally (see
+    /// [`cache::NestedCache`]).
+    pub fn subscribe_nested(&self, path: &str, keep: usize) -> Subscription {
+        stream::spawn_nested(self.clone(), path.to_owned(), keep)
     }
 
     fn http(&self) -> &reqwest::Client {

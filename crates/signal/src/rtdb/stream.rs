@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::cache::{Cache, ChildEvent};
+use super::cache::{BadPath, Cache, ChildEvent, NestedCache, NestedEvent};
 use super::{Backoff, RtdbClient};
 
 /// What a subscription reports.
@@ -19,6 +19,9 @@ use super::{Backoff, RtdbClient};
 pub enum StreamEvent {
     /// A child was added, changed or removed.
     Child(ChildEvent),
+    /// A grandchild was added, changed or removed (streams opened with
+    /// [`RtdbClient::subscribe_nested`] report these instead of `Child`).
+    Nested(NestedEvent),
     /// The connection delivered its initial value (first connect and every reconnect), and the
     /// child events for it, if any, came just before: the cache now matches the server.
     Synced(Value),
@@ -56,9 +59,68 @@ struct Payload {
 }
 
 pub(super) fn spawn(client: RtdbClient, path: String) -> Subscription {
+    start(client, path, Tracker::Flat(Cache::default()))
+}
+
+/// A stream reporting grandchildren one at a time, keeping at most `keep` per child (see
+/// [`NestedCache`]).
+pub(super) fn spawn_nested(client: RtdbClient, path: String, keep: usize) -> Subscription {
+    start(client, path, Tracker::Nested(NestedCache::new(keep)))
+}
+
+fn start(client: RtdbClient, path: String, tracker: Tracker) -> Subscription {
     let (tx, rx) = mpsc::channel(256);
-    let task = tokio::spawn(run(client, path, tx));
+    let task = tokio::spawn(run(client, path, tx, tracker));
     Subscription { rx, task }
+}
+
+/// The local copy a stream keeps, and the events it turns writes into.
+enum Tracker {
+    Flat(Cache),
+    Nested(NestedCache),
+}
+
+impl Tracker {
+    fn put(&mut self, path: &str, data: Value) -> Result<Vec<StreamEvent>, BadPath> {
+        Ok(match self {
+            Tracker::Flat(c) => c
+                .put(path, data)?
+                .into_iter()
+                .map(StreamEvent::Child)
+                .collect(),
+            Tracker::Nested(c) => c
+                .put(path, data)?
+                .into_iter()
+                .map(StreamEvent::Nested)
+                .collect(),
+        })
+    }
+
+    fn patch(
+        &mut self,
+        path: &str,
+        data: serde_json::Map<String, Value>,
+    ) -> Result<Vec<StreamEvent>, BadPath> {
+        Ok(match self {
+            Tracker::Flat(c) => c
+                .patch(path, data)?
+                .into_iter()
+                .map(StreamEvent::Child)
+                .collect(),
+            Tracker::Nested(c) => c
+                .patch(path, data)?
+                .into_iter()
+                .map(StreamEvent::Nested)
+                .collect(),
+        })
+    }
+
+    fn value(&self) -> Value {
+        match self {
+            Tracker::Flat(c) => c.value().clone(),
+            Tracker::Nested(c) => c.value(),
+        }
+    }
 }
 
 /// Why one connection ended.
@@ -67,8 +129,7 @@ enum End {
     Stop,
 }
 
-async fn run(client: RtdbClient, path: String, tx: mpsc::Sender<StreamEvent>) {
-    let mut cache = Cache::default();
+async fn run(client: RtdbClient, path: String, tx: mpsc::Sender<StreamEvent>, mut cache: Tracker) {
     let mut backoff = Backoff::default();
     loop {
         match connect_once(&client, &path, &mut cache, &tx, &mut backoff).await {
@@ -87,7 +148,7 @@ async fn run(client: RtdbClient, path: String, tx: mpsc::Sender<StreamEvent>) {
 async fn connect_once(
     client: &RtdbClient,
     path: &str,
-    cache: &mut Cache,
+    cache: &mut Tracker,
     tx: &mpsc::Sender<StreamEvent>,
     backoff: &mut Backoff,
 ) -> End {
@@ -162,18 +223,14 @@ async fn connect_once(
                     }
                 };
                 for c in changes {
-                    if tx.send(StreamEvent::Child(c)).await.is_err() {
+                    if tx.send(c).await.is_err() {
                         return End::Stop;
                     }
                 }
                 if first {
                     first = false;
                     backoff.reset();
-                    if tx
-                        .send(StreamEvent::Synced(cache.value().clone()))
-                        .await
-                        .is_err()
-                    {
+                    if tx.send(StreamEvent::Synced(cache.value())).await.is_err() {
                         return End::Stop;
                     }
                 }
