@@ -22,6 +22,12 @@ impl Db {
     /// Starts `bin` (a huddle-db binary) on 127.0.0.1 with a fresh data folder and the shipped
     /// rules, and waits for the `listening on URL` line it prints once it accepts requests.
     pub fn start(bin: &Path) -> Result<Db, Error> {
+        Db::start_with(bin, &[])
+    }
+
+    /// [`Db::start`] with more flags (`--secret S`: a writer the rules do not judge, for
+    /// hostile-writer benchmarks).
+    pub fn start_with(bin: &Path, extra: &[&str]) -> Result<Db, Error> {
         let dir = tempfile::tempdir()?;
         let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../database.rules.json");
         let mut proc = Proc::spawn(
@@ -30,6 +36,7 @@ impl Db {
                 .arg(dir.path())
                 .arg("--rules")
                 .arg(rules)
+                .args(extra)
                 .env("RUST_LOG", "error")
                 .stdout(Stdio::piped()),
             "build it first: cargo build --release -p rtdb -p peer",

@@ -182,6 +182,11 @@ impl Peer {
         self.proc.child()
     }
 
+    /// Its process id (to read its memory in /proc).
+    pub fn pid(&self) -> u32 {
+        self.proc.id()
+    }
+
     /// CPU time it has used, in clock ticks.
     pub fn cpu_ticks(&self) -> u64 {
         process::cpu_ticks(self.proc.id())

@@ -6,7 +6,10 @@
 //! 3. glass-to-glass latency (capture time stamped in the pixels -> decoded), 640x360 at 30 fps;
 //! 4. CPU seconds per second of one participant as the mesh grows;
 //! 5. how long a participant killed with SIGKILL stays in the others' room: with onDisconnect
-//!    (`docs/protocol.md` §4b) and, alternated in the same run, with the heartbeat alone.
+//!    (`docs/protocol.md` §4b) and, alternated in the same run, with the heartbeat alone;
+//! 6. (`--only flood`, not run by default) a candidate flood: a third client with the
+//!    database's secret pushes `--flood` candidates "from b" to a, in b's session, as fast as
+//!    it can; a's memory (RSS) and the video frame rates both ways before, during and after.
 //!
 //! Every phase is bounded and stops its processes. Build first: `cargo build --release -p rtdb -p peer`.
 
@@ -39,9 +42,16 @@ struct Args {
     /// Kills measured per mode in phase 5.
     #[arg(long, default_value_t = 5)]
     kills: usize,
-    /// Run only this phase: join, six, latency, cpu, kill.
+    /// Run only this phase: join, six, latency, cpu, kill, flood (flood runs only when named).
     #[arg(long)]
     only: Option<String>,
+    /// Candidates pushed in the flood phase.
+    #[arg(long, default_value_t = 100_000)]
+    flood: usize,
+    /// The huddle-peer the flood phase runs (default: the one beside this binary), to
+    /// measure another build.
+    #[arg(long)]
+    flood_peer: Option<std::path::PathBuf>,
     /// Video codec every peer wants (vp8 or h264): all connections use it.
     #[arg(long, default_value = "vp8")]
     codec: String,
@@ -298,6 +308,191 @@ fn bench_kill(kills: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Resident memory of process `pid`, MiB.
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?.to_owned();
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+/// Mean and lowest received video fps from `from` over the `stats` events.
+fn fps_from(events: &[Value], from: &str) -> (f64, f64) {
+    let v: Vec<f64> = events
+        .iter()
+        .filter(|v| v["type"] == "stats" && v["peer"] == from)
+        .filter_map(|v| v["fps"].as_f64())
+        .collect();
+    let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
+    (mean, v.iter().copied().fold(f64::INFINITY, f64::min))
+}
+
+/// [`fps_from`] over what `p` printed since `mark`.
+fn fps_since(p: &mut Peer, mark: usize, from: &str) -> (f64, f64) {
+    let to = p.mark();
+    fps_from(&p.seen()[mark..to], from)
+}
+
+/// A flooded participant past this is killed: the machine is shared.
+const FLOOD_RSS_CAP_MIB: f64 = 4096.0;
+
+/// Phase 6: a candidate flood (issue 18, item 1).
+fn bench_flood(n: usize, peer_bin: Option<&Path>, codec: &str) -> anyhow::Result<()> {
+    use signal::rtdb::{ClientConfig, RtdbClient};
+    let db = Db::start_with(&sibling("huddle-db")?, &["--secret", harness::TEST_SECRET])?;
+    let bin = match peer_bin {
+        Some(p) => p.to_owned(),
+        None => sibling("huddle-peer")?,
+    };
+    let args = [
+        "--size", "320x180", "--fps", "30", "--audio", "none", "--codec", codec,
+    ];
+    let start = |name: &str, extra: &[&str]| -> anyhow::Result<Peer> {
+        let mut cmd = huddle_peer(&bin, db.url(), "flood", name);
+        harness::as_test_user(&mut cmd, name);
+        cmd.args(extra)
+            .env("RUST_LOG", "error,signal=warn")
+            .stderr(Stdio::inherit());
+        Ok(Peer::start(name, &mut cmd)?.with_bound(LIMIT))
+    };
+    let mut a = start("a", &[&["--create"][..], &args].concat())?;
+    a.wait("a joined", |v| v["type"] == "joined")?;
+    let mut b = start("b", &args)?;
+    let (a_id, b_id) = (a.peer_id().to_owned(), b.peer_id().to_owned());
+    a.wait("b's video", |v| first_frame_ms(v).is_some())?;
+    b.wait("a's video", |v| first_frame_ms(v).is_some())?;
+    std::thread::sleep(Duration::from_secs(3));
+    let rss_before = rss_mib(a.pid());
+    let (ma, mb) = (a.mark(), b.mark());
+    std::thread::sleep(Duration::from_secs(5));
+    let before = (fps_since(&mut a, ma, &b_id), fps_since(&mut b, mb, &a_id));
+
+    let rt = tokio::runtime::Runtime::new()?;
+    let admin = RtdbClient::new(ClientConfig::new(db.url()).with_secret(harness::TEST_SECRET))?;
+    let session = |peer: &str| -> anyhow::Result<String> {
+        let rec = rt.block_on(admin.get(&format!("occupants/flood/{peer}")))?;
+        Ok(rec["session"].as_str().unwrap_or_default().to_owned())
+    };
+    let (a_session, b_session) = (session(&a_id)?, session(&b_id)?);
+    let slot = format!("ice_candidates/flood/{a_id}/{b_id}");
+    let mut killed = false;
+    let mut before = before;
+    let mut rss_before = rss_before;
+    // A flood in a's current session, then one addressed to a session a no longer has.
+    for (round, (what, to)) in [
+        ("a's session", a_session.as_str()),
+        ("a stale session", "stalestalestale1"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if killed {
+            break;
+        }
+        let record = serde_json::json!({"session": b_session, "to": to,
+            "candidate": {"candidate": "candidate:1 1 udp 2122260223 10.9.9.9 40000 typ host",
+                          "sdpMid": "0", "sdpMLineIndex": 0}});
+
+        // a's memory, sampled while it is flooded (and a is stopped past the cap).
+        let pid = a.pid();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sampler = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut peak = 0.0f64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let now = rss_mib(pid);
+                    peak = peak.max(now);
+                    if now > FLOOD_RSS_CAP_MIB {
+                        let _ = std::process::Command::new("kill")
+                            .args(["-9", &pid.to_string()])
+                            .status();
+                        return (peak, true);
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                (peak, false)
+            })
+        };
+        let (ma, mb) = (a.mark(), b.mark());
+        let posted = std::time::Instant::now();
+        rt.block_on(async {
+            let writers: Vec<_> = (0..16)
+                .map(|_| {
+                    let (admin, slot, record) = (admin.clone(), slot.clone(), record.clone());
+                    tokio::spawn(async move {
+                        for _ in 0..n / 16 {
+                            if let Err(e) = admin.push(&slot, &record).await {
+                                eprintln!("flood write: {e}");
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for w in writers {
+                let _ = w.await;
+            }
+        });
+        let posted = posted.elapsed();
+        let during = (fps_since(&mut a, ma, &b_id), fps_since(&mut b, mb, &a_id));
+        // Until a has emptied its inbox (bounded).
+        let mut left = usize::MAX;
+        let drained = std::time::Instant::now();
+        for _ in 0..240 {
+            left = match rt.block_on(admin.get(&slot)) {
+                Ok(Value::Object(m)) => m.len(),
+                Ok(_) => 0,
+                Err(_) => usize::MAX,
+            };
+            if left == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let drained = drained.elapsed();
+        std::thread::sleep(Duration::from_secs(3));
+        let (ma, mb) = (a.mark(), b.mark());
+        std::thread::sleep(Duration::from_secs(5));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (peak, was_killed) = sampler.join().unwrap_or((f64::NAN, false));
+        let rss_after = rss_mib(pid);
+        let after = (fps_since(&mut a, ma, &b_id), fps_since(&mut b, mb, &a_id));
+        let left = if left == usize::MAX {
+            "unknown".to_owned()
+        } else {
+            left.to_string()
+        };
+        println!(
+            "candidate flood, {n} pushed to a ({what}) as b in {:.1} s: a's RSS {rss_before:.1} MiB before, peak {peak:.1}{}, {rss_after:.1} after (+{:.1}); {left} left in a's inbox {:.1} s after the last push",
+            posted.as_secs_f64(),
+            if was_killed { " (killed at the cap)" } else { "" },
+            rss_after - rss_before,
+            drained.as_secs_f64(),
+        );
+        for (label, ((a_mean, a_min), (b_mean, b_min))) in
+            [("before", before), ("during", during), ("after", after)]
+        {
+            if label == "before" && round > 0 {
+                continue;
+            }
+            println!(
+                "  {label}: a receives b at {a_mean:.1} fps (min {a_min:.0}), b receives a at {b_mean:.1} fps (min {b_min:.0})"
+            );
+        }
+        killed = was_killed;
+        before = after;
+        rss_before = rss_after;
+    }
+    leave(b);
+    if !killed {
+        leave(a);
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let run = |p: &str| args.only.as_deref().is_none_or(|o| o == p);
@@ -321,6 +516,9 @@ fn main() -> anyhow::Result<()> {
     }
     if run("kill") {
         bench_kill(args.kills)?;
+    }
+    if args.only.as_deref() == Some("flood") {
+        bench_flood(args.flood, args.flood_peer.as_deref(), codec)?;
     }
     Ok(())
 }
