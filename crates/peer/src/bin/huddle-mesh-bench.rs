@@ -48,7 +48,10 @@ struct Args {
     /// Candidates pushed in the flood phase.
     #[arg(long, default_value_t = 100_000)]
     flood: usize,
-    /// The huddle-peer the flood phase runs (default: the one beside this binary), to
+    /// Forced rejoins in the rejoins phase.
+    #[arg(long, default_value_t = 10)]
+    rejoins: usize,
+    /// The huddle-peer the flood and rejoins phases run (default: the one beside this binary), to
     /// measure another build.
     #[arg(long)]
     flood_peer: Option<std::path::PathBuf>,
@@ -493,6 +496,69 @@ fn bench_flood(n: usize, peer_bin: Option<&Path>, codec: &str) -> anyhow::Result
     Ok(())
 }
 
+/// Phase 7: a's memory over forced rejoins (issue 18, item 6). A third client with the
+/// database's secret deletes a's occupant record; a sees itself evicted, rejoins with a new
+/// session and rebuilds its connection; repeated `n` times.
+fn bench_rejoins(n: usize, peer_bin: Option<&Path>, codec: &str) -> anyhow::Result<()> {
+    use signal::rtdb::{ClientConfig, RtdbClient};
+    let db = Db::start_with(&sibling("huddle-db")?, &["--secret", harness::TEST_SECRET])?;
+    let bin = match peer_bin {
+        Some(p) => p.to_owned(),
+        None => sibling("huddle-peer")?,
+    };
+    let args = [
+        "--size", "320x180", "--fps", "30", "--audio", "none", "--codec", codec,
+    ];
+    let start = |name: &str, extra: &[&str]| -> anyhow::Result<Peer> {
+        let mut cmd = huddle_peer(&bin, db.url(), "rejoin", name);
+        harness::as_test_user(&mut cmd, name);
+        cmd.args(extra)
+            .env("RUST_LOG", "error")
+            .stderr(Stdio::inherit());
+        Ok(Peer::start(name, &mut cmd)?.with_bound(LIMIT))
+    };
+    let mut a = start("a", &[&["--create"][..], &args].concat())?;
+    a.wait("a joined", |v| v["type"] == "joined")?;
+    let mut b = start("b", &args)?;
+    let (a_id, b_id) = (a.peer_id().to_owned(), b.peer_id().to_owned());
+    a.wait("b's video", |v| first_frame_ms(v).is_some())?;
+    b.wait("a's video", |v| first_frame_ms(v).is_some())?;
+    std::thread::sleep(Duration::from_secs(3));
+    let rt = tokio::runtime::Runtime::new()?;
+    let admin = RtdbClient::new(ClientConfig::new(db.url()).with_secret(harness::TEST_SECRET))?;
+    let mut rss = vec![rss_mib(a.pid())];
+    for i in 0..n {
+        let mark = a.mark();
+        let bmark = b.mark();
+        rt.block_on(admin.delete(&format!("occupants/rejoin/{a_id}")))?;
+        a.wait_from(mark, "a rejoined", |v| v["type"] == "joined")?;
+        let id = b_id.clone();
+        a.wait_from(mark, &format!("b's video after rejoin {i}"), |v| {
+            first_frame_ms(v).is_some() && v["peer"] == id.as_str()
+        })?;
+        let id = a_id.clone();
+        b.wait_from(bmark, &format!("a's video after rejoin {i}"), |v| {
+            first_frame_ms(v).is_some() && v["peer"] == id.as_str()
+        })?;
+        std::thread::sleep(Duration::from_secs(2));
+        rss.push(rss_mib(a.pid()));
+    }
+    let all = rss
+        .iter()
+        .map(|r| format!("{r:.1}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    println!(
+        "forced rejoins, {n}: a's RSS {:.1} MiB before, {:.1} after (+{:.1}); after each: {all}",
+        rss[0],
+        rss[rss.len() - 1],
+        rss[rss.len() - 1] - rss[0]
+    );
+    leave(b);
+    leave(a);
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let run = |p: &str| args.only.as_deref().is_none_or(|o| o == p);
@@ -519,6 +585,9 @@ fn main() -> anyhow::Result<()> {
     }
     if args.only.as_deref() == Some("flood") {
         bench_flood(args.flood, args.flood_peer.as_deref(), codec)?;
+    }
+    if args.only.as_deref() == Some("rejoins") {
+        bench_rejoins(args.rejoins, args.flood_peer.as_deref(), codec)?;
     }
     Ok(())
 }
