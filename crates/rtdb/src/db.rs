@@ -402,16 +402,24 @@ fn write_batch(shared: &Shared, store: &mut Store, ids: &mut PushIds, jobs: Vec<
             );
         }
     }
-    if store.wants_compaction() {
-        if let Err(e) = store.compact(&root) {
-            tracing::error!(error = %e, "snapshot failed; the log keeps every write and grows until the next try");
-        } else {
-            tracing::info!("snapshot written, log compacted");
-        }
-    }
     drop(root);
+    // Every write of the batch is in the fsynced log: acknowledge before compacting, which
+    // keeps that log replayable until its snapshot is in place (see `Store::compact`).
     for a in applied {
         let _ = a.reply.send(a.result);
+    }
+    if store.wants_compaction() {
+        // Only this thread writes the tree, so a read lock sees the same tree and lets
+        // readers on while the snapshot is serialised.
+        let root = shared.tree.read().unwrap_or_else(|e| e.into_inner());
+        match store.compact(&root) {
+            Ok(()) => tracing::info!("snapshot written, log compacted"),
+            Err(e) => tracing::error!(
+                error = %e,
+                next_try_at_log_bytes = store.compact_at(),
+                "snapshot failed; every write stays in the current log, which recovery replays"
+            ),
+        }
     }
 }
 

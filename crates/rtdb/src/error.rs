@@ -36,7 +36,7 @@ pub enum DbError {
     #[error("Invalid method: {0}")]
     BadMethod(String),
     /// The storage layer failed; the write was not applied.
-    #[error("internal storage error: {0}")]
+    #[error("the database could not save this write to its disk ({0}); nothing was changed, try again later")]
     Storage(#[from] std::io::Error),
     /// The server is shutting down.
     #[error("the server is shutting down")]
@@ -51,8 +51,7 @@ impl DbError {
             DbError::BadMethod(_) => 405,
             DbError::PermissionDenied | DbError::AuthExpired | DbError::AuthInvalid => 401,
             DbError::PreconditionFailed { .. } => 412,
-            DbError::Storage(_) => 500,
-            DbError::Unavailable => 503,
+            DbError::Storage(_) | DbError::Unavailable => 503,
         }
     }
 }

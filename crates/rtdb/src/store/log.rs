@@ -136,6 +136,22 @@ fn corrupt(path: &Path, offset: usize, why: &str) -> io::Error {
     )
 }
 
+/// Why an append failed.
+#[derive(Debug)]
+pub enum AppendError {
+    /// The write failed and the log is as it was before it.
+    Failed(io::Error),
+    /// The write failed and cutting its bytes off failed too: the log may end in part of a
+    /// record that was never acknowledged (recovery drops it as a torn tail), so nothing more
+    /// may be appended after it.
+    TailLeft {
+        /// What the write ran into.
+        write: io::Error,
+        /// What cutting back ran into.
+        cut: io::Error,
+    },
+}
+
 /// An open log being appended to.
 pub struct LogWriter {
     file: File,
@@ -168,16 +184,22 @@ impl LogWriter {
     }
 
     /// Appends encoded records and makes them durable before returning.
-    pub fn append_durable(&mut self, bytes: &[u8]) -> io::Result<()> {
-        if let Err(e) = self
+    pub fn append_durable(&mut self, bytes: &[u8]) -> Result<(), AppendError> {
+        if let Err(write) = self
             .file
             .write_all(bytes)
             .and_then(|()| self.file.sync_data())
         {
             // Leave no half-written record behind a failed write: cut back to the last good end.
-            let _ = self.file.set_len(self.len);
-            let _ = self.file.seek(SeekFrom::End(0));
-            return Err(e);
+            let cut = self
+                .file
+                .set_len(self.len)
+                .and_then(|()| self.file.seek(SeekFrom::Start(self.len)).map(drop))
+                .and_then(|()| self.file.sync_data());
+            return Err(match cut {
+                Ok(()) => AppendError::Failed(write),
+                Err(cut) => AppendError::TailLeft { write, cut },
+            });
         }
         self.len += bytes.len() as u64;
         Ok(())

@@ -4,7 +4,7 @@
 //! Layout: magic `HDBSNAP1`, `next_log: u64 LE`, `crc32: u32 LE`, then the tree as JSON.
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::Path;
 
 use serde_json::Value;
@@ -54,18 +54,36 @@ pub fn load(path: &Path) -> io::Result<Option<Snapshot>> {
 
 /// Writes a snapshot atomically.
 pub fn write(dir: &Path, name: &str, tree: &Value, next_log: u64) -> io::Result<()> {
-    let body = serde_json::to_vec(tree).map_err(io::Error::other)?;
     let tmp = dir.join(format!("{name}.tmp"));
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(MAGIC)?;
-        f.write_all(&next_log.to_le_bytes())?;
-        f.write_all(&crc32fast::hash(&body).to_le_bytes())?;
-        f.write_all(&body)?;
-        f.sync_all()?;
-    }
+    write_tmp(&tmp, tree, next_log)?;
     fs::rename(&tmp, dir.join(name))?;
     sync_dir(dir)
+}
+
+/// Writes and fsyncs a snapshot at `tmp`, to be renamed into place by the caller.
+pub fn write_tmp(tmp: &Path, tree: &Value, next_log: u64) -> io::Result<()> {
+    let body = serde_json::to_vec(tree).map_err(io::Error::other)?;
+    let mut f = File::create(tmp)?;
+    f.write_all(MAGIC)?;
+    f.write_all(&next_log.to_le_bytes())?;
+    f.write_all(&crc32fast::hash(&body).to_le_bytes())?;
+    f.write_all(&body)?;
+    f.sync_all()
+}
+
+/// The `next_log` a snapshot's header names, without reading the tree.
+pub fn next_log(path: &Path) -> io::Result<u64> {
+    let mut head = [0u8; 16];
+    File::open(path)?.read_exact(&mut head)?;
+    if &head[..8] != MAGIC {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a huddle-db snapshot",
+        ));
+    }
+    let mut next = [0u8; 8];
+    next.copy_from_slice(&head[8..]);
+    Ok(u64::from_le_bytes(next))
 }
 
 /// Makes renames and file creations in `dir` durable.
