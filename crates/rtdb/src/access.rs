@@ -58,6 +58,9 @@ impl Access {
             })?;
             serde_json::from_str(&text).map_err(|_| AccessError::Json(path.to_owned()))
         };
+        if rules_file.is_some() || file.exists() {
+            auth.retire_owner();
+        }
         let rules = if let Some(given) = rules_file {
             let rules = Rules::parse(&read(given)?)?;
             persist(&file, rules.source()).map_err(|source| AccessError::Io {
@@ -139,6 +142,7 @@ impl Access {
         let rules = Rules::parse(&doc).map_err(|e| DbError::BadData(e.to_string()))?;
         persist(&self.file, rules.source())?;
         let rules = Arc::new(rules);
+        self.auth.retire_owner();
         *self.rules.write().unwrap_or_else(|e| e.into_inner()) = rules.clone();
         let now = now_ms();
         let cancelled =

@@ -1,6 +1,9 @@
 //! Who is asking. With a database secret, requests that carry it are the admin and everyone
-//! else is anonymous (and the default rules let anonymous callers do nothing); without one, the
-//! server is open as Firebase's emulator is, and `Authorization: Bearer owner` is the admin.
+//! else is anonymous (and the default rules let anonymous callers do nothing). Without one, the
+//! server is open as Firebase's emulator is, and `Authorization: Bearer owner` is the admin, but
+//! only until the server has rules: once it was started with rules or was given some, they hold
+//! for everyone and nobody is the admin (the emulator keeps the owner; a LAN host that anyone
+//! can reach must not, or its rules would be a formality).
 //! The admin may act as someone else with `auth_variable_override`, as on Firebase.
 //!
 //! A signed-in user sends the ID token huddle-db issued (see [`crate::identity`]) the same two
@@ -9,6 +12,7 @@
 //! that it must refresh or sign in again. With no token at all the caller is anonymous, open
 //! server or not, and the rules decide.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::http::HeaderMap;
@@ -26,6 +30,8 @@ pub struct Auth {
     secret: Option<String>,
     /// Verifies ID tokens; without it no token makes a user (only overrides do).
     identity: Option<Arc<IdentityService>>,
+    /// Whether `Bearer owner` is still the admin (an open server that has no rules yet).
+    owner: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -40,10 +46,17 @@ impl std::fmt::Debug for Auth {
 impl Auth {
     /// `None`: an open server.
     pub fn new(secret: Option<String>) -> Self {
+        let secret = secret.filter(|s| !s.is_empty());
         Auth {
-            secret: secret.filter(|s| !s.is_empty()),
+            owner: Arc::new(AtomicBool::new(secret.is_none())),
+            secret,
             identity: None,
         }
+    }
+
+    /// From now on `Bearer owner` is nobody special: the server has rules to keep.
+    pub fn retire_owner(&self) {
+        self.owner.store(false, Ordering::Relaxed);
     }
 
     /// Also accepts the ID tokens `identity` issues.
@@ -71,7 +84,7 @@ impl Auth {
             .and_then(|h| h.strip_prefix("Bearer "))
             .map(str::trim);
         let admin = match &self.secret {
-            None => bearer == Some("owner"),
+            None => bearer == Some("owner") && self.owner.load(Ordering::Relaxed),
             Some(secret) => [query_token, bearer]
                 .iter()
                 .flatten()
@@ -161,6 +174,13 @@ mod tests {
         );
         h.insert("authorization", "Bearer owner".parse().unwrap());
         assert_eq!(auth.identify(None, None, &h).unwrap(), Caller::Admin);
+        // Once the server has rules, the owner is nobody, and cannot act as someone else.
+        auth.clone().retire_owner();
+        assert_eq!(auth.identify(None, None, &h).unwrap(), Caller::Anonymous);
+        assert_eq!(
+            auth.identify(None, Some(r#"{"uid":"alice"}"#), &h).unwrap(),
+            Caller::Anonymous
+        );
     }
 
     #[test]

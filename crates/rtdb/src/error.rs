@@ -32,6 +32,9 @@ pub enum DbError {
         /// ETag of that value.
         etag: String,
     },
+    /// An `if-match` condition failed at a location the caller may write but not read.
+    #[error("ETag mismatch: the data here has changed (you may not read it, so it is not shown)")]
+    PreconditionHidden,
     /// The method is not one the REST API has.
     #[error("Invalid method: {0}")]
     BadMethod(String),
@@ -50,7 +53,7 @@ impl DbError {
             DbError::BadPath(_) | DbError::BadData(_) | DbError::BadQuery(_) => 400,
             DbError::BadMethod(_) => 405,
             DbError::PermissionDenied | DbError::AuthExpired | DbError::AuthInvalid => 401,
-            DbError::PreconditionFailed { .. } => 412,
+            DbError::PreconditionFailed { .. } | DbError::PreconditionHidden => 412,
             DbError::Storage(_) | DbError::Unavailable => 503,
         }
     }

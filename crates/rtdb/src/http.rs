@@ -47,6 +47,22 @@ async fn handle(State(app): State<AppState>, req: Request) -> Response {
     }
 }
 
+/// A failed `if-match` answers with the current value and its ETag, which only a caller who may
+/// read the location may see: a writer who may not read learns only that the condition failed.
+fn unless_readable(app: &AppState, caller: &Caller, path: &DbPath, err: DbError) -> DbError {
+    match err {
+        DbError::PreconditionFailed { .. }
+            if app
+                .db
+                .with_root(|root| app.access.check_read(caller, path, root))
+                .is_err() =>
+        {
+            DbError::PreconditionHidden
+        }
+        other => other,
+    }
+}
+
 fn error_response(err: &DbError) -> Response {
     let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if let DbError::PreconditionFailed { current, etag } = err {
@@ -226,26 +242,28 @@ async fn serve(app: &AppState, req: Request) -> Result<Response, DbError> {
         Method::PUT => {
             let value = read_json(req.into_body()).await?;
             let op = WriteOp::Set {
-                path,
+                path: path.clone(),
                 value,
                 if_match,
             };
             let result = app
                 .db
                 .write_guarded(op, access.write_guard(&caller))
-                .await?;
+                .await
+                .map_err(|e| unless_readable(app, &caller, &path, e))?;
             Ok(write_response(result, params.print))
         }
         Method::DELETE => {
             let op = WriteOp::Set {
-                path,
+                path: path.clone(),
                 value: Value::Null,
                 if_match,
             };
             let result = app
                 .db
                 .write_guarded(op, access.write_guard(&caller))
-                .await?;
+                .await
+                .map_err(|e| unless_readable(app, &caller, &path, e))?;
             Ok(write_response(result, params.print))
         }
         Method::PATCH => {

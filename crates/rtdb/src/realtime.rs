@@ -275,7 +275,7 @@ async fn write_loop(
 fn status_of(e: &DbError) -> (&'static str, String) {
     match e {
         DbError::PermissionDenied => ("permission_denied", "Permission denied".into()),
-        DbError::PreconditionFailed { .. } => (
+        DbError::PreconditionFailed { .. } | DbError::PreconditionHidden => (
             "datastale",
             "The transaction needs to be run again with current data".into(),
         ),

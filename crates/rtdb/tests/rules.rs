@@ -134,13 +134,118 @@ async fn new_rules_cancel_the_streams_they_no_longer_allow() {
     // The allowed stream goes on.
     rest.send("PUT", "/lobby/x", Some("1"), &[]).await;
     assert_eq!(lobby.next_event(T).await, ev("put", "/x", json!(1)));
-    // And the rules read back as set.
+    // The rules are kept for everyone now: the owner is no longer the admin (issue 18, item 11).
     assert_eq!(
         rest.send("GET", "/.settings/rules", None, &owner)
             .await
-            .json(),
-        rules
+            .status,
+        401
     );
+    assert_eq!(kept_rules(dir.path()), rules);
+}
+
+/// The rules a server keeps in its data folder.
+fn kept_rules(data: &std::path::Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(data.join("rules.json")).unwrap()).unwrap()
+}
+
+/// Issue 18, item 11: an open server (no secret) started with rules keeps them for everyone.
+/// Before, `Bearer owner` was the admin there: it listed every private space, acted as any
+/// user, and replaced the rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_server_with_rules_has_no_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("given-rules.json");
+    let rules = json!({"rules": {
+        "pub": {".read": true, ".write": true},
+        "users": {"$uid": {".read": "auth != null && auth.uid == $uid",
+                           ".write": "auth != null && auth.uid == $uid"}}
+    }});
+    std::fs::write(&file, rules.to_string()).unwrap();
+    let mut config = common::config(&dir.path().join("data"));
+    config.rules_file = Some(file);
+    let server = common::start_in_process(config).await;
+    let rest = Rest::new(&server.url());
+    let owner = [("Authorization", "Bearer owner")];
+    // Data someone wrote as themselves, through the rules (the in-process handle is the admin).
+    server
+        .db()
+        .write_guarded(
+            rtdb::WriteOp::Set {
+                path: rtdb::DbPath::parse("/users/alice").unwrap(),
+                value: json!({"diary": "private"}),
+                if_match: None,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(rest.send("GET", "/users", None, &owner).await.status, 401);
+    assert_eq!(
+        rest.send("GET", "/users/alice", None, &owner).await.status,
+        401
+    );
+    let as_alice = rest
+        .send(
+            "GET",
+            "/users/alice?auth_variable_override=%7B%22uid%22%3A%22alice%22%7D",
+            None,
+            &owner,
+        )
+        .await;
+    assert_eq!(
+        as_alice.status, 401,
+        "owner acted as alice: {}",
+        as_alice.text
+    );
+    let open = json!({"rules": {".read": true, ".write": true}}).to_string();
+    let replaced = rest
+        .send("PUT", "/.settings/rules", Some(&open), &owner)
+        .await;
+    assert_eq!(replaced.status, 401, "{}", replaced.text);
+    assert_eq!(kept_rules(&dir.path().join("data")), rules);
+    // What the rules allow still works, with or without the header.
+    assert_eq!(
+        rest.send("PUT", "/pub/x", Some("1"), &owner).await.status,
+        200
+    );
+}
+
+/// Issue 18, item 11: a failed `if-match` shows the current value and its ETag only to a caller
+/// who may read it; a writer who may not read learns only that the condition failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_condition_does_not_show_what_the_caller_may_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("given-rules.json");
+    let rules = json!({"rules": {
+        "drop": {".write": true},
+        "both": {".read": true, ".write": true}
+    }});
+    std::fs::write(&file, rules.to_string()).unwrap();
+    let mut config = common::config(&dir.path().join("data"));
+    config.rules_file = Some(file);
+    let server = common::start_in_process(config).await;
+    let rest = Rest::new(&server.url());
+    for p in ["/drop", "/both"] {
+        assert_eq!(
+            rest.send("PUT", p, Some("\"secret\""), &[]).await.status,
+            200
+        );
+    }
+    let stale = [("if-match", "not-the-etag")];
+    let hidden = rest.send("PUT", "/drop", Some("1"), &stale).await;
+    assert_eq!(hidden.status, 412, "{}", hidden.text);
+    assert!(!hidden.text.contains("secret"), "leaked: {}", hidden.text);
+    assert_eq!(hidden.header("etag"), None, "leaked the ETag");
+    assert!(hidden.error().contains("ETag mismatch"), "{}", hidden.text);
+    let hidden = rest.send("DELETE", "/drop", None, &stale).await;
+    assert_eq!(hidden.status, 412);
+    assert!(!hidden.text.contains("secret"), "leaked: {}", hidden.text);
+    // Where the caller may read, Firebase's answer: the value and its ETag.
+    let shown = rest.send("PUT", "/both", Some("1"), &stale).await;
+    assert_eq!(shown.status, 412);
+    assert_eq!(shown.json(), json!("secret"));
+    assert!(shown.header("etag").is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
