@@ -35,6 +35,9 @@ pub enum DbError {
     /// An `if-match` condition failed at a location the caller may write but not read.
     #[error("ETag mismatch: the data here has changed (you may not read it, so it is not shown)")]
     PreconditionHidden,
+    /// The request body stopped arriving.
+    #[error("the request body stopped arriving for {}s; send it again", .0.as_secs())]
+    BodyTimeout(std::time::Duration),
     /// The method is not one the REST API has.
     #[error("Invalid method: {0}")]
     BadMethod(String),
@@ -52,6 +55,7 @@ impl DbError {
         match self {
             DbError::BadPath(_) | DbError::BadData(_) | DbError::BadQuery(_) => 400,
             DbError::BadMethod(_) => 405,
+            DbError::BodyTimeout(_) => 408,
             DbError::PermissionDenied | DbError::AuthExpired | DbError::AuthInvalid => 401,
             DbError::PreconditionFailed { .. } | DbError::PreconditionHidden => 412,
             DbError::Storage(_) | DbError::Unavailable => 503,

@@ -9,6 +9,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 use crate::access::Access;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub keepalive: Duration,
     /// The sign-in endpoints.
     pub identity: std::sync::Arc<crate::identity::IdentityService>,
+    /// Longest pause while a request body arrives.
+    pub body_idle_timeout: Duration,
 }
 
 /// The router: every path is a database location.
@@ -147,7 +150,7 @@ async fn rules_endpoint(
             print,
         )),
         Method::PUT => {
-            let doc = read_json(body).await?;
+            let doc = read_json(body, app.body_idle_timeout).await?;
             app.access.set_rules(doc, &app.db)?;
             Ok(json_response(
                 StatusCode::OK,
@@ -240,7 +243,7 @@ async fn serve(app: &AppState, req: Request) -> Result<Response, DbError> {
             }
         }
         Method::PUT => {
-            let value = read_json(req.into_body()).await?;
+            let value = read_json(req.into_body(), app.body_idle_timeout).await?;
             let op = WriteOp::Set {
                 path: path.clone(),
                 value,
@@ -267,7 +270,8 @@ async fn serve(app: &AppState, req: Request) -> Result<Response, DbError> {
             Ok(write_response(result, params.print))
         }
         Method::PATCH => {
-            let Value::Object(children) = read_json(req.into_body()).await? else {
+            let Value::Object(children) = read_json(req.into_body(), app.body_idle_timeout).await?
+            else {
                 return Err(DbError::BadData(
                     "Invalid data; a PATCH body must be a JSON object".into(),
                 ));
@@ -280,7 +284,7 @@ async fn serve(app: &AppState, req: Request) -> Result<Response, DbError> {
             Ok(write_response(result, params.print))
         }
         Method::POST => {
-            let value = read_json(req.into_body()).await?;
+            let value = read_json(req.into_body(), app.body_idle_timeout).await?;
             let op = WriteOp::Push { path, value };
             let result = app
                 .db
@@ -292,10 +296,35 @@ async fn serve(app: &AppState, req: Request) -> Result<Response, DbError> {
     }
 }
 
-async fn read_json(body: Body) -> Result<Value, DbError> {
-    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
-        DbError::BadData("Data to write exceeds the maximum size that can be modified with a single request.".into())
-    })?;
+async fn read_json(body: Body, idle: Duration) -> Result<Value, DbError> {
+    let too_big = || {
+        DbError::BadData(
+            "Data to write exceeds the maximum size that can be modified with a single request."
+                .into(),
+        )
+    };
+    // A client that stops sending half-way must not hold the connection (and its buffer)
+    // for ever: each pause in the body is bounded, not the whole upload, so a large write
+    // over a slow link still arrives.
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    loop {
+        match tokio::time::timeout(idle, stream.next()).await {
+            Err(_) => return Err(DbError::BodyTimeout(idle)),
+            Ok(None) => break,
+            Ok(Some(Err(_))) => {
+                return Err(DbError::BadData(
+                    "the request body was cut off before its end".into(),
+                ))
+            }
+            Ok(Some(Ok(chunk))) => {
+                if bytes.len() + chunk.len() > MAX_BODY_BYTES {
+                    return Err(too_big());
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+        }
+    }
     serde_json::from_slice(&bytes).map_err(|e| {
         if e.to_string().contains("recursion limit") {
             DbError::BadData(

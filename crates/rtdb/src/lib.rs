@@ -29,6 +29,8 @@ pub mod http;
 pub mod hub;
 #[cfg(feature = "server")]
 pub mod identity;
+#[cfg(feature = "server")]
+pub mod limits;
 pub mod path;
 pub mod pushid;
 pub mod query;

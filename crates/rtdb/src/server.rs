@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::accept::DefaultAcceptor;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use axum_server::Handle;
 
 use crate::access::{Access, AccessError};
@@ -13,6 +14,7 @@ use crate::auth::Auth;
 use crate::db::{Db, DbConfig};
 use crate::http::{router, AppState};
 use crate::identity::{IdentityError, IdentityService};
+use crate::limits::{LimitAcceptor, Limits};
 use crate::tls;
 
 /// How to serve HTTPS.
@@ -46,6 +48,8 @@ pub struct ServerConfig {
     pub token_lifetime: Duration,
     /// When set, the sign-in endpoints require this API key; otherwise any non-empty key.
     pub api_key: Option<String>,
+    /// Connections per address and in all, and request timeouts.
+    pub limits: Limits,
 }
 
 impl ServerConfig {
@@ -61,6 +65,7 @@ impl ServerConfig {
             rules_file: None,
             token_lifetime: crate::identity::DEFAULT_TOKEN_LIFETIME,
             api_key: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -148,6 +153,7 @@ impl Server {
             access: std::sync::Arc::new(access),
             keepalive: config.keepalive,
             identity,
+            body_idle_timeout: config.limits.body_idle_timeout,
         };
         let app = router(state).into_make_service();
         let handle = Handle::new();
@@ -164,18 +170,39 @@ impl Server {
             Some(s) => (true, Some(s.fingerprint.clone()), s.ca_file.clone()),
             None => (false, None, None),
         };
+        let limits = config.limits.clone();
+        let header_timeout = limits.header_timeout;
+        tracing::info!(
+            per_address = limits.per_address,
+            total = limits.total,
+            header_timeout_s = header_timeout.as_secs_f64(),
+            "connection limits"
+        );
         let task = match setup {
             None => {
-                let server = axum_server::from_tcp(listener)
+                let mut server = axum_server::from_tcp(listener)
                     .map_err(bind_err)?
-                    .handle(handle.clone());
+                    .handle(handle.clone())
+                    .first_request_timeout(header_timeout)
+                    .acceptor(LimitAcceptor::new(DefaultAcceptor, limits));
+                server
+                    .http_builder()
+                    .http1()
+                    .header_read_timeout(header_timeout);
                 tokio::spawn(server.serve(app))
             }
             Some(setup) => {
-                let rustls = RustlsConfig::from_config(setup.config);
-                let server = axum_server::tls_rustls::from_tcp_rustls(listener, rustls)
+                let rustls = RustlsAcceptor::new(RustlsConfig::from_config(setup.config))
+                    .handshake_timeout(header_timeout);
+                let mut server = axum_server::from_tcp(listener)
                     .map_err(bind_err)?
-                    .handle(handle.clone());
+                    .handle(handle.clone())
+                    .first_request_timeout(header_timeout)
+                    .acceptor(LimitAcceptor::new(rustls, limits));
+                server
+                    .http_builder()
+                    .http1()
+                    .header_read_timeout(header_timeout);
                 tokio::spawn(server.serve(app))
             }
         };

@@ -446,7 +446,12 @@ async fn streams_on_a_secured_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_idle_streams_do_not_stop_rest() {
     const CONNECTIONS: usize = 1000;
-    let (_dir, server, rest) = open_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(dir.path());
+    // All of them come from 127.0.0.1, over the default bound for one address.
+    config.limits.per_address = CONNECTIONS + 10;
+    let server = common::start_in_process(config).await;
+    let rest = Rest::new(&server.url());
     let db = server.db().clone();
     let mut conns = Vec::with_capacity(CONNECTIONS);
     for i in 0..CONNECTIONS {

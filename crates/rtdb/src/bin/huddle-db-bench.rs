@@ -66,6 +66,9 @@ impl ServerProcess {
         let mut child = Command::new(&exe)
             .args(["--listen", "127.0.0.1:0", "--data"])
             .arg(data.path())
+            // Every client of the bench is on 127.0.0.1.
+            .args(["--max-connections-per-address", "100000"])
+            .args(["--max-connections", "100000"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use rtdb::limits::Limits;
 use rtdb::server::TlsMode;
 use rtdb::{DbConfig, Server, ServerConfig};
 
@@ -50,6 +51,15 @@ struct Args {
     /// Log size in MiB that triggers a snapshot and log compaction.
     #[arg(long, default_value_t = 64)]
     compact_mib: u64,
+    /// Connections one IP address may have open at once; more are refused (and logged).
+    #[arg(long, default_value_t = Limits::default().per_address)]
+    max_connections_per_address: usize,
+    /// Connections open at once in all; more are refused (and logged).
+    #[arg(long, default_value_t = Limits::default().total)]
+    max_connections: usize,
+    /// Seconds a client has to send a request's headers, and the longest pause in a body.
+    #[arg(long, default_value_t = 30)]
+    request_timeout_secs: u64,
 }
 
 #[tokio::main]
@@ -76,6 +86,12 @@ async fn main() -> anyhow::Result<()> {
         db: DbConfig {
             compact_after_bytes: args.compact_mib.max(1) << 20,
             ..DbConfig::default()
+        },
+        limits: Limits {
+            per_address: args.max_connections_per_address.max(1),
+            total: args.max_connections.max(1),
+            header_timeout: Duration::from_secs(args.request_timeout_secs.max(1)),
+            body_idle_timeout: Duration::from_secs(args.request_timeout_secs.max(1)),
         },
         ..ServerConfig::new(args.listen, args.data.clone())
     };

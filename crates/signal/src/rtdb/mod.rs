@@ -70,7 +70,9 @@ impl RtdbClient {
         }
         let mut builder = reqwest::Client::builder()
             .connect_timeout(config.request_timeout)
-            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            // Below huddle-db's 30 s (and most servers' keep-alive timeouts): the client drops
+            // an idle connection before the server does, so no request races a closing socket.
+            .pool_idle_timeout(std::time::Duration::from_secs(20))
             .tcp_keepalive(std::time::Duration::from_secs(30));
         if let Some(pem) = &config.ca_pem {
             let cert = reqwest::Certificate::from_pem(pem).map_err(|e| {

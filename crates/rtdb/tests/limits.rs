@@ -1,0 +1,134 @@
+//! Connection bounds (issue 18, item 9): a request whose headers or body stop arriving is
+//! closed after the request timeout, and one address cannot hold more connections than it is
+//! allowed, while other clients are still served. Everything on loopback: the "other address"
+//! is 127.0.0.2, which Linux routes to the same interface.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::TestServer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+fn addr(server: &TestServer) -> SocketAddr {
+    server.url.trim_start_matches("http://").parse().unwrap()
+}
+
+async fn connect_from(source: &str, to: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+/// Reads until the server closes, within `within`; returns what it sent, or None if the
+/// connection was still open at the end.
+async fn until_closed(stream: &mut TcpStream, within: Duration) -> Option<String> {
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(within, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok()
+        .map(|()| String::from_utf8_lossy(&got).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_requests_are_closed_after_the_request_timeout() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestServer::spawn(data.path(), &["--request-timeout-secs", "1"]);
+    // Headers that never end.
+    let mut headers = TcpStream::connect(addr(&server)).await.unwrap();
+    headers
+        .write_all(b"GET /x.json HTTP/1.1\r\nHost: db\r\n")
+        .await
+        .unwrap();
+    // A body that stops half-way.
+    let mut body = TcpStream::connect(addr(&server)).await.unwrap();
+    body.write_all(b"PUT /x.json HTTP/1.1\r\nHost: db\r\nContent-Length: 100\r\n\r\n{\"a\":")
+        .await
+        .unwrap();
+    // A connection that sends nothing at all.
+    let mut silent = TcpStream::connect(addr(&server)).await.unwrap();
+    for (name, stream) in [("headers", &mut headers), ("silent", &mut silent)] {
+        let answer = until_closed(stream, Duration::from_secs(10)).await;
+        assert!(answer.is_some(), "{name}: still open after 10 s");
+    }
+    let answer = until_closed(&mut body, Duration::from_secs(10))
+        .await
+        .expect("body: still open after 10 s");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("stopped arriving"), "{answer}");
+    // Nothing was written, and the server still answers.
+    let got = reqwest::get(server.at("/x.json")).await.unwrap();
+    assert_eq!(got.text().await.unwrap(), "null");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_take_every_connection() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestServer::spawn(data.path(), &["--max-connections-per-address", "20"]);
+    let to = addr(&server);
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        let mut s = connect_from("127.0.0.2", to).await;
+        s.write_all(b"GET /x.json HTTP/1.1\r\n").await.unwrap();
+        held.push(s);
+    }
+    // The 21st from that address is closed at once.
+    let mut over = connect_from("127.0.0.2", to).await;
+    let _ = over
+        .write_all(b"GET /x.json HTTP/1.1\r\nHost: db\r\n\r\n")
+        .await;
+    let answer = until_closed(&mut over, Duration::from_secs(5)).await;
+    assert_eq!(
+        answer.as_deref(),
+        Some(""),
+        "the 21st connection was served"
+    );
+    // Another address is served meanwhile.
+    let got = reqwest::get(server.at("/x.json")).await.unwrap();
+    assert_eq!(got.status(), 200);
+    // The server said why, once.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !server.stderr().contains("refusing connections") {
+        assert!(std::time::Instant::now() < deadline, "{}", server.stderr());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        server.stderr().contains("one address may have"),
+        "{}",
+        server.stderr()
+    );
+    // Closing them gives the slots back.
+    drop(held);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut again = connect_from("127.0.0.2", to).await;
+        again
+            .write_all(b"GET /x.json HTTP/1.1\r\nHost: db\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = until_closed(&mut again, Duration::from_secs(5)).await;
+        if answer
+            .as_deref()
+            .is_some_and(|a| a.starts_with("HTTP/1.1 200"))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "slots not given back: {answer:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
