@@ -78,23 +78,27 @@ async fn one_address_cannot_take_every_connection() {
     let data = tempfile::tempdir().unwrap();
     let server = TestServer::spawn(data.path(), &["--max-connections-per-address", "20"]);
     let to = addr(&server);
+    // 21 from one address, each with a request begun. The server admits each in its own task,
+    // so which one is refused is not fixed: exactly one is closed at once, 20 stay open.
     let mut held = Vec::new();
-    for _ in 0..20 {
+    for _ in 0..21 {
         let mut s = connect_from("127.0.0.2", to).await;
-        s.write_all(b"GET /x.json HTTP/1.1\r\n").await.unwrap();
+        let _ = s.write_all(b"GET /x.json HTTP/1.1\r\n").await;
         held.push(s);
     }
-    // The 21st from that address is closed at once.
-    let mut over = connect_from("127.0.0.2", to).await;
-    let _ = over
-        .write_all(b"GET /x.json HTTP/1.1\r\nHost: db\r\n\r\n")
-        .await;
-    let answer = until_closed(&mut over, Duration::from_secs(5)).await;
-    assert_eq!(
-        answer.as_deref(),
-        Some(""),
-        "the 21st connection was served"
-    );
+    let mut open = Vec::new();
+    let mut closed = 0;
+    for mut s in held {
+        match until_closed(&mut s, Duration::from_secs(1)).await {
+            Some(answer) => {
+                assert_eq!(answer, "", "a refused connection got an answer");
+                closed += 1;
+            }
+            None => open.push(s),
+        }
+    }
+    assert_eq!((closed, open.len()), (1, 20), "closed at once vs. kept");
+    let held = open;
     // Another address is served meanwhile.
     let got = reqwest::get(server.at("/x.json")).await.unwrap();
     assert_eq!(got.status(), 200);
