@@ -178,32 +178,28 @@ impl Server {
             header_timeout_s = header_timeout.as_secs_f64(),
             "connection limits"
         );
+        let mut server = axum_server::from_tcp(listener)
+            .map_err(bind_err)?
+            .handle(handle.clone())
+            .first_request_timeout(header_timeout);
+        server
+            .http_builder()
+            .http1()
+            .header_read_timeout(header_timeout);
         let task = match setup {
-            None => {
-                let mut server = axum_server::from_tcp(listener)
-                    .map_err(bind_err)?
-                    .handle(handle.clone())
-                    .first_request_timeout(header_timeout)
-                    .acceptor(LimitAcceptor::new(DefaultAcceptor, limits));
+            None => tokio::spawn(
                 server
-                    .http_builder()
-                    .http1()
-                    .header_read_timeout(header_timeout);
-                tokio::spawn(server.serve(app))
-            }
+                    .acceptor(LimitAcceptor::new(DefaultAcceptor, limits))
+                    .serve(app),
+            ),
             Some(setup) => {
                 let rustls = RustlsAcceptor::new(RustlsConfig::from_config(setup.config))
                     .handshake_timeout(header_timeout);
-                let mut server = axum_server::from_tcp(listener)
-                    .map_err(bind_err)?
-                    .handle(handle.clone())
-                    .first_request_timeout(header_timeout)
-                    .acceptor(LimitAcceptor::new(rustls, limits));
-                server
-                    .http_builder()
-                    .http1()
-                    .header_read_timeout(header_timeout);
-                tokio::spawn(server.serve(app))
+                tokio::spawn(
+                    server
+                        .acceptor(LimitAcceptor::new(rustls, limits))
+                        .serve(app),
+                )
             }
         };
         Ok(Server {
