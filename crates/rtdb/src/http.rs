@@ -43,11 +43,33 @@ pub fn router(state: AppState) -> Router {
     Router::new().fallback(handle).with_state(state)
 }
 
-async fn handle(State(app): State<AppState>, req: Request) -> Response {
-    match serve(&app, req).await {
+async fn handle(State(app): State<AppState>, mut req: Request) -> Response {
+    // HEAD is a GET without the body (RFC 9110 §9.3.2): the same checks, status and headers, so
+    // a monitor or a proxy probing a location learns what a GET would say. A stream asked for by
+    // HEAD ends at once, with its body.
+    let head = req.method() == Method::HEAD;
+    if head {
+        *req.method_mut() = Method::GET;
+    }
+    let resp = match serve(&app, req).await {
         Ok(resp) => resp,
         Err(err) => error_response(&err),
+    };
+    if head {
+        without_body(resp)
+    } else {
+        resp
     }
+}
+
+fn without_body(resp: Response) -> Response {
+    let (mut parts, body) = resp.into_parts();
+    if let Some(len) = http_body::Body::size_hint(&body).exact() {
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    Response::from_parts(parts, axum::body::Body::empty())
 }
 
 /// A failed `if-match` answers with the current value and its ETag, which only a caller who may
@@ -109,7 +131,7 @@ fn preflight() -> Response {
     );
     h.insert(
         header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, PUT, POST, PATCH, DELETE, OPTIONS"),
+        HeaderValue::from_static("GET, HEAD, PUT, POST, PATCH, DELETE, OPTIONS"),
     );
     h.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,

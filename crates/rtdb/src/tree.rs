@@ -180,7 +180,7 @@ pub fn resolve_server_values(
             match map.get(".sv") {
                 Some(Value::String(s)) if s == "timestamp" => Ok(Value::from(now_ms)),
                 Some(Value::Object(op)) if op.len() == 1 => match op.get("increment") {
-                    Some(Value::Number(delta)) => Ok(increment(current, delta)),
+                    Some(Value::Number(delta)) => increment(current, delta),
                     _ => Err(bad_server_value()),
                 },
                 _ => Err(bad_server_value()),
@@ -215,19 +215,33 @@ fn bad_server_value() -> DbError {
     )
 }
 
-/// Atomic add: integers stay integers while they fit, anything else becomes a float; a
-/// non-number (or absent) current value is replaced by the delta, as Firebase does.
-fn increment(current: Option<&Value>, delta: &serde_json::Number) -> Value {
+/// Integers beyond 2^53 cannot be told apart once a client (every Firebase SDK reads numbers as
+/// doubles) has read them, so sums past it are kept as floats, as Firebase keeps every number.
+const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
+
+/// Atomic add: integers stay integers while they are exact in a double, anything else becomes a
+/// float; a non-number (or absent) current value is replaced by the delta, as Firebase does. A
+/// sum that no number can hold is refused and the stored value kept: storing it as `null` would
+/// delete the value, which is what this used to do.
+fn increment(current: Option<&Value>, delta: &serde_json::Number) -> Result<Value, DbError> {
     let Some(Value::Number(cur)) = current else {
-        return Value::Number(delta.clone());
+        return Ok(Value::Number(delta.clone()));
     };
     if let (Some(a), Some(b)) = (cur.as_i64(), delta.as_i64()) {
         if let Some(sum) = a.checked_add(b) {
-            return Value::from(sum);
+            if (-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&sum) {
+                return Ok(Value::from(sum));
+            }
         }
     }
     let sum = cur.as_f64().unwrap_or(0.0) + delta.as_f64().unwrap_or(0.0);
-    serde_json::Number::from_f64(sum).map_or(Value::Null, Value::Number)
+    serde_json::Number::from_f64(sum)
+        .map(Value::Number)
+        .ok_or_else(|| {
+            DbError::BadData(format!(
+                "Invalid data; incrementing {cur} by {delta} gives a number too large to store; the value is unchanged"
+            ))
+        })
 }
 
 #[cfg(test)]
@@ -311,5 +325,29 @@ mod tests {
         assert_eq!(v, json!(1.5));
         assert!(resolve_server_values(json!({".sv": "bogus"}), None, 0).is_err());
         assert!(resolve_server_values(json!({".sv": {"increment": "1"}}), None, 0).is_err());
+    }
+
+    #[test]
+    fn an_increment_past_every_number_is_refused_not_stored_as_null() {
+        let inc = || json!({".sv": {"increment": 1e308}});
+        let once = resolve_server_values(inc(), None, 0).unwrap();
+        assert_eq!(once, json!(1e308));
+        match resolve_server_values(inc(), Some(&once), 0) {
+            Err(DbError::BadData(msg)) => assert!(msg.contains("too large"), "{msg}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn integer_increments_stay_exact_only_within_a_double() {
+        let inc = |d: i64| json!({".sv": {"increment": d}});
+        let max = (1i64 << 53) - 1;
+        assert_eq!(
+            resolve_server_values(inc(1), Some(&json!(max - 1)), 0).unwrap(),
+            json!(max)
+        );
+        let past = resolve_server_values(inc(2), Some(&json!(max)), 0).unwrap();
+        assert!(past.is_f64(), "{past}");
+        assert_eq!(past.as_f64(), Some((max + 2) as f64));
     }
 }

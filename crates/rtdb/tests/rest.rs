@@ -665,6 +665,64 @@ async fn server_increment() {
         .await;
     assert_bad_request(&a, "string increment");
     assert_eq!(rest.get("/cnt").await, json!(-3));
+    // A sum past every double is refused and the value kept (it used to be stored as null,
+    // which deleted it).
+    let big = r#"{".sv":{"increment":1e308}}"#;
+    assert_eq!(
+        rest.send("PUT", "/huge", Some(big), &[]).await.json(),
+        json!(1e308)
+    );
+    let a = rest.send("PUT", "/huge", Some(big), &[]).await;
+    let msg = assert_bad_request(&a, "overflowing increment");
+    assert!(msg.contains("too large"), "{msg}");
+    assert_eq!(rest.get("/huge").await, json!(1e308));
+    // Integers stay exact up to 2^53 - 1, as every SDK reads them as doubles; past it, floats.
+    rest.put("/n", &json!(9_007_199_254_740_990_i64)).await;
+    assert_eq!(
+        rest.put("/n", &inc(1)).await,
+        json!(9_007_199_254_740_991_i64)
+    );
+    assert!(rest.put("/n", &inc(1)).await.is_f64());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_is_a_get_without_the_body() {
+    let (_dir, _server, rest) = open_server().await;
+    rest.put("/h", &json!({"a": 1, "b": "two"})).await;
+    let get = rest.send("GET", "/h", None, &[]).await;
+    let head = rest.send("HEAD", "/h", None, &[]).await;
+    assert_eq!(head.status, 200, "{}", head.text);
+    assert_eq!(head.text, "", "HEAD carries no body");
+    assert_eq!(
+        head.headers
+            .get("content-length")
+            .and_then(|v| v.to_str().ok()),
+        Some(get.text.len().to_string().as_str()),
+        "HEAD says how long the GET body is"
+    );
+    assert_eq!(
+        head.headers.get("content-type"),
+        get.headers.get("content-type")
+    );
+    // The same checks as a GET: a bad path is a 400, without a body.
+    let bad = rest.send("HEAD", "/h.x", None, &[]).await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.text, "");
+    // A stream asked for by HEAD ends at once instead of staying open.
+    let stream = tokio::time::timeout(
+        Duration::from_secs(10),
+        rest.send("HEAD", "/h", None, &[("Accept", "text/event-stream")]),
+    )
+    .await
+    .expect("a HEAD stream ends");
+    assert_eq!(stream.status, 200);
+    assert_eq!(stream.text, "");
+    // Browsers are told that HEAD is allowed.
+    let pre = rest.send("OPTIONS", "/h", None, &[]).await;
+    let allowed = pre.headers["access-control-allow-methods"]
+        .to_str()
+        .unwrap();
+    assert!(allowed.contains("HEAD"), "{allowed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
