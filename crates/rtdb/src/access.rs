@@ -120,6 +120,20 @@ impl Access {
         }))
     }
 
+    /// Permission denied, before the body is read, when no data could let `caller` write at
+    /// `path` (or under it, with `below`): see [`Rules::may_ever_write`].
+    pub fn precheck_write(
+        &self,
+        caller: &Caller,
+        path: &DbPath,
+        below: bool,
+    ) -> Result<(), DbError> {
+        self.rules()
+            .may_ever_write(caller, path, below)
+            .then_some(())
+            .ok_or(DbError::PermissionDenied)
+    }
+
     /// Refuses a query ordered by a child the rules do not index at `path`, as Firebase does.
     pub fn check_query(&self, path: &DbPath, filter: Option<&Filter>) -> Result<(), DbError> {
         match filter.map(|f| &f.order_by) {

@@ -265,6 +265,7 @@ async fn serve(app: &AppState, req: Request) -> Result<Response, DbError> {
             }
         }
         Method::PUT => {
+            access.precheck_write(&caller, &path, false)?;
             let value = read_json(req.into_body(), app.body_idle_timeout).await?;
             let op = WriteOp::Set {
                 path: path.clone(),
@@ -292,6 +293,7 @@ async fn serve(app: &AppState, req: Request) -> Result<Response, DbError> {
             Ok(write_response(result, params.print))
         }
         Method::PATCH => {
+            access.precheck_write(&caller, &path, true)?;
             let Value::Object(children) = read_json(req.into_body(), app.body_idle_timeout).await?
             else {
                 return Err(DbError::BadData(
@@ -306,6 +308,7 @@ async fn serve(app: &AppState, req: Request) -> Result<Response, DbError> {
             Ok(write_response(result, params.print))
         }
         Method::POST => {
+            access.precheck_write(&caller, &path, true)?;
             let value = read_json(req.into_body(), app.body_idle_timeout).await?;
             let op = WriteOp::Push { path, value };
             let result = app

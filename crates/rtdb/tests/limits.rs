@@ -136,3 +136,56 @@ async fn one_address_cannot_take_every_connection() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Reads until the end of a response's headers, within `within`; None if they did not come.
+async fn response_head(stream: &mut TcpStream, within: Duration) -> Option<String> {
+    let mut got = Vec::new();
+    tokio::time::timeout(within, async {
+        let mut buf = [0u8; 4096];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .ok()?;
+    Some(String::from_utf8_lossy(&got).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_no_data_could_allow_is_refused_before_its_body_is_read() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestServer::spawn(data.path(), &["--secret", "S3cr3t"]);
+    let kilobyte = format!("{{\"a\":\"{}\"}}", "x".repeat(1000));
+    // Announce 10 MB, send 1 KB, and wait: a server that reads first would sit on the body
+    // until its 30 s idle timeout. Permission is known from the path and the caller alone.
+    for method in ["PUT", "PATCH", "POST"] {
+        let mut stream = TcpStream::connect(addr(&server)).await.unwrap();
+        let head = format!(
+            "{method} /rooms/r.json HTTP/1.1\r\nHost: db\r\nContent-Type: application/json\r\n\
+             Content-Length: 10000000\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(kilobyte.as_bytes()).await.unwrap();
+        let answer = response_head(&mut stream, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| panic!("{method}: no answer within 5 s of 1 KB of 10 MB"));
+        assert!(answer.starts_with("HTTP/1.1 401"), "{method}: {answer}");
+    }
+    // The same request from the owner is read and stored as usual.
+    let stored = common::client()
+        .put(server.at("/rooms/r.json?auth=S3cr3t"))
+        .body(kilobyte.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored.status(), 200);
+    let got = common::client()
+        .get(server.at("/rooms/r/a.json?auth=S3cr3t"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.text().await.unwrap().len(), 1002);
+}

@@ -132,6 +132,58 @@ fn num_str(n: f64) -> String {
 }
 
 impl Expr {
+    /// What the expression is for `auth` and the bound `vars` whatever the data: `Some(false)`
+    /// when no data could make it true (e.g. `auth != null && ...` for a caller who is not
+    /// signed in), `None` when it depends on data. Lets a server refuse a write before it has
+    /// read and parsed its body. Only folds what is certain; anything else is unknown.
+    pub fn decided(&self, auth: &Value, vars: &[(String, String)]) -> Option<bool> {
+        match self {
+            Expr::Bool(b) => Some(*b),
+            Expr::Not(e) => e.decided(auth, vars).map(|b| !b),
+            Expr::And(a, b) => match (a.decided(auth, vars), b.decided(auth, vars)) {
+                (Some(false), _) | (_, Some(false)) => Some(false),
+                (Some(true), Some(true)) => Some(true),
+                _ => None,
+            },
+            Expr::Or(a, b) => match (a.decided(auth, vars), b.decided(auth, vars)) {
+                (Some(true), _) | (_, Some(true)) => Some(true),
+                (Some(false), Some(false)) => Some(false),
+                _ => None,
+            },
+            Expr::Bin(op @ (BinOp::Eq | BinOp::Ne), a, b) => {
+                let (a, b) = (a.known_value(auth, vars)?, b.known_value(auth, vars)?);
+                let equal = match (&a, &b) {
+                    (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+                    _ => a == b,
+                };
+                Some(equal == (*op == BinOp::Eq))
+            }
+            _ => None,
+        }
+    }
+
+    /// The value of a literal, a bound `$variable`, `auth` or a field of it; `None` for anything
+    /// that reads data (or a field of a missing `auth`, which faults on Firebase).
+    fn known_value(&self, auth: &Value, vars: &[(String, String)]) -> Option<Value> {
+        match self {
+            Expr::Null => Some(Value::Null),
+            Expr::Bool(b) => Some(Value::Bool(*b)),
+            Expr::Num(n) => serde_json::Number::from_f64(*n).map(Value::Number),
+            Expr::Str(s) => Some(Value::String(s.clone())),
+            Expr::Var(name) => vars
+                .iter()
+                .rev()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| Value::String(v.clone())),
+            Expr::Global(Global::Auth) => Some(auth.clone()),
+            Expr::Member(base, field) => match base.known_value(auth, vars)? {
+                Value::Object(map) => Some(map.get(field).cloned().unwrap_or(Value::Null)),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// True only when the expression evaluates to the boolean `true`.
     pub fn allows(&self, ctx: &Ctx<'_>) -> bool {
         matches!(self.eval(ctx), Ok(V::Bool(true)))

@@ -244,6 +244,39 @@ impl Rules {
         true
     }
 
+    /// Could any write by `caller` at `path` (and, when `below`, anywhere under it, as a PATCH
+    /// or a push reaches) be granted, whatever its data? False only when every `.write` that
+    /// could grant it is decided false for this caller (see [`Expr::decided`]): then the write
+    /// can be refused before its body is read, so a caller who may not write cannot make the
+    /// server buffer and parse megabytes first. The full check still runs on every write.
+    pub fn may_ever_write(&self, caller: &Caller, path: &DbPath, below: bool) -> bool {
+        if *caller == Caller::Admin {
+            return true;
+        }
+        let auth = auth_value(caller);
+        let possible = |n: &Node, vars: &[(String, String)]| {
+            n.write
+                .as_ref()
+                .is_some_and(|r| r.decided(&auth, vars) != Some(false))
+        };
+        let mut vars = Vec::new();
+        let mut node = &self.root;
+        for depth in 0..=path.len() {
+            if possible(node, &vars) {
+                return true;
+            }
+            let Some(seg) = path.segments().get(depth) else {
+                break;
+            };
+            let Some(next) = node.step(seg, &mut vars) else {
+                // No rules below: nothing can grant a write there.
+                return false;
+            };
+            node = next;
+        }
+        below && any_below(node, &mut vars, &possible)
+    }
+
     /// Whether a query at `path` may order by the child `field`: Firebase wants it indexed.
     /// The error is Firebase's own words.
     pub fn check_index(&self, path: &DbPath, field: &DbPath) -> Result<(), String> {
@@ -290,6 +323,22 @@ fn validate_below<'v>(
         }
     }
     true
+}
+
+/// Whether some node under `node` has a `.write` that `possible` accepts; a wildcard's variable
+/// is unbound there (its key is not known yet), so rules that use it stay undecided.
+fn any_below(
+    node: &Node,
+    vars: &mut Vec<(String, String)>,
+    possible: &impl Fn(&Node, &[(String, String)]) -> bool,
+) -> bool {
+    let mut children: Vec<&Node> = node.children.values().collect();
+    if let Some((_, wild)) = &node.wildcard {
+        children.push(wild);
+    }
+    children
+        .into_iter()
+        .any(|child| possible(child, vars) || any_below(child, vars, possible))
 }
 
 fn loc(segs: &[String]) -> Loc<'_> {

@@ -326,3 +326,53 @@ fn the_shipped_rules_file_loads() {
     let text = include_str!("../../../../database.rules.json");
     Rules::parse(&serde_json::from_str(text).unwrap()).unwrap();
 }
+
+#[test]
+fn a_write_no_data_could_allow_is_known_before_its_data() {
+    let shipped: Value =
+        serde_json::from_str(include_str!("../../../../database.rules.json")).unwrap();
+    let shipped = Rules::parse(&shipped).unwrap();
+    let anon = Caller::Anonymous;
+    // Every `.write` of the shipped rules starts with `auth != null`.
+    for (path, below) in [
+        ("/", true),
+        ("/rooms/r1", false),
+        ("/occupants/r1/bob", true),
+    ] {
+        assert!(!shipped.may_ever_write(&anon, &p(path), below), "{path}");
+    }
+    // A signed-in user may, depending on the data: not decided, so not refused early.
+    assert!(shipped.may_ever_write(&alice(), &p("/rooms/r1"), false));
+    assert!(shipped.may_ever_write(&alice(), &p("/"), true));
+    // Where no rule grants anything at all, even a signed-in user is refused early...
+    assert!(!shipped.may_ever_write(&alice(), &p("/elsewhere/x"), true));
+    // ...and a PUT at the root is granted by no rule on its way (only rules below it grant).
+    assert!(!shipped.may_ever_write(&alice(), &p("/"), false));
+
+    // A `$variable` bound by the path decides `$uid === auth.uid`.
+    let own =
+        rules(json!({"users": {"$uid": {".write": "$uid === auth.uid && newData.exists()"}}}));
+    assert!(own.may_ever_write(&alice(), &p("/users/alice"), false));
+    assert!(!own.may_ever_write(&alice(), &p("/users/bob"), false));
+    assert!(!own.may_ever_write(&alice(), &p("/users/bob/name"), true));
+    // Under the wildcard the key is not known yet: a PATCH of /users may be allowed.
+    assert!(own.may_ever_write(&alice(), &p("/users"), true));
+
+    // A secret server's default rules refuse everyone but the admin.
+    let locked = rules(json!({".read": false, ".write": false}));
+    assert!(!locked.may_ever_write(&alice(), &p("/"), true));
+    assert!(locked.may_ever_write(&Caller::Admin, &p("/"), true));
+    // Data-dependent rules are never refused early, whoever asks.
+    let data = rules(json!({".write": "!data.exists()"}));
+    assert!(data.may_ever_write(&anon, &p("/a/b"), true));
+    // `!=`/`==` between literals and auth fields fold; `||` needs both sides false.
+    let either = rules(
+        json!({".write": "auth != null && auth.uid == 'alice' || auth != null && data.exists()"}),
+    );
+    assert!(either.may_ever_write(&alice(), &p("/x"), false));
+    assert!(!either.may_ever_write(&anon, &p("/x"), false));
+    // A field of a missing `auth` faults on Firebase; here it is only "not known", never
+    // a reason to refuse early.
+    let fault = rules(json!({".write": "auth.uid == 'alice' || data.exists()"}));
+    assert!(fault.may_ever_write(&anon, &p("/x"), false));
+}
