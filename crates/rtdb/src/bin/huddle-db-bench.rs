@@ -7,7 +7,10 @@
 //!    over SSE and over the realtime protocol (`/.ws`, one WebSocket per listener), one after
 //!    the other in the same run;
 //! 3. resident memory of the server holding N idle SSE streams, then N idle realtime
-//!    connections (each with one listen).
+//!    connections (each with one listen);
+//! 4. large legal writes: a 12.5 MB PUT of 600,000 small objects and a 15 MB array of zeros,
+//!    with the server's peak and settled RSS, the slowest small GET answered meanwhile, and
+//!    the RSS after the data is deleted.
 //!
 //! Every phase is bounded in time or count and stops by itself.
 
@@ -41,7 +44,7 @@ struct Args {
     /// Idle streams in the memory phase.
     #[arg(long, default_value_t = 10_000)]
     idle_streams: usize,
-    /// Run only this phase: writes, fanout or idle.
+    /// Run only this phase: writes, fanout, idle or bigwrite.
     #[arg(long)]
     only: Option<String>,
 }
@@ -103,13 +106,22 @@ impl ServerProcess {
     }
 
     fn rss_mib(&self) -> anyhow::Result<f64> {
+        self.status_mib("VmRSS:")
+    }
+
+    /// The highest RSS the server has had since it started.
+    fn peak_rss_mib(&self) -> anyhow::Result<f64> {
+        self.status_mib("VmHWM:")
+    }
+
+    fn status_mib(&self, field: &str) -> anyhow::Result<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
         let kib: f64 = status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
-            .context("no VmRSS")?;
+            .with_context(|| format!("no {field}"))?;
         Ok(kib / 1024.0)
     }
 }
@@ -400,6 +412,99 @@ async fn bench_idle(server: &ServerProcess, streams: usize) -> anyhow::Result<()
     Ok(())
 }
 
+/// One large PUT at `/big` while a reader GETs a small node every 20 ms; prints the write's
+/// time, the server's peak RSS, the slowest GET meanwhile, then a shallow GET's time and the
+/// RSS once the data is deleted.
+async fn bench_big_write(server: &ServerProcess, what: &str, body: String) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    client
+        .put(format!("{}/small.json", server.url))
+        .body("1")
+        .send()
+        .await?
+        .error_for_status()?;
+    let before = server.rss_mib()?;
+    let mib = body.len() as f64 / (1024.0 * 1024.0);
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (client, url, done) = (client.clone(), server.url.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut slowest = Duration::ZERO;
+            while !done.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let ok = client.get(format!("{url}/small.json")).send().await;
+                if ok.is_ok() {
+                    slowest = slowest.max(t.elapsed());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            slowest
+        })
+    };
+    let t = Instant::now();
+    client
+        .put(format!("{}/big.json?print=silent", server.url))
+        .body(body)
+        .send()
+        .await?
+        .error_for_status()?;
+    let took = t.elapsed();
+    done.store(true, Ordering::Relaxed);
+    let slowest_get = reader.await?;
+    let peak = server.peak_rss_mib()?;
+    let settled = server.rss_mib()?;
+    let t = Instant::now();
+    client
+        .get(format!("{}/big.json?shallow=true", server.url))
+        .send()
+        .await?
+        .error_for_status()?
+        .bytes()
+        .await?;
+    let shallow = t.elapsed();
+    client
+        .delete(format!("{}/big.json", server.url))
+        .send()
+        .await?
+        .error_for_status()?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let deleted = server.rss_mib()?;
+    println!(
+        "large write ({what}, {mib:.1} MiB): PUT {:.2} s; server RSS {before:.1} MiB before, peak {peak:.1} MiB ({:.1}x the body), {settled:.1} MiB holding it, {deleted:.1} MiB after DELETE; slowest small GET during the write {:.0} ms; shallow GET {:.0} ms",
+        took.as_secs_f64(),
+        (peak - before) / mib,
+        slowest_get.as_secs_f64() * 1e3,
+        shallow.as_secs_f64() * 1e3,
+    );
+    Ok(())
+}
+
+/// 600,000 small objects in 12.5 MB, as the issue measured.
+fn many_small_objects() -> String {
+    let mut s = String::with_capacity(13 << 20);
+    s.push('{');
+    for i in 0..600_000 {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&format!("\"k{i:06}\":{{\"v\":{}}}", i % 10));
+    }
+    s.push('}');
+    s
+}
+
+/// A 15 MB array of zeros.
+fn array_of_zeros() -> String {
+    let n = 15 * 1024 * 1024 / 2;
+    let mut s = String::with_capacity(n * 2 + 2);
+    s.push('[');
+    for i in 0..n {
+        s.push_str(if i == 0 { "0" } else { ",0" });
+    }
+    s.push(']');
+    s
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -426,6 +531,14 @@ async fn main() -> anyhow::Result<()> {
         drop(server);
         let server = ServerProcess::start()?;
         bench_idle_realtime(&server, args.idle_streams).await?;
+    }
+    if run("bigwrite") {
+        // A fresh server each, so each peak is its own.
+        let server = ServerProcess::start()?;
+        bench_big_write(&server, "600,000 small objects", many_small_objects()).await?;
+        drop(server);
+        let server = ServerProcess::start()?;
+        bench_big_write(&server, "an array of zeros", array_of_zeros()).await?;
     }
     Ok(())
 }
