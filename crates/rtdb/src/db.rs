@@ -4,6 +4,11 @@
 //! A write is applied to the tree, logged, fsynced, and published to listeners all while the
 //! writer holds the tree's write lock, so a reader never sees a value that is not yet durable and
 //! a new listener's first `put` and its later events never overlap or leave a gap.
+//!
+//! What costs time in proportion to a write's size stays off that lock where it can: the
+//! caller's task parses and normalises the data ([`Planned`]); values move into the tree without
+//! a copy, and what they replace is freed after the lock is released; a PUT's answer (its value
+//! rendered, its ETag) is read under a read lock afterwards.
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -49,7 +54,7 @@ impl Default for DbConfig {
 }
 
 /// A write request.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum WriteOp {
     /// PUT (and DELETE, with `Value::Null`), optionally conditional on an ETag.
     Set {
@@ -77,10 +82,11 @@ pub enum WriteOp {
 /// What a successful write answers.
 #[derive(Debug)]
 pub enum WriteResult {
-    /// PUT/DELETE: the value now stored at the path (rendered), and its ETag.
-    Set { value: Value, etag: String },
-    /// PATCH: the children as written (rendered).
-    Updated(Value),
+    /// PUT/DELETE: the value now stored at the path (rendered, as JSON text), and its ETag.
+    /// Text, not a tree: a large write must not cost a second copy of itself to answer.
+    Set { value: String, etag: String },
+    /// PATCH: the children as written (rendered, as JSON text).
+    Updated(String),
     /// POST: the new child's key.
     Pushed(String),
 }
@@ -98,8 +104,114 @@ enum Msg {
 pub type WriteGuard =
     Box<dyn FnOnce(&Value, &[(DbPath, Option<Value>)], u64) -> Result<(), DbError> + Send>;
 
+/// A write with its data already in stored form. The caller's task parses, checks and
+/// normalises it, which costs time in proportion to its size; the writer, and the lock readers
+/// wait on, is left only the server values to resolve and the tree to change.
+#[derive(Debug)]
+enum Planned {
+    Set {
+        path: DbPath,
+        value: Option<Value>,
+        if_match: Option<String>,
+    },
+    /// Each child as (its key as sent, its full path, its stored value).
+    Update {
+        path: DbPath,
+        children: Vec<(String, DbPath, Option<Value>)>,
+    },
+    Push {
+        path: DbPath,
+        value: Option<Value>,
+    },
+}
+
+impl Planned {
+    /// [`Planned::from_op`], on a blocking thread when the data is large: normalising it takes
+    /// long enough to hold up every other request served by the same runtime thread.
+    async fn prepare(op: WriteOp) -> Result<Planned, DbError> {
+        let large = match &op {
+            WriteOp::Set { value, .. } | WriteOp::Push { value, .. } => {
+                nodes_up_to(value, LARGE_NODES) >= LARGE_NODES
+            }
+            WriteOp::Update { children, .. } => {
+                children.len() >= LARGE_NODES
+                    || children
+                        .values()
+                        .map(|v| nodes_up_to(v, LARGE_NODES))
+                        .sum::<usize>()
+                        >= LARGE_NODES
+            }
+        };
+        if !large {
+            return Planned::from_op(op);
+        }
+        tokio::task::spawn_blocking(move || Planned::from_op(op))
+            .await
+            .map_err(|_| DbError::Unavailable)?
+    }
+
+    fn from_op(op: WriteOp) -> Result<Planned, DbError> {
+        Ok(match op {
+            WriteOp::Set {
+                path,
+                value,
+                if_match,
+            } => {
+                let value = tree::normalize(value, path.len())?;
+                Planned::Set {
+                    path,
+                    value,
+                    if_match,
+                }
+            }
+            WriteOp::Push { path, value } => {
+                let value = tree::normalize(value, path.len() + 1)?;
+                Planned::Push { path, value }
+            }
+            WriteOp::Update { path, children } => {
+                let mut planned = Vec::with_capacity(children.len());
+                for (key, value) in children {
+                    let rel = DbPath::parse(&key)
+                        .map_err(|e| DbError::BadData(format!("Invalid data; {e}")))?;
+                    if rel.is_empty() {
+                        return Err(DbError::BadData(
+                            "Invalid data; an update key must not be empty".into(),
+                        ));
+                    }
+                    let full = path.join(&rel);
+                    let value = tree::normalize(value, full.len())?;
+                    planned.push((key, full, value));
+                }
+                let paths: Vec<&DbPath> = planned.iter().map(|(_, p, _)| p).collect();
+                check_no_ancestors(&path, paths)?;
+                Planned::Update {
+                    path,
+                    children: planned,
+                }
+            }
+        })
+    }
+}
+
+/// Data with this many nodes is normalised off the runtime's threads.
+const LARGE_NODES: usize = 10_000;
+
+/// Server values resolved against what is stored where `value` goes.
+fn resolve(
+    value: Option<Value>,
+    current: Option<&Value>,
+    now: u64,
+) -> Result<Option<Value>, DbError> {
+    match value {
+        Some(v) if tree::has_server_values(&v) => {
+            Ok(Some(tree::resolve_server_values(v, current, now)?))
+        }
+        other => Ok(other),
+    }
+}
+
 struct Job {
-    op: WriteOp,
+    op: Planned,
     guard: Option<WriteGuard>,
     reply: oneshot::Sender<Result<WriteResult, DbError>>,
 }
@@ -146,6 +258,7 @@ impl Db {
         op: WriteOp,
         guard: Option<WriteGuard>,
     ) -> Result<WriteResult, DbError> {
+        let op = Planned::prepare(op).await?;
         let (reply, answer) = oneshot::channel();
         self.writes
             .send(Msg::Write(Job { op, guard, reply }))
@@ -162,6 +275,7 @@ impl Db {
         op: WriteOp,
         guard: Option<WriteGuard>,
     ) -> Result<oneshot::Receiver<Result<WriteResult, DbError>>, DbError> {
+        let op = Planned::prepare(op).await?;
         let (reply, answer) = oneshot::channel();
         self.writes
             .send(Msg::Write(Job { op, guard, reply }))
@@ -173,25 +287,21 @@ impl Db {
     /// Whether `guard` would let `op` happen on the tree as it is now, without writing (an
     /// onDisconnect operation is judged when it is registered, as Firebase judges it).
     pub fn check_write(&self, op: &WriteOp, guard: Option<WriteGuard>) -> Result<(), DbError> {
+        let op = Planned::from_op(op.clone())?;
         let root = self.shared.tree.read().unwrap_or_else(|e| e.into_inner());
         let now = now_ms();
         let planned = match op {
-            WriteOp::Set { path, value, .. } | WriteOp::Push { path, value } => {
-                let resolved =
-                    tree::resolve_server_values(value.clone(), tree::get(&root, path), now)?;
-                vec![(path.clone(), tree::normalize(resolved, path.len())?)]
+            // onDisconnect has no push; a push is judged at the location it names.
+            Planned::Set { path, value, .. } | Planned::Push { path, value } => {
+                let value = resolve(value, tree::get(&root, &path), now)?;
+                vec![(path, value)]
             }
-            WriteOp::Update { path, children } => {
+            Planned::Update { children, .. } => {
                 let mut planned = Vec::with_capacity(children.len());
-                for (key, value) in children {
-                    let rel = DbPath::parse(key)
-                        .map_err(|e| DbError::BadData(format!("Invalid data; {e}")))?;
-                    let full = path.join(&rel);
-                    let resolved =
-                        tree::resolve_server_values(value.clone(), tree::get(&root, &full), now)?;
-                    planned.push((full.clone(), tree::normalize(resolved, full.len())?));
+                for (_, full, value) in children {
+                    let value = resolve(value, tree::get(&root, &full), now)?;
+                    planned.push((full, value));
                 }
-                check_no_ancestors(path, &planned)?;
                 planned
             }
         };
@@ -301,7 +411,12 @@ pub fn etag(value: Option<&Value>) -> String {
     match value {
         None => NULL_ETAG.to_owned(),
         Some(v) => {
-            let digest = Sha256::digest(v.to_string().as_bytes());
+            // Hashed as it is serialised: a large value costs no copy of its text.
+            let mut hasher = Sha256::new();
+            if serde_json::to_writer(&mut hasher, v).is_err() {
+                return NULL_ETAG.to_owned();
+            }
+            let digest = hasher.finalize();
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..20])
         }
     }
@@ -316,7 +431,7 @@ pub fn now_ms() -> u64 {
 
 struct Applied {
     reply: oneshot::Sender<Result<WriteResult, DbError>>,
-    result: Result<WriteResult, DbError>,
+    result: Result<Outcome, DbError>,
     base: DbPath,
     sets: Vec<(DbPath, Option<Value>)>,
     merge: bool,
@@ -359,15 +474,35 @@ fn write_batch(shared: &Shared, store: &mut Store, ids: &mut PushIds, jobs: Vec<
     let now = now_ms();
     let mut applied = Vec::with_capacity(jobs.len());
     let mut log_bytes = Vec::new();
-    for job in jobs {
-        let merge = matches!(job.op, WriteOp::Update { .. });
-        let (base, result, sets) = match apply(&mut root, job.op, job.guard, now, ids, &mut undo) {
+    // Subscribing takes the tree's read lock first, so no listener can appear while this
+    // batch holds the write lock: asking the hub once per set is enough.
+    let listened = |path: &DbPath| {
+        shared
+            .hub
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .listens_near(path)
+    };
+    let mut pending = Vec::new();
+    let mut early = Vec::new();
+    for (index, job) in jobs.into_iter().enumerate() {
+        let merge = matches!(job.op, Planned::Update { .. });
+        let mut w = Writing {
+            root: &mut root,
+            undo: &mut undo,
+            log: &mut log_bytes,
+            listened: &listened,
+            pending: &mut pending,
+            early: &mut early,
+        };
+        let (base, result, sets) = match w.apply(job.op, job.guard, now, ids) {
+            Ok((base, Outcome::StoredAt(path), sets)) => {
+                pending.push((index, path.clone()));
+                (base, Ok(Outcome::StoredAt(path)), sets)
+            }
             Ok((base, result, sets)) => (base, Ok(result), sets),
             Err(e) => (DbPath::root(), Err(e), Vec::new()),
         };
-        if !sets.is_empty() {
-            log::encode(&sets, &mut log_bytes);
-        }
         applied.push(Applied {
             reply: job.reply,
             result,
@@ -405,8 +540,30 @@ fn write_batch(shared: &Shared, store: &mut Store, ids: &mut PushIds, jobs: Vec<
     drop(root);
     // Every write of the batch is in the fsynced log: acknowledge before compacting, which
     // keeps that log replayable until its snapshot is in place (see `Store::compact`).
-    for a in applied {
-        let _ = a.reply.send(a.result);
+    {
+        let root = shared.tree.read().unwrap_or_else(|e| e.into_inner());
+        for (index, a) in applied.into_iter().enumerate() {
+            let result = a.result.map(|outcome| match outcome {
+                Outcome::Done(r) => r,
+                Outcome::StoredAt(path) => match early.iter().position(|(i, _)| *i == index) {
+                    Some(at) => early.swap_remove(at).1,
+                    None => stored_result(&root, &path),
+                },
+            });
+            let _ = a.reply.send(result);
+        }
+    }
+    // What the batch replaced is freed here, with no lock held.
+    let replaced: usize = undo
+        .iter()
+        .map(|(_, old)| {
+            old.as_ref()
+                .map_or(0, |v| nodes_up_to(v, RETURN_AFTER_NODES))
+        })
+        .sum();
+    drop(undo);
+    if replaced >= RETURN_AFTER_NODES || log_bytes.len() >= RETURN_AFTER_BYTES {
+        return_free_memory();
     }
     if store.wants_compaction() {
         // Only this thread writes the tree, so a read lock sees the same tree and lets
@@ -423,90 +580,191 @@ fn write_batch(shared: &Shared, store: &mut Store, ids: &mut PushIds, jobs: Vec<
     }
 }
 
-type Applied1 = (DbPath, WriteResult, Vec<(DbPath, Option<Value>)>);
+/// A batch that freed this many nodes, or wrote this many bytes (whose parsing freed as much),
+/// hands the freed memory back to the system.
+const RETURN_AFTER_NODES: usize = 50_000;
+const RETURN_AFTER_BYTES: usize = 4 << 20;
+
+/// Nodes in `value`, counting no further than `limit`.
+fn nodes_up_to(value: &Value, limit: usize) -> usize {
+    let mut count = 0;
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        count += 1;
+        if count >= limit {
+            break;
+        }
+        let room = limit - count;
+        match v {
+            Value::Object(map) => stack.extend(map.values().take(room)),
+            Value::Array(items) => stack.extend(items.iter().take(room)),
+            _ => {}
+        }
+    }
+    count
+}
+
+/// glibc keeps freed memory in its heaps for reuse, so a server that once held a large value
+/// would keep its size for ever after the value is gone; trimming returns the free pages.
+#[allow(unsafe_code)]
+fn return_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of the allocator; it touches no live
+    // allocation and may be called from any thread.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+type Applied1 = (DbPath, Outcome, Vec<(DbPath, Option<Value>)>);
+
+/// What a write answers, or where to read it from.
+enum Outcome {
+    Done(WriteResult),
+    /// A PUT answers with the value now at this path and its ETag. Rendering and hashing a large
+    /// value takes long, so the writer does it after releasing the write lock (readers go on),
+    /// or just before a later write of the same batch changes the path.
+    StoredAt(DbPath),
+}
+
+fn stored_result(root: &Value, path: &DbPath) -> WriteResult {
+    let stored = tree::get(root, path);
+    WriteResult::Set {
+        value: json_text(stored),
+        etag: etag(stored),
+    }
+}
 
 /// Old values of everything a batch overwrote, to roll it back if it cannot be made durable.
 type Undo = Vec<(DbPath, Option<Value>)>;
 
-fn apply(
-    root: &mut Value,
-    op: WriteOp,
-    guard: Option<WriteGuard>,
-    now: u64,
-    ids: &mut PushIds,
-    undo: &mut Undo,
-) -> Result<Applied1, DbError> {
-    let check = |root: &Value, planned: &[(DbPath, Option<Value>)]| match guard {
-        Some(g) => g(root, planned, now),
-        None => Ok(()),
-    };
-    match op {
-        WriteOp::Set {
-            path,
-            value,
-            if_match,
-        } => {
-            let current = tree::get(root, &path);
-            let resolved = tree::resolve_server_values(value, current, now)?;
-            let planned = vec![(path.clone(), tree::normalize(resolved, path.len())?)];
-            // Rules first: a caller who may not write learns nothing from a failed condition.
-            check(root, &planned)?;
-            let current = tree::get(root, &path);
-            if let Some(expected) = if_match {
-                let actual = etag(current);
-                if expected != actual {
-                    let current = current.map(tree::render).unwrap_or(Value::Null);
-                    return Err(DbError::PreconditionFailed {
-                        current,
-                        etag: actual,
-                    });
+/// One batch's writes against the locked tree.
+struct Writing<'a, 'b> {
+    root: &'a mut Value,
+    undo: &'a mut Undo,
+    log: &'a mut Vec<u8>,
+    listened: &'b dyn Fn(&DbPath) -> bool,
+    /// PUTs of this batch whose answers are still to be read: (job, path).
+    pending: &'a mut Vec<(usize, DbPath)>,
+    /// Answers read early, because a later write of the batch changed their path.
+    early: &'a mut Vec<(usize, WriteResult)>,
+}
+
+impl Writing<'_, '_> {
+    fn apply(
+        &mut self,
+        op: Planned,
+        guard: Option<WriteGuard>,
+        now: u64,
+        ids: &mut PushIds,
+    ) -> Result<Applied1, DbError> {
+        let check = |root: &Value, planned: &[(DbPath, Option<Value>)]| match guard {
+            Some(g) => g(root, planned, now),
+            None => Ok(()),
+        };
+        match op {
+            Planned::Set {
+                path,
+                value,
+                if_match,
+            } => {
+                let value = resolve(value, tree::get(self.root, &path), now)?;
+                let planned = vec![(path.clone(), value)];
+                // Rules first: a caller who may not write learns nothing from a failed condition.
+                check(self.root, &planned)?;
+                let current = tree::get(self.root, &path);
+                if let Some(expected) = if_match {
+                    let actual = etag(current);
+                    if expected != actual {
+                        let current = current.map(tree::render).unwrap_or(Value::Null);
+                        return Err(DbError::PreconditionFailed {
+                            current,
+                            etag: actual,
+                        });
+                    }
                 }
+                let sets = self.commit(planned);
+                Ok((path.clone(), Outcome::StoredAt(path), sets))
             }
-            let sets = effective(root, planned, undo);
-            let stored = tree::get(root, &path);
-            let result = WriteResult::Set {
-                value: stored.map(tree::render).unwrap_or(Value::Null),
-                etag: etag(stored),
-            };
-            Ok((path, result, sets))
-        }
-        WriteOp::Push { path, value } => {
-            let key = ids.next(now);
-            let child = path.child(&key);
-            let resolved = tree::resolve_server_values(value, None, now)?;
-            let planned = vec![(child.clone(), tree::normalize(resolved, child.len())?)];
-            check(root, &planned)?;
-            let sets = effective(root, planned, undo);
-            Ok((path, WriteResult::Pushed(key), sets))
-        }
-        WriteOp::Update { path, children } => {
-            let mut planned = Vec::with_capacity(children.len());
-            let mut echo = Map::new();
-            for (key, value) in children {
-                let rel = DbPath::parse(&key)
-                    .map_err(|e| DbError::BadData(format!("Invalid data; {e}")))?;
-                if rel.is_empty() {
-                    return Err(DbError::BadData(
-                        "Invalid data; an update key must not be empty".into(),
-                    ));
+            Planned::Push { path, value } => {
+                let key = ids.next(now);
+                let child = path.child(&key);
+                let value = resolve(value, None, now)?;
+                let planned = vec![(child, value)];
+                check(self.root, &planned)?;
+                let sets = self.commit(planned);
+                Ok((path, Outcome::Done(WriteResult::Pushed(key)), sets))
+            }
+            Planned::Update { path, children } => {
+                let mut planned = Vec::with_capacity(children.len());
+                let mut keys = Vec::with_capacity(children.len());
+                for (key, full, value) in children {
+                    let value = resolve(value, tree::get(self.root, &full), now)?;
+                    keys.push(key);
+                    planned.push((full, value));
                 }
-                let full = path.join(&rel);
-                let resolved = tree::resolve_server_values(value, tree::get(root, &full), now)?;
-                let new = tree::normalize(resolved, full.len())?;
-                echo.insert(key, new.as_ref().map(tree::render).unwrap_or(Value::Null));
-                planned.push((full, new));
+                check(self.root, &planned)?;
+                let echo = serde_json::to_string(&Echo(&keys, &planned)).unwrap_or_default();
+                let sets = self.commit(planned);
+                Ok((path, Outcome::Done(WriteResult::Updated(echo)), sets))
             }
-            check_no_ancestors(&path, &planned)?;
-            check(root, &planned)?;
-            let sets = effective(root, planned, undo);
-            Ok((path, WriteResult::Updated(Value::Object(echo)), sets))
         }
+    }
+
+    /// Logs and applies the planned sets that change something, moving each value into the
+    /// tree (no copy) and what it replaces into the undo list. Returns the sets listeners need.
+    fn commit(&mut self, planned: Vec<(DbPath, Option<Value>)>) -> Vec<(DbPath, Option<Value>)> {
+        let changed: Vec<_> = planned
+            .into_iter()
+            .filter(|(path, new)| tree::get(self.root, path) != new.as_ref())
+            .collect();
+        if changed.is_empty() {
+            return changed;
+        }
+        log::encode(&changed, self.log);
+        let root = &*self.root;
+        let overlaps = |p: &DbPath| changed.iter().any(|(c, _)| c.contains(p) || p.contains(c));
+        let (due, later): (Vec<_>, Vec<_>) = self.pending.drain(..).partition(|(_, p)| overlaps(p));
+        *self.pending = later;
+        for (index, path) in due {
+            self.early.push((index, stored_result(root, &path)));
+        }
+        let mut published = Vec::new();
+        for (path, new) in changed {
+            if (self.listened)(&path) {
+                published.push((path.clone(), new.clone()));
+            }
+            if let Some((at, leaf)) = tree::leaf_above(self.root, &path) {
+                self.undo.push((at, Some(leaf)));
+            }
+            let old = tree::set(self.root, &path, new);
+            self.undo.push((path, old));
+        }
+        published
     }
 }
 
+/// A PATCH's children as written, in output form.
+struct Echo<'a>(&'a [String], &'a [(DbPath, Option<Value>)]);
+
+impl serde::Serialize for Echo<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (key, (_, value)) in self.0.iter().zip(self.1) {
+            map.serialize_entry(key, &value.as_ref().map(tree::Rendered))?;
+        }
+        map.end()
+    }
+}
+
+/// A stored value (or absence) as JSON text in output form.
+fn json_text(value: Option<&Value>) -> String {
+    serde_json::to_string(&value.map(tree::Rendered)).unwrap_or_else(|_| "null".to_owned())
+}
+
 /// A multi-path update may not name a path and one of its descendants.
-fn check_no_ancestors(base: &DbPath, planned: &[(DbPath, Option<Value>)]) -> Result<(), DbError> {
-    let mut paths: Vec<&DbPath> = planned.iter().map(|(p, _)| p).collect();
+fn check_no_ancestors(base: &DbPath, mut paths: Vec<&DbPath>) -> Result<(), DbError> {
     paths.sort();
     for pair in paths.windows(2) {
         if pair[0].contains(pair[1]) {
@@ -519,23 +777,4 @@ fn check_no_ancestors(base: &DbPath, planned: &[(DbPath, Option<Value>)]) -> Res
         }
     }
     Ok(())
-}
-
-/// Applies the planned sets and keeps the ones that changed something.
-fn effective(
-    root: &mut Value,
-    planned: Vec<(DbPath, Option<Value>)>,
-    undo: &mut Undo,
-) -> Vec<(DbPath, Option<Value>)> {
-    let mut out = Vec::with_capacity(planned.len());
-    for (path, new) in planned {
-        let old = tree::get(root, &path);
-        if old == new.as_ref() {
-            continue;
-        }
-        undo.push((path.clone(), old.cloned()));
-        tree::set(root, &path, new.clone());
-        out.push((path, new));
-    }
-    out
 }

@@ -101,12 +101,28 @@ fn error_response(err: &DbError) -> Response {
     json_response(status, &json!({ "error": err.to_string() }), Print::Normal)
 }
 
-fn json_response(status: StatusCode, value: &Value, print: Print) -> Response {
+fn json_response(status: StatusCode, value: &impl serde::Serialize, print: Print) -> Response {
     let body = match print {
         Print::Silent => return StatusCode::NO_CONTENT.into_response(),
         Print::Pretty => serde_json::to_string_pretty(value).unwrap_or_default(),
-        Print::Normal => value.to_string(),
+        Print::Normal => serde_json::to_string(value).unwrap_or_default(),
     };
+    json_body(status, body)
+}
+
+/// Answers with JSON already serialised (compact); `print=pretty` re-indents it.
+fn json_text_response(status: StatusCode, text: String, print: Print) -> Response {
+    let body = match print {
+        Print::Silent => return StatusCode::NO_CONTENT.into_response(),
+        Print::Pretty => serde_json::from_str::<Value>(&text)
+            .and_then(|v| serde_json::to_string_pretty(&v))
+            .unwrap_or(text),
+        Print::Normal => text,
+    };
+    json_body(status, body)
+}
+
+fn json_body(status: StatusCode, body: String) -> Response {
     let mut resp = (status, body).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -350,7 +366,21 @@ async fn read_json(body: Body, idle: Duration) -> Result<Value, DbError> {
             }
         }
     }
-    serde_json::from_slice(&bytes).map_err(|e| {
+    // Parsing a large body takes long enough to hold up the other requests of this runtime
+    // thread: it gets a blocking thread of its own.
+    if bytes.len() >= LARGE_BODY_BYTES {
+        return tokio::task::spawn_blocking(move || parse_json(&bytes))
+            .await
+            .map_err(|_| DbError::Unavailable)?;
+    }
+    parse_json(&bytes)
+}
+
+/// Bodies of this many bytes are parsed off the runtime's threads.
+const LARGE_BODY_BYTES: usize = 256 << 10;
+
+fn parse_json(bytes: &[u8]) -> Result<Value, DbError> {
+    serde_json::from_slice(bytes).map_err(|e| {
         if e.to_string().contains("recursion limit") {
             DbError::BadData(
                 "Invalid data; it is nested too deeply (the limit is 32 levels)".into(),
@@ -364,11 +394,11 @@ async fn read_json(body: Body, idle: Duration) -> Result<Value, DbError> {
 fn write_response(result: WriteResult, print: Print) -> Response {
     match result {
         WriteResult::Set { value, etag } => {
-            let mut resp = json_response(StatusCode::OK, &value, print);
+            let mut resp = json_text_response(StatusCode::OK, value, print);
             set_etag(&mut resp, &etag);
             resp
         }
-        WriteResult::Updated(echo) => json_response(StatusCode::OK, &echo, print),
+        WriteResult::Updated(echo) => json_text_response(StatusCode::OK, echo, print),
         WriteResult::Pushed(name) => json_response(StatusCode::OK, &json!({ "name": name }), print),
     }
 }
@@ -380,30 +410,48 @@ fn get(
     params: &Params,
     headers: &HeaderMap,
 ) -> Result<Response, DbError> {
-    // The rules and the answer look at the same tree.
-    let (value, tag) = app.db.with_root(|root| {
+    // The rules and the answer look at the same tree. The answer is serialised straight from
+    // the tree, as a rendered copy of a large value would cost more than its text.
+    let answer = app.db.with_root(|root| {
         app.access.check_read(caller, path, root)?;
         let v = tree::get(root, path);
-        let shown = match (v, &params.filter) {
-            (None, _) => Value::Null,
-            (Some(v), _) if params.shallow => tree::shallow(v),
-            (Some(v), Some(f)) => tree::render(&f.apply(v)),
+        let tag = etag(v);
+        if header_str(headers, "if-none-match") == Some(tag.as_str()) {
+            return Ok::<_, DbError>((None, tag));
+        }
+        let print = params.print;
+        let body = match (v, &params.filter) {
+            (None, _) => json_text(&Value::Null, print),
+            (Some(v), _) if params.shallow => json_text(&tree::Shallow(v), print),
+            (Some(v), Some(f)) => json_text(&tree::Rendered(&f.apply(v)), print),
             // format=export keeps the stored form: integer keys stay an object, as Firebase exports.
-            (Some(v), None) if params.export => v.clone(),
-            (Some(v), None) => tree::render(v),
+            (Some(v), None) if params.export => json_text(v, print),
+            (Some(v), None) => json_text(&tree::Rendered(v), print),
         };
-        Ok::<_, DbError>((shown, etag(v)))
+        Ok((Some(body), tag))
     })?;
-    if header_str(headers, "if-none-match") == Some(tag.as_str()) {
+    let (Some(body), tag) = answer else {
         let mut resp = StatusCode::NOT_MODIFIED.into_response();
-        set_etag(&mut resp, &tag);
+        set_etag(&mut resp, &answer.1);
         return Ok(resp);
-    }
-    let mut resp = json_response(StatusCode::OK, &value, params.print);
+    };
+    let mut resp = match body {
+        Some(text) => json_body(StatusCode::OK, text),
+        None => StatusCode::NO_CONTENT.into_response(),
+    };
     if header_str(headers, "x-firebase-etag") == Some("true") {
         set_etag(&mut resp, &tag);
     }
     Ok(resp)
+}
+
+/// `value` as the body `print` asks for; `None` for `print=silent`.
+fn json_text(value: &impl serde::Serialize, print: Print) -> Option<String> {
+    match print {
+        Print::Silent => None,
+        Print::Pretty => Some(serde_json::to_string_pretty(value).unwrap_or_default()),
+        Print::Normal => Some(serde_json::to_string(value).unwrap_or_default()),
+    }
 }
 
 /// Removes the listener when the client goes away.

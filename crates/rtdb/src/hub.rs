@@ -310,6 +310,19 @@ impl Hub {
     }
 
     /// Delivers one applied write. `root` is the tree after it (used for filtered listeners).
+    /// Whether any listener is at `path`, above it or below it: a write there concerns them.
+    pub fn listens_near(&self, path: &DbPath) -> bool {
+        if self.by_path.is_empty() {
+            return false;
+        }
+        (0..=path.len()).any(|n| self.by_path.contains_key(&path.prefix(n)))
+            || self
+                .by_path
+                .range(path.clone()..)
+                .next()
+                .is_some_and(|(lp, _)| path.contains(lp))
+    }
+
     pub fn publish(&mut self, change: &Change<'_>, root: &Value) {
         if self.by_path.is_empty() || change.sets.is_empty() {
             return;

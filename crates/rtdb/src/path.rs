@@ -77,6 +77,11 @@ impl DbPath {
         DbPath(segments)
     }
 
+    /// The first `n` segments of this path (all of it when it is shorter).
+    pub fn prefix(&self, n: usize) -> DbPath {
+        DbPath(self.0[..n.min(self.0.len())].to_vec())
+    }
+
     /// True when `self` is `other` or one of its ancestors.
     pub fn contains(&self, other: &DbPath) -> bool {
         other.0.len() >= self.0.len() && other.0[..self.0.len()] == self.0[..]

@@ -4,6 +4,7 @@
 //! arrays are stored as objects keyed "0", "1", ... and only turned back into arrays on the way
 //! out ([`render`]), exactly as Firebase does.
 
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Map, Value};
 
 use crate::error::DbError;
@@ -22,42 +23,65 @@ pub fn get<'a>(root: &'a Value, path: &DbPath) -> Option<&'a Value> {
 }
 
 /// Writes `value` (already normalised, `None` deletes) at `path`, creating parents as needed and
-/// removing parents left empty.
-pub fn set(root: &mut Value, path: &DbPath, value: Option<Value>) {
-    set_in(root, path.segments(), value);
+/// removing parents left empty. Returns what was there, moved out rather than copied, so that a
+/// writer can keep it to undo the write and free it where freeing costs no reader anything.
+pub fn set(root: &mut Value, path: &DbPath, value: Option<Value>) -> Option<Value> {
+    set_in(root, path.segments(), value)
 }
 
-fn set_in(node: &mut Value, segs: &[String], value: Option<Value>) {
+fn set_in(node: &mut Value, segs: &[String], value: Option<Value>) -> Option<Value> {
     let Some((first, rest)) = segs.split_first() else {
-        *node = value.unwrap_or(Value::Null);
-        return;
+        let old = std::mem::replace(node, value.unwrap_or(Value::Null));
+        return (!old.is_null()).then_some(old);
     };
     if !node.is_object() {
-        if value.is_none() {
-            return;
-        }
-        // Writing below a leaf replaces the leaf, as in Firebase.
+        // Deleting below a leaf (or nothing) changes nothing.
+        value.as_ref()?;
+        // Writing below a leaf replaces the leaf, as in Firebase; nothing was at `path` itself.
         *node = Value::Object(Map::new());
     }
-    let Value::Object(map) = node else { return };
-    match value {
+    let Value::Object(map) = node else {
+        return None;
+    };
+    let old = match value {
         None => {
+            let mut old = None;
             if let Some(child) = map.get_mut(first) {
-                set_in(child, rest, None);
+                old = set_in(child, rest, None);
                 if child.is_null() {
                     map.remove(first);
                 }
             }
+            old
         }
         Some(v) => set_in(
             map.entry(first.clone()).or_insert(Value::Null),
             rest,
             Some(v),
         ),
-    }
+    };
     if map.is_empty() {
         *node = Value::Null;
     }
+    old
+}
+
+/// The nearest location above `path` that holds a leaf, which writing at `path` would replace.
+pub fn leaf_above(root: &Value, path: &DbPath) -> Option<(DbPath, Value)> {
+    let mut node = root;
+    for (depth, seg) in path.segments().iter().enumerate() {
+        match node {
+            Value::Object(map) => match map.get(seg) {
+                Some(child) => node = child,
+                None => return None,
+            },
+            Value::Null => return None,
+            leaf => {
+                return Some((path.prefix(depth), leaf.clone()));
+            }
+        }
+    }
+    None
 }
 
 /// Turns client data into stored form: arrays become integer-keyed objects, nulls and empty
@@ -87,16 +111,18 @@ fn normalize_object(map: Map<String, Value>, depth: usize) -> Result<Option<Valu
     if map.is_empty() {
         return Ok(None);
     }
+    if map.contains_key(".sv") {
+        // Kept as it is for the writer to resolve against the stored value it replaces.
+        return if is_server_value(&map) {
+            Ok(Some(Value::Object(map)))
+        } else {
+            Err(bad_server_value())
+        };
+    }
     if depth >= MAX_DEPTH {
         return Err(DbError::BadData(format!(
             "Data to write is nested too deeply: more than {MAX_DEPTH} levels from the root"
         )));
-    }
-    if map.contains_key(".sv") {
-        return Err(DbError::BadData(
-            "Invalid data; a server value must be {\".sv\": \"timestamp\"} or {\".sv\": {\"increment\": <number>}}"
-                .to_owned(),
-        ));
     }
     if map.contains_key(".priority") || map.contains_key(".value") {
         return Err(DbError::BadData(
@@ -112,6 +138,27 @@ fn normalize_object(map: Map<String, Value>, depth: usize) -> Result<Option<Valu
         }
     }
     Ok((!out.is_empty()).then_some(Value::Object(out)))
+}
+
+/// `{".sv": "timestamp"}` or `{".sv": {"increment": <number>}}`.
+fn is_server_value(map: &Map<String, Value>) -> bool {
+    map.len() == 1
+        && match map.get(".sv") {
+            Some(Value::String(s)) => s == "timestamp",
+            Some(Value::Object(op)) => {
+                op.len() == 1 && matches!(op.get("increment"), Some(Value::Number(_)))
+            }
+            _ => false,
+        }
+}
+
+/// Whether normalised data still holds server-value placeholders (no stored key starts with a
+/// dot, so a `.sv` key can only be one).
+pub fn has_server_values(value: &Value) -> bool {
+    match value {
+        Value::Object(map) => map.contains_key(".sv") || map.values().any(has_server_values),
+        _ => false,
+    }
 }
 
 /// Stored form to Firebase's output form: integer-keyed objects that are more than half full come
@@ -132,6 +179,56 @@ pub fn render(value: &Value) -> Value {
             }
         }
         other => other.clone(),
+    }
+}
+
+/// Serialises a stored value in output form, as [`render`] would, without building the copy:
+/// a large value costs its text, not a second tree.
+pub struct Rendered<'a>(pub &'a Value);
+
+impl Serialize for Rendered<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let Value::Object(map) = self.0 else {
+            return self.0.serialize(s);
+        };
+        if let Some(len) = array_len(map) {
+            let mut items: Vec<Option<&Value>> = vec![None; len];
+            for (k, v) in map {
+                if let Some(slot) = k.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+                    *slot = Some(v);
+                }
+            }
+            let mut seq = s.serialize_seq(Some(len))?;
+            for item in items {
+                match item {
+                    Some(v) => seq.serialize_element(&Rendered(v))?,
+                    None => seq.serialize_element(&())?,
+                }
+            }
+            seq.end()
+        } else {
+            let mut out = s.serialize_map(Some(map.len()))?;
+            for (k, v) in map {
+                out.serialize_entry(k, &Rendered(v))?;
+            }
+            out.end()
+        }
+    }
+}
+
+/// `shallow=true` serialised without building the copy (see [`shallow`]).
+pub struct Shallow<'a>(pub &'a Value);
+
+impl Serialize for Shallow<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let Value::Object(map) = self.0 else {
+            return self.0.serialize(s);
+        };
+        let mut out = s.serialize_map(Some(map.len()))?;
+        for k in map.keys() {
+            out.serialize_entry(k, &true)?;
+        }
+        out.end()
     }
 }
 
@@ -272,6 +369,29 @@ mod tests {
         assert_eq!(root, json!({"a": {"b": true}}));
         set(&mut root, &p("/q/r"), None);
         assert_eq!(root, json!({"a": {"b": true}}));
+    }
+
+    #[test]
+    fn a_leaf_above_is_found_so_a_write_below_it_can_be_undone() {
+        let root = json!({"a": {"b": 5}});
+        assert_eq!(
+            leaf_above(&root, &p("/a/b/c/d")),
+            Some((p("/a/b"), json!(5)))
+        );
+        assert_eq!(leaf_above(&root, &p("/a/b")), None);
+        assert_eq!(leaf_above(&root, &p("/a/x/y")), None);
+    }
+
+    #[test]
+    fn server_values_survive_normalising_until_resolved() {
+        let v = normalize(json!({"t": {".sv": "timestamp"}, "n": [1]}), 0)
+            .unwrap()
+            .unwrap();
+        assert!(has_server_values(&v));
+        assert!(normalize(json!({"t": {".sv": "soon"}}), 0).is_err());
+        let v = resolve_server_values(v, None, 9).unwrap();
+        assert_eq!(v, json!({"t": 9, "n": {"0": 1}}));
+        assert!(!has_server_values(&v));
     }
 
     #[test]

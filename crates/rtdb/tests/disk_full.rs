@@ -140,7 +140,27 @@ async fn out_of_inodes_during_compaction_loses_no_acknowledged_write() {
 async fn out_of_space_refuses_writes_with_a_reason_and_loses_no_acknowledged_one() {
     let disk = Tmpfs::mount("size=3m");
     let mut server = TestServer::spawn(&disk.data(), &["--compact-mib", "1"]);
+    let client = reqwest::Client::new();
+    let leaf = server.at("/leaf.json");
+    client.put(&leaf).body("\"kept\"").send().await.unwrap();
     let (acked, refused) = put_all(&server.url, 40).await;
+    // A refused write below a leaf (which would have replaced it) leaves the leaf as it was.
+    let below = client
+        .put(server.at("/leaf/below.json"))
+        .body(value(0).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(below.status().as_u16(), 503);
+    let now = client
+        .get(&leaf)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(now, "\"kept\"", "the refused write changed what was stored");
     let log = server.stderr();
     server.kill9();
     assert!(

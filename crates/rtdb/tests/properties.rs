@@ -110,6 +110,21 @@ proptest! {
         prop_assert_eq!(tree::render(&stored), Value::Array(items));
     }
 
+    /// Serialising in place (what answers use) gives exactly the rendered copy's text, and
+    /// `set` hands back what it replaced.
+    #[test]
+    fn rendering_in_place_matches_the_copy(value in json_value(), path in small_path()) {
+        let Ok(Some(stored)) = tree::normalize(value, 0) else { return Ok(()) };
+        prop_assert_eq!(
+            serde_json::to_string(&tree::Rendered(&stored)).unwrap(),
+            tree::render(&stored).to_string()
+        );
+        let mut root = stored.clone();
+        let before = tree::get(&root, &path).cloned();
+        let replaced = tree::set(&mut root, &path, Some(Value::Bool(true)));
+        prop_assert_eq!(replaced, before);
+    }
+
     /// A filter returns a subset of the children, within its limit and range.
     #[test]
     fn filters_return_bounded_subsets(

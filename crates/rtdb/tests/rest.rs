@@ -78,6 +78,41 @@ async fn put_echoes_and_stores() {
     assert_eq!(rest.get("/").await["café x"], json!(7));
 }
 
+/// Writes that arrive together are made durable together (one fsync), and their answers are
+/// read after the write lock is released; each PUT still answers with what it stored, and the
+/// ETag of that, not with what a later PUT of the same batch put there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn puts_of_one_batch_each_answer_with_their_own_value() {
+    let (_dir, server, _rest) = open_server().await;
+    let db = server.db();
+    let mut answers = Vec::new();
+    for i in 0..300 {
+        let db = db.clone();
+        answers.push(tokio::spawn(async move {
+            let path = rtdb::DbPath::parse(if i % 2 == 0 { "/same" } else { "/same/below" });
+            let op = rtdb::WriteOp::Set {
+                path: path.unwrap(),
+                value: json!({ "i": i, "list": [i, i + 1] }),
+                if_match: None,
+            };
+            (i, db.write(op).await.unwrap())
+        }));
+    }
+    for answer in answers {
+        let (i, result) = answer.await.unwrap();
+        let rtdb::WriteResult::Set { value, etag } = result else {
+            panic!("a PUT answered {result:?}");
+        };
+        let expected = json!({ "i": i, "list": [i, i + 1] });
+        assert_eq!(serde_json::from_str::<Value>(&value).unwrap(), expected);
+        let stored = serde_json::to_string(&json!({ "i": i, "list": {"0": i, "1": i + 1} }));
+        assert_eq!(
+            etag,
+            rtdb::db::etag(Some(&serde_json::from_str(&stored.unwrap()).unwrap()))
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn post_returns_push_ids_that_sort_by_creation() {
     let (_dir, _server, rest) = open_server().await;
