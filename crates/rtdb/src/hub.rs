@@ -34,6 +34,12 @@ fn put_frame(kind: &str, path: &DbPath, data: &Value) -> Frame {
     frame(kind, &body.to_string())
 }
 
+/// [`put_frame`] with the data already serialised.
+fn put_frame_text(kind: &str, path: &DbPath, data: &str) -> Frame {
+    let path = Value::from(path.to_string());
+    frame(kind, &format!(r#"{{"data":{data},"path":{path}}}"#))
+}
+
 /// Receiving half of a listener, held by the HTTP stream.
 pub struct Subscription {
     /// Events in order.
@@ -51,6 +57,21 @@ struct Listener {
     caller: Caller,
     filter: Option<Filter>,
     sink: Sink,
+    /// A query's last view sent (a checksum of its text): a write that leaves the view as it
+    /// was sends nothing, as Firebase sends nothing.
+    last_view: u32,
+}
+
+fn view_sum(text: &str) -> u32 {
+    crc32fast::hash(text.as_bytes())
+}
+
+/// The checksum of the first view a query listener got.
+fn first_view(filter: &Option<Filter>, initial: &Value) -> u32 {
+    match filter {
+        Some(f) if !f.is_unbounded() => view_sum(&initial.to_string()),
+        _ => 0,
+    }
 }
 
 enum Sink {
@@ -149,6 +170,14 @@ pub fn realtime_push(action: &str, path: &DbPath, data: &Value, tag: Option<u64>
     serde_json::json!({"t": "d", "d": {"a": action, "b": body}}).to_string()
 }
 
+/// [`realtime_push`] with the data already serialised.
+fn realtime_push_text(action: &str, path: &DbPath, data: &str, tag: Option<u64>) -> String {
+    let action = Value::from(action);
+    let path = Value::from(path.to_string());
+    let tag = tag.map(|t| format!(r#","t":{t}"#)).unwrap_or_default();
+    format!(r#"{{"t":"d","d":{{"a":{action},"b":{{"p":{path},"d":{data}{tag}}}}}}}"#)
+}
+
 pub struct Hub {
     by_path: BTreeMap<DbPath, Vec<Listener>>,
     next_id: u64,
@@ -200,6 +229,7 @@ impl Hub {
             .push(Listener {
                 id,
                 caller,
+                last_view: first_view(&filter, initial),
                 filter,
                 sink: Sink::Realtime(target),
             });
@@ -240,6 +270,7 @@ impl Hub {
             .push(Listener {
                 id,
                 caller,
+                last_view: first_view(&filter, initial),
                 filter,
                 sink: Sink::Sse {
                     tx,
@@ -358,8 +389,15 @@ impl Hub {
                 continue;
             };
             let mut dead = Vec::new();
-            for l in list.iter() {
-                let alive = match (&l.filter, &l.sink) {
+            // A query's view, rendered and serialised once per distinct query at this path
+            // and shared by every listener with that query (300 listeners with the same
+            // query cost one view, not 300).
+            let mut views: Vec<(Filter, String, u32, Option<Frame>)> = Vec::new();
+            for l in list.iter_mut() {
+                // A query with no range and no limit sees every child, so the write's own
+                // event is exactly how its view changed: it gets that, not a new view.
+                let filter = l.filter.as_ref().filter(|f| !f.is_unbounded());
+                let alive = match (filter, &l.sink) {
                     (None, Sink::Sse { .. }) => {
                         let Some(ev) = &plain else { continue };
                         let msg = sse
@@ -369,26 +407,44 @@ impl Hub {
                     }
                     (None, Sink::Realtime(Target { out, tag, .. })) => {
                         let Some(ev) = &plain else { continue };
-                        let msg = realtime
-                            .get_or_insert_with(|| {
-                                let action = if ev.kind == "patch" { "m" } else { "d" };
-                                realtime_push(action, &lpath.join(&ev.rel), &ev.data, *tag)
-                            })
-                            .clone();
-                        out.push(msg)
+                        let action = if ev.kind == "patch" { "m" } else { "d" };
+                        let data = realtime.get_or_insert_with(|| {
+                            serde_json::to_string(&ev.data).unwrap_or_else(|_| "null".into())
+                        });
+                        // Each query's listen has its own tag; the data is the same.
+                        out.push(realtime_push_text(action, &lpath.join(&ev.rel), data, *tag))
                     }
                     (Some(f), sink) => {
-                        let now = tree::get(root, &lpath)
-                            .map(|v| tree::render(&f.apply(v)))
-                            .unwrap_or(Value::Null);
+                        let at = match views.iter().position(|(vf, ..)| vf == f) {
+                            Some(at) => at,
+                            None => {
+                                let text = tree::get(root, &lpath)
+                                    .map(|v| serde_json::to_string(&tree::Rendered(&f.apply(v))))
+                                    .transpose()
+                                    .ok()
+                                    .flatten()
+                                    .unwrap_or_else(|| "null".to_owned());
+                                let sum = view_sum(&text);
+                                views.push((f.clone(), text, sum, None));
+                                views.len() - 1
+                            }
+                        };
+                        let (_, text, sum, frame) = &mut views[at];
+                        if l.last_view == *sum {
+                            continue;
+                        }
+                        l.last_view = *sum;
                         match sink {
-                            Sink::Sse { .. } => offer(
-                                l,
-                                put_frame("put", &DbPath::root(), &now),
-                                self.max_queued_bytes,
-                            ),
+                            Sink::Sse { .. } => {
+                                let msg = frame
+                                    .get_or_insert_with(|| {
+                                        put_frame_text("put", &DbPath::root(), text)
+                                    })
+                                    .clone();
+                                offer(l, msg, self.max_queued_bytes)
+                            }
                             Sink::Realtime(Target { out, tag, .. }) => {
-                                out.push(realtime_push("d", &lpath, &now, *tag))
+                                out.push(realtime_push_text("d", &lpath, text, *tag))
                             }
                         }
                     }
@@ -495,6 +551,25 @@ mod tests {
 
     fn p(s: &str) -> DbPath {
         DbPath::parse(s).unwrap()
+    }
+
+    #[test]
+    fn pushes_spliced_from_serialised_data_match_the_built_ones() {
+        let data = json!({"a": [1, "x\"y"], "b": null});
+        let text = data.to_string();
+        for tag in [None, Some(7)] {
+            for action in ["d", "m"] {
+                let built: Value =
+                    serde_json::from_str(&realtime_push(action, &p("/r/ü\"x"), &data, tag))
+                        .unwrap();
+                let spliced: Value =
+                    serde_json::from_str(&realtime_push_text(action, &p("/r/ü\"x"), &text, tag))
+                        .unwrap();
+                assert_eq!(built, spliced);
+            }
+        }
+        let built = put_frame("put", &p("/a"), &data);
+        assert_eq!(built, put_frame_text("put", &p("/a"), &text));
     }
 
     fn drain(sub: &mut Subscription) -> Vec<String> {

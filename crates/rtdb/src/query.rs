@@ -238,6 +238,14 @@ fn parse_order_by(value: &str) -> Result<OrderBy, DbError> {
 }
 
 impl Filter {
+    /// No range and no limit: the query keeps every child (it only orders them).
+    pub fn is_unbounded(&self) -> bool {
+        self.start_at.is_none()
+            && self.end_at.is_none()
+            && self.limit_first.is_none()
+            && self.limit_last.is_none()
+    }
+
     /// The children of `value` that pass the filter, as an object. A non-object is returned as is.
     pub fn apply(&self, value: &Value) -> Value {
         let Value::Object(map) = value else {

@@ -197,6 +197,52 @@ async fn keep_alive_events_arrive() {
     assert_eq!(name, "keep-alive");
 }
 
+/// Issue 18, item 10: listeners with the same query at a path share one view per write, and each
+/// still gets its own query's view; a query that only orders (no range, no limit) gets the
+/// write's own event, the change to its view, not the whole view again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_streams_share_views_and_unbounded_ones_get_the_change() {
+    let (_dir, _server, rest) = open_server().await;
+    rest.put("/q", &json!({"a": 1, "b": 5, "c": 3})).await;
+    let last2 = format!("{}?orderBy=%22%24value%22&limitToLast=2", rest.url("/q"));
+    let first1 = format!("{}?orderBy=%22%24key%22&limitToFirst=1", rest.url("/q"));
+    let by_key = format!("{}?orderBy=%22%24key%22", rest.url("/q"));
+    let mut a = SseStream::open(&last2).await;
+    let mut b = SseStream::open(&last2).await;
+    let mut c = SseStream::open(&first1).await;
+    let mut d = SseStream::open(&by_key).await;
+    for s in [&mut a, &mut b] {
+        assert_eq!(
+            s.next_event(T).await,
+            ev("put", "/", json!({"b": 5, "c": 3}))
+        );
+    }
+    assert_eq!(c.next_event(T).await, ev("put", "/", json!({"a": 1})));
+    assert_eq!(
+        d.next_event(T).await,
+        ev("put", "/", json!({"a": 1, "b": 5, "c": 3}))
+    );
+    rest.put("/q/0", &json!(10)).await;
+    for s in [&mut a, &mut b] {
+        assert_eq!(
+            s.next_data_event(T).await,
+            ev("put", "/", json!({"0": 10, "b": 5}))
+        );
+    }
+    // The view is {"0": 10}, which comes back as an array, as Firebase renders it.
+    assert_eq!(c.next_data_event(T).await, ev("put", "/", json!([10])));
+    assert_eq!(d.next_data_event(T).await, ev("put", "/0", json!(10)));
+    rest.patch("/q", &json!({"a": null, "e": 2})).await;
+    assert_eq!(
+        d.next_data_event(T).await,
+        ev("patch", "/", json!({"a": null, "e": 2}))
+    );
+    // That patch left the first-key view as it was: it sends nothing, so the next event of
+    // that stream is the next change of its view.
+    rest.put("/q/0", &json!(11)).await;
+    assert_eq!(c.next_data_event(T).await, ev("put", "/", json!([11])));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_streams_get_the_filtered_view() {
     let (_dir, _server, rest) = open_server().await;

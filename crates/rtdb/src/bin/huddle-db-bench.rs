@@ -44,7 +44,10 @@ struct Args {
     /// Idle streams in the memory phase.
     #[arg(long, default_value_t = 10_000)]
     idle_streams: usize,
-    /// Run only this phase: writes, fanout, idle or bigwrite.
+    /// Query streams in the queries phase.
+    #[arg(long, default_value_t = 300)]
+    query_streams: usize,
+    /// Run only this phase: writes, fanout, idle, bigwrite or queries.
     #[arg(long)]
     only: Option<String>,
 }
@@ -412,6 +415,100 @@ async fn bench_idle(server: &ServerProcess, streams: usize) -> anyhow::Result<()
     Ok(())
 }
 
+/// `streams` SSE streams with `query` on a 1 MB node, each drained by its own task; then 20
+/// small writes into the node, one after another, while a reader GETs a small node every 20 ms.
+/// Prints each write's time (until its answer) and the slowest GET meanwhile.
+async fn bench_query_streams(
+    server: &ServerProcess,
+    query: &str,
+    streams: usize,
+) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()?;
+    let node: serde_json::Map<String, serde_json::Value> = (0..10_000)
+        .map(|i| (format!("k{i:05}"), json!("x".repeat(90))))
+        .collect();
+    let body = serde_json::Value::Object(node).to_string();
+    let mib = body.len() as f64 / (1024.0 * 1024.0);
+    client
+        .put(format!("{}/q.json?print=silent", server.url))
+        .body(body)
+        .send()
+        .await?
+        .error_for_status()?;
+    client
+        .put(format!("{}/small.json", server.url))
+        .body("1")
+        .send()
+        .await?
+        .error_for_status()?;
+    let received = Arc::new(AtomicU64::new(0));
+    let mut drains = Vec::with_capacity(streams);
+    let encoded: String = form_urlencoded::byte_serialize(query.as_bytes()).collect();
+    let encoded = encoded.replace("%3D", "=").replace("%26", "&");
+    for i in 0..streams {
+        let resp = client
+            .get(format!("{}/q.json?{encoded}", server.url))
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .with_context(|| format!("opening query stream {i}"))?
+            .error_for_status()?;
+        let received = received.clone();
+        drains.push(tokio::spawn(async move {
+            let mut body = resp.bytes_stream();
+            while let Some(Ok(chunk)) = body.next().await {
+                received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let initial = received.load(Ordering::Relaxed);
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (client, url, done) = (client.clone(), server.url.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut slowest = Duration::ZERO;
+            while !done.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                if client.get(format!("{url}/small.json")).send().await.is_ok() {
+                    slowest = slowest.max(t.elapsed());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            slowest
+        })
+    };
+    let mut took = Vec::new();
+    for i in 0..20 {
+        let t = Instant::now();
+        client
+            .put(format!("{}/q/k{:05}.json?print=silent", server.url, i * 7))
+            .body(format!("\"y{i}\""))
+            .send()
+            .await?
+            .error_for_status()?;
+        took.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    done.store(true, Ordering::Relaxed);
+    let slowest_get = reader.await?;
+    let after_writes = received.load(Ordering::Relaxed) - initial;
+    for d in drains {
+        d.abort();
+    }
+    took.sort_by(f64::total_cmp);
+    println!(
+        "query streams: {streams} x `{query}` on a {mib:.1} MiB node; 20 small writes: p50 {:.1} ms, max {:.1} ms; slowest small GET meanwhile {:.0} ms; {:.0} bytes sent per stream per write",
+        percentile(&took, 0.5),
+        took.last().copied().unwrap_or(f64::NAN),
+        slowest_get.as_secs_f64() * 1e3,
+        after_writes as f64 / streams as f64 / 20.0,
+    );
+    Ok(())
+}
+
 /// One large PUT at `/big` while a reader GETs a small node every 20 ms; prints the write's
 /// time, the server's peak RSS, the slowest GET meanwhile, then a shallow GET's time and the
 /// RSS once the data is deleted.
@@ -531,6 +628,12 @@ async fn main() -> anyhow::Result<()> {
         drop(server);
         let server = ServerProcess::start()?;
         bench_idle_realtime(&server, args.idle_streams).await?;
+    }
+    if run("queries") {
+        for query in [r#"orderBy="$key""#, r#"orderBy="$key"&limitToLast=100"#] {
+            let server = ServerProcess::start()?;
+            bench_query_streams(&server, query, args.query_streams).await?;
+        }
     }
     if run("bigwrite") {
         // A fresh server each, so each peak is its own.
