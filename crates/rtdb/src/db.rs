@@ -41,6 +41,9 @@ pub struct DbConfig {
     pub max_stream_queue_bytes: usize,
     /// A stream with this many events queued and unread is dropped.
     pub max_stream_queue_events: usize,
+    /// What all streams together may hold unread: past it the streams furthest behind are
+    /// dropped first.
+    pub max_total_stream_queue_bytes: usize,
 }
 
 impl Default for DbConfig {
@@ -49,6 +52,7 @@ impl Default for DbConfig {
             compact_after_bytes: 64 << 20,
             max_stream_queue_bytes: 16 << 20,
             max_stream_queue_events: 4096,
+            max_total_stream_queue_bytes: 256 << 20,
         }
     }
 }
@@ -234,10 +238,13 @@ impl Db {
         let (store, root, recovery) = Store::open(dir, config.compact_after_bytes)?;
         let shared = Arc::new(Shared {
             tree: RwLock::new(root),
-            hub: Mutex::new(Hub::new(
-                config.max_stream_queue_bytes,
-                config.max_stream_queue_events,
-            )),
+            hub: Mutex::new(
+                Hub::new(
+                    config.max_stream_queue_bytes,
+                    config.max_stream_queue_events,
+                )
+                .with_total_bound(config.max_total_stream_queue_bytes),
+            ),
         });
         let (tx, rx) = mpsc::channel(8 * MAX_BATCH);
         let writer_shared = shared.clone();

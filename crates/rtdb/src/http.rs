@@ -1,7 +1,6 @@
 //! The REST and streaming front end: request parsing and Firebase's answers.
 
 use std::convert::Infallible;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -532,9 +531,7 @@ fn stream(app: &AppState, path: DbPath, params: Params, caller: Caller) -> Respo
                 Some((Ok(frame("auth_revoked", AUTH_REVOKED_DATA)), st))
             }
             msg = st.sub.rx.recv() => {
-                let msg = msg?;
-                st.sub.queued.fetch_sub(msg.len(), Ordering::Relaxed);
-                Some((Ok::<Bytes, Infallible>(msg), st))
+                Some((Ok::<Bytes, Infallible>(msg?), st))
             }
             _ = st.keepalive.tick() => Some((Ok(frame("keep-alive", "null")), st)),
         }

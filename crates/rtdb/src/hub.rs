@@ -40,12 +40,105 @@ fn put_frame_text(kind: &str, path: &DbPath, data: &str) -> Frame {
     frame(kind, &format!(r#"{{"data":{data},"path":{path}}}"#))
 }
 
+/// The events queued for one SSE stream. The hub holds it too, not only the stream, so that
+/// dropping a stream that stopped reading frees what it queued at once: with a channel, the
+/// frames would stay in memory until the stuck connection itself closed.
+pub struct StreamQueue {
+    inner: std::sync::Mutex<QueueState>,
+    ready: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct QueueState {
+    frames: std::collections::VecDeque<Frame>,
+    bytes: usize,
+    /// No more frames come: the stream ends once the queued ones are taken.
+    finished: bool,
+}
+
+impl StreamQueue {
+    fn new() -> Arc<StreamQueue> {
+        Arc::new(StreamQueue {
+            inner: std::sync::Mutex::new(QueueState::default()),
+            ready: tokio::sync::Notify::new(),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `msg` unless the stream's backlog would pass the bounds (one frame always fits
+    /// an empty queue, however large); false means "drop this stream".
+    fn offer(&self, msg: Frame, max_bytes: usize, max_events: usize) -> bool {
+        let mut st = self.state();
+        if st.finished {
+            return false;
+        }
+        let empty = st.frames.is_empty();
+        if !empty && (st.bytes + msg.len() > max_bytes || st.frames.len() >= max_events) {
+            return false;
+        }
+        st.bytes += msg.len();
+        st.frames.push_back(msg);
+        drop(st);
+        self.ready.notify_one();
+        true
+    }
+
+    /// Ends the stream after what is queued.
+    fn finish(&self) {
+        self.state().finished = true;
+        self.ready.notify_one();
+    }
+
+    /// Ends the stream now and frees what it had queued.
+    fn abandon(&self) {
+        let mut st = self.state();
+        st.frames.clear();
+        st.bytes = 0;
+        st.finished = true;
+        drop(st);
+        self.ready.notify_one();
+    }
+
+    /// Bytes queued and not yet taken.
+    pub fn queued_bytes(&self) -> usize {
+        self.state().bytes
+    }
+
+    /// The next frame without waiting: `Ok(None)` when there is none yet, `Err(())` once the
+    /// stream has ended.
+    #[allow(clippy::result_unit_err)]
+    pub fn try_recv(&self) -> Result<Option<Frame>, ()> {
+        let mut st = self.state();
+        match st.frames.pop_front() {
+            Some(f) => {
+                st.bytes -= f.len();
+                Ok(Some(f))
+            }
+            None if st.finished => Err(()),
+            None => Ok(None),
+        }
+    }
+
+    /// The next frame, or `None` once the stream has ended.
+    pub async fn recv(&self) -> Option<Frame> {
+        loop {
+            match self.try_recv() {
+                Ok(Some(f)) => return Some(f),
+                Err(()) => return None,
+                // One consumer, and notify_one keeps a permit: no wake-up is lost.
+                Ok(None) => self.ready.notified().await,
+            }
+        }
+    }
+}
+
 /// Receiving half of a listener, held by the HTTP stream.
 pub struct Subscription {
     /// Events in order.
-    pub rx: mpsc::Receiver<Frame>,
-    /// Bytes queued and not yet taken; the stream subtracts what it takes.
-    pub queued: Arc<AtomicUsize>,
+    pub rx: Arc<StreamQueue>,
     /// Identity, for [`Hub::remove`].
     pub id: u64,
     /// Where it listens.
@@ -62,6 +155,15 @@ struct Listener {
     last_view: u32,
 }
 
+impl Drop for Listener {
+    fn drop(&mut self) {
+        // Unsubscribed, cancelled or shut down: the stream ends once drained.
+        if let Sink::Sse(queue) = &self.sink {
+            queue.finish();
+        }
+    }
+}
+
 fn view_sum(text: &str) -> u32 {
     crc32fast::hash(text.as_bytes())
 }
@@ -75,10 +177,7 @@ fn first_view(filter: &Option<Filter>, initial: &Value) -> u32 {
 }
 
 enum Sink {
-    Sse {
-        tx: mpsc::Sender<Frame>,
-        queued: Arc<AtomicUsize>,
-    },
+    Sse(Arc<StreamQueue>),
     Realtime(Target),
 }
 
@@ -183,6 +282,8 @@ pub struct Hub {
     next_id: u64,
     max_queued_bytes: usize,
     max_queued_events: usize,
+    /// Bound on what all SSE streams together hold unread.
+    max_total_queued_bytes: usize,
     count: usize,
 }
 
@@ -204,8 +305,64 @@ impl Hub {
             next_id: 0,
             max_queued_bytes,
             max_queued_events,
+            max_total_queued_bytes: usize::MAX,
             count: 0,
         }
+    }
+
+    /// Bounds what all streams together may hold unread: past it, the streams furthest behind
+    /// are dropped (and their backlog freed) until the rest fit.
+    pub fn with_total_bound(mut self, bytes: usize) -> Self {
+        self.max_total_queued_bytes = bytes;
+        self
+    }
+
+    fn enforce_total_bound(&mut self) {
+        if self.max_total_queued_bytes == usize::MAX {
+            return;
+        }
+        let mut total = 0usize;
+        let mut behind: Vec<(usize, DbPath, u64)> = Vec::new();
+        for (path, list) in &self.by_path {
+            for l in list {
+                if let Sink::Sse(queue) = &l.sink {
+                    let bytes = queue.queued_bytes();
+                    if bytes > 0 {
+                        total += bytes;
+                        behind.push((bytes, path.clone(), l.id));
+                    }
+                }
+            }
+        }
+        if total <= self.max_total_queued_bytes {
+            return;
+        }
+        behind.sort_by_key(|b| std::cmp::Reverse(b.0));
+        let mut dropped = 0;
+        for (bytes, path, id) in behind {
+            if total <= self.max_total_queued_bytes {
+                break;
+            }
+            if let Some(list) = self.by_path.get_mut(&path) {
+                if let Some(at) = list.iter().position(|l| l.id == id) {
+                    let l = list.remove(at);
+                    if let Sink::Sse(queue) = &l.sink {
+                        queue.abandon();
+                    }
+                    self.count -= 1;
+                    if list.is_empty() {
+                        self.by_path.remove(&path);
+                    }
+                }
+            }
+            total -= bytes;
+            dropped += 1;
+        }
+        tracing::warn!(
+            dropped,
+            bound_mib = self.max_total_queued_bytes >> 20,
+            "the streams' unread events reached the server's bound; dropped the slowest"
+        );
     }
 
     /// Registers one listen of a realtime connection; its first push (the value at `path`,
@@ -257,11 +414,9 @@ impl Hub {
         caller: Caller,
         initial: &Value,
     ) -> Subscription {
-        let (tx, rx) = mpsc::channel(self.max_queued_events);
-        let first = put_frame("put", &DbPath::root(), initial);
-        let queued = Arc::new(AtomicUsize::new(first.len()));
-        // A fresh channel has room for one event.
-        let _ = tx.try_send(first);
+        let queue = StreamQueue::new();
+        // An empty queue takes one frame, however large.
+        queue.offer(put_frame("put", &DbPath::root(), initial), 0, 0);
         self.next_id += 1;
         let id = self.next_id;
         self.by_path
@@ -272,15 +427,11 @@ impl Hub {
                 caller,
                 last_view: first_view(&filter, initial),
                 filter,
-                sink: Sink::Sse {
-                    tx,
-                    queued: queued.clone(),
-                },
+                sink: Sink::Sse(queue.clone()),
             });
         self.count += 1;
         Subscription {
-            rx,
-            queued,
+            rx: queue,
             id,
             path,
         }
@@ -323,8 +474,8 @@ impl Hub {
                 let keep = !denied(&l.caller, path);
                 if !keep {
                     match &l.sink {
-                        Sink::Sse { tx, .. } => {
-                            let _ = tx.try_send(msg.clone());
+                        Sink::Sse(queue) => {
+                            queue.offer(msg.clone(), usize::MAX, usize::MAX);
                         }
                         Sink::Realtime(Target { out, query, .. }) => {
                             out.push(realtime_cancel(path, query));
@@ -358,6 +509,11 @@ impl Hub {
         if self.by_path.is_empty() || change.sets.is_empty() {
             return;
         }
+        self.deliver(change, root);
+        self.enforce_total_bound();
+    }
+
+    fn deliver(&mut self, change: &Change<'_>, root: &Value) {
         let mut affected: BTreeSet<DbPath> = BTreeSet::new();
         for (p, _) in change.sets {
             // Listeners at p or above it...
@@ -398,12 +554,12 @@ impl Hub {
                 // event is exactly how its view changed: it gets that, not a new view.
                 let filter = l.filter.as_ref().filter(|f| !f.is_unbounded());
                 let alive = match (filter, &l.sink) {
-                    (None, Sink::Sse { .. }) => {
+                    (None, Sink::Sse(_)) => {
                         let Some(ev) = &plain else { continue };
                         let msg = sse
                             .get_or_insert_with(|| put_frame(ev.kind, &ev.rel, &ev.data))
                             .clone();
-                        offer(l, msg, self.max_queued_bytes)
+                        offer(l, msg, self.max_queued_bytes, self.max_queued_events)
                     }
                     (None, Sink::Realtime(Target { out, tag, .. })) => {
                         let Some(ev) = &plain else { continue };
@@ -435,13 +591,13 @@ impl Hub {
                         }
                         l.last_view = *sum;
                         match sink {
-                            Sink::Sse { .. } => {
+                            Sink::Sse(_) => {
                                 let msg = frame
                                     .get_or_insert_with(|| {
                                         put_frame_text("put", &DbPath::root(), text)
                                     })
                                     .clone();
-                                offer(l, msg, self.max_queued_bytes)
+                                offer(l, msg, self.max_queued_bytes, self.max_queued_events)
                             }
                             Sink::Realtime(Target { out, tag, .. }) => {
                                 out.push(realtime_push_text("d", &lpath, text, *tag))
@@ -455,7 +611,13 @@ impl Hub {
             }
             if !dead.is_empty() {
                 tracing::warn!(path = %lpath, count = dead.len(), "dropping stream(s) that stopped reading");
-                list.retain(|l| !dead.contains(&l.id));
+                list.retain(|l| {
+                    let keep = !dead.contains(&l.id);
+                    if let (false, Sink::Sse(queue)) = (keep, &l.sink) {
+                        queue.abandon();
+                    }
+                    keep
+                });
                 self.count -= dead.len();
                 if list.is_empty() {
                     self.by_path.remove(&lpath);
@@ -468,17 +630,11 @@ impl Hub {
 /// Queues `msg` unless the listener is over its bound; false means "drop this listener". A
 /// listener with nothing queued always takes the event, however large: the bound is on backlog,
 /// so any write the server accepts reaches a listener that keeps reading.
-fn offer(l: &Listener, msg: Frame, max_bytes: usize) -> bool {
-    let Sink::Sse { tx, queued } = &l.sink else {
+fn offer(l: &Listener, msg: Frame, max_bytes: usize, max_events: usize) -> bool {
+    let Sink::Sse(queue) = &l.sink else {
         return false;
     };
-    let size = msg.len();
-    let now = queued.load(Ordering::Relaxed);
-    if now > 0 && now + size > max_bytes {
-        return false;
-    }
-    queued.fetch_add(size, Ordering::Relaxed);
-    tx.try_send(msg).is_ok()
+    queue.offer(msg, max_bytes, max_events)
 }
 
 /// `c`: the listen at `path` (with its query object) is no longer allowed.
@@ -574,7 +730,7 @@ mod tests {
 
     fn drain(sub: &mut Subscription) -> Vec<String> {
         let mut out = Vec::new();
-        while let Ok(f) = sub.rx.try_recv() {
+        while let Ok(Some(f)) = sub.rx.try_recv() {
             out.push(String::from_utf8(f.to_vec()).unwrap());
         }
         out

@@ -413,6 +413,67 @@ async fn a_stream_that_stops_reading_is_dropped() {
     assert_eq!(s.next_data_event(T).await, ev("put", "/", json!(1)));
 }
 
+/// Issue 18, item 9: what all streams together hold unread is bounded. Three streams that
+/// stopped reading are dropped, furthest behind first, once their backlogs together pass the
+/// server's bound, long before any reaches its own bound; a stream that reads keeps going.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_that_stopped_reading_are_dropped_when_all_backlogs_pass_the_bound() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start_in_process(rtdb::ServerConfig {
+        db: rtdb::DbConfig {
+            max_total_stream_queue_bytes: 2 << 20,
+            ..rtdb::DbConfig::default()
+        },
+        ..common::config(dir.path())
+    })
+    .await;
+    let rest = Rest::new(&server.url());
+    let db = server.db().clone();
+    let mut stuck = Vec::new();
+    for _ in 0..3 {
+        stuck.push(raw_stream_request(server.addr(), "/big.json", true).await);
+    }
+    let mut reader = raw_stream_request(server.addr(), "/big.json", false).await;
+    let (seen_tx, mut seen) = tokio::sync::watch::channel(false);
+    let reading = tokio::spawn(async move {
+        let mut tail = Vec::new();
+        let mut buf = vec![0u8; 64 << 10];
+        while let Ok(n) = reader.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            tail.extend_from_slice(&buf[..n]);
+            if tail.windows(8).any(|w| w == b"the-last") {
+                let _ = seen_tx.send(true);
+            }
+            let keep = tail.len().saturating_sub(16);
+            tail.drain(..keep);
+        }
+    });
+    common::wait_until("the streams to register", T, || db.stream_count() == 4).await;
+    let chunk = "x".repeat(32 << 10);
+    let mut written = 0usize;
+    for i in 0..300 {
+        rest.put("/big/blob", &json!(format!("{i}{chunk}"))).await;
+        written += chunk.len();
+        if db.stream_count() == 1 {
+            break;
+        }
+    }
+    assert_eq!(db.stream_count(), 1, "the stuck streams were not dropped");
+    assert!(
+        written < 8 << 20,
+        "dropped only after {written} bytes each, near their own 16 MiB bound"
+    );
+    rest.put("/big/blob", &json!("the-last")).await;
+    tokio::time::timeout(T, seen.wait_for(|s| *s))
+        .await
+        .expect("the reading stream did not get the last write")
+        .unwrap();
+    reading.abort();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_of_clients_that_went_away_are_released() {
     let (_dir, server, rest) = open_server().await;

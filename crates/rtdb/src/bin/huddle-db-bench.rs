@@ -47,7 +47,7 @@ struct Args {
     /// Query streams in the queries phase.
     #[arg(long, default_value_t = 300)]
     query_streams: usize,
-    /// Run only this phase: writes, fanout, idle, bigwrite or queries.
+    /// Run only this phase: writes, fanout, idle, bigwrite, queries or stuck.
     #[arg(long)]
     only: Option<String>,
 }
@@ -415,6 +415,64 @@ async fn bench_idle(server: &ServerProcess, streams: usize) -> anyhow::Result<()
     Ok(())
 }
 
+/// `streams` SSE streams whose clients never read (a 4 KiB receive buffer), each at its own
+/// `/stuck/<i>`, then `writes` PUTs of `/stuck` giving each of them 256 KiB (each stream's event
+/// is its own frame, so nothing is shared between their backlogs): prints the server's RSS and
+/// a GET's time.
+async fn bench_stuck_streams(
+    server: &ServerProcess,
+    streams: usize,
+    writes: usize,
+) -> anyhow::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let addr: std::net::SocketAddr = server
+        .url
+        .strip_prefix("http://")
+        .context("not an http URL")?
+        .parse()?;
+    let before = server.rss_mib()?;
+    let mut held = Vec::with_capacity(streams);
+    for _ in 0..streams {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_recv_buffer_size(4096)?;
+        let mut s = socket.connect(addr).await?;
+        let req = format!(
+            "GET /stuck/{}.json HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n",
+            held.len()
+        );
+        s.write_all(req.as_bytes()).await?;
+        held.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let client = reqwest::Client::new();
+    let chunk = "x".repeat(256 << 10);
+    for i in 0..writes {
+        let body: serde_json::Map<String, serde_json::Value> = (0..streams)
+            .map(|s| (s.to_string(), json!(format!("{i}{chunk}"))))
+            .collect();
+        client
+            .put(format!("{}/stuck.json?print=silent", server.url))
+            .body(serde_json::Value::Object(body).to_string())
+            .send()
+            .await?
+            .error_for_status()?;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = server.rss_mib()?;
+    let t = Instant::now();
+    client
+        .get(format!("{}/stuck.json?shallow=true", server.url))
+        .send()
+        .await?
+        .error_for_status()?;
+    let get_ms = t.elapsed().as_secs_f64() * 1e3;
+    println!(
+        "stuck streams: {streams} clients that never read, {writes} writes of 256 KiB to each: server RSS {before:.1} MiB before, {after:.1} MiB after; a GET then took {get_ms:.1} ms"
+    );
+    drop(held);
+    Ok(())
+}
+
 /// `streams` SSE streams with `query` on a 1 MB node, each drained by its own task; then 20
 /// small writes into the node, one after another, while a reader GETs a small node every 20 ms.
 /// Prints each write's time (until its answer) and the slowest GET meanwhile.
@@ -634,6 +692,10 @@ async fn main() -> anyhow::Result<()> {
             let server = ServerProcess::start()?;
             bench_query_streams(&server, query, args.query_streams).await?;
         }
+    }
+    if run("stuck") {
+        let server = ServerProcess::start()?;
+        bench_stuck_streams(&server, 50, 64).await?;
     }
     if run("bigwrite") {
         // A fresh server each, so each peak is its own.
