@@ -117,6 +117,9 @@ enum Planned {
         path: DbPath,
         value: Option<Value>,
         if_match: Option<String>,
+        /// A large value's log record, encoded by the caller's task too (when it has no server
+        /// values, the record cannot depend on the tree).
+        record: Option<Vec<u8>>,
     },
     /// Each child as (its key as sent, its full path, its stored value).
     Update {
@@ -149,9 +152,25 @@ impl Planned {
         if !large {
             return Planned::from_op(op);
         }
-        tokio::task::spawn_blocking(move || Planned::from_op(op))
-            .await
-            .map_err(|_| DbError::Unavailable)?
+        tokio::task::spawn_blocking(move || {
+            let mut planned = Planned::from_op(op)?;
+            if let Planned::Set {
+                path,
+                value,
+                record,
+                ..
+            } = &mut planned
+            {
+                if !value.as_ref().is_some_and(tree::has_server_values) {
+                    let mut bytes = Vec::new();
+                    log::encode_one(path, value.as_ref(), &mut bytes);
+                    *record = Some(bytes);
+                }
+            }
+            Ok(planned)
+        })
+        .await
+        .map_err(|_| DbError::Unavailable)?
     }
 
     fn from_op(op: WriteOp) -> Result<Planned, DbError> {
@@ -166,6 +185,7 @@ impl Planned {
                     path,
                     value,
                     if_match,
+                    record: None,
                 }
             }
             WriteOp::Push { path, value } => {
@@ -674,8 +694,14 @@ impl Writing<'_, '_> {
                 path,
                 value,
                 if_match,
+                record,
             } => {
-                let value = resolve(value, tree::get(self.root, &path), now)?;
+                // A record encoded early means the caller found no server values (so the
+                // scan for them, long for a large value, is not repeated under the lock).
+                let value = match record {
+                    Some(_) => value,
+                    None => resolve(value, tree::get(self.root, &path), now)?,
+                };
                 let planned = vec![(path.clone(), value)];
                 // Rules first: a caller who may not write learns nothing from a failed condition.
                 check(self.root, &planned)?;
@@ -690,7 +716,7 @@ impl Writing<'_, '_> {
                         });
                     }
                 }
-                let sets = self.commit(planned);
+                let sets = self.commit(planned, record);
                 Ok((path.clone(), Outcome::StoredAt(path), sets))
             }
             Planned::Push { path, value } => {
@@ -699,7 +725,7 @@ impl Writing<'_, '_> {
                 let value = resolve(value, None, now)?;
                 let planned = vec![(child, value)];
                 check(self.root, &planned)?;
-                let sets = self.commit(planned);
+                let sets = self.commit(planned, None);
                 Ok((path, Outcome::Done(WriteResult::Pushed(key)), sets))
             }
             Planned::Update { path, children } => {
@@ -712,7 +738,7 @@ impl Writing<'_, '_> {
                 }
                 check(self.root, &planned)?;
                 let echo = serde_json::to_string(&Echo(&keys, &planned)).unwrap_or_default();
-                let sets = self.commit(planned);
+                let sets = self.commit(planned, None);
                 Ok((path, Outcome::Done(WriteResult::Updated(echo)), sets))
             }
         }
@@ -720,7 +746,12 @@ impl Writing<'_, '_> {
 
     /// Logs and applies the planned sets that change something, moving each value into the
     /// tree (no copy) and what it replaces into the undo list. Returns the sets listeners need.
-    fn commit(&mut self, planned: Vec<(DbPath, Option<Value>)>) -> Vec<(DbPath, Option<Value>)> {
+    /// `record` is the sets' log record when the caller encoded it already.
+    fn commit(
+        &mut self,
+        planned: Vec<(DbPath, Option<Value>)>,
+        record: Option<Vec<u8>>,
+    ) -> Vec<(DbPath, Option<Value>)> {
         let changed: Vec<_> = planned
             .into_iter()
             .filter(|(path, new)| tree::get(self.root, path) != new.as_ref())
@@ -728,7 +759,10 @@ impl Writing<'_, '_> {
         if changed.is_empty() {
             return changed;
         }
-        log::encode(&changed, self.log);
+        match record {
+            Some(bytes) if changed.len() == 1 => self.log.extend_from_slice(&bytes),
+            _ => log::encode(&changed, self.log),
+        }
         let root = &*self.root;
         let overlaps = |p: &DbPath| changed.iter().any(|(c, _)| c.contains(p) || p.contains(c));
         let (due, later): (Vec<_>, Vec<_>) = self.pending.drain(..).partition(|(_, p)| overlaps(p));

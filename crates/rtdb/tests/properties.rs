@@ -145,6 +145,31 @@ proptest! {
         prop_assert_eq!(kept.len(), eligible.min(limit));
     }
 
+    /// A logged value replays as the stored value it was, whether the record holds it in output
+    /// form (as written now) or in stored form (as logs written before hold it).
+    #[test]
+    fn logged_values_replay_as_stored(value in json_value(), path in small_path()) {
+        let Ok(Some(stored)) = tree::normalize(value, path.len()) else { return Ok(()) };
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("log");
+        let mut w = log::LogWriter::create(&file).unwrap();
+        let mut buf = Vec::new();
+        log::encode(&[(path.clone(), Some(stored.clone()))], &mut buf);
+        // The same change as the old encoder wrote it: the stored form itself.
+        let old = serde_json::to_vec(&[(path.to_string(), &stored)]).unwrap();
+        buf.extend_from_slice(&(old.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&crc32fast::hash(&old).to_le_bytes());
+        buf.extend_from_slice(&old);
+        w.append_durable(&buf).unwrap();
+        drop(w);
+        let replay = log::replay(&file).unwrap();
+        prop_assert_eq!(replay.records.len(), 2);
+        for rec in &replay.records {
+            prop_assert_eq!(&rec[0].0, &path);
+            prop_assert_eq!(rec[0].1.as_ref(), Some(&stored));
+        }
+    }
+
     /// Cutting the log at any byte leaves a clean prefix of the records: never an error, never a
     /// record that was not written.
     #[test]

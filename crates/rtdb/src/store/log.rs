@@ -3,6 +3,9 @@
 //!
 //! File layout: the 8-byte magic `HDBLOG1\n`, then records `[len: u32 LE][crc32: u32 LE][payload]`.
 //! A payload is one atomic write: the JSON array `[[path, value-or-null], ...]` of resolved changes.
+//! Values are written in output form (an array stays an array: in stored form each index is a
+//! key, which made a 15 MB array of zeros a 93 MB record) and normalised again on replay; logs
+//! written in stored form, as before, replay the same, since stored form normalises to itself.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -11,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::path::DbPath;
+use crate::tree;
 
 const MAGIC: &[u8; 8] = b"HDBLOG1\n";
 const HEADER: usize = 8;
@@ -20,9 +24,20 @@ pub type Record = Vec<(DbPath, Option<Value>)>;
 
 /// Encodes one record with its length and checksum, appending to `out`.
 pub fn encode(changes: &[(DbPath, Option<Value>)], out: &mut Vec<u8>) {
-    let payload: Vec<(String, &Value)> = changes
-        .iter()
-        .map(|(p, v)| (p.to_string(), v.as_ref().unwrap_or(&Value::Null)))
+    encode_refs(changes.iter().map(|(p, v)| (p, v.as_ref())), out);
+}
+
+/// [`encode`] for a record of one change, from references.
+pub fn encode_one(path: &DbPath, value: Option<&Value>, out: &mut Vec<u8>) {
+    encode_refs(std::iter::once((path, value)), out);
+}
+
+fn encode_refs<'a>(
+    changes: impl Iterator<Item = (&'a DbPath, Option<&'a Value>)>,
+    out: &mut Vec<u8>,
+) {
+    let payload: Vec<(String, Option<tree::Rendered>)> = changes
+        .map(|(p, v)| (p.to_string(), v.map(tree::Rendered)))
         .collect();
     // Serialising plain JSON values into a Vec cannot fail.
     let bytes = serde_json::to_vec(&payload).unwrap_or_default();
@@ -121,7 +136,9 @@ fn parse_record(bytes: &[u8]) -> Result<Record, String> {
     raw.into_iter()
         .map(|(p, v)| {
             let path = DbPath::parse(&p).map_err(|e| format!("a record has a bad path: {e}"))?;
-            Ok((path, (!v.is_null()).then_some(v)))
+            let value = tree::normalize(v, path.len())
+                .map_err(|e| format!("a record holds data no write could store: {e}"))?;
+            Ok((path, value))
         })
         .collect()
 }
