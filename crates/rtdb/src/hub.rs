@@ -30,11 +30,10 @@ pub fn frame(event: &str, data: &str) -> Frame {
 }
 
 fn put_frame(kind: &str, path: &DbPath, data: &Value) -> Frame {
-    let body = serde_json::json!({ "path": path.to_string(), "data": data });
-    frame(kind, &body.to_string())
+    put_frame_text(kind, path, &data.to_string())
 }
 
-/// [`put_frame`] with the data already serialised.
+/// [`put_frame`] with the data already serialised (once, for every listener it goes to).
 fn put_frame_text(kind: &str, path: &DbPath, data: &str) -> Frame {
     let path = Value::from(path.to_string());
     frame(kind, &format!(r#"{{"data":{data},"path":{path}}}"#))
@@ -262,14 +261,10 @@ impl OutboxRx {
 
 /// A realtime data push (`d` for a set, `m` for a merge) as the SDKs read it.
 pub fn realtime_push(action: &str, path: &DbPath, data: &Value, tag: Option<u64>) -> String {
-    let mut body = serde_json::json!({ "p": path.to_string(), "d": data });
-    if let Some(t) = tag {
-        body["t"] = Value::from(t);
-    }
-    serde_json::json!({"t": "d", "d": {"a": action, "b": body}}).to_string()
+    realtime_push_text(action, path, &data.to_string(), tag)
 }
 
-/// [`realtime_push`] with the data already serialised.
+/// [`realtime_push`] with the data already serialised (once, for every listen it goes to).
 fn realtime_push_text(action: &str, path: &DbPath, data: &str, tag: Option<u64>) -> String {
     let action = Value::from(action);
     let path = Value::from(path.to_string());
@@ -494,15 +489,20 @@ impl Hub {
     /// Delivers one applied write. `root` is the tree after it (used for filtered listeners).
     /// Whether any listener is at `path`, above it or below it: a write there concerns them.
     pub fn listens_near(&self, path: &DbPath) -> bool {
-        if self.by_path.is_empty() {
-            return false;
-        }
-        (0..=path.len()).any(|n| self.by_path.contains_key(&path.prefix(n)))
-            || self
-                .by_path
-                .range(path.clone()..)
-                .next()
-                .is_some_and(|(lp, _)| path.contains(lp))
+        !self.by_path.is_empty() && self.listened_around(path).next().is_some()
+    }
+
+    /// The paths listened at `path`, above it, or below it: those a write at `path` concerns
+    /// (`path` itself may come twice).
+    fn listened_around<'a>(&'a self, path: &'a DbPath) -> impl Iterator<Item = &'a DbPath> + 'a {
+        let above = (0..=path.len())
+            .filter_map(move |n| self.by_path.get_key_value(&path.prefix(n)).map(|(k, _)| k));
+        let below = self
+            .by_path
+            .range(path.clone()..)
+            .take_while(move |(lp, _)| path.contains(lp))
+            .map(|(k, _)| k);
+        above.chain(below)
     }
 
     pub fn publish(&mut self, change: &Change<'_>, root: &Value) {
@@ -514,28 +514,12 @@ impl Hub {
     }
 
     fn deliver(&mut self, change: &Change<'_>, root: &Value) {
-        let mut affected: BTreeSet<DbPath> = BTreeSet::new();
-        for (p, _) in change.sets {
-            // Listeners at p or above it...
-            let mut prefix = DbPath::root();
-            if self.by_path.contains_key(&prefix) {
-                affected.insert(prefix.clone());
-            }
-            for seg in p.segments() {
-                prefix = prefix.child(seg);
-                if self.by_path.contains_key(&prefix) {
-                    affected.insert(prefix.clone());
-                }
-            }
-            // ...and below it.
-            for (lp, _) in self
-                .by_path
-                .range(p.clone()..)
-                .take_while(|(lp, _)| p.contains(lp))
-            {
-                affected.insert(lp.clone());
-            }
-        }
+        let affected: BTreeSet<DbPath> = change
+            .sets
+            .iter()
+            .flat_map(|(p, _)| self.listened_around(p))
+            .cloned()
+            .collect();
         for lpath in affected {
             let plain = event_for(&lpath, change);
             // Serialized once per path and transport, on first use.
@@ -710,22 +694,29 @@ mod tests {
     }
 
     #[test]
-    fn pushes_spliced_from_serialised_data_match_the_built_ones() {
+    fn pushes_and_frames_are_the_json_the_clients_read() {
         let data = json!({"a": [1, "x\"y"], "b": null});
-        let text = data.to_string();
+        let path = p("/r/ü\"x");
         for tag in [None, Some(7)] {
             for action in ["d", "m"] {
-                let built: Value =
-                    serde_json::from_str(&realtime_push(action, &p("/r/ü\"x"), &data, tag))
-                        .unwrap();
-                let spliced: Value =
-                    serde_json::from_str(&realtime_push_text(action, &p("/r/ü\"x"), &text, tag))
-                        .unwrap();
-                assert_eq!(built, spliced);
+                let mut body = json!({"p": "/r/ü\"x", "d": data});
+                if let Some(t) = tag {
+                    body["t"] = json!(t);
+                }
+                let expected = json!({"t": "d", "d": {"a": action, "b": body}});
+                let sent: Value =
+                    serde_json::from_str(&realtime_push(action, &path, &data, tag)).unwrap();
+                assert_eq!(sent, expected);
             }
         }
-        let built = put_frame("put", &p("/a"), &data);
-        assert_eq!(built, put_frame_text("put", &p("/a"), &text));
+        let f = put_frame("put", &p("/a"), &data);
+        let text = std::str::from_utf8(&f).unwrap();
+        let json = text
+            .strip_prefix("event: put\ndata: ")
+            .and_then(|t| t.strip_suffix("\n\n"))
+            .unwrap();
+        let sent: Value = serde_json::from_str(json).unwrap();
+        assert_eq!(sent, json!({"path": "/a", "data": data}));
     }
 
     fn drain(sub: &mut Subscription) -> Vec<String> {

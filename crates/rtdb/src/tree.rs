@@ -216,7 +216,8 @@ impl Serialize for Rendered<'_> {
     }
 }
 
-/// `shallow=true` serialised without building the copy (see [`shallow`]).
+/// `shallow=true`, serialised straight from the tree: objects keep their keys with each child
+/// replaced by `true`.
 pub struct Shallow<'a>(pub &'a Value);
 
 impl Serialize for Shallow<'_> {
@@ -250,16 +251,6 @@ fn canonical_index(key: &str) -> Option<usize> {
         return None;
     }
     key.parse().ok()
-}
-
-/// `shallow=true`: objects keep their keys with each child replaced by `true`.
-pub fn shallow(value: &Value) -> Value {
-    match value {
-        Value::Object(map) => {
-            Value::Object(map.keys().map(|k| (k.clone(), Value::Bool(true))).collect())
-        }
-        other => other.clone(),
-    }
 }
 
 /// Resolves `{".sv": ...}` placeholders in a client value. `current` is the stored value at the

@@ -415,6 +415,38 @@ async fn bench_idle(server: &ServerProcess, streams: usize) -> anyhow::Result<()
     Ok(())
 }
 
+/// A client that GETs `/small` every 20 ms until stopped, timing each answer: how long other
+/// work kept a reader waiting.
+struct SmallReads {
+    done: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<Duration>,
+}
+
+impl SmallReads {
+    fn start(client: &reqwest::Client, url: &str) -> SmallReads {
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (client, url, stop) = (client.clone(), url.to_owned(), done.clone());
+        let task = tokio::spawn(async move {
+            let mut slowest = Duration::ZERO;
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                if client.get(format!("{url}/small.json")).send().await.is_ok() {
+                    slowest = slowest.max(t.elapsed());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            slowest
+        });
+        SmallReads { done, task }
+    }
+
+    /// Stops the reads; the slowest answer seen.
+    async fn slowest(self) -> anyhow::Result<Duration> {
+        self.done.store(true, Ordering::Relaxed);
+        Ok(self.task.await?)
+    }
+}
+
 /// `streams` SSE streams whose clients never read (a 4 KiB receive buffer), each at its own
 /// `/stuck/<i>`, then `writes` PUTs of `/stuck` giving each of them 256 KiB (each stream's event
 /// is its own frame, so nothing is shared between their backlogs): prints the server's RSS and
@@ -523,21 +555,7 @@ async fn bench_query_streams(
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let initial = received.load(Ordering::Relaxed);
-    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let reader = {
-        let (client, url, done) = (client.clone(), server.url.clone(), done.clone());
-        tokio::spawn(async move {
-            let mut slowest = Duration::ZERO;
-            while !done.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                if client.get(format!("{url}/small.json")).send().await.is_ok() {
-                    slowest = slowest.max(t.elapsed());
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            slowest
-        })
-    };
+    let reader = SmallReads::start(&client, &server.url);
     let mut took = Vec::new();
     for i in 0..20 {
         let t = Instant::now();
@@ -550,8 +568,7 @@ async fn bench_query_streams(
         took.push(t.elapsed().as_secs_f64() * 1e3);
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    done.store(true, Ordering::Relaxed);
-    let slowest_get = reader.await?;
+    let slowest_get = reader.slowest().await?;
     let after_writes = received.load(Ordering::Relaxed) - initial;
     for d in drains {
         d.abort();
@@ -580,22 +597,7 @@ async fn bench_big_write(server: &ServerProcess, what: &str, body: String) -> an
         .error_for_status()?;
     let before = server.rss_mib()?;
     let mib = body.len() as f64 / (1024.0 * 1024.0);
-    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let reader = {
-        let (client, url, done) = (client.clone(), server.url.clone(), done.clone());
-        tokio::spawn(async move {
-            let mut slowest = Duration::ZERO;
-            while !done.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                let ok = client.get(format!("{url}/small.json")).send().await;
-                if ok.is_ok() {
-                    slowest = slowest.max(t.elapsed());
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            slowest
-        })
-    };
+    let reader = SmallReads::start(&client, &server.url);
     let t = Instant::now();
     client
         .put(format!("{}/big.json?print=silent", server.url))
@@ -604,8 +606,7 @@ async fn bench_big_write(server: &ServerProcess, what: &str, body: String) -> an
         .await?
         .error_for_status()?;
     let took = t.elapsed();
-    done.store(true, Ordering::Relaxed);
-    let slowest_get = reader.await?;
+    let slowest_get = reader.slowest().await?;
     let peak = server.peak_rss_mib()?;
     let settled = server.rss_mib()?;
     let t = Instant::now();
