@@ -244,6 +244,25 @@ impl Outbox {
         self.queued.fetch_add(size, Ordering::Relaxed);
         self.tx.send(msg).is_ok()
     }
+
+    /// Bytes queued and not yet sent (0 once overflowed: nothing more will be).
+    fn queued_bytes(&self) -> usize {
+        match self.queued.load(Ordering::Relaxed) {
+            usize::MAX => 0,
+            n => n,
+        }
+    }
+
+    /// Marks the connection overflowed now: its driver closes it, which frees what it queued.
+    fn overflow(&self) {
+        self.queued.store(usize::MAX, Ordering::Relaxed);
+        self.overflowed.notify_one();
+    }
+
+    /// Which connection this is (the listens of one connection share its outbox).
+    fn id(&self) -> usize {
+        Arc::as_ptr(&self.queued) as usize
+    }
 }
 
 impl OutboxRx {
@@ -312,20 +331,35 @@ impl Hub {
         self
     }
 
+    /// SSE streams and realtime connections alike: a realtime connection (all its listens share
+    /// one outbox) is counted once, and dropping it closes the connection, whose driver then
+    /// removes its listens.
     fn enforce_total_bound(&mut self) {
+        enum Behind {
+            Sse(DbPath, u64),
+            Realtime(Outbox),
+        }
         if self.max_total_queued_bytes == usize::MAX {
             return;
         }
         let mut total = 0usize;
-        let mut behind: Vec<(usize, DbPath, u64)> = Vec::new();
+        let mut behind: Vec<(usize, Behind)> = Vec::new();
+        let mut connections = std::collections::HashSet::new();
         for (path, list) in &self.by_path {
             for l in list {
-                if let Sink::Sse(queue) = &l.sink {
-                    let bytes = queue.queued_bytes();
-                    if bytes > 0 {
-                        total += bytes;
-                        behind.push((bytes, path.clone(), l.id));
+                let (bytes, who) = match &l.sink {
+                    Sink::Sse(queue) => (queue.queued_bytes(), Behind::Sse(path.clone(), l.id)),
+                    Sink::Realtime(target) => {
+                        if !connections.insert(target.out.id()) {
+                            continue;
+                        }
+                        let out = &target.out;
+                        (out.queued_bytes(), Behind::Realtime(out.clone()))
                     }
+                };
+                if bytes > 0 {
+                    total += bytes;
+                    behind.push((bytes, who));
                 }
             }
         }
@@ -334,10 +368,19 @@ impl Hub {
         }
         behind.sort_by_key(|b| std::cmp::Reverse(b.0));
         let mut dropped = 0;
-        for (bytes, path, id) in behind {
+        for (bytes, who) in behind {
             if total <= self.max_total_queued_bytes {
                 break;
             }
+            let (path, id) = match who {
+                Behind::Sse(path, id) => (path, id),
+                Behind::Realtime(out) => {
+                    out.overflow();
+                    total -= bytes;
+                    dropped += 1;
+                    continue;
+                }
+            };
             if let Some(list) = self.by_path.get_mut(&path) {
                 if let Some(at) = list.iter().position(|l| l.id == id) {
                     let l = list.remove(at);

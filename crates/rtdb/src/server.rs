@@ -127,6 +127,13 @@ impl Server {
         if let Err(e) = socket2::SockRef::from(&listener).set_tcp_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
+        // The standard library listens with a queue of 128: a burst of connections (a room
+        // joining, or many clients at the connection bound, where each new one displaces a slow
+        // one) would overflow it, and a client whose SYN is dropped waits a whole second to
+        // retry. Linux takes a second listen() as a new queue length (capped by somaxconn).
+        if let Err(e) = socket2::SockRef::from(&listener).listen(4096) {
+            tracing::debug!(error = %e, "could not lengthen the listen queue");
+        }
         let addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: config.listen,
             source,

@@ -189,3 +189,55 @@ async fn a_write_no_data_could_allow_is_refused_before_its_body_is_read() {
         .unwrap();
     assert_eq!(got.text().await.unwrap().len(), 1002);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_never_end_cannot_keep_a_new_client_out() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestServer::spawn(data.path(), &["--max-connections", "40"]);
+    let to = addr(&server);
+    // Every slot taken by requests that never end, from one address under its own bound.
+    let mut held = Vec::new();
+    for _ in 0..40 {
+        let mut s = connect_from("127.0.0.2", to).await;
+        s.write_all(b"GET /x.json HTTP/1.1\r\nHost: db\r\n")
+            .await
+            .unwrap();
+        held.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A new client is answered at once, in the place of one of them (and keeps its connection
+    // open, so every slot stays taken).
+    let mut client = connect_from("127.0.0.3", to).await;
+    client
+        .write_all(b"GET /x.json HTTP/1.1\r\nHost: db\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = response_head(&mut client, Duration::from_secs(5))
+        .await
+        .expect("a new client waited behind requests that never end");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let ends = futures_util::future::join_all(
+        held.iter_mut()
+            .map(|s| async move { until_closed(s, Duration::from_millis(300)).await }),
+    )
+    .await;
+    let closed: Vec<_> = ends.into_iter().flatten().collect();
+    assert_eq!(closed, [""], "one displaced, with no answer; 39 kept");
+    // The address that holds them reconnecting is refused: it does not displace its own.
+    let mut again = connect_from("127.0.0.2", to).await;
+    let _ = again.write_all(b"GET /x.json HTTP/1.1\r\n").await;
+    assert_eq!(
+        until_closed(&mut again, Duration::from_secs(5))
+            .await
+            .as_deref(),
+        Some(""),
+        "a reconnect of the address holding every slot was let in"
+    );
+    // The server said what it did.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !server.stderr().contains("displacing the oldest") {
+        assert!(std::time::Instant::now() < deadline, "{}", server.stderr());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop((held, client));
+}

@@ -261,3 +261,86 @@ async fn listens_per_connection_are_bounded() {
     assert_eq!(oks, n);
     assert_eq!(last["s"], "invalid_data", "{last}");
 }
+
+/// Issue 18, item 9: realtime connections count in the bound on what all clients together hold
+/// unread, as SSE streams do. Three that stopped reading are closed once their backlogs together
+/// pass it, long before any reaches its own 16 MiB; one that reads keeps going.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_stopped_reading_are_dropped_when_all_backlogs_pass_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start_in_process(rtdb::ServerConfig {
+        db: rtdb::DbConfig {
+            max_total_stream_queue_bytes: 2 << 20,
+            ..rtdb::DbConfig::default()
+        },
+        ..common::config(dir.path())
+    })
+    .await;
+    let url = server.url();
+    let db = server.db().clone();
+    let ws_url = format!("{}/.ws?v=5&ns=test", url.replacen("http", "ws", 1));
+    let mut stuck = Vec::new();
+    for _ in 0..3 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let tcp = socket.connect(server.addr()).await.unwrap();
+        let tcp = tokio_tungstenite::MaybeTlsStream::Plain(tcp);
+        let (mut ws, _) = tokio_tungstenite::client_async(ws_url.as_str(), tcp)
+            .await
+            .unwrap();
+        next_json(&mut ws).await; // the handshake
+        request(&mut ws, 1, "q", json!({"p": "/big", "h": ""})).await;
+        assert_eq!(answer(&mut ws, 1).await["s"], "ok");
+        stuck.push(ws); // and never read again
+    }
+    let mut reader = connect(&url).await;
+    request(&mut reader, 1, "q", json!({"p": "/big", "h": ""})).await;
+    assert_eq!(answer(&mut reader, 1).await["s"], "ok");
+    let (seen_tx, mut seen) = tokio::sync::watch::channel(false);
+    let reading = tokio::spawn(async move {
+        while let Some(Ok(msg)) = reader.next().await {
+            if let Message::Text(t) = msg {
+                if t.as_str().contains("the-last") {
+                    let _ = seen_tx.send(true);
+                }
+            }
+        }
+    });
+    common::wait_until("the listens to register", T, || db.stream_count() == 4).await;
+    let client = common::client();
+    let chunk = "x".repeat(32 << 10);
+    let mut written = 0usize;
+    for i in 0..300 {
+        let resp = client
+            .put(format!("{url}/big/blob.json?print=silent"))
+            .body(json!(format!("{i}{chunk}")).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success());
+        written += chunk.len();
+        if db.stream_count() == 1 {
+            break;
+        }
+    }
+    common::wait_until("the stuck connections to close", T, || {
+        db.stream_count() == 1
+    })
+    .await;
+    assert!(
+        written < 8 << 20,
+        "dropped only after {written} bytes each, near their own 16 MiB bound"
+    );
+    client
+        .put(format!("{url}/big/blob.json"))
+        .body(json!("the-last").to_string())
+        .send()
+        .await
+        .unwrap();
+    tokio::time::timeout(T, seen.wait_for(|s| *s))
+        .await
+        .expect("the reading connection did not get the last write")
+        .unwrap();
+    reading.abort();
+    drop(stuck);
+}

@@ -10,7 +10,11 @@
 //!    connections (each with one listen);
 //! 4. large legal writes: a 12.5 MB PUT of 600,000 small objects and a 15 MB array of zeros,
 //!    with the server's peak and settled RSS, the slowest small GET answered meanwhile, and
-//!    the RSS after the data is deleted.
+//!    the RSS after the data is deleted;
+//! 5. 20,000 slow connections (half-sent requests from 100 loopback addresses, held by two child
+//!    processes of this binary, each re-opened a second after the server closes it:
+//!    `--slow-retry-ms`) against a server with its default bounds, while a new client GETs a
+//!    small node every 50 ms: how long each GET took and how many failed.
 //!
 //! Every phase is bounded in time or count and stops by itself.
 
@@ -47,9 +51,21 @@ struct Args {
     /// Query streams in the queries phase.
     #[arg(long, default_value_t = 300)]
     query_streams: usize,
-    /// Run only this phase: writes, fanout, idle, bigwrite, queries or stuck.
+    /// Seconds the slow phase measures GETs for.
+    #[arg(long, default_value_t = 10)]
+    slow_secs: u64,
+    /// How long the slow phase's attackers wait to re-open a connection the server closed.
+    #[arg(long, default_value_t = 1000)]
+    slow_retry_ms: u64,
+    /// Run only this phase: writes, fanout, idle, bigwrite, queries, stuck or slow.
     #[arg(long)]
     only: Option<String>,
+    /// (Internal: the slow phase's attacker.) Hold this many slow connections to this server.
+    #[arg(long, hide = true, num_args = 2, value_names = ["ADDR", "COUNT"])]
+    hold_slow: Option<Vec<String>>,
+    /// (Internal.) The attacker's first source address is 127.<this>.0.1.
+    #[arg(long, hide = true, default_value_t = 1)]
+    hold_net: u8,
 }
 
 struct ServerProcess {
@@ -67,14 +83,22 @@ impl Drop for ServerProcess {
 
 impl ServerProcess {
     fn start() -> anyhow::Result<Self> {
+        // Every client of the bench is on 127.0.0.1.
+        Self::start_with(&[
+            "--max-connections-per-address",
+            "100000",
+            "--max-connections",
+            "100000",
+        ])
+    }
+
+    fn start_with(args: &[&str]) -> anyhow::Result<Self> {
         let exe = std::env::current_exe()?.with_file_name("huddle-db");
         let data = tempfile::tempdir()?;
         let mut child = Command::new(&exe)
             .args(["--listen", "127.0.0.1:0", "--data"])
             .arg(data.path())
-            // Every client of the bench is on 127.0.0.1.
-            .args(["--max-connections-per-address", "100000"])
-            .args(["--max-connections", "100000"])
+            .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()
@@ -661,10 +685,169 @@ fn array_of_zeros() -> String {
     s
 }
 
+/// Connections per source address in the slow phase (under the server's 256 per address).
+const SLOW_PER_ADDRESS: usize = 200;
+/// How long an attacker of the slow phase keeps going, at most.
+const SLOW_ATTACK: Duration = Duration::from_secs(60);
+
+/// The slow phase's attacker (a child process, so that the 20,000 sockets fit under two
+/// processes' open-file limits): `count` connections from 127.`net`.x.y, each sending the start
+/// of a request and never its end, re-opened `retry` after the server closes it (slowloris
+/// waits 15 s), until its
+/// parent closes stdin or [`SLOW_ATTACK`] has passed. Prints `held` once all are open.
+async fn hold_slow(addr: &str, count: usize, net: u8, retry: Duration) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let to: std::net::SocketAddr = addr.parse()?;
+    let deadline = tokio::time::Instant::now() + SLOW_ATTACK;
+    let closed = Arc::new(AtomicU64::new(0));
+    let (opened_tx, mut opened_rx) = tokio::sync::mpsc::channel::<()>(count.max(1));
+    for i in 0..count {
+        let host = i / SLOW_PER_ADDRESS;
+        let source = std::net::Ipv4Addr::new(127, net, (host / 250) as u8, (host % 250 + 1) as u8);
+        let (closed, opened) = (closed.clone(), opened_tx.clone());
+        tokio::spawn(async move {
+            let mut first = true;
+            while tokio::time::Instant::now() < deadline {
+                let held = async {
+                    let socket = tokio::net::TcpSocket::new_v4()?;
+                    socket.bind((source, 0).into())?;
+                    let mut s = socket.connect(to).await?;
+                    s.write_all(b"GET /slow.json HTTP/1.1\r\nHost: db\r\n")
+                        .await?;
+                    if first {
+                        first = false;
+                        let _ = opened.send(()).await;
+                    }
+                    let mut buf = [0u8; 512];
+                    while s.read(&mut buf).await? > 0 {}
+                    anyhow::Ok(())
+                };
+                let _ = tokio::time::timeout_at(deadline, held).await;
+                closed.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(retry).await;
+            }
+        });
+    }
+    drop(opened_tx);
+    let mut opened = 0;
+    while opened < count && opened_rx.recv().await.is_some() {
+        opened += 1;
+    }
+    println!("held {opened}");
+    // The parent closes stdin (or dies) to stop the attack.
+    let stop = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+    });
+    let _ = tokio::time::timeout_at(deadline, stop).await;
+    println!("closed by the server {}", closed.load(Ordering::Relaxed));
+    Ok(())
+}
+
+/// An attacker process of the slow phase; killed on drop.
+struct Attacker(Child);
+
+impl Drop for Attacker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn bench_slow_connections(secs: u64, retry_ms: u64) -> anyhow::Result<()> {
+    // The server's own bounds: 256 per address, 16,384 in all, 30 s for a request's headers.
+    let server = ServerProcess::start_with(&[])?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    client
+        .put(format!("{}/small.json", server.url))
+        .body("1")
+        .send()
+        .await?
+        .error_for_status()?;
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let exe = std::env::current_exe()?;
+    let mut attackers = Vec::new();
+    for net in [1u8, 2] {
+        let child = Command::new(&exe)
+            .args([
+                "--hold-slow",
+                &addr,
+                "10000",
+                "--hold-net",
+                &net.to_string(),
+            ])
+            .args(["--slow-retry-ms", &retry_ms.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        attackers.push(Attacker(child));
+    }
+    let t = Instant::now();
+    let mut outs = Vec::new();
+    for a in &mut attackers {
+        let mut out = BufReader::new(a.0.stdout.take().context("no stdout")?);
+        let mut line = String::new();
+        out.read_line(&mut line)?;
+        println!("slow connections: attacker {}", line.trim());
+        outs.push(out);
+    }
+    println!(
+        "slow connections: 20,000 opened in {:.1} s; server RSS {:.1} MiB",
+        t.elapsed().as_secs_f64(),
+        server.rss_mib()?
+    );
+    let mut took = Vec::new();
+    let mut failed = Vec::new();
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        let t = Instant::now();
+        match client
+            .get(format!("{}/small.json", server.url))
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => took.push(t.elapsed().as_secs_f64() * 1e3),
+            Ok(r) => failed.push(r.status().to_string()),
+            Err(e) => failed.push(format!("{e}")),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rss = server.rss_mib()?;
+    let mut closed = Vec::new();
+    for (a, mut out) in attackers.iter_mut().zip(outs) {
+        drop(a.0.stdin.take());
+        let mut line = String::new();
+        out.read_line(&mut line)?;
+        closed.push(line.trim().to_owned());
+    }
+    took.sort_by(f64::total_cmp);
+    failed.sort();
+    failed.dedup();
+    println!(
+        "slow connections: a new client's GET every 50 ms for {secs} s: {} answered, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} failed {:?}; server RSS {rss:.1} MiB; attackers: {}",
+        took.len(),
+        percentile(&took, 0.5),
+        percentile(&took, 0.99),
+        took.last().copied().unwrap_or(f64::NAN),
+        failed.len(),
+        failed.iter().take(3).collect::<Vec<_>>(),
+        closed.join(", "),
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let _ = rlimit::increase_nofile_limit(u64::MAX);
+    if let Some(hold) = &args.hold_slow {
+        let (addr, count) = (&hold[0], hold[1].parse()?);
+        let retry = Duration::from_millis(args.slow_retry_ms);
+        return hold_slow(addr, count, args.hold_net, retry).await;
+    }
     let run = |phase: &str| args.only.as_deref().is_none_or(|o| o == phase);
     println!(
         "huddle-db-bench on {} cores",
@@ -697,6 +880,9 @@ async fn main() -> anyhow::Result<()> {
     if run("stuck") {
         let server = ServerProcess::start()?;
         bench_stuck_streams(&server, 50, 64).await?;
+    }
+    if run("slow") {
+        bench_slow_connections(args.slow_secs, args.slow_retry_ms).await?;
     }
     if run("bigwrite") {
         // A fresh server each, so each peak is its own.
