@@ -1,9 +1,14 @@
 //! The database: the in-memory tree, one writer thread that makes writes durable with group
 //! commit, and the hub that streams changes.
 //!
-//! A write is applied to the tree, logged, fsynced, and published to listeners all while the
-//! writer holds the tree's write lock, so a reader never sees a value that is not yet durable and
-//! a new listener's first `put` and its later events never overlap or leave a gap.
+//! A write is applied to the tree and logged and fsynced while the writer holds the tree's write
+//! lock, so a reader never sees a value that is not yet durable. It is published to listeners
+//! after, under a read lock, so that readers go on while query views are computed; the writer
+//! takes the hub's lock before it lets go of the write lock and keeps it until every event of
+//! the batch is queued, and a new listener reads its first value under the read lock and then
+//! registers in the hub, so its first `put` and its later events never overlap or leave a gap
+//! (it either registers before the batch, and reads the tree without it, or after the batch's
+//! events, having read the tree with it). Only this thread writes, so no write comes between.
 //!
 //! What costs time in proportion to a write's size stays off that lock where it can: the
 //! caller's task parses and normalises the data ([`Planned`]); values move into the tree without
@@ -552,7 +557,12 @@ fn write_batch(shared: &Shared, store: &mut Store, ids: &mut PushIds, jobs: Vec<
         }
     }
     {
+        // The hub first, then the read lock in place of the write lock (see the module's
+        // comment): a subscriber holding the read lock while it waits for the hub does not
+        // stop this thread from reading too.
         let mut hub = shared.hub.lock().unwrap_or_else(|e| e.into_inner());
+        drop(root);
+        let root = shared.tree.read().unwrap_or_else(|e| e.into_inner());
         for a in &applied {
             hub.publish(
                 &Change {
@@ -563,12 +573,9 @@ fn write_batch(shared: &Shared, store: &mut Store, ids: &mut PushIds, jobs: Vec<
                 &root,
             );
         }
-    }
-    drop(root);
-    // Every write of the batch is in the fsynced log: acknowledge before compacting, which
-    // keeps that log replayable until its snapshot is in place (see `Store::compact`).
-    {
-        let root = shared.tree.read().unwrap_or_else(|e| e.into_inner());
+        drop(hub);
+        // Every write of the batch is in the fsynced log: acknowledge before compacting, which
+        // keeps that log replayable until its snapshot is in place (see `Store::compact`).
         for (index, a) in applied.into_iter().enumerate() {
             let result = a.result.map(|outcome| match outcome {
                 Outcome::Done(r) => r,

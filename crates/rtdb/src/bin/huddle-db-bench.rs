@@ -529,9 +529,10 @@ async fn bench_stuck_streams(
     Ok(())
 }
 
-/// `streams` SSE streams with `query` on a 1 MB node, each drained by its own task; then 20
-/// small writes into the node, one after another, while a reader GETs a small node every 20 ms.
-/// Prints each write's time (until its answer) and the slowest GET meanwhile.
+/// `streams` SSE streams with `query` (`{n}` in it: 100 + the stream's index) on a 1 MB node,
+/// each drained by its own task; then 20 small writes into the node, one after another, while a
+/// reader GETs a small node every 20 ms. Prints each write's time (until its answer) and the
+/// slowest GET meanwhile.
 async fn bench_query_streams(
     server: &ServerProcess,
     query: &str,
@@ -562,6 +563,8 @@ async fn bench_query_streams(
     let encoded: String = form_urlencoded::byte_serialize(query.as_bytes()).collect();
     let encoded = encoded.replace("%3D", "=").replace("%26", "&");
     for i in 0..streams {
+        // `{n}` in the query: each stream its own (100 + i), so no two share a view.
+        let encoded = encoded.replace("%7Bn%7D", &(100 + i).to_string());
         let resp = client
             .get(format!("{}/q.json?{encoded}", server.url))
             .header("accept", "text/event-stream")
@@ -872,7 +875,11 @@ async fn main() -> anyhow::Result<()> {
         bench_idle_realtime(&server, args.idle_streams).await?;
     }
     if run("queries") {
-        for query in [r#"orderBy="$key""#, r#"orderBy="$key"&limitToLast=100"#] {
+        for query in [
+            r#"orderBy="$key""#,
+            r#"orderBy="$key"&limitToLast=100"#,
+            r#"orderBy="$key"&limitToFirst={n}"#,
+        ] {
             let server = ServerProcess::start()?;
             bench_query_streams(&server, query, args.query_streams).await?;
         }
