@@ -1,5 +1,8 @@
-//! The codecs Huddle negotiates, with fixed payload types so one encoded stream can be written
-//! once and fanned out to every connection; and which video codec a connection uses.
+//! The codecs Huddle negotiates, and which video codec a connection uses. Our offers number
+//! them as below; an answer to another stack's offer takes the offer's numbers (Firefox: Opus
+//! 109, VP8 120), and each connection's track is written with the numbers that connection
+//! negotiated ([`negotiated_pt`]): the encoded stream is the same for every connection, only
+//! the RTP header differs.
 //!
 //! A connection's video codec is settled before its first offer, from both occupant records
 //! (`docs/protocol.md` §4a): each track is created for that one codec, so every m-section offers
@@ -19,7 +22,7 @@ pub const H264_PT: u8 = 102;
 /// Opus's payload type.
 pub const OPUS_PT: u8 = 111;
 
-/// The payload type `codec` is sent with.
+/// The payload type our offers give `codec`.
 pub fn video_pt(codec: VideoCodec) -> u8 {
     match codec {
         VideoCodec::Vp8 => VP8_PT,
@@ -102,10 +105,61 @@ pub fn opus_codec() -> RTCRtpCodecParameters {
     }
 }
 
+/// The payload type a connection negotiated for `ours` (our codec as [`video_codec`] or
+/// [`opus_codec`] make it), from the codecs of its sender: the same MIME type (any case) and,
+/// for H.264, the same packetization mode. None when it has none.
+pub fn negotiated_pt(negotiated: &[RTCRtpCodecParameters], ours: &RTCRtpCodec) -> Option<u8> {
+    let mode = |fmtp: &str| {
+        fmtp.split(';')
+            .find_map(|p| p.trim().strip_prefix("packetization-mode="))
+            .unwrap_or("0")
+            .trim()
+            .to_owned()
+    };
+    let same_mime =
+        |c: &&RTCRtpCodecParameters| c.rtp_codec.mime_type.eq_ignore_ascii_case(&ours.mime_type);
+    let h264 = ours.mime_type.eq_ignore_ascii_case(MIME_TYPE_H264);
+    negotiated
+        .iter()
+        .filter(same_mime)
+        .find(|c| !h264 || mode(&c.rtp_codec.sdp_fmtp_line) == mode(&ours.sdp_fmtp_line))
+        .map(|c| c.payload_type)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use VideoCodec::{Vp8, H264};
+
+    #[test]
+    fn the_negotiated_number_of_our_codec_is_found() {
+        let numbered = |mut c: RTCRtpCodecParameters, pt: u8| {
+            c.payload_type = pt;
+            c
+        };
+        let firefox = [numbered(opus_codec(), 109), numbered(video_codec(Vp8), 120)];
+        assert_eq!(
+            negotiated_pt(&firefox, &video_codec(Vp8).rtp_codec),
+            Some(120)
+        );
+        assert_eq!(negotiated_pt(&firefox, &opus_codec().rtp_codec), Some(109));
+        assert_eq!(negotiated_pt(&firefox, &video_codec(H264).rtp_codec), None);
+        // MIME types compare in any case; H.264 needs the same packetization mode.
+        let mut lower = numbered(video_codec(Vp8), 97);
+        lower.rtp_codec.mime_type = "video/vp8".into();
+        assert_eq!(
+            negotiated_pt(&[lower], &video_codec(Vp8).rtp_codec),
+            Some(97)
+        );
+        let mut mode0 = numbered(video_codec(H264), 126);
+        mode0.rtp_codec.sdp_fmtp_line = "profile-level-id=42e01f".into();
+        let mode1 = numbered(video_codec(H264), 127);
+        assert_eq!(
+            negotiated_pt(&[mode0.clone(), mode1], &video_codec(H264).rtp_codec),
+            Some(127)
+        );
+        assert_eq!(negotiated_pt(&[mode0], &video_codec(H264).rtp_codec), None);
+    }
 
     fn names(l: &[&str]) -> Vec<String> {
         l.iter().map(|s| s.to_string()).collect()

@@ -116,12 +116,27 @@ pub struct Built {
 /// application; mDNS off (we exchange real addresses through encrypted or trusted signaling,
 /// and mDNS needs multicast, which a loopback-only namespace does not have).
 pub async fn build(net: &NetConfig, video: VideoCodec) -> Result<Built, MeshError> {
+    build_numbered(net, video, None).await
+}
+
+/// [`build`] with other payload types for the video codec and Opus (`(video, opus)`), as
+/// another stack numbers them (Firefox offers Opus as 109 and VP8 as 120): for tests.
+pub async fn build_numbered(
+    net: &NetConfig,
+    video: VideoCodec,
+    numbers: Option<(u8, u8)>,
+) -> Result<Built, MeshError> {
+    let (mut video_params, mut opus_params) = (video_codec(video), opus_codec());
+    if let Some((video_pt, opus_pt)) = numbers {
+        video_params.payload_type = video_pt;
+        opus_params.payload_type = opus_pt;
+    }
     let mut media = MediaEngine::default();
     media
-        .register_codec(video_codec(video), RtpCodecKind::Video)
+        .register_codec(video_params, RtpCodecKind::Video)
         .map_err(MeshError::webrtc("registering the video codec"))?;
     media
-        .register_codec(opus_codec(), RtpCodecKind::Audio)
+        .register_codec(opus_params, RtpCodecKind::Audio)
         .map_err(MeshError::webrtc("registering Opus"))?;
     // Send-side congestion control (transport-cc feedback + GCC + pacer); see `congestion`.
     let (estimator, estimate) = congestion::gcc();

@@ -258,6 +258,7 @@ fn round_trip_time(report: &RTCStatsReport) -> Option<Duration> {
 struct Sending {
     track: Arc<webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample>,
     ssrc: u32,
+    sender: Arc<dyn webrtc::rtp_transceiver::RtpSender>,
     writer: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -274,8 +275,12 @@ async fn add_track(
         if let Some(old) = sending.writer.take() {
             old.abort();
         }
-        sending.writer =
-            Some(feed.write_into(sending.track.clone(), sending.ssrc, link_up.clone()));
+        sending.writer = Some(feed.write_into(
+            sending.track.clone(),
+            sending.ssrc,
+            sending.sender.clone(),
+            link_up.clone(),
+        ));
         return false;
     }
     let (track, ssrc) = match crate::local::new_track(kind, feed.codec()) {
@@ -286,13 +291,15 @@ async fn add_track(
         }
     };
     match pc.add_track(track.clone() as Arc<dyn TrackLocal>).await {
-        Ok(_sender) => {
-            let writer = Some(feed.write_into(track.clone(), ssrc, link_up.clone()));
+        Ok(sender) => {
+            let writer =
+                Some(feed.write_into(track.clone(), ssrc, sender.clone(), link_up.clone()));
             senders.insert(
                 kind,
                 Sending {
                     track,
                     ssrc,
+                    sender,
                     writer,
                 },
             );

@@ -15,9 +15,10 @@ use rtc::rtp_transceiver::rtp_sender::{
 use tokio::sync::broadcast;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::rtp_transceiver::RtpSender;
 
 use super::Encoded;
-use crate::codecs::{opus_codec, video_codec, video_pt, OPUS_PT};
+use crate::codecs::{negotiated_pt, opus_codec, video_codec, video_pt, OPUS_PT};
 use crate::event::MediaKind;
 use crate::keyframe::{is_keyframe_request, Keyframes};
 use crate::MeshError;
@@ -52,17 +53,17 @@ impl Feed {
     /// cannot tell that frames were skipped. (Before
     /// the first connection frames are written anyway: webrtc-rs starts sending a little before
     /// our Connected event is handled, and gating there cost ~60 ms of every join.)
+    ///
+    /// Frames go out with the payload type the connection negotiated, which `sender` (the
+    /// track's) tells: see [`PayloadType`].
     pub fn write_into(
         mut self,
         track: Arc<TrackLocalStaticSample>,
         ssrc: u32,
+        sender: Arc<dyn RtpSender>,
         link_up: Arc<AtomicBool>,
     ) -> tokio::task::JoinHandle<()> {
-        let pt = if self.kind == MediaKind::Audio {
-            OPUS_PT
-        } else {
-            video_pt(self.codec)
-        };
+        let mut pt = PayloadType::new(self.kind, self.codec, sender);
         let writer = track;
         tokio::spawn(async move {
             // `poll` answers None once the track is unbound (the connection closed).
@@ -102,8 +103,14 @@ impl Feed {
                             duration: encoded.duration,
                             ..Sample::new(Instant::now())
                         };
-                        if let Err(e) = writer.sample_writer(ssrc, pt).write_sample(&sample).await {
+                        let number = pt.get().await;
+                        if let Err(e) = writer
+                            .sample_writer(ssrc, number)
+                            .write_sample(&sample)
+                            .await
+                        {
                             tracing::trace!(error = %e, "a sample was not sent (connection not up yet?)");
+                            pt.failed();
                         }
                     }
                     // This connection fell behind: skip to the present, from a keyframe.
@@ -115,6 +122,60 @@ impl Feed {
                 }
             }
         })
+    }
+}
+
+/// The payload type one connection's track is written with. Our offers number the codecs our
+/// way, but an answer to another stack's offer takes the offer's numbers (Firefox: Opus 109,
+/// VP8 120), and webrtc-rs drops RTP whose payload type its sender did not negotiate: a track
+/// written with our own number would send nothing while the connection says "connected". So
+/// the number is read from the sender's negotiated codecs, first and again after any failed
+/// write (before the connection is up every write fails; renegotiation could renumber), which
+/// costs a lock of the connection per frame only while writes fail.
+struct PayloadType {
+    ours: rtc::rtp_transceiver::rtp_sender::RTCRtpCodec,
+    sender: Arc<dyn RtpSender>,
+    current: u8,
+    stale: bool,
+}
+
+impl PayloadType {
+    fn new(kind: MediaKind, codec: VideoCodec, sender: Arc<dyn RtpSender>) -> Self {
+        let (ours, current) = if kind == MediaKind::Audio {
+            (opus_codec().rtp_codec, OPUS_PT)
+        } else {
+            (video_codec(codec).rtp_codec, video_pt(codec))
+        };
+        PayloadType {
+            ours,
+            sender,
+            current,
+            stale: true,
+        }
+    }
+
+    async fn get(&mut self) -> u8 {
+        if self.stale {
+            if let Ok(params) = self.sender.get_parameters().await {
+                if let Some(pt) = negotiated_pt(&params.rtp_parameters.codecs, &self.ours) {
+                    if pt != self.current {
+                        tracing::debug!(
+                            codec = %self.ours.mime_type,
+                            ours = self.current,
+                            negotiated = pt,
+                            "sending with the payload type the connection negotiated"
+                        );
+                        self.current = pt;
+                    }
+                    self.stale = false;
+                }
+            }
+        }
+        self.current
+    }
+
+    fn failed(&mut self) {
+        self.stale = true;
     }
 }
 

@@ -103,13 +103,16 @@ async fn late_receiver_asks(codec: VideoCodec) {
     // Nobody takes the stream yet: no encoder runs.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (track, ssrc) = new_track(MediaKind::Video, codec).unwrap();
-    sender
+    let rtp_sender = sender
         .add_track(track.clone() as Arc<dyn TrackLocal>)
         .await
         .unwrap();
-    let writer = stream
-        .subscribe(codec)
-        .write_into(track, ssrc, Arc::new(AtomicBool::new(true)));
+    let writer = stream.subscribe(codec).write_into(
+        track,
+        ssrc,
+        rtp_sender,
+        Arc::new(AtomicBool::new(true)),
+    );
     // The feed starts at a keyframe of its own; written before the connection exists, it
     // is dropped, so the receiver can only decode by asking. (Negotiating at once raced:
     // on a fast run the feed's keyframe got through and nothing had to be asked.)
@@ -184,4 +187,100 @@ async fn late_receiver_asks(codec: VideoCodec) {
         intact >= 5,
         "only {intact} of {frames} frames read back their stamp"
     );
+}
+
+/// Issue 17: an offer that numbers the codecs its own way (Firefox: Opus 109, VP8 120) gets an
+/// answer with its numbers, and our media must go out with them too: webrtc-rs refuses RTP
+/// whose payload type the connection did not negotiate, so a sender that kept its own 96 sent
+/// nothing while the connection said "connected" (one-way media, silently).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_goes_out_with_the_payload_types_of_an_offer_that_numbers_its_own_way() {
+    let net = NetConfig {
+        loopback_only: true,
+        ..Default::default()
+    };
+    let codec = VideoCodec::Vp8;
+    let pc::Built {
+        pc: foreign,
+        events: foreign_events,
+        ..
+    } = pc::build_numbered(&net, codec, Some((120, 109)))
+        .await
+        .unwrap();
+    let pc::Built {
+        pc: ours,
+        events: our_events,
+        ..
+    } = pc::build(&net, codec).await.unwrap();
+    // The other stack offers to send and receive video, as a browser with a camera does.
+    let (their_track, _) = new_track(MediaKind::Video, codec).unwrap();
+    foreign
+        .add_track(their_track as Arc<dyn TrackLocal>)
+        .await
+        .unwrap();
+    let offer = foreign.create_offer(None).await.unwrap();
+    assert!(
+        offer.sdp.contains("a=rtpmap:120 VP8/90000"),
+        "{}",
+        offer.sdp
+    );
+    foreign.set_local_description(offer.clone()).await.unwrap();
+    ours.set_remote_description(offer).await.unwrap();
+    let stream = start_video(
+        MediaKind::Video,
+        Box::new(TestPattern::new(160, 96, 15)),
+        15,
+        300,
+    )
+    .unwrap();
+    let (track, ssrc) = new_track(MediaKind::Video, codec).unwrap();
+    let sender = ours
+        .add_track(track.clone() as Arc<dyn TrackLocal>)
+        .await
+        .unwrap();
+    let writer =
+        stream
+            .subscribe(codec)
+            .write_into(track, ssrc, sender, Arc::new(AtomicBool::new(true)));
+    let answer = ours.create_answer(None).await.unwrap();
+    assert!(
+        answer.sdp.contains("a=rtpmap:120 VP8/90000"),
+        "{}",
+        answer.sdp
+    );
+    assert!(!answer.sdp.contains("a=rtpmap:96 "), "{}", answer.sdp);
+    ours.set_local_description(answer.clone()).await.unwrap();
+    foreign.set_remote_description(answer).await.unwrap();
+    let (tracks_tx, mut tracks) = mpsc::unbounded_channel();
+    pump(foreign_events, ours.clone(), tracks_tx.clone());
+    pump(our_events, foreign.clone(), tracks_tx);
+
+    let counters = Counters::new(AudioStreams::new());
+    let (events, _events_rx) = mpsc::channel(64);
+    let track = tokio::time::timeout(Duration::from_secs(10), tracks.recv())
+        .await
+        .expect("our track never reached the other side")
+        .unwrap();
+    tokio::spawn(remote::receive(
+        "ours".into(),
+        track,
+        counters.clone(),
+        events,
+        Instant::now(),
+        None,
+        tokio::sync::watch::channel(media::StreamConfig {
+            video: true,
+            ..Default::default()
+        })
+        .1,
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while counters.intact.load(Ordering::Relaxed) < 5 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let intact = counters.intact.load(Ordering::Relaxed);
+    writer.abort();
+    let _ = ours.close().await;
+    let _ = foreign.close().await;
+    assert!(intact >= 5, "only {intact} frames reached the other stack");
 }
