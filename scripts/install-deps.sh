@@ -26,6 +26,8 @@ if [ "$what" = test ]; then
     chromium chromium-driver
     # screen-capture tests draw on the virtual display with xsetroot
     x11-xserver-utils
+    # the NAT tests (crates/peer/tests/nat.rs): NATs in network namespaces, a STUN/TURN server
+    nftables coturn
   )
 fi
 

@@ -598,6 +598,7 @@ impl Actor {
                     })
                     .collect(),
                 loopback_only: self.options.loopback_only,
+                relay_only: settings.relay_only,
                 ..NetConfig::default()
             },
             fps: self.options.capture.fps,

@@ -214,6 +214,10 @@ impl UiEvent {
                 };
                 UiEvent::error(format!("{peer_id}: {reason}"), hint)
             }
+            MeshEvent::IceServerProblem { message, .. } => UiEvent::error(
+                message,
+                Some("Check the server and its user name and password in Settings → Network."),
+            ),
             MeshEvent::Error { message } => UiEvent::error(message, None),
             MeshEvent::SignalingLost { reason } => UiEvent::Signaling {
                 connected: false,

@@ -86,6 +86,9 @@ pub struct Settings {
     pub database: Database,
     /// STUN/TURN servers; empty is fine on a LAN.
     pub ice_servers: Vec<IceServerSetting>,
+    /// Connect only through a TURN relay, so the others never learn my address.
+    #[serde(default)]
+    pub relay_only: bool,
     pub devices: Devices,
     /// Noise suppression on the microphone.
     pub noise_suppression: bool,
@@ -109,6 +112,7 @@ impl Default for Settings {
             name: default_name(),
             database: Database::Embedded,
             ice_servers: Vec::new(),
+            relay_only: false,
             devices: Devices::default(),
             noise_suppression: true,
             prefer_h264: false,
@@ -141,6 +145,9 @@ pub enum SettingsError {
     /// An ICE server URL that is not stun:/turn:/turns:.
     #[error("ICE server addresses start with stun:, turn: or turns: ({0})")]
     Ice(String),
+    /// Relay only, with no TURN server to relay through.
+    #[error("\"relay only\" needs a TURN server (turn:host:port user password) under Network")]
+    RelayOnlyWithoutTurn,
     /// The pasted Firebase config cannot be used.
     #[error("the Firebase config: {0}")]
     FirebaseConfig(String),
@@ -215,6 +222,14 @@ impl Settings {
                     return Err(SettingsError::Ice(u.clone()));
                 }
             }
+        }
+        let has_turn = self
+            .ice_servers
+            .iter()
+            .flat_map(|s| &s.urls)
+            .any(|u| u.starts_with("turn"));
+        if self.relay_only && !has_turn {
+            return Err(SettingsError::RelayOnlyWithoutTurn);
         }
         Ok(())
     }
@@ -356,6 +371,17 @@ mod tests {
             ..Default::default()
         }];
         assert!(matches!(s.validate(), Err(SettingsError::Ice(_))));
+        let mut relay = Settings {
+            relay_only: true,
+            ..Settings::default()
+        };
+        assert_eq!(relay.validate(), Err(SettingsError::RelayOnlyWithoutTurn));
+        relay.ice_servers = vec![IceServerSetting {
+            urls: vec!["turn:turn.example.org:3478".into()],
+            username: "u".into(),
+            credential: "p".into(),
+        }];
+        assert_eq!(relay.validate(), Ok(()));
         s.ice_servers[0].urls = vec!["stun:stun.example.org:3478".into()];
         assert_eq!(s.validate(), Ok(()));
     }

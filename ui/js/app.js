@@ -264,6 +264,7 @@ function openSettings() {
   $('set-remote-auth').value = s.database.mode === 'remote' ? s.database.auth ?? '' : '';
   $('set-firebase-config').value = s.firebase_config ?? '';
   $('set-ice').value = s.ice_servers.map((i) => [i.urls.join(','), i.username, i.credential].filter(Boolean).join(' ')).join('\n');
+  $('set-relay-only').checked = Boolean(s.relay_only);
   $('set-ns').checked = s.noise_suppression;
   $('set-h264').checked = s.prefer_h264;
   $('settings-error').hidden = true;
@@ -303,6 +304,7 @@ async function saveSettings(ev) {
     const v = $(`set-${k}`).value;
     if (v) s.devices[k] = v;
   }
+  s.relay_only = $('set-relay-only').checked;
   s.noise_suppression = $('set-ns').checked;
   s.prefer_h264 = $('set-h264').checked;
   try {

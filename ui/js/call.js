@@ -242,7 +242,9 @@ export class CallView {
         this.statsPanel.append(box);
       }
       const codec = { vp8: 'VP8', h264: 'H.264' }[m.codec] ?? m.codec;
-      box.querySelector('h3').textContent = [m.name, m.state, codec].filter(Boolean).join(' · ');
+      // How the media travels: the connection's selected ICE path.
+      const path = { direct: 'direct', stun: 'direct through NAT', relay: 'relayed (TURN)' }[m.stats?.path];
+      box.querySelector('h3').textContent = [m.name, m.state, path, codec].filter(Boolean).join(' · ');
       const last = m.history[m.history.length - 1];
       for (const row of box.querySelectorAll('.stats-row')) {
         const k = row.dataset.metric;

@@ -119,6 +119,20 @@ impl Mesh {
             .collect();
         let (room, room_events) = signaling.join(room_id, options).await?;
         let (events, events_rx) = mpsc::channel(1024);
+        // Said while the call goes on: a relay that will not work is worth a sentence.
+        let servers = config.net.ice_servers.clone();
+        let problems = events.clone();
+        tokio::spawn(async move {
+            for problem in crate::turn_check::check_all(&servers).await {
+                tracing::warn!(%problem, "TURN server unusable");
+                let _ = problems
+                    .send(MeshEvent::IceServerProblem {
+                        url: problem.url().to_owned(),
+                        message: problem.to_string(),
+                    })
+                    .await;
+            }
+        });
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
         let audio = AudioStreams::new();
         let playout = AudioPlayout::new(audio.clone(), config.audio_sink.clone());
@@ -502,6 +516,7 @@ impl RoomTask {
                 intact_fps: (intact - p.last_intact) as f64 / secs,
                 bitrate_kbps: (bytes - p.last_bytes) as f64 * 8.0 / 1000.0 / secs,
                 rtt_ms: (rtt != u64::MAX).then(|| rtt as f64 / 1000.0),
+                path: crate::event::Path::from_code(p.counters.path.load(Ordering::Relaxed)),
                 audio_packets: p.counters.audio_packets.load(Ordering::Relaxed),
                 audio_frames_played: p.counters.playout.played.load(Ordering::Relaxed),
                 audio_concealed: p.counters.playout.concealed.load(Ordering::Relaxed),

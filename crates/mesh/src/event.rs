@@ -5,6 +5,7 @@
 //! `huddle-peer` prints them as they are, one a line (see docs/huddle-peer.md).
 
 pub use media::{MediaKind, StreamConfig};
+use rtc::peer_connection::transport::RTCIceCandidateType;
 use serde::Serialize;
 pub use signal::room::LeaveReason;
 use signal::{PeerId, RoomId};
@@ -25,6 +26,8 @@ pub struct PeerStats {
     pub bitrate_kbps: f64,
     /// Round-trip time, when known.
     pub rtt_ms: Option<f64>,
+    /// How the connection's media travels, once ICE has chosen a path.
+    pub path: Option<Path>,
     /// Audio packets received so far.
     pub audio_packets: u64,
     /// Audio frames decoded from received packets and played out so far.
@@ -34,6 +37,48 @@ pub struct PeerStats {
     pub audio_concealed: u64,
     /// Glass-to-glass latency of the last decoded frame (from the timestamp in its pixels).
     pub latency_ms: Option<f64>,
+}
+
+/// The kind of path a connection's selected ICE candidate pair takes, as a participants panel
+/// shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Path {
+    /// Host to host: the same network, no NAT between.
+    Direct,
+    /// Straight between the two, through NAT, on addresses STUN (or the connectivity checks)
+    /// found: a server-reflexive or peer-reflexive candidate on either side.
+    Stun,
+    /// Through a TURN relay (either side's relay candidate).
+    Relay,
+}
+
+impl Path {
+    /// From the types of the selected pair's two candidates.
+    pub fn of(local: RTCIceCandidateType, remote: RTCIceCandidateType) -> Option<Path> {
+        use RTCIceCandidateType::*;
+        match (local, remote) {
+            (Relay, _) | (_, Relay) => Some(Path::Relay),
+            (Srflx | Prflx, _) | (_, Srflx | Prflx) => Some(Path::Stun),
+            (Host, Host) => Some(Path::Direct),
+            _ => None,
+        }
+    }
+
+    fn code(self) -> u8 {
+        self as u8 + 1
+    }
+
+    /// The inverse of the code kept in an atomic (0: none yet).
+    pub(crate) fn from_code(code: u8) -> Option<Path> {
+        [Path::Direct, Path::Stun, Path::Relay]
+            .into_iter()
+            .find(|p| p.code() == code)
+    }
+
+    pub(crate) fn to_code(path: Option<Path>) -> u8 {
+        path.map_or(0, Path::code)
+    }
 }
 
 /// Everything that happens in a call.
@@ -90,6 +135,15 @@ pub enum MeshEvent {
     IceRestart {
         #[serde(rename = "peer")]
         peer_id: PeerId,
+    },
+    /// A configured TURN server cannot be used (checked when the call starts): it refused the
+    /// credentials, refused to relay, did not answer, or its address is unusable. Connections
+    /// that need a relay will not get one from it.
+    IceServerProblem {
+        /// The server's URL, as configured.
+        url: String,
+        /// What is wrong, in words (it names the server).
+        message: String,
     },
     /// I gave up connecting to a peer (repair ran out of time): the connection is closed, though
     /// the peer may still be in the room.
@@ -226,6 +280,7 @@ mod tests {
             stats: PeerStats {
                 fps: 29.5,
                 rtt_ms: Some(3.0),
+                path: Some(Path::Relay),
                 ..PeerStats::default()
             },
         });
@@ -234,7 +289,27 @@ mod tests {
         assert_eq!(v["fps"], 29.5);
         assert_eq!(v["rtt_ms"], 3.0);
         assert_eq!(v["latency_ms"], Value::Null);
+        assert_eq!(v["path"], "relay");
         assert!(v.get("stats").is_none(), "{v}");
+    }
+
+    #[test]
+    fn a_path_is_named_by_its_most_indirect_candidate() {
+        use RTCIceCandidateType::*;
+        assert_eq!(Path::of(Host, Host), Some(Path::Direct));
+        assert_eq!(Path::of(Srflx, Host), Some(Path::Stun));
+        assert_eq!(Path::of(Host, Prflx), Some(Path::Stun));
+        assert_eq!(Path::of(Srflx, Relay), Some(Path::Relay));
+        assert_eq!(Path::of(Relay, Host), Some(Path::Relay));
+        assert_eq!(Path::of(Unspecified, Host), None);
+        for p in [
+            None,
+            Some(Path::Direct),
+            Some(Path::Stun),
+            Some(Path::Relay),
+        ] {
+            assert_eq!(Path::from_code(Path::to_code(p)), p);
+        }
     }
 
     #[test]

@@ -26,9 +26,10 @@ mod peer;
 pub mod playout;
 pub mod remote;
 pub mod retransmit;
+pub mod turn_check;
 
 pub use engine::{Mesh, MeshConfig};
-pub use event::{MeshEvent, PeerStats};
+pub use event::{MeshEvent, Path, PeerStats};
 pub use pc::{IceServer, NetConfig};
 
 use media::MediaKind;

@@ -14,6 +14,7 @@ use webrtc::peer_connection::{
 };
 
 use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder, PacerBuilder, Slot};
+use rtc::peer_connection::configuration::RTCIceTransportPolicy;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 
 /// Packets the pacer may hold (~0.5 s at 800 kbit/s; a 640x360 keyframe is ~15-30).
@@ -41,6 +42,9 @@ pub struct NetConfig {
     pub ice_servers: Vec<IceServer>,
     /// Gather on loopback only (tests); otherwise on all interfaces.
     pub loopback_only: bool,
+    /// Connect only through a TURN relay (ICE transport policy "relay"): the other side never
+    /// learns my address. Needs a `turn:` server.
+    pub relay_only: bool,
     /// The webrtc-rs runtime every connection's sockets, timers and tasks go through; `None`
     /// is webrtc-rs's default (tokio). The seam for tests: a runtime whose UDP sockets are in
     /// memory, or can be cut, gives outages without a network namespace (see
@@ -188,7 +192,13 @@ pub async fn build_numbered(
         // waits a tick before its first check; libwebrtc paces at ~50 ms. Same 1.4 s budget.
         .with_ice_connection_attempts(Some(Duration::from_millis(50)), Some(28))
         .build();
+    let policy = if net.relay_only {
+        RTCIceTransportPolicy::Relay
+    } else {
+        RTCIceTransportPolicy::All
+    };
     let config = RTCConfigurationBuilder::new()
+        .with_ice_transport_policy(policy)
         .with_ice_servers(
             net.ice_servers
                 .iter()

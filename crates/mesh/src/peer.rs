@@ -208,6 +208,11 @@ pub async fn run(
                     let us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX - 1);
                     setup.counters.rtt_us.store(us, Ordering::Relaxed);
                 }
+                let path = path_of(&report);
+                let code = crate::event::Path::to_code(path);
+                if setup.counters.path.swap(code, Ordering::Relaxed) != code {
+                    tracing::info!(peer = %setup.peer_id, ?path, "connection path");
+                }
             }
         }
     }
@@ -225,6 +230,35 @@ async fn sleep_until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
     }
+}
+
+/// The kind of path of the connection's selected candidate pair (None before ICE chose one).
+fn path_of(report: &RTCStatsReport) -> Option<crate::event::Path> {
+    let selected = report
+        .transport()
+        .map(|t| t.selected_candidate_pair_id.as_str())
+        .filter(|id| !id.is_empty())?;
+    let pair = report.candidate_pairs().find(|p| p.stats.id == selected)?;
+    // A pair names its candidates by the ICE agent's ids; webrtc-rs 0.21 files the candidates
+    // themselves under "RTCLocalIceCandidate_<id>" / "RTCRemoteIceCandidate_<id>".
+    let kind = |id: &str, local: bool| {
+        report.iter().find_map(|entry| {
+            let (c, prefix) = match entry {
+                RTCStatsReportEntry::LocalCandidate(c) if local => (c, "RTCLocalIceCandidate_"),
+                RTCStatsReportEntry::RemoteCandidate(c) if !local => (c, "RTCRemoteIceCandidate_"),
+                _ => return None,
+            };
+            let named = c.stats.id == id || c.stats.id.strip_prefix(prefix) == Some(id);
+            named.then_some(c.candidate_type)
+        })
+    };
+    crate::event::Path::of(
+        kind(&pair.local_candidate_id, true)?,
+        // A remote candidate the checks discovered (peer-reflexive) was never signalled, so it
+        // has no entry: the other side is behind a NAT.
+        kind(&pair.remote_candidate_id, false)
+            .unwrap_or(rtc::peer_connection::transport::RTCIceCandidateType::Prflx),
+    )
 }
 
 /// The connection's round-trip time: the selected ICE candidate pair's last STUN round trip

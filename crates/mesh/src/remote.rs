@@ -47,6 +47,8 @@ pub struct Counters {
     pub rtt_us: AtomicU64,
     /// The congestion controller's target for this connection, bits per second (0: none yet).
     pub target_bps: AtomicU64,
+    /// The connection's path ([`crate::event::Path`] as a code; 0: none yet).
+    pub path: std::sync::atomic::AtomicU8,
     /// Audio frames played and concealed (counted by the playout task).
     pub playout: Arc<PlayoutCounters>,
     /// The call's registry of remote audio streams.
@@ -64,6 +66,7 @@ impl Counters {
             latency_us: AtomicU64::new(u64::MAX),
             rtt_us: AtomicU64::new(u64::MAX),
             target_bps: AtomicU64::new(0),
+            path: std::sync::atomic::AtomicU8::new(0),
             playout: Arc::default(),
             audio,
         })

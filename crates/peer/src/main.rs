@@ -101,9 +101,18 @@ struct Args {
     /// Gather ICE candidates on loopback only (tests on one machine).
     #[arg(long)]
     loopback: bool,
-    /// STUN/TURN server URL (repeatable).
+    /// STUN/TURN server URL (repeatable): `stun:host:port`, `turn:host:port`.
     #[arg(long = "ice-server")]
     ice_servers: Vec<String>,
+    /// User name for the `turn:` servers (TURN's long-term credential).
+    #[arg(long, default_value = "")]
+    turn_username: String,
+    /// Password for the `turn:` servers.
+    #[arg(long, default_value = "")]
+    turn_password: String,
+    /// Connect only through a TURN relay (the other side never learns this machine's address).
+    #[arg(long)]
+    relay_only: bool,
     /// Peer id, with --secret only (default: random); a signed-in peer's id is its uid.
     #[arg(long, requires = "secret")]
     peer_id: Option<String>,
@@ -341,6 +350,12 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
     let (Some(db_url), Some(room_id)) = (db_url, args.room.clone().map(signal::RoomId::new)) else {
         anyhow::bail!("--db (or --firebase-config) and --room are needed to join a call");
     };
+    if args.relay_only && !args.ice_servers.iter().any(|u| u.starts_with("turn")) {
+        anyhow::bail!(
+            "--relay-only connects only through a TURN relay: give one with --ice-server \
+             turn:HOST:PORT (and --turn-username, --turn-password)"
+        );
+    }
     let mut config = ClientConfig::new(db_url.clone());
     let ca_pem = match &args.ca {
         Some(ca) => Some(std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?),
@@ -436,7 +451,8 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
     let mesh_config = MeshConfig {
         net: NetConfig {
             loopback_only: args.loopback,
-            ice_servers: ice_servers(&args.ice_servers),
+            relay_only: args.relay_only,
+            ice_servers: ice_servers(&args.ice_servers, &args.turn_username, &args.turn_password),
             ..NetConfig::default()
         },
         fps: args.fps,
@@ -560,12 +576,24 @@ async fn command(mesh: &Mesh, mic: &devices::MicControl, line: &str, out: &Out) 
     false
 }
 
-fn ice_servers(urls: &[String]) -> Vec<mesh::IceServer> {
+/// One server per URL; `turn:`/`turns:` ones carry the credential.
+fn ice_servers(urls: &[String], username: &str, password: &str) -> Vec<mesh::IceServer> {
     urls.iter()
-        .map(|u| mesh::IceServer {
-            urls: vec![u.clone()],
-            username: String::new(),
-            credential: String::new(),
+        .map(|u| {
+            let turn = u.starts_with("turn:") || u.starts_with("turns:");
+            mesh::IceServer {
+                urls: vec![u.clone()],
+                username: if turn {
+                    username.to_owned()
+                } else {
+                    String::new()
+                },
+                credential: if turn {
+                    password.to_owned()
+                } else {
+                    String::new()
+                },
+            }
         })
         .collect()
 }
