@@ -20,6 +20,7 @@ mod db;
 mod db_in_process;
 mod error;
 mod events;
+pub mod netns;
 mod peer;
 pub mod process;
 mod xvfb;

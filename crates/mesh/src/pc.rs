@@ -191,6 +191,11 @@ pub async fn build_numbered(
         // webrtc-rs paces connectivity checks every 200 ms by default, so even a loopback call
         // waits a tick before its first check; libwebrtc paces at ~50 ms. Same 1.4 s budget.
         .with_ice_connection_attempts(Some(Duration::from_millis(50)), Some(28))
+        // The controlling side waits 2 s before it nominates a relayed pair (0.5 s for a
+        // server-reflexive one), in case a better pair turns up: webrtc-rs cannot switch once
+        // it nominated. With relay only, nothing better can: nominate at once (join through the
+        // relay 2.96 s -> see docs/benchmarks.md).
+        .with_relay_acceptance_min_wait(net.relay_only.then_some(Duration::ZERO))
         .build();
     let policy = if net.relay_only {
         RTCIceTransportPolicy::Relay

@@ -154,7 +154,8 @@ pub async fn run(
             ev = pc_events.recv() => match ev {
                 None => break,
                 Some(PcEvent::Candidate(init)) => {
-                    let c = candidate::from_init(init);
+                    let local = pc.local_description().await;
+                    let c = candidate::from_init(init, local.as_ref().map(|d| d.sdp.as_str()));
                     if let Err(e) = setup.room.send_candidate(&setup.peer_id, c).await {
                         tracing::debug!(peer = %setup.peer_id, error = %e, "could not send a candidate");
                     }

@@ -11,13 +11,17 @@
 //!    database's secret pushes `--flood` candidates "from b" to a, in b's session, as fast as
 //!    it can; a's memory (RSS) and the video frame rates both ways before, during and after.
 //!
+//! 7. (`--only nat`, not run by default: needs root, nftables and coturn) join -> first frame
+//!    and glass-to-glass latency across the NATs of `harness::netns`, direct (friendly NATs,
+//!    STUN) against relayed (a symmetric NAT, TURN; and relay-only), alternated in one run.
+//!
 //! Every phase is bounded and stops its processes. Build first: `cargo build --release -p rtdb -p peer`.
 
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use clap::Parser;
 use harness::process::{sibling_binary, ticks_to_secs};
 use harness::{huddle_peer, Db, Peer};
@@ -42,7 +46,8 @@ struct Args {
     /// Kills measured per mode in phase 5.
     #[arg(long, default_value_t = 5)]
     kills: usize,
-    /// Run only this phase: join, six, latency, cpu, kill, flood (flood runs only when named).
+    /// Run only this phase: join, six, latency, cpu, kill, flood, rejoins, nat (the last three
+    /// run only when named).
     #[arg(long)]
     only: Option<String>,
     /// Candidates pushed in the flood phase.
@@ -312,6 +317,111 @@ fn bench_kill(kills: usize) -> anyhow::Result<()> {
 }
 
 /// Resident memory of process `pid`, MiB.
+/// huddle-db on the public side of `net`, with the shipped rules; its URL.
+fn start_db_in(net: &harness::netns::TestNet) -> anyhow::Result<(harness::Proc, String)> {
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../database.rules.json");
+    let mut cmd = net.command(harness::netns::PUB_NS, sibling("huddle-db")?);
+    cmd.args([
+        "--listen",
+        &format!("{}:8080", harness::netns::PUB),
+        "--data",
+    ])
+    .arg(net.dir().join("db"))
+    .arg("--rules")
+    .arg(rules)
+    .env("RUST_LOG", "error")
+    .stdout(Stdio::piped());
+    let mut db = harness::Proc::spawn(&mut cmd, "build it first")?;
+    let out = db.child().stdout.take().context("no stdout")?;
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line)?;
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .with_context(|| format!("huddle-db said {line:?}"))?
+        .to_owned();
+    Ok((db, url))
+}
+
+/// Join -> first frame and glass-to-glass latency across NATs: `joins` rounds, each trying
+/// every path once (alternated, so a slower moment of the machine hits all of them alike).
+fn bench_nat(joins: usize, seconds: u64, codec: &str) -> anyhow::Result<()> {
+    use harness::netns::{self, TestNet};
+    if !netns::is_root() {
+        bail!("the nat phase builds network namespaces and NATs: run it as root");
+    }
+    let turn = netns::stun_and_turn_flags();
+    let turn: Vec<&str> = turn.iter().map(String::as_str).collect();
+    let stun = ["--ice-server".to_owned(), netns::stun_url()];
+    let stun: Vec<&str> = stun.iter().map(String::as_str).collect();
+    let relay_only: Vec<&str> = turn.iter().copied().chain(["--relay-only"]).collect();
+    // (label, symmetric NAT, a's flags, b's flags)
+    let paths: [(&str, bool, &[&str], &[&str]); 3] = [
+        ("direct through NAT (STUN)", false, &stun, &stun),
+        ("relayed: symmetric NAT (TURN)", true, &turn, &turn),
+        (
+            "relayed: relay-only (TURN)",
+            false,
+            &relay_only,
+            &relay_only,
+        ),
+    ];
+    let small = [
+        "--size", "320x180", "--fps", "30", "--audio", "none", "--codec", codec,
+    ];
+    let mut joined: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
+    let mut latency: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
+    let mut kinds: Vec<String> = vec![String::new(); paths.len()];
+    let peer_bin = sibling("huddle-peer")?;
+    for round in 0..joins {
+        for (i, (_, symmetric, a_flags, b_flags)) in paths.iter().enumerate() {
+            let net = TestNet::build(*symmetric)?;
+            let (_db, url) = start_db_in(&net)?;
+            let peer = |home: &str, name: &str, flags: &[&str], create: bool| {
+                let mut cmd = net.command(home, &peer_bin);
+                cmd.args(["--db", &url, "--room", "nat", "--name", name])
+                    .args(if create { &["--create"][..] } else { &[] })
+                    .args(small)
+                    .args(flags)
+                    .env("RUST_LOG", "error")
+                    .stderr(Stdio::inherit());
+                Peer::start(name, &mut cmd).map(|p| p.with_bound(LIMIT))
+            };
+            let mut a = peer("home1", "a", a_flags, true)?;
+            a.wait("joined", |v| v["type"] == "joined")?;
+            let mut b = peer("home2", "b", b_flags, false)?;
+            let ev = b.wait("first frame", |v| first_frame_ms(v).is_some())?;
+            joined[i].push(first_frame_ms(&ev).unwrap_or(f64::NAN));
+            let events = collect(&mut b, Duration::from_secs(seconds));
+            latency[i].extend(
+                events
+                    .iter()
+                    .filter(|v| v["type"] == "stats")
+                    .filter_map(|v| v["latency_ms"].as_f64()),
+            );
+            if let Some(path) = events.iter().rev().find_map(|v| v["path"].as_str()) {
+                kinds[i] = path.to_owned();
+            }
+            leave(b);
+            leave(a);
+            eprintln!("nat: round {} of {joins}, path {} done", round + 1, i + 1);
+        }
+    }
+    for (i, (label, ..)) in paths.iter().enumerate() {
+        println!(
+            "across NATs, {label} [path {}]: join -> first frame p50 {:.0} ms, p90 {:.0} ms ({} joins); glass-to-glass 320x180 p50 {:.0} ms, max {:.0} ms ({} samples)",
+            kinds[i],
+            pct(&mut joined[i].clone(), 0.5),
+            pct(&mut joined[i], 0.9),
+            joins,
+            pct(&mut latency[i].clone(), 0.5),
+            pct(&mut latency[i].clone(), 1.0),
+            latency[i].len(),
+        );
+    }
+    Ok(())
+}
+
 fn rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -585,6 +695,9 @@ fn main() -> anyhow::Result<()> {
     }
     if args.only.as_deref() == Some("flood") {
         bench_flood(args.flood, args.flood_peer.as_deref(), codec)?;
+    }
+    if args.only.as_deref() == Some("nat") {
+        bench_nat(args.joins, args.seconds, codec)?;
     }
     if args.only.as_deref() == Some("rejoins") {
         bench_rejoins(args.rejoins, args.flood_peer.as_deref(), codec)?;

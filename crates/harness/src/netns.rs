@@ -1,0 +1,319 @@
+//! A small internet of network namespaces for calls across NATs and through a TURN relay, on one
+//! machine (`crates/peer/tests/nat.rs`, `huddle-mesh-bench --only nat`). The namespaces connect
+//! only to each other, through veth pairs made here, all on 198.18.0.0/15 (the range reserved for
+//! network tests), and are removed on drop with whatever still runs in them:
+//!
+//! ```text
+//!  home1 198.19.1.2 ── nat1 ─┐                 ┌─ nat2 ── home2 198.19.2.2
+//!          (masquerade) .11  └── pub 198.18.0.1 ──┘ .12 (masquerade; "symmetric": fully random)
+//!                                coturn :3478 (STUN + TURN, long-term credential)
+//! ```
+//!
+//! The NATs drop unsolicited packets before conntrack keeps them (as home routers do; without
+//! it the kernel remaps a port that an early inbound check "took", and even friendly NATs break
+//! hole punching). `pub` routes the homes' private range to a neighbour that does not exist, as
+//! the internet swallows private addresses: with no route at all, coturn's relay socket gets
+//! "network unreachable" for a host candidate and stops relaying anything.
+//!
+//! Needs root, `ip` (iproute2), `nft` (nftables) and `turnserver` (coturn); `make test`
+//! installs them. The signaling database is the caller's: a process started with
+//! [`TestNet::command`] in [`PUB_NS`], or a thread of its own moved into [`TestNet::ns_path`].
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use crate::{Error, Proc};
+
+/// The public side's address: coturn, and the database the caller starts there.
+pub const PUB: &str = "198.18.0.1";
+/// The namespace of the public side (see [`TestNet::ns`]).
+pub const PUB_NS: &str = "pub";
+/// coturn's long-term credential.
+pub const TURN_USER: &str = "huddle";
+pub const TURN_PASSWORD: &str = "relay-s3cret";
+
+/// `stun:` URL of the test network's coturn.
+pub fn stun_url() -> String {
+    format!("stun:{PUB}:3478")
+}
+
+/// `turn:` URL of the test network's coturn.
+pub fn turn_url() -> String {
+    format!("turn:{PUB}:3478")
+}
+
+/// The huddle-peer flags that use coturn for STUN and TURN with the right credential.
+pub fn stun_and_turn_flags() -> Vec<String> {
+    [
+        "--ice-server",
+        &stun_url(),
+        "--ice-server",
+        &turn_url(),
+        "--turn-username",
+        TURN_USER,
+        "--turn-password",
+        TURN_PASSWORD,
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// True when running as root (namespaces and NATs need it).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+fn run(program: &str, args: &[&str]) -> Result<(), Error> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|source| Error::Start {
+            program: program.to_owned(),
+            hint: "install iproute2, nftables and coturn (`make test` does)".to_owned(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(Error::Unexpected {
+            program: format!("{program} {}", args.join(" ")),
+            problem: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// The network; dropping it removes it.
+pub struct TestNet {
+    tag: String,
+    turn: Option<Proc>,
+    dir: tempfile::TempDir,
+}
+
+impl TestNet {
+    /// Builds the network above and starts coturn; `symmetric`: home 2's NAT maps every
+    /// destination to a new random port (endpoint-dependent), so no direct path to it exists.
+    pub fn build(symmetric: bool) -> Result<TestNet, Error> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let tag = format!(
+            "hn{}x{}",
+            std::process::id() % 100_000,
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut net = TestNet {
+            tag,
+            turn: None,
+            dir: tempfile::tempdir()?,
+        };
+        net.wire(symmetric)?;
+        net.start_turn()?;
+        Ok(net)
+    }
+
+    /// The real name of namespace `name` (`pub`, `nat1`, `nat2`, `home1`, `home2`).
+    pub fn ns(&self, name: &str) -> String {
+        format!("{}{name}", self.tag)
+    }
+
+    /// Where namespace `name` is mounted, for `setns`.
+    pub fn ns_path(&self, name: &str) -> String {
+        format!("/run/netns/{}", self.ns(name))
+    }
+
+    /// `program` to be run in namespace `name` (`ip netns exec`).
+    pub fn command(&self, name: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns(name)]).arg(program);
+        cmd
+    }
+
+    /// A folder that lives as long as the network.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    fn wire(&self, symmetric: bool) -> Result<(), Error> {
+        let (p, t) = (self.ns(PUB_NS), self.tag.clone());
+        for n in [PUB_NS, "nat1", "nat2", "home1", "home2"] {
+            run("ip", &["netns", "add", &self.ns(n)])?;
+            run("ip", &["-n", &self.ns(n), "link", "set", "lo", "up"])?;
+        }
+        run("ip", &["-n", &p, "link", "add", "br0", "type", "bridge"])?;
+        run(
+            "ip",
+            &["-n", &p, "addr", "add", &format!("{PUB}/24"), "dev", "br0"],
+        )?;
+        run("ip", &["-n", &p, "link", "set", "br0", "up"])?;
+        // The internet swallows private addresses (see the module's comment).
+        run(
+            "ip",
+            &[
+                "-n",
+                &p,
+                "neigh",
+                "add",
+                "198.18.0.254",
+                "lladdr",
+                "02:00:00:00:00:fe",
+                "dev",
+                "br0",
+                "nud",
+                "permanent",
+            ],
+        )?;
+        run(
+            "ip",
+            &[
+                "-n",
+                &p,
+                "route",
+                "add",
+                "198.19.0.0/16",
+                "via",
+                "198.18.0.254",
+            ],
+        )?;
+        for i in [1, 2] {
+            let (nat, home) = (self.ns(&format!("nat{i}")), self.ns(&format!("home{i}")));
+            let (w, l) = (format!("{t}w{i}"), format!("{t}l{i}"));
+            run(
+                "ip",
+                &[
+                    "link", "add", &w, "netns", &p, "type", "veth", "peer", "name", "wan", "netns",
+                    &nat,
+                ],
+            )?;
+            run("ip", &["-n", &p, "link", "set", &w, "master", "br0"])?;
+            run("ip", &["-n", &p, "link", "set", &w, "up"])?;
+            let wan = format!("198.18.0.1{i}/24");
+            run("ip", &["-n", &nat, "addr", "add", &wan, "dev", "wan"])?;
+            run("ip", &["-n", &nat, "link", "set", "wan", "up"])?;
+            run(
+                "ip",
+                &[
+                    "link", "add", &l, "netns", &nat, "type", "veth", "peer", "name", "eth0",
+                    "netns", &home,
+                ],
+            )?;
+            run("ip", &["-n", &nat, "link", "set", &l, "name", "lan"])?;
+            let lan = format!("198.19.{i}.1/24");
+            run("ip", &["-n", &nat, "addr", "add", &lan, "dev", "lan"])?;
+            run("ip", &["-n", &nat, "link", "set", "lan", "up"])?;
+            let addr = format!("198.19.{i}.2/24");
+            run("ip", &["-n", &home, "addr", "add", &addr, "dev", "eth0"])?;
+            run("ip", &["-n", &home, "link", "set", "eth0", "up"])?;
+            let gateway = format!("198.19.{i}.1");
+            run(
+                "ip",
+                &["-n", &home, "route", "add", "default", "via", &gateway],
+            )?;
+            run(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &nat,
+                    "sysctl",
+                    "-qw",
+                    "net.ipv4.ip_forward=1",
+                ],
+            )?;
+            let mapping = if symmetric && i == 2 {
+                "fully-random"
+            } else {
+                ""
+            };
+            self.nft(
+                &nat,
+                &format!(
+                    "table ip nat {{\n chain post {{\n  type nat hook postrouting priority 100;\n  \
+                     oifname \"wan\" masquerade {mapping}\n }}\n}}\n\
+                     table ip filter {{\n chain in {{\n  type filter hook input priority 0;\n  \
+                     iifname \"wan\" ct state new drop\n }}\n}}\n"
+                ),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn nft(&self, ns: &str, script: &str) -> Result<(), Error> {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns, "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| Error::Start {
+                program: "nft".to_owned(),
+                hint: "install nftables (`make test` does)".to_owned(),
+                source,
+            })?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(script.as_bytes())?;
+        }
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            return Err(Error::Unexpected {
+                program: format!("nft in {ns}"),
+                problem: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    fn start_turn(&mut self) -> Result<(), Error> {
+        let dir = self.dir.path().to_owned();
+        let log = dir.join("turn.log");
+        let mut cmd = self.command(PUB_NS, "turnserver");
+        cmd.arg("-n")
+            .args([
+                &format!("--listening-ip={PUB}"),
+                &format!("--relay-ip={PUB}"),
+                "--listening-port=3478",
+                "--min-port=49152",
+                "--max-port=49407",
+                "--lt-cred-mech",
+                &format!("--user={TURN_USER}:{TURN_PASSWORD}"),
+                "--realm=huddle.test",
+                "--fingerprint",
+                "--no-tls",
+                "--no-dtls",
+                "--no-cli",
+                "--no-multicast-peers",
+                "--simple-log",
+                "--log-file=stdout",
+            ])
+            .arg(format!("--db={}", dir.join("turndb").display()))
+            .arg(format!("--pidfile={}", dir.join("turn.pid").display()))
+            .stdout(std::fs::File::create(&log)?)
+            .stderr(Stdio::null());
+        self.turn = Some(Proc::spawn(&mut cmd, "install coturn (`make test` does)")?);
+        // Listening once it says its relay threads are up.
+        crate::poll("coturn to start", Duration::from_secs(10), || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            text.contains("Total General servers").then_some(())
+        })
+    }
+}
+
+impl Drop for TestNet {
+    fn drop(&mut self) {
+        self.turn = None;
+        for n in ["home1", "home2", "nat1", "nat2", PUB_NS] {
+            let ns = self.ns(n);
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", &ns]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            }
+            let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        }
+    }
+}
