@@ -230,17 +230,67 @@ impl TestNet {
             } else {
                 ""
             };
-            self.nft(
-                &nat,
-                &format!(
-                    "table ip nat {{\n chain post {{\n  type nat hook postrouting priority 100;\n  \
-                     oifname \"wan\" masquerade {mapping}\n }}\n}}\n\
-                     table ip filter {{\n chain in {{\n  type filter hook input priority 0;\n  \
-                     iifname \"wan\" ct state new drop\n }}\n}}\n"
-                ),
-            )?;
+            self.nft(&nat, &nat_rules(mapping))?;
         }
         Ok(())
+    }
+
+    /// Moves home 1 to a third network, as a laptop moves to another place: its link to NAT 1
+    /// is removed (every connection it had loses its path at once) and it comes up behind a
+    /// new friendly NAT 3 (public 198.18.0.13) with a new address, 198.19.3.2.
+    pub fn move_home1_to_a_new_network(&self) -> Result<(), Error> {
+        let (p, home, nat) = (self.ns(PUB_NS), self.ns("home1"), self.ns("nat3"));
+        run("ip", &["netns", "add", &nat])?;
+        run("ip", &["-n", &nat, "link", "set", "lo", "up"])?;
+        let (w, l) = (format!("{}w3", self.tag), format!("{}l3", self.tag));
+        run(
+            "ip",
+            &[
+                "link", "add", &w, "netns", &p, "type", "veth", "peer", "name", "wan", "netns",
+                &nat,
+            ],
+        )?;
+        run("ip", &["-n", &p, "link", "set", &w, "master", "br0"])?;
+        run("ip", &["-n", &p, "link", "set", &w, "up"])?;
+        run(
+            "ip",
+            &["-n", &nat, "addr", "add", "198.18.0.13/24", "dev", "wan"],
+        )?;
+        run("ip", &["-n", &nat, "link", "set", "wan", "up"])?;
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &nat,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+            ],
+        )?;
+        self.nft(&nat, &nat_rules(""))?;
+        run("ip", &["-n", &home, "link", "del", "eth0"])?;
+        run(
+            "ip",
+            &[
+                "link", "add", &l, "netns", &nat, "type", "veth", "peer", "name", "eth0", "netns",
+                &home,
+            ],
+        )?;
+        run(
+            "ip",
+            &["-n", &nat, "addr", "add", "198.19.3.1/24", "dev", &l],
+        )?;
+        run("ip", &["-n", &nat, "link", "set", &l, "up"])?;
+        run(
+            "ip",
+            &["-n", &home, "addr", "add", "198.19.3.2/24", "dev", "eth0"],
+        )?;
+        run("ip", &["-n", &home, "link", "set", "eth0", "up"])?;
+        run(
+            "ip",
+            &["-n", &home, "route", "add", "default", "via", "198.19.3.1"],
+        )
     }
 
     fn nft(&self, ns: &str, script: &str) -> Result<(), Error> {
@@ -303,10 +353,21 @@ impl TestNet {
     }
 }
 
+/// A home router's rules: masquerade out of `wan` (`mapping`: "" or "fully-random"), and
+/// unsolicited packets from `wan` dropped before conntrack keeps them.
+fn nat_rules(mapping: &str) -> String {
+    format!(
+        "table ip nat {{\n chain post {{\n  type nat hook postrouting priority 100;\n  \
+         oifname \"wan\" masquerade {mapping}\n }}\n}}\n\
+         table ip filter {{\n chain in {{\n  type filter hook input priority 0;\n  \
+         iifname \"wan\" ct state new drop\n }}\n}}\n"
+    )
+}
+
 impl Drop for TestNet {
     fn drop(&mut self) {
         self.turn = None;
-        for n in ["home1", "home2", "nat1", "nat2", PUB_NS] {
+        for n in ["home1", "home2", "nat1", "nat2", "nat3", PUB_NS] {
             let ns = self.ns(n);
             if let Ok(out) = Command::new("ip").args(["netns", "pids", &ns]).output() {
                 for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
