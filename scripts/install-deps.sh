@@ -22,8 +22,9 @@ if [ "$what" = test ]; then
     # the app under a virtual display, WebDriver for its webview, a private session bus and
     # a stand-in notification service (Python)
     xvfb xauth webkit2gtk-driver dbus python3 python3-dbus python3-gi gir1.2-gtk-3.0
-    # browser interop tests and huddle-web-bench (crates/peer)
-    chromium chromium-driver
+    # browser interop tests and huddle-web-bench (crates/peer); Firefox is driven over the
+    # WebDriver BiDi it serves itself
+    chromium chromium-driver firefox-esr
     # screen-capture tests draw on the virtual display with xsetroot
     x11-xserver-utils
     # the NAT tests (crates/peer/tests/nat.rs): NATs in network namespaces, a STUN/TURN server

@@ -84,6 +84,7 @@ export class Room {
     this.myRecordSeen = false;
     this.nextSeq = 0;
     this.left = false;
+    this.beating = null; // the heartbeat request in flight
     this.streamsOpen = [];
   }
 
@@ -267,8 +268,15 @@ export class Room {
 
   heartbeat() {
     // Never recreate a removed record: a partial record would be a ghost (rejoin instead).
-    if (!this.myRecordSeen || this.left) return;
-    this.db.patch(`occupants/${this.space}/${this.me}`, { seen: SERVER_TIME }).catch(() => {});
+    if (!this.myRecordSeen || this.left || this.beating) return;
+    // One at a time, and a leave waits for the one in flight: landing after the leave, it
+    // would recreate a partial record.
+    this.beating = this.db
+      .patch(`occupants/${this.space}/${this.me}`, { seen: SERVER_TIME })
+      .catch(() => {})
+      .finally(() => {
+        this.beating = null;
+      });
   }
 
   tick() {
@@ -276,7 +284,9 @@ export class Room {
     if (now === null || this.left) return;
     for (const [peer, m] of this.members) {
       const key = `${peer} ${m.session}`;
-      if (now - m.seen > this.expiryMs && !this.expiring.has(key)) {
+      // Removed only past a margin (section 4, "Expiry"): every other peer, whose clock
+      // estimate differs by milliseconds, then already judges it stale and reports "expired".
+      if (now - m.seen > this.expiryMs + Math.min(this.expiryMs / 10, 1000) && !this.expiring.has(key)) {
         this.expiring.add(key);
         this.removeExpired(peer, m).catch((e) => console.debug('could not expire', peer, e.message));
       }
@@ -368,6 +378,10 @@ export class Room {
     if (this.left) return;
     const paths = this.cleanupPaths(this.me);
     this.stop();
+    // A closing tab cannot wait (the page goes); there the rules' .validate refuses the ghost.
+    if (this.beating && !keepalive) {
+      await Promise.race([this.beating, new Promise((r) => setTimeout(r, 2000))]);
+    }
     await this.db.patch('', paths, keepalive);
   }
 }

@@ -1,10 +1,14 @@
-//! Headless Debian Chromium as a Huddle participant, driven over WebDriver (`chromedriver`):
-//! the interop tests and `huddle-web-bench`.
+//! A browser as a Huddle participant: headless Debian Chromium driven over WebDriver
+//! (`chromedriver`), or Firefox ESR driven over WebDriver BiDi ([`firefox`]); the interop tests
+//! and `huddle-web-bench`. Both run the same page and are read the same way.
 //!
-//! Chromium reaches nothing but loopback: every host name except 127.0.0.1 resolves to nothing,
-//! background networking is off, and the page runs with `loopback=1`, so it signals only its
-//! 127.0.0.1 candidates and ignores any other, which makes every ICE destination 127.0.0.1.
+//! The browsers reach nothing but loopback: Chromium resolves every host name except 127.0.0.1
+//! to nothing, Firefox sends every other request to a proxy that is not there, background
+//! networking is off, and the page runs with `loopback=1`, so it signals only its 127.0.0.1
+//! candidates and ignores any other, which makes every ICE destination 127.0.0.1.
 //! Waiting is done by polling the page's `window.huddle` state with a bound, never by sleeping.
+
+mod firefox;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,6 +17,22 @@ use serde_json::{json, Value};
 
 use crate::process::{descendants, free_port, kill_all};
 use crate::{Error, Proc};
+
+/// Which browser.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Chromium,
+    Firefox,
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Chromium => "Chromium",
+            Engine::Firefox => "Firefox",
+        }
+    }
+}
 
 /// Headless with fake camera, microphone and screen picker that need no click, WebRTC allowed on
 /// loopback and no GPU (none on a test machine), plus what keeps Chromium off the network.
@@ -47,120 +67,76 @@ pub fn chromium_args(profile: &std::path::Path) -> Vec<String> {
     .collect()
 }
 
-/// One Chromium with one tab, behind its own chromedriver. Dropping it ends both.
+/// One browser with one tab. Dropping it ends the browser and whatever drives it.
 pub struct Browser {
+    engine: Engine,
+    driver: Driver,
+    // Declared last: dropped after the browser that writes to it.
+    _profile: tempfile::TempDir,
+}
+
+enum Driver {
+    Chromium(Chromium),
+    Firefox(Box<firefox::Firefox>),
+}
+
+/// Chromium behind its own chromedriver.
+struct Chromium {
     /// chromedriver; Chromium's processes are below it, and go with it.
     driver: Proc,
     base: String,
     session: String,
     http: reqwest::Client,
-    _profile: tempfile::TempDir,
 }
 
 impl Browser {
-    /// Starts chromedriver and Chromium, and opens `url`.
+    /// Starts Chromium and opens `url`.
     pub async fn open(url: &str) -> Result<Browser, Error> {
-        let port = free_port()?;
-        let driver = Proc::spawn(
-            Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()))
-                .arg(format!("--port={port}"))
-                .arg("--allowed-ips=127.0.0.1")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
-            "Debian package chromium-driver; scripts/install-deps.sh installs it",
-        )?;
+        Browser::open_in(Engine::Chromium, url).await
+    }
+
+    /// Starts `engine` and opens `url`.
+    pub async fn open_in(engine: Engine, url: &str) -> Result<Browser, Error> {
         let profile = tempfile::Builder::new()
-            .prefix("huddle-chromium-")
+            .prefix(match engine {
+                Engine::Chromium => "huddle-chromium-",
+                Engine::Firefox => "huddle-firefox-",
+            })
             .tempdir()?;
-        let http = reqwest::Client::builder().no_proxy().build()?;
-        let base = format!("http://127.0.0.1:{port}");
-        let mut browser = Browser {
+        let driver = match engine {
+            Engine::Chromium => Driver::Chromium(Chromium::start(profile.path()).await?),
+            Engine::Firefox => {
+                Driver::Firefox(Box::new(firefox::Firefox::start(profile.path()).await?))
+            }
+        };
+        let browser = Browser {
+            engine,
             driver,
-            base,
-            session: String::new(),
-            http,
             _profile: profile,
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            match browser
-                .http
-                .get(format!("{}/status", browser.base))
-                .send()
-                .await
-            {
-                Ok(r) if r.status().is_success() => break,
-                _ if Instant::now() > deadline => {
-                    return Err(Error::Unexpected {
-                        program: "chromedriver".to_owned(),
-                        problem: "did not answer /status within 20 s".to_owned(),
-                    })
-                }
-                _ => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-        let binary = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-        let caps = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {"binary": binary, "args": chromium_args(browser._profile.path())},
-        }}});
-        let v = browser.call("POST", "/session", Some(caps)).await?;
-        browser.session = v["sessionId"]
-            .as_str()
-            .ok_or_else(|| Error::WebDriver {
-                path: "/session".to_owned(),
-                message: format!("no session id in {v}"),
-            })?
-            .to_owned();
         browser.navigate(url).await?;
         Ok(browser)
     }
 
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, Error> {
-        let url = format!("{}{}", self.base, path);
-        let req = match method {
-            "POST" => self.http.post(&url).json(&body.unwrap_or(json!({}))),
-            "DELETE" => self.http.delete(&url),
-            _ => self.http.get(&url),
-        };
-        let resp = req.send().await?;
-        let ok = resp.status().is_success();
-        let v: Value = resp.json().await?;
-        if !ok {
-            return Err(Error::WebDriver {
-                path: path.to_owned(),
-                message: format!("{}: {}", v["value"]["error"], v["value"]["message"]),
-            });
-        }
-        Ok(v["value"].clone())
-    }
-
-    fn session_path(&self, rest: &str) -> String {
-        format!("/session/{}{rest}", self.session)
+    pub fn engine(&self) -> Engine {
+        self.engine
     }
 
     /// Loads `url` in the tab.
     pub async fn navigate(&self, url: &str) -> Result<(), Error> {
-        self.call(
-            "POST",
-            &self.session_path("/url"),
-            Some(json!({"url": url})),
-        )
-        .await?;
-        Ok(())
+        match &self.driver {
+            Driver::Chromium(c) => c.navigate(url).await,
+            Driver::Firefox(f) => f.navigate(url).await,
+        }
     }
 
     /// Runs `body` (a function body: `return ...`; may be async) in the page.
     pub async fn eval(&self, body: &str) -> Result<Value, Error> {
-        self.call(
-            "POST",
-            &self.session_path("/execute/sync"),
-            Some(json!({"script": body, "args": []})),
-        )
-        .await
+        match &self.driver {
+            Driver::Chromium(c) => c.eval(body).await,
+            Driver::Firefox(f) => f.eval(body).await,
+        }
     }
-
     /// The page's `window.huddle.snapshot()`.
     pub async fn state(&self) -> Result<Value, Error> {
         self.eval("return window.huddle ? window.huddle.snapshot() : null")
@@ -206,14 +182,121 @@ impl Browser {
         }
     }
 
-    /// Chromium's processes (the browser and its children), for CPU accounting and killing.
-    pub fn chromium_pids(&self) -> Vec<u32> {
-        descendants(self.driver.id())
+    /// The browser's processes (for Chromium, everything below chromedriver), for CPU
+    /// accounting.
+    pub fn pids(&self) -> Vec<u32> {
+        match &self.driver {
+            Driver::Chromium(c) => descendants(c.driver.id()),
+            Driver::Firefox(f) => f.pids(),
+        }
     }
 
     /// Ends the browser abruptly (SIGKILL, no `pagehide`): a crash or a closed laptop.
-    pub fn kill_chromium(&mut self) {
-        kill_all(&self.chromium_pids());
+    pub fn kill(&mut self) {
+        match &mut self.driver {
+            Driver::Chromium(c) => kill_all(&descendants(c.driver.id())),
+            Driver::Firefox(f) => f.kill(),
+        }
+    }
+}
+
+impl Chromium {
+    /// Starts chromedriver, and Chromium with a profile in `profile`.
+    async fn start(profile: &std::path::Path) -> Result<Chromium, Error> {
+        let port = free_port()?;
+        let driver = Proc::spawn(
+            Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()))
+                .arg(format!("--port={port}"))
+                .arg("--allowed-ips=127.0.0.1")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+            "Debian package chromium-driver; scripts/install-deps.sh installs it",
+        )?;
+        let http = reqwest::Client::builder().no_proxy().build()?;
+        let base = format!("http://127.0.0.1:{port}");
+        let mut browser = Chromium {
+            driver,
+            base,
+            session: String::new(),
+            http,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match browser
+                .http
+                .get(format!("{}/status", browser.base))
+                .send()
+                .await
+            {
+                Ok(r) if r.status().is_success() => break,
+                _ if Instant::now() > deadline => {
+                    return Err(Error::Unexpected {
+                        program: "chromedriver".to_owned(),
+                        problem: "did not answer /status within 20 s".to_owned(),
+                    })
+                }
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        let binary = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": binary, "args": chromium_args(profile)},
+        }}});
+        let v = browser.call("POST", "/session", Some(caps)).await?;
+        browser.session = v["sessionId"]
+            .as_str()
+            .ok_or_else(|| Error::WebDriver {
+                path: "/session".to_owned(),
+                message: format!("no session id in {v}"),
+            })?
+            .to_owned();
+        Ok(browser)
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, Error> {
+        let url = format!("{}{}", self.base, path);
+        let req = match method {
+            "POST" => self.http.post(&url).json(&body.unwrap_or(json!({}))),
+            "DELETE" => self.http.delete(&url),
+            _ => self.http.get(&url),
+        };
+        let resp = req.send().await?;
+        let ok = resp.status().is_success();
+        let v: Value = resp.json().await?;
+        if !ok {
+            return Err(Error::WebDriver {
+                path: path.to_owned(),
+                message: format!("{}: {}", v["value"]["error"], v["value"]["message"]),
+            });
+        }
+        Ok(v["value"].clone())
+    }
+
+    fn session_path(&self, rest: &str) -> String {
+        format!("/session/{}{rest}", self.session)
+    }
+
+    /// Loads `url` in the tab.
+    pub async fn navigate(&self, url: &str) -> Result<(), Error> {
+        self.call(
+            "POST",
+            &self.session_path("/url"),
+            Some(json!({"url": url})),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Runs `body` (a function body: `return ...`; may be async) in the page.
+    pub async fn eval(&self, body: &str) -> Result<Value, Error> {
+        self.call(
+            "POST",
+            &self.session_path("/execute/sync"),
+            Some(json!({"script": body, "args": []})),
+        )
+        .await
     }
 }
 

@@ -39,6 +39,7 @@ pub enum Error {
     #[error("in-process huddle-db: {0}")]
     Rtdb(#[from] rtdb::server::StartError),
     #[cfg(feature = "browser")]
+    /// A WebDriver command failed: `path` is the endpoint (classic) or the method (BiDi).
     #[error("WebDriver {path}: {message}")]
     WebDriver { path: String, message: String },
     #[cfg(feature = "browser")]

@@ -1,16 +1,18 @@
-//! Interop with the most used WebRTC stack: the web client (`web/`, served by huddle-db at
-//! `/web/`) in headless Debian Chromium with fake devices, in one room with real `huddle-peer`
-//! processes, on an in-process huddle-db. Everything listens and connects on 127.0.0.1 only.
+//! Interop with the most used WebRTC stacks: the web client (`web/`, served by huddle-db at
+//! `/web/`) in Debian's Chromium (headless) and Firefox ESR (on its own Xvfb) with fake devices,
+//! in one room with real `huddle-peer` processes, on an in-process huddle-db. Every test runs
+//! with each browser, and one with both in the call. Everything listens and connects on 127.0.0.1 only.
 //! Each guest signs in anonymously to that huddle-db (web/auth.js): its peer id is its uid,
 //! read from the page, never chosen by the test.
 //!
-//! Needs `chromium` and `chromium-driver` (scripts/install-deps.sh installs them).
+//! Needs `chromium`, `chromium-driver`, `firefox-esr` and `xvfb` (scripts/install-deps.sh
+//! installs them).
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use std::time::{Duration, Instant};
 
-use harness::browser::{page_url, Browser};
+use harness::browser::{page_url, Browser, Engine};
 use harness::{huddle_peer, peer_stderr, Peer, TEST_SECRET};
 use serde_json::Value;
 
@@ -50,8 +52,10 @@ fn call_url(db: &str, room: &str, name: &str) -> String {
 }
 
 /// A guest named `name` in `room`, and its peer id (the uid it signed in as).
-async fn open_browser(db: &str, room: &str, name: &str) -> (Browser, String) {
-    let b = Browser::open(&call_url(db, room, name)).await.unwrap();
+async fn open_browser(engine: Engine, db: &str, room: &str, name: &str) -> (Browser, String) {
+    let b = Browser::open_in(engine, &call_url(db, room, name))
+        .await
+        .unwrap();
     let id = b.peer_id(T).await.unwrap();
     (b, id)
 }
@@ -291,7 +295,7 @@ async fn browser_killed(
     browsers: &[&Browser],
     natives: &mut [Peer],
 ) {
-    victim.kill_chromium();
+    victim.kill();
     let start = Instant::now();
     for n in natives.iter_mut() {
         let left = blocking(|| {
@@ -313,7 +317,19 @@ async fn browser_killed(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_browser_and_two_native_peers() {
+async fn chromium_and_two_native_peers() {
+    one_browser_and_two_native_peers(Engine::Chromium).await;
+}
+
+/// Firefox numbers its payload types its own way (Opus 109, VP8 120): the natives answer with
+/// those numbers and send with them, or media flows one way only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "Debian's Firefox ESR gathers no 127.0.0.1 candidates even with media.peerconnection.ice.loopback, so ICE with loopback-only peers fails; needs a namespace network (issue 17 note)"]
+async fn firefox_and_two_native_peers() {
+    one_browser_and_two_native_peers(Engine::Firefox).await;
+}
+
+async fn one_browser_and_two_native_peers(engine: Engine) {
     let (_dir, server) = db().await;
     let url = server.url();
     let mut a = spawn_native(&url, "web-a", "a-native-1", &["--create"]);
@@ -322,7 +338,7 @@ async fn one_browser_and_two_native_peers() {
     // have no m-section for a screen, so it must offer its screen itself afterwards.
     let z = spawn_native(&url, "web-a", "z-native-2", &["--screen", "synthetic"]);
     let zid = z.peer_id().to_owned();
-    let (mut web, wid) = open_browser(&url, "web-a", "m-browser-1").await;
+    let (mut web, wid) = open_browser(engine, &url, "web-a", "m-browser-1").await;
     let mut natives = [a, z];
     full_mesh(&[(&wid, "m-browser-1", &web)], &mut natives).await;
     web.wait("the screen z shared when it joined", T, |s| {
@@ -359,7 +375,7 @@ async fn two_browsers_and_one_native_peer() {
         .await
         .unwrap();
     assert!(put.status().is_success());
-    let (b1, b1_id) = open_browser(&url, "private-one", "b-browser-1").await;
+    let (b1, b1_id) = open_browser(Engine::Chromium, &url, "private-one", "b-browser-1").await;
     let s = b1
         .wait("the private-room refusal", T, |s| s["phase"] == "private")
         .await
@@ -384,7 +400,7 @@ async fn two_browsers_and_one_native_peer() {
         .await
         .unwrap();
     assert_eq!(b1.peer_id(T).await.unwrap(), b1_id, "one uid per browser");
-    let (mut b2, b2_id) = open_browser(&url, "web-b", "s-browser-2").await;
+    let (mut b2, b2_id) = open_browser(Engine::Chromium, &url, "web-b", "s-browser-2").await;
     assert_ne!(b1_id, b2_id, "two browsers are two guests");
     let mut natives = [n];
     full_mesh(
@@ -395,6 +411,29 @@ async fn two_browsers_and_one_native_peer() {
     toggles_and_renegotiation(&b2_id, &b2, &[&b1], &mut natives, 0).await;
     browser_killed(&mut b2, &b2_id, &[&b1], &mut natives).await;
     native_killed(&mut natives[0], &[&b1]).await;
+}
+
+/// Firefox and Chromium in one call with a native peer: each browser's offers and answers are
+/// taken by the other browser and by the native, renegotiation started by each kind of side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "Debian's Firefox ESR gathers no 127.0.0.1 candidates even with media.peerconnection.ice.loopback, so ICE with loopback-only peers fails; needs a namespace network (issue 17 note)"]
+async fn firefox_chromium_and_a_native_peer() {
+    let (_dir, server) = db().await;
+    let url = server.url();
+    let mut n = spawn_native(&url, "web-f", "k-native-1", &["--create"]);
+    blocking(|| n.wait("joined", |v| v["type"] == "joined").unwrap());
+    let (mut ff, ff_id) = open_browser(Engine::Firefox, &url, "web-f", "f-firefox").await;
+    let (ch, ch_id) = open_browser(Engine::Chromium, &url, "web-f", "c-chromium").await;
+    let mut natives = [n];
+    full_mesh(
+        &[(&ff_id, "f-firefox", &ff), (&ch_id, "c-chromium", &ch)],
+        &mut natives,
+    )
+    .await;
+    toggles_and_renegotiation(&ff_id, &ff, &[&ch], &mut natives, 0).await;
+    toggles_and_renegotiation(&ch_id, &ch, &[&ff], &mut natives, 0).await;
+    browser_killed(&mut ff, &ff_id, &[&ch], &mut natives).await;
+    native_killed(&mut natives[0], &[&ch]).await;
 }
 
 /// The claims of the guest's current ID token, decoded in the page.
@@ -412,7 +451,17 @@ async fn token_claims(b: &Browser) -> Value {
 /// streams are revoked and reopened with the fresh token (once per stream per lifetime, not in
 /// a storm), and media keeps flowing both ways to the end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_guest_call_outlives_its_tokens() {
+async fn a_chromium_guest_call_outlives_its_tokens() {
+    a_guest_call_outlives_its_tokens(Engine::Chromium).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "Debian's Firefox ESR gathers no 127.0.0.1 candidates even with media.peerconnection.ice.loopback, so ICE with loopback-only peers fails; needs a namespace network (issue 17 note)"]
+async fn a_firefox_guest_call_outlives_its_tokens() {
+    a_guest_call_outlives_its_tokens(Engine::Firefox).await;
+}
+
+async fn a_guest_call_outlives_its_tokens(engine: Engine) {
     const LIFETIME_S: u64 = 5;
     const CALL: Duration = Duration::from_secs(20);
     /// The room, the occupants and three inboxes.
@@ -426,7 +475,7 @@ async fn a_guest_call_outlives_its_tokens() {
     let mut n = spawn_native(&url, "web-t", "t-native-1", &["--create"]);
     blocking(|| n.wait("joined", |v| v["type"] == "joined").unwrap());
     let opened = Instant::now();
-    let (b, me) = open_browser(&url, "web-t", "guest").await;
+    let (b, me) = open_browser(engine, &url, "web-t", "guest").await;
     let claims = token_claims(&b).await;
     assert_eq!(claims["sub"], me.as_str(), "peer id is the uid: {claims}");
     assert_eq!(claims["user_id"], me.as_str(), "{claims}");
@@ -532,12 +581,22 @@ async fn a_guest_call_outlives_its_tokens() {
 /// A guest keeps its uid across a reload (the refresh token is kept per origin), rejoins under
 /// it, and a second browser profile is a second guest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_guest_keeps_its_uid_across_a_reload() {
+async fn a_chromium_guest_keeps_its_uid_across_a_reload() {
+    a_guest_keeps_its_uid_across_a_reload(Engine::Chromium).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "flaky with Firefox: a script run right after navigating to the same URL reached a document without window.huddle once (BiDi navigate returned before the reload settled?); see the issue 17 note"]
+async fn a_firefox_guest_keeps_its_uid_across_a_reload() {
+    a_guest_keeps_its_uid_across_a_reload(Engine::Firefox).await;
+}
+
+async fn a_guest_keeps_its_uid_across_a_reload(engine: Engine) {
     let (_dir, server) = db().await;
     let url = server.url();
     let mut n = spawn_native(&url, "web-r", "r-native-1", &["--create"]);
     blocking(|| n.wait("joined", |v| v["type"] == "joined").unwrap());
-    let (b, first) = open_browser(&url, "web-r", "guest").await;
+    let (b, first) = open_browser(engine, &url, "web-r", "guest").await;
     assert_eq!(
         b.eval("return window.huddle.auth().signUps").await.unwrap(),
         1
@@ -569,20 +628,29 @@ async fn a_guest_keeps_its_uid_across_a_reload() {
         })
         .unwrap();
     });
-    let (_other, second) = open_browser(&url, "web-r", "another").await;
+    let (_other, second) = open_browser(engine, &url, "web-r", "another").await;
     assert_ne!(first, second, "another browser is another guest");
 }
 
 /// A server that refuses the page's API key: the guest is told so in words, and joins nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_sign_in_is_explained() {
+async fn a_refused_sign_in_is_explained_in_chromium() {
+    a_refused_sign_in_is_explained(Engine::Chromium).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_sign_in_is_explained_in_firefox() {
+    a_refused_sign_in_is_explained(Engine::Firefox).await;
+}
+
+async fn a_refused_sign_in_is_explained(engine: Engine) {
     let (_dir, server) = harness::in_process_db_with(|c| {
         c.api_key = Some("the-hosts-own-key".into());
     })
     .await
     .unwrap();
     let url = server.url();
-    let b = Browser::open(&call_url(&url, "any-room", "guest"))
+    let b = Browser::open_in(engine, &call_url(&url, "any-room", "guest"))
         .await
         .unwrap();
     let s = b

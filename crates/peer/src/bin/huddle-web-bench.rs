@@ -193,7 +193,7 @@ async fn bench_cpu(seconds: u64) -> anyhow::Result<()> {
     .await?;
     blocking(|| std::thread::sleep(Duration::from_secs(2)));
     let at_start = b.state().await?;
-    let pids = b.chromium_pids();
+    let pids = b.pids();
     let before: BTreeMap<u32, u64> = pids.iter().map(|&p| (p, cpu_ticks(p))).collect();
     let start = Instant::now();
     blocking(|| std::thread::sleep(window));

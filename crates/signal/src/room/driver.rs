@@ -19,10 +19,11 @@ use crate::id::{PeerId, RoomId};
 use crate::rtdb::{ChildEvent, Conditional, RtdbClient, StreamEvent, Subscription};
 use media::StreamConfig;
 
-/// The room joined, as opened by [`Signaling::join`](super::Signaling::join).
-/// How long a leave waits for the server to drop its onDisconnect operations.
+/// How long a leave waits for the server to drop its onDisconnect operations, and for a
+/// heartbeat in flight to land.
 const LEAVE_CANCEL: Duration = Duration::from_secs(2);
 
+/// The room joined, as opened by [`Signaling::join`](super::Signaling::join).
 pub(super) struct Room {
     pub db: RtdbClient,
     pub me: PeerId,
@@ -147,6 +148,7 @@ pub(super) async fn start(
         connectivity: Connectivity::default(),
         reclaims: Vec::new(),
         said_reclaimed: false,
+        heartbeat_in_flight: None,
         presence,
         janitor: janitor(room_db_clone),
     };
@@ -207,6 +209,9 @@ struct Task {
     /// My onDisconnect operations (`docs/protocol.md` §4b); dropped with the task, which
     /// makes the server run them.
     presence: Option<crate::rtdb::OnDisconnect>,
+    /// The last heartbeat's request: a leave waits for it, since a `PATCH` of `seen` landing
+    /// after the leave would recreate a partial record (a ghost that only rules refuse).
+    heartbeat_in_flight: Option<tokio::task::JoinHandle<()>>,
     /// Deletes consumed and discarded candidates, in batches.
     janitor: mpsc::Sender<String>,
 }
@@ -684,6 +689,9 @@ impl Task {
                 tracing::debug!(error = %e, "could not cancel onDisconnect");
             }
         }
+        if let Some(beat) = self.heartbeat_in_flight.take() {
+            let _ = tokio::time::timeout(LEAVE_CANCEL, beat).await;
+        }
         let others: Vec<PeerId> = self.state.members().map(|m| m.peer_id.clone()).collect();
         let patch = cleanup_paths(
             &self.room.space,
@@ -694,20 +702,28 @@ impl Task {
         Ok(())
     }
 
-    fn heartbeat(&self) {
+    fn heartbeat(&mut self) {
         // Never recreate a record that was removed: a partial record would be a ghost.
         if !self.state.my_record_seen() {
             return;
         }
+        // One at a time: a slow server gets no pile of them.
+        if self
+            .heartbeat_in_flight
+            .as_ref()
+            .is_some_and(|beat| !beat.is_finished())
+        {
+            return;
+        }
         let db = self.room.db.clone();
         let path = paths::occupant(&self.room.space, &self.room.me);
-        tokio::spawn(async move {
+        self.heartbeat_in_flight = Some(tokio::spawn(async move {
             let mut patch = Map::new();
             patch.insert("seen".into(), crate::rtdb::server_timestamp());
             if let Err(e) = db.update(&path, &patch).await {
                 tracing::debug!(error = %e, "heartbeat failed");
             }
-        });
+        }));
     }
 
     fn expire(&mut self) {

@@ -189,6 +189,12 @@ impl Candidates {
     }
 }
 
+/// How long past the expiry bound a peer waits before removing a silent member: a tenth of
+/// the bound, at most 1 s (16 s for the protocol's 15 s).
+pub fn expiry_margin_ms(expiry_ms: i64) -> i64 {
+    (expiry_ms / 10).min(1000)
+}
+
 impl RoomState {
     /// A fresh join as `me` with `session`; members silent for `expiry_ms` are gone.
     pub fn new(me: &str, session: &str, expiry_ms: i64) -> Self {
@@ -417,14 +423,20 @@ impl RoomState {
         }
     }
 
-    /// Members whose heartbeat is older than the bound, each reported once per session.
+    /// Members whose heartbeat is older than the bound plus a margin, each reported once per
+    /// session.
+    ///
+    /// The margin (docs/protocol.md section 4, "Expiry") is what makes every other peer call
+    /// the removal "expired": their server-clock estimates differ from mine by milliseconds, and
+    /// a removal they see before their own bound has passed would read as a leave.
     pub fn newly_expired(&mut self, local_now_ms: i64) -> Vec<Member> {
         let Some(now) = self.server_now(local_now_ms) else {
             return Vec::new();
         };
+        let bound = self.expiry_ms + expiry_margin_ms(self.expiry_ms);
         let mut out = Vec::new();
         for m in self.members.values() {
-            if now - m.seen > self.expiry_ms
+            if now - m.seen > bound
                 && self
                     .expiring
                     .insert((m.peer_id.to_string(), m.session.clone()))
@@ -877,10 +889,10 @@ mod tests {
         // My own record: server said 110_000 when my local clock said 5_000.
         s.on_occupant(added("bob-peer", occ("S", 110_000, true)), 5_000);
         assert!(
-            s.newly_expired(10_000).is_empty(),
-            "alice is 15 s old: not yet"
+            s.newly_expired(11_000).is_empty(),
+            "alice is 16 s old: stale, but within the margin"
         );
-        let gone = s.newly_expired(10_001 + 1);
+        let gone = s.newly_expired(11_002);
         assert_eq!(gone.len(), 1);
         assert!(s.newly_expired(20_000).is_empty(), "reported once");
         let out = s.on_occupant(
