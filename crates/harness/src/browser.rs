@@ -25,15 +25,6 @@ pub enum Engine {
     Firefox,
 }
 
-impl Engine {
-    pub fn name(self) -> &'static str {
-        match self {
-            Engine::Chromium => "Chromium",
-            Engine::Firefox => "Firefox",
-        }
-    }
-}
-
 /// Headless with fake camera, microphone and screen picker that need no click, WebRTC allowed on
 /// loopback and no GPU (none on a test machine), plus what keeps Chromium off the network.
 pub fn chromium_args(profile: &std::path::Path) -> Vec<String> {
@@ -69,7 +60,6 @@ pub fn chromium_args(profile: &std::path::Path) -> Vec<String> {
 
 /// One browser with one tab. Dropping it ends the browser and whatever drives it.
 pub struct Browser {
-    engine: Engine,
     driver: Driver,
     // Declared last: dropped after the browser that writes to it.
     _profile: tempfile::TempDir,
@@ -110,16 +100,11 @@ impl Browser {
             }
         };
         let browser = Browser {
-            engine,
             driver,
             _profile: profile,
         };
         browser.navigate(url).await?;
         Ok(browser)
-    }
-
-    pub fn engine(&self) -> Engine {
-        self.engine
     }
 
     /// Loads `url` in the tab.
@@ -137,6 +122,7 @@ impl Browser {
             Driver::Firefox(f) => f.eval(body).await,
         }
     }
+
     /// The page's `window.huddle.snapshot()`.
     pub async fn state(&self) -> Result<Value, Error> {
         self.eval("return window.huddle ? window.huddle.snapshot() : null")

@@ -10,8 +10,7 @@
 //! screen, so `getDisplayMedia` finds nothing to share. The profile is made fresh each time,
 //! with fake camera and microphone, no permission prompts, loopback ICE candidates with real
 //! addresses, and every HTTP(S) request not for 127.0.0.1 sent to a proxy at 127.0.0.1:9, where
-//! nothing listens: like Chromium's `--host-resolver-rules`, it keeps the browser off the network
-//! (and with the proxy doing the lookups, Firefox resolves no names itself).
+//! nothing listens: like Chromium's `--host-resolver-rules`, it keeps the browser off the network.
 
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
