@@ -161,8 +161,9 @@ impl Member {
             seen: Vec::new(),
             received,
         };
+        // From the first event: `Joined` may already be queued when `join` returns.
         member
-            .wait("joined", |ev| matches!(ev, MeshEvent::Joined { .. }))
+            .wait_from(0, "joined", |ev| matches!(ev, MeshEvent::Joined { .. }))
             .await;
         member
     }
@@ -184,14 +185,8 @@ impl Member {
         self.seen.len()
     }
 
-    /// The first event from now on that matches `pred`. Fails the test after [`T`].
-    pub async fn wait(&mut self, what: &str, pred: impl Fn(&MeshEvent) -> bool) -> MeshEvent {
-        let from = self.mark();
-        self.wait_from(from, what, pred).await
-    }
-
-    /// The first event at index `from` or later (see [`Member::mark`]) that matches `pred`:
-    /// events that may come in either order are awaited from one mark.
+    /// The first event at index `from` or later (see [`Member::mark`]) that matches `pred`; fails
+    /// the test after [`T`]. Events that may come in either order are awaited from one mark.
     pub async fn wait_from(
         &mut self,
         from: usize,
