@@ -6,15 +6,22 @@
 //! to nothing, Firefox sends every other request to a proxy that is not there, background
 //! networking is off, and the page runs with `loopback=1`, so it signals only its 127.0.0.1
 //! candidates and ignores any other, which makes every ICE destination 127.0.0.1.
+//!
+//! Firefox gathers no 127.0.0.1 candidates at all, whatever its preferences say, so a call with
+//! Firefox runs in a test LAN instead ([`Browser::open_in_lan`], [`netns::Lan`]): the browser,
+//! the database and every peer in one namespace whose only address is
+//! [`netns::LAN_HOST`], reached from the tests through a forwarded WebDriver port.
 //! Waiting is done by polling the page's `window.huddle` state with a bound, never by sleeping.
 
 mod firefox;
+mod forward;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::netns::{self, Lan};
 use crate::process::{descendants, free_port, kill_all};
 use crate::{Error, Proc};
 
@@ -49,12 +56,17 @@ pub fn chromium_args(profile: &std::path::Path) -> Vec<String> {
         "--no-pings",
         "--no-first-run",
         "--no-default-browser-check",
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
         "--window-size=1280,800",
     ]
     .iter()
     .map(|s| (*s).to_owned())
-    .chain([format!("--user-data-dir={}", profile.display())])
+    .chain([
+        format!(
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE {}",
+            netns::LAN_HOST
+        ),
+        format!("--user-data-dir={}", profile.display()),
+    ])
     .collect()
 }
 
@@ -77,6 +89,28 @@ struct Chromium {
     base: String,
     session: String,
     http: reqwest::Client,
+    /// To chromedriver's port, when it runs in a LAN.
+    _forward: Option<forward::Forward>,
+}
+
+/// `program` as a command here, or in `lan`'s namespace.
+fn command_in(lan: Option<&Lan>, program: String) -> Command {
+    match lan {
+        Some(lan) => lan.command(program),
+        None => Command::new(program),
+    }
+}
+
+/// Where the tests reach `port` of a browser's driver: the port itself, or one forwarded into
+/// `lan`.
+async fn reach(lan: Option<&Lan>, port: u16) -> Result<(u16, Option<forward::Forward>), Error> {
+    match lan {
+        Some(lan) => {
+            let f = forward::Forward::to(lan, port).await?;
+            Ok((f.port(), Some(f)))
+        }
+        None => Ok((port, None)),
+    }
 }
 
 impl Browser {
@@ -87,6 +121,15 @@ impl Browser {
 
     /// Starts `engine` and opens `url`.
     pub async fn open_in(engine: Engine, url: &str) -> Result<Browser, Error> {
+        Browser::open_at(engine, None, url).await
+    }
+
+    /// Starts `engine` in `lan`'s namespace and opens `url` (an address in the LAN).
+    pub async fn open_in_lan(engine: Engine, lan: &Lan, url: &str) -> Result<Browser, Error> {
+        Browser::open_at(engine, Some(lan), url).await
+    }
+
+    async fn open_at(engine: Engine, lan: Option<&Lan>, url: &str) -> Result<Browser, Error> {
         let profile = tempfile::Builder::new()
             .prefix(match engine {
                 Engine::Chromium => "huddle-chromium-",
@@ -94,10 +137,10 @@ impl Browser {
             })
             .tempdir()?;
         let driver = match engine {
-            Engine::Chromium => Driver::Chromium(Chromium::start(profile.path()).await?),
-            Engine::Firefox => {
-                Driver::Firefox(Box::new(firefox::Firefox::start(profile.path()).await?))
-            }
+            Engine::Chromium => Driver::Chromium(Chromium::start(profile.path(), lan, url).await?),
+            Engine::Firefox => Driver::Firefox(Box::new(
+                firefox::Firefox::start(profile.path(), lan).await?,
+            )),
         };
         let browser = Browser {
             driver,
@@ -187,11 +230,18 @@ impl Browser {
 }
 
 impl Chromium {
-    /// Starts chromedriver, and Chromium with a profile in `profile`.
-    async fn start(profile: &std::path::Path) -> Result<Chromium, Error> {
+    /// Starts chromedriver (in `lan`, if any), and Chromium with a profile in `profile`, to
+    /// open `url`.
+    async fn start(
+        profile: &std::path::Path,
+        lan: Option<&Lan>,
+        url: &str,
+    ) -> Result<Chromium, Error> {
+        // Free here: in a LAN, the port forwarded to it from here is the same.
         let port = free_port()?;
+        let program = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
         let driver = Proc::spawn(
-            Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()))
+            command_in(lan, program)
                 .arg(format!("--port={port}"))
                 .arg("--allowed-ips=127.0.0.1")
                 .stdin(Stdio::null())
@@ -200,12 +250,14 @@ impl Chromium {
             "Debian package chromium-driver; scripts/install-deps.sh installs it",
         )?;
         let http = reqwest::Client::builder().no_proxy().build()?;
+        let (port, forward) = reach(lan, port).await?;
         let base = format!("http://127.0.0.1:{port}");
         let mut browser = Chromium {
             driver,
             base,
             session: String::new(),
             http,
+            _forward: forward,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -226,9 +278,18 @@ impl Chromium {
             }
         }
         let binary = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        let mut args = chromium_args(profile);
+        if lan.is_some() {
+            // A page from the LAN's host is not a secure context by itself (127.0.0.1 is), and
+            // only secure contexts get cameras.
+            let origin: String = url.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
+            args.push(format!(
+                "--unsafely-treat-insecure-origin-as-secure={origin}"
+            ));
+        }
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
-            "goog:chromeOptions": {"binary": binary, "args": chromium_args(profile)},
+            "goog:chromeOptions": {"binary": binary, "args": args},
         }}});
         let v = browser.call("POST", "/session", Some(caps)).await?;
         browser.session = v["sessionId"]
@@ -305,8 +366,15 @@ pub fn chromium_type(pid: u32) -> String {
     }
 }
 
-/// The page URL for joining `room` on the database at `db` under `name`. The guest's peer id is
-/// the uid it signs in as: read it with [`Browser::peer_id`].
+/// The page URL for joining `room` on the database at `db` under `name`; on a loopback
+/// database the page signals and accepts 127.0.0.1 candidates only (`loopback=1`), in a
+/// [`Lan`] all of them (there are no others). The guest's peer id is the uid it signs in as:
+/// read it with [`Browser::peer_id`].
 pub fn page_url(db: &str, room: &str, name: &str, extra: &str) -> String {
-    format!("{db}/web/?room={room}&name={name}&loopback=1{extra}")
+    let loopback = if db.starts_with("http://127.0.0.1:") {
+        "&loopback=1"
+    } else {
+        ""
+    };
+    format!("{db}/web/?room={room}&name={name}{loopback}{extra}")
 }

@@ -49,3 +49,88 @@ pub async fn in_process_db_with(
     let server = rtdb::Server::start(config).await?;
     Ok((dir, server))
 }
+
+/// An in-process huddle-db serving inside a network namespace (see [`in_process_db_in`]); dropping
+/// it stops the server, then its thread.
+pub struct NsDb {
+    url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NsDb {
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+}
+
+impl Drop for NsDb {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// [`in_process_db_with`] on a thread of its own moved into the network namespace at `ns_path`
+/// (with a runtime built after the move, so its threads are there too), listening on `listen`
+/// there.
+pub fn in_process_db_in(
+    ns_path: &str,
+    listen: std::net::SocketAddr,
+    tweak: impl FnOnce(&mut rtdb::ServerConfig) + Send + 'static,
+) -> Result<NsDb, Error> {
+    let ns_path = ns_path.to_owned();
+    let (url_tx, url_rx) = std::sync::mpsc::channel::<Result<String, Error>>();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let started = crate::netns::enter(&ns_path)
+            .map_err(Error::from)
+            .and_then(|()| {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .map_err(Error::from)
+            });
+        let runtime = match started {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = url_tx.send(Err(e));
+                return;
+            }
+        };
+        runtime.block_on(async move {
+            let served = in_process_db_with(|c| {
+                c.listen = listen;
+                tweak(c);
+            })
+            .await;
+            match served {
+                Ok((_dir, server)) => {
+                    let _ = url_tx.send(Ok(server.url()));
+                    let _ = stop_rx.await;
+                    drop(server);
+                }
+                Err(e) => {
+                    let _ = url_tx.send(Err(e));
+                }
+            }
+        });
+    });
+    let mut db = NsDb {
+        url: String::new(),
+        stop: Some(stop_tx),
+        thread: Some(thread),
+    };
+    db.url = url_rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .map_err(|_| Error::Unexpected {
+            program: "huddle-db in a namespace".to_owned(),
+            problem: "did not start within 20 s".to_owned(),
+        })??;
+    Ok(db)
+}

@@ -29,7 +29,8 @@ pub use auth_emulator::{AuthEmulator, DEMO_PROJECT};
 pub use db::Db;
 #[cfg(feature = "rtdb")]
 pub use db_in_process::{
-    in_process_db, in_process_db_with, rules_with_presence_bound, TEST_PRESENCE_BOUND,
+    in_process_db, in_process_db_in, in_process_db_with, rules_with_presence_bound, NsDb,
+    TEST_PRESENCE_BOUND,
 };
 pub use error::Error;
 pub use events::{poll, Events};

@@ -17,9 +17,16 @@
 //!
 //! Needs root, `ip` (iproute2), `nft` (nftables) and `turnserver` (coturn); `make test`
 //! installs them. The signaling database is the caller's: a process started with
-//! [`TestNet::command`] in [`PUB_NS`], or a thread of its own moved into [`TestNet::ns_path`].
+//! [`TestNet::command`] in [`PUB_NS`], or in this process with `in_process_db_in` (feature
+//! `rtdb`) on a thread moved into [`TestNet::ns_path`].
+//!
+//! [`Lan`] is the smallest such network: one namespace whose only interface besides loopback
+//! is at [`LAN_HOST`], a LAN of one host. It is for stacks that will not use
+//! 127.0.0.1 for ICE (Firefox gathers no loopback candidates): everything in the call runs in
+//! it, and [`connect_in`] reaches its servers from here.
 
 use std::io::Write;
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -88,6 +95,111 @@ fn run(program: &str, args: &[&str]) -> Result<(), Error> {
         });
     }
     Ok(())
+}
+
+/// The address of the one host of a [`Lan`].
+pub const LAN_HOST: &str = "198.18.9.1";
+
+/// A namespace holding a LAN of one host, [`LAN_HOST`] on a veth interface, with IPv6 off (so
+/// that no stack pairs link-local addresses); dropping it kills what still runs in it and
+/// removes it.
+pub struct Lan {
+    name: String,
+}
+
+impl Lan {
+    pub fn build() -> Result<Lan, Error> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let lan = Lan {
+            name: format!(
+                "hl{}x{}",
+                std::process::id() % 100_000,
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ),
+        };
+        let n = lan.name.as_str();
+        run("ip", &["netns", "add", n])?;
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                n,
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.disable_ipv6=1",
+                "net.ipv6.conf.default.disable_ipv6=1",
+            ],
+        )?;
+        run("ip", &["-n", n, "link", "set", "lo", "up"])?;
+        // A veth pair with both ends in the namespace (this kernel has no dummy interfaces):
+        // one end holds the address, the other leads nowhere.
+        run(
+            "ip",
+            &[
+                "-n", n, "link", "add", "lan0", "type", "veth", "peer", "name", "lan1",
+            ],
+        )?;
+        let addr = format!("{LAN_HOST}/24");
+        run("ip", &["-n", n, "addr", "add", &addr, "dev", "lan0"])?;
+        for dev in ["lan0", "lan1"] {
+            run("ip", &["-n", n, "link", "set", dev, "up"])?;
+        }
+        Ok(lan)
+    }
+
+    /// The namespace's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Where the namespace is mounted, for `setns` ([`connect_in`], `in_process_db_in`).
+    pub fn path(&self) -> String {
+        format!("/run/netns/{}", self.name)
+    }
+
+    /// `program` to be run in the namespace (`ip netns exec`, which execs it: the child's pid
+    /// is the program's).
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name]).arg(program);
+        cmd
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        kill_and_remove(&self.name);
+    }
+}
+
+/// Moves the calling thread into the network namespace mounted at `ns_path`: the sockets it
+/// makes from then on live there. Only for threads made for it, never a pool's.
+pub fn enter(ns_path: &str) -> std::io::Result<()> {
+    let file = std::fs::File::open(ns_path)?;
+    nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
+}
+
+/// A TCP connection to `addr` in the namespace at `ns_path`, made by a thread of its own moved
+/// there (the connection keeps its namespace; the caller stays in its own).
+pub fn connect_in(ns_path: &str, addr: std::net::SocketAddr) -> std::io::Result<TcpStream> {
+    let ns_path = ns_path.to_owned();
+    std::thread::spawn(move || {
+        enter(&ns_path)?;
+        TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+    })
+    .join()
+    .unwrap_or_else(|_| Err(std::io::Error::other("the connecting thread panicked")))
+}
+
+/// Kills every process in namespace `ns` and removes it.
+fn kill_and_remove(ns: &str) {
+    if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = Command::new("kill").args(["-9", pid]).status();
+        }
+    }
+    let _ = Command::new("ip").args(["netns", "del", ns]).status();
 }
 
 /// The network; dropping it removes it.
@@ -368,13 +480,7 @@ impl Drop for TestNet {
     fn drop(&mut self) {
         self.turn = None;
         for n in ["home1", "home2", "nat1", "nat2", "nat3", PUB_NS] {
-            let ns = self.ns(n);
-            if let Ok(out) = Command::new("ip").args(["netns", "pids", &ns]).output() {
-                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                    let _ = Command::new("kill").args(["-9", pid]).status();
-                }
-            }
-            let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+            kill_and_remove(&self.ns(n));
         }
     }
 }

@@ -33,12 +33,16 @@ pub fn is_keyframe_request(packet: &dyn rtc::rtcp::Packet) -> bool {
 }
 
 /// Decides whether a keyframe request may force a keyframe: at most one per `interval`. A
-/// request inside the interval is dropped, not deferred; receivers repeat theirs (ours sends a
-/// PLI for every frame it cannot decode), and a keyframe forced in the interval answers it.
+/// request inside the interval is deferred to its end ([`KeyframeLimiter::due`]), not dropped:
+/// a receiver that asks right after a keyframe may well have lost it (the first keyframe on a
+/// new m-section goes nowhere until the exchange completes), and not every receiver repeats
+/// its request soon (Firefox waits seconds; ours sends a PLI for every frame it cannot decode).
 #[derive(Debug, Clone)]
 pub struct KeyframeLimiter {
     interval: Duration,
     last: Option<Instant>,
+    /// A request came inside the interval.
+    deferred: bool,
 }
 
 impl KeyframeLimiter {
@@ -47,22 +51,44 @@ impl KeyframeLimiter {
         KeyframeLimiter {
             interval,
             last: None,
+            deferred: false,
         }
     }
 
-    /// Whether a request at `now` may force a keyframe; if it may, it opens a new interval.
+    /// Whether a request at `now` may force a keyframe; if it may, it opens a new interval; if
+    /// not, it is deferred.
     pub fn allow(&mut self, now: Instant) -> bool {
         match self.last {
-            Some(last) if now.saturating_duration_since(last) < self.interval => false,
+            Some(last) if now.saturating_duration_since(last) < self.interval => {
+                self.deferred = true;
+                false
+            }
             _ => {
                 self.last = Some(now);
+                self.deferred = false;
                 true
             }
         }
     }
 
-    /// A keyframe was forced at `now` for another reason (a connection came up): requests in
-    /// the next interval are answered by it.
+    /// Whether a deferred request is due at `now` (its interval has passed); if it is, it
+    /// forces a keyframe and opens a new interval.
+    pub fn due(&mut self, now: Instant) -> bool {
+        if !self.deferred {
+            return false;
+        }
+        let waited = self
+            .last
+            .is_none_or(|last| now.saturating_duration_since(last) >= self.interval);
+        if waited {
+            self.last = Some(now);
+            self.deferred = false;
+        }
+        waited
+    }
+
+    /// A keyframe was forced at `now` for another reason (a connection came up): it opens an
+    /// interval (requests inside it wait for its end).
     pub fn forced(&mut self, now: Instant) {
         self.last = Some(now);
     }
@@ -93,7 +119,8 @@ impl Keyframes {
     }
 
     /// A remote receiver asked (PLI/FIR): forces a keyframe unless one was forced less than
-    /// [`MIN_KEYFRAME_INTERVAL`] ago. True when it did.
+    /// [`MIN_KEYFRAME_INTERVAL`] ago, in which case the request waits for the interval to end
+    /// (see [`Keyframes::take`]). True when it forced one now.
     pub fn requested_by_peer(&self) -> bool {
         if !self.lock().allow(Instant::now()) {
             return false;
@@ -108,9 +135,17 @@ impl Keyframes {
         self.from_peers.load(Ordering::Relaxed)
     }
 
-    /// For the encoder: whether the next frame must be a keyframe (clears the flag).
+    /// For the encoder: whether the next frame must be a keyframe (clears the flag), also when
+    /// a deferred remote request has become due.
     pub fn take(&self) -> bool {
-        self.wanted.swap(false, Ordering::Relaxed)
+        if self.wanted.swap(false, Ordering::Relaxed) {
+            return true;
+        }
+        if self.lock().due(Instant::now()) {
+            self.from_peers.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        false
     }
 
     /// Sets the flag without touching the limiter (a connection skipped frames).
@@ -194,12 +229,18 @@ mod tests {
         assert!(!limiter.allow(t0 + ms(499)));
         assert!(limiter.allow(t0 + ms(500)), "a new interval");
         assert!(!limiter.allow(t0 + ms(700)));
-        // A keyframe forced for a new connection answers the requests right after it.
-        limiter.forced(t0 + ms(1200));
-        assert!(!limiter.allow(t0 + ms(1300)));
-        assert!(limiter.allow(t0 + ms(1700)));
+        // A request inside the interval is due at its end, once.
+        assert!(!limiter.due(t0 + ms(999)));
+        assert!(limiter.due(t0 + ms(1000)), "deferred, not dropped");
+        assert!(!limiter.due(t0 + ms(1600)), "answered once");
+        // A keyframe forced for a new connection opens an interval too.
+        limiter.forced(t0 + ms(1700));
+        assert!(!limiter.allow(t0 + ms(1800)));
+        assert!(!limiter.due(t0 + ms(2100)));
+        assert!(limiter.due(t0 + ms(2200)));
+        assert!(limiter.allow(t0 + ms(2700)));
         // A clock that went backwards (an earlier `now` from another thread) is inside.
-        assert!(!limiter.allow(t0 + ms(1000)));
+        assert!(!limiter.allow(t0 + ms(2500)));
     }
 
     #[test]
@@ -209,7 +250,10 @@ mod tests {
         assert!(k.requested_by_peer());
         assert!(!k.requested_by_peer(), "rate-limited");
         assert!(k.take());
-        assert!(!k.take(), "taken once");
+        assert!(
+            !k.take(),
+            "taken once; the second request waits for the interval"
+        );
         assert_eq!(k.forced_for_peers(), 1);
         k.force();
         assert!(k.take(), "forcing ignores the limiter");

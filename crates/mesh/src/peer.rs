@@ -2,7 +2,6 @@
 //! carries out its actions through webrtc-rs and the room's signaling.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +18,7 @@ use webrtc::peer_connection::{
 use crate::answer::{self, DtlsRole};
 use crate::candidate;
 use crate::event::{MediaKind, MeshEvent};
-use crate::local::Feed;
+use crate::local::{Feed, LinkState};
 use crate::negotiation::{Action, GiveUpReason, Input, Link, Negotiation, RepairPolicy};
 use crate::pc::{self, NetConfig, PcEvent};
 use crate::remote::{self, Counters, VideoSink};
@@ -102,12 +101,12 @@ pub async fn run(
     };
     let mut neg = Negotiation::new(&setup.me, &setup.peer_id, setup.repair, Instant::now());
     let mut senders: BTreeMap<MediaKind, Sending> = BTreeMap::new();
-    let link_up = Arc::new(AtomicBool::new(true));
+    let link_state = LinkState::new();
     let (remote_streams, _) = watch::channel(setup.remote_streams);
     let mut lost = false;
     let mut dtls = DtlsRole::default();
     for feed in feeds {
-        add_track(&*pc, &mut senders, feed, &link_up).await;
+        add_track(&*pc, &mut senders, feed, &link_state).await;
     }
     let mut pending = Vec::new();
     if i_offer {
@@ -121,6 +120,10 @@ pub async fn run(
             let actions = std::mem::take(&mut pending);
             for action in actions {
                 if let Some(input) = execute(&setup, &*pc, &mut dtls, action).await {
+                    // An exchange completed: the writers re-read their payload types.
+                    if matches!(input, Input::AnswerReady(_) | Input::AnswerApplied) {
+                        link_state.negotiations.fetch_add(1, Ordering::Relaxed);
+                    }
                     // An answer fits my tracks into the offer's m-sections; one it had no room
                     // for (a screen shared before this peer's offer came) needs my own offer.
                     let left_out = matches!(&input, Input::AnswerReady(sdp)
@@ -138,7 +141,7 @@ pub async fn run(
                 None | Some(PeerCommand::Close) => break,
                 Some(PeerCommand::Signal(input)) => pending.extend(neg.handle(input, Instant::now())),
                 Some(PeerCommand::AddTrack(feed)) => {
-                    if add_track(&*pc, &mut senders, feed, &link_up).await {
+                    if add_track(&*pc, &mut senders, feed, &link_state).await {
                         pending.extend(neg.handle(Input::NegotiationNeeded, Instant::now()));
                     }
                 }
@@ -164,7 +167,7 @@ pub async fn run(
                     // Media is not fed to a path that is lost (see `Feed::write_into`), and a
                     // path that comes back is estimated afresh.
                     let down = matches!(link, Link::Disconnected | Link::Failed);
-                    link_up.store(!down, Ordering::Relaxed);
+                    link_state.up.store(!down, Ordering::Relaxed);
                     if down {
                         lost = true;
                     } else if link == Link::Connected && std::mem::take(&mut lost) {
@@ -303,7 +306,7 @@ async fn add_track(
     pc: &dyn PeerConnection,
     senders: &mut BTreeMap<MediaKind, Sending>,
     feed: Feed,
-    link_up: &Arc<AtomicBool>,
+    link: &Arc<LinkState>,
 ) -> bool {
     let kind = feed.kind();
     if let Some(sending) = senders.get_mut(&kind) {
@@ -314,7 +317,7 @@ async fn add_track(
             sending.track.clone(),
             sending.ssrc,
             sending.sender.clone(),
-            link_up.clone(),
+            link.clone(),
         ));
         return false;
     }
@@ -327,8 +330,7 @@ async fn add_track(
     };
     match pc.add_track(track.clone() as Arc<dyn TrackLocal>).await {
         Ok(sender) => {
-            let writer =
-                Some(feed.write_into(track.clone(), ssrc, sender.clone(), link_up.clone()));
+            let writer = Some(feed.write_into(track.clone(), ssrc, sender.clone(), link.clone()));
             senders.insert(
                 kind,
                 Sending {

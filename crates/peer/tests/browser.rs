@@ -1,7 +1,11 @@
 //! Interop with the most used WebRTC stacks: the web client (`web/`, served by huddle-db at
 //! `/web/`) in Debian's Chromium (headless) and Firefox ESR (on its own Xvfb) with fake devices,
 //! in one room with real `huddle-peer` processes, on an in-process huddle-db. Every test runs
-//! with each browser, and one with both in the call. Everything listens and connects on 127.0.0.1 only.
+//! with each browser, and one with both in the call. A call with Chromium alone listens and
+//! connects on 127.0.0.1 only; Firefox gathers no loopback candidates, so a call with Firefox
+//! happens in a test LAN (`harness::netns::Lan`, one namespace whose only address is
+//! 198.18.9.1) holding the database, the browsers and the natives ([`Site`]); that needs root,
+//! and without it those tests say so loudly and pass without running.
 //! Each guest signs in anonymously to that huddle-db (web/auth.js): its peer id is its uid,
 //! read from the page, never chosen by the test.
 //!
@@ -12,8 +16,11 @@
 
 use std::time::{Duration, Instant};
 
+use std::process::Command;
+
 use harness::browser::{page_url, Browser, Engine};
-use harness::{huddle_peer, peer_stderr, Peer, TEST_SECRET};
+use harness::netns::{self, Lan, LAN_HOST};
+use harness::{peer_stderr, Peer, TEST_SECRET};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(30);
@@ -22,11 +29,97 @@ const EXPIRY_MS: u64 = 2000;
 /// A participant that vanished is dropped within the presence bound plus one check of each side.
 const DROP_BOUND: Duration = Duration::from_millis(EXPIRY_MS + 2500);
 
-async fn db() -> (tempfile::TempDir, rtdb::Server) {
-    harness::in_process_db().await.unwrap()
+/// Where a test's call happens: on 127.0.0.1 here, or, with Firefox in it, in a test LAN with
+/// the database serving there.
+struct Site {
+    db: Served,
+    // Dropped after the database: its thread leaves the namespace first.
+    lan: Option<Lan>,
 }
 
-fn spawn_native(db: &str, room: &str, id: &str, extra: &[&str]) -> Peer {
+enum Served {
+    /// The server, then its data (dropped in this order).
+    Here {
+        server: rtdb::Server,
+        _data: tempfile::TempDir,
+    },
+    InLan(harness::NsDb),
+}
+
+impl Site {
+    /// The site for a call with `engines`; `None` (said loudly) when it needs root and we are not.
+    async fn new(engines: &[Engine]) -> Option<Site> {
+        Site::with(engines, |_| {}).await
+    }
+
+    /// [`Site::new`] with the database's configuration changed by `tweak`.
+    async fn with(
+        engines: &[Engine],
+        tweak: impl FnOnce(&mut rtdb::ServerConfig) + Send + 'static,
+    ) -> Option<Site> {
+        if !engines.contains(&Engine::Firefox) {
+            let (dir, server) = harness::in_process_db_with(tweak).await.unwrap();
+            return Some(Site {
+                db: Served::Here { server, _data: dir },
+                lan: None,
+            });
+        }
+        if !netns::is_root() {
+            eprintln!(
+                "\n\n*** SKIPPED: a call with Firefox runs in a test LAN (a network namespace), \
+                 which needs root. Run the tests as root (CI does). ***\n\n"
+            );
+            return None;
+        }
+        let lan = Lan::build().unwrap();
+        let listen = format!("{LAN_HOST}:0").parse().unwrap();
+        let db = harness::in_process_db_in(&lan.path(), listen, tweak).unwrap();
+        Some(Site {
+            db: Served::InLan(db),
+            lan: Some(lan),
+        })
+    }
+
+    fn url(&self) -> String {
+        match &self.db {
+            Served::Here { server, .. } => server.url(),
+            Served::InLan(db) => db.url(),
+        }
+    }
+
+    /// A native peer `id` in `room`, with `extra` flags: on loopback here, or in the LAN.
+    fn native(&self, room: &str, id: &str, extra: &[&str]) -> Peer {
+        let bin = env!("CARGO_BIN_EXE_huddle-peer");
+        let mut cmd = match &self.lan {
+            Some(lan) => lan.command(bin),
+            None => Command::new(bin),
+        };
+        cmd.args(["--db", &self.url(), "--room", room, "--name", id]);
+        if self.lan.is_none() {
+            cmd.arg("--loopback");
+        }
+        spawn_native(cmd, id, extra)
+    }
+
+    /// `engine` showing `url`, here or in the LAN.
+    async fn open(&self, engine: Engine, url: &str) -> Browser {
+        match &self.lan {
+            Some(lan) => Browser::open_in_lan(engine, lan, url).await,
+            None => Browser::open_in(engine, url).await,
+        }
+        .unwrap()
+    }
+
+    /// A guest named `name` in `room`, and its peer id (the uid it signed in as).
+    async fn guest(&self, engine: Engine, room: &str, name: &str) -> (Browser, String) {
+        let b = self.open(engine, &call_url(&self.url(), room, name)).await;
+        let id = b.peer_id(T).await.unwrap();
+        (b, id)
+    }
+}
+
+/// `cmd` (huddle-peer with its database, room and name) with the tests' timing and id.
+fn spawn_native(mut cmd: Command, id: &str, extra: &[&str]) -> Peer {
     let timing = [
         "--size",
         "320x180",
@@ -38,8 +131,6 @@ fn spawn_native(db: &str, room: &str, id: &str, extra: &[&str]) -> Peer {
         "2000",
     ];
     let args: Vec<&str> = timing.iter().chain(extra).copied().collect();
-    let bin = env!("CARGO_BIN_EXE_huddle-peer").as_ref();
-    let mut cmd = huddle_peer(bin, db, room, id);
     // Chosen ids, the name as the id: which side offers first depends on their order (see the
     // tests' comments). The test secret acts as that user, so the rules judge it as one.
     cmd.args(["--secret", TEST_SECRET, "--peer-id", id]);
@@ -49,15 +140,6 @@ fn spawn_native(db: &str, room: &str, id: &str, extra: &[&str]) -> Peer {
 fn call_url(db: &str, room: &str, name: &str) -> String {
     let extra = format!("&hb={HEARTBEAT_MS}&expiry={EXPIRY_MS}&w=320&h=180&fps=15");
     page_url(db, room, name, &extra)
-}
-
-/// A guest named `name` in `room`, and its peer id (the uid it signed in as).
-async fn open_browser(engine: Engine, db: &str, room: &str, name: &str) -> (Browser, String) {
-    let b = Browser::open_in(engine, &call_url(db, room, name))
-        .await
-        .unwrap();
-    let id = b.peer_id(T).await.unwrap();
-    (b, id)
 }
 
 /// Blocking waits on a native peer, without starving the runtime that serves the database.
@@ -141,22 +223,43 @@ async fn full_mesh(browsers: &[(&str, &str, &Browser)], natives: &mut [Peer]) {
     }
 }
 
-/// `who` (a browser) turns its camera off and on, then shares its screen (a new track: the
-/// browser offers); then `sharer` (a native peer) shares its screen (the native side offers).
+/// Turns `kind` on or off in browser `b`; what the page says if it could not.
+async fn toggle(b: &Browser, kind: &str, on: bool) {
+    let done = b
+        .eval(&format!(
+            "return await window.huddle.toggle('{kind}', {on})"
+        ))
+        .await
+        .unwrap();
+    if done != true {
+        let status = b
+            .eval("return document.getElementById('status').textContent")
+            .await
+            .unwrap();
+        panic!("the browser could not turn {kind} {on}: {status}");
+    }
+}
+
+/// Screens shared during a call, or not (see the Firefox tests).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Screens {
+    Shared,
+    Skipped,
+}
+
+/// `who` (a browser) turns its camera off and on, then its microphone; then, with
+/// [`Screens::Shared`], it shares its screen (a new track: the browser offers) and `sharer` (a
+/// native peer) shares its screen (the native side offers).
 async fn toggles_and_renegotiation(
     who: &str,
     b: &Browser,
     watchers: &[&Browser],
     natives: &mut [Peer],
     sharer: usize,
+    screens: Screens,
 ) {
     let marks: Vec<usize> = natives.iter_mut().map(Peer::mark).collect();
-    assert_eq!(
-        b.eval("return await window.huddle.toggle('video', false)")
-            .await
-            .unwrap(),
-        true
-    );
+    toggle(b, "video", false).await;
     for (n, &mark) in natives.iter_mut().zip(&marks) {
         blocking(|| {
             n.wait_from(mark, "camera off", |v| {
@@ -177,12 +280,7 @@ async fn toggles_and_renegotiation(
         .unwrap();
     }
     let marks: Vec<usize> = natives.iter_mut().map(Peer::mark).collect();
-    assert_eq!(
-        b.eval("return await window.huddle.toggle('video', true)")
-            .await
-            .unwrap(),
-        true
-    );
+    toggle(b, "video", true).await;
     for (n, &mark) in natives.iter_mut().zip(&marks) {
         blocking(|| {
             n.wait_from(mark, "camera on", |v| {
@@ -203,8 +301,7 @@ async fn toggles_and_renegotiation(
     // The microphone off and on: the others see the flag.
     for on in [false, true] {
         let marks: Vec<usize> = natives.iter_mut().map(Peer::mark).collect();
-        let cmd = format!("return await window.huddle.toggle('audio', {on})");
-        assert_eq!(b.eval(&cmd).await.unwrap(), true);
+        toggle(b, "audio", on).await;
         for (n, &mark) in natives.iter_mut().zip(&marks) {
             blocking(|| {
                 n.wait_from(mark, "microphone flag", |v| {
@@ -223,13 +320,11 @@ async fn toggles_and_renegotiation(
             .unwrap();
         }
     }
+    if screens == Screens::Skipped {
+        return;
+    }
     // Renegotiation started by the browser: a new screen track.
-    assert_eq!(
-        b.eval("return await window.huddle.toggle('screen', true)")
-            .await
-            .unwrap(),
-        true
-    );
+    toggle(b, "screen", true).await;
     for n in natives.iter_mut() {
         blocking(|| {
             n.wait("the browser's screen", |v| {
@@ -245,12 +340,7 @@ async fn toggles_and_renegotiation(
     }
     // Unsharing: the others see the flag drop.
     let marks: Vec<usize> = natives.iter_mut().map(Peer::mark).collect();
-    assert_eq!(
-        b.eval("return await window.huddle.toggle('screen', false)")
-            .await
-            .unwrap(),
-        true
-    );
+    toggle(b, "screen", false).await;
     for (n, &mark) in natives.iter_mut().zip(&marks) {
         blocking(|| {
             n.wait_from(mark, "screen unshared", |v| {
@@ -318,27 +408,34 @@ async fn browser_killed(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_and_two_native_peers() {
-    one_browser_and_two_native_peers(Engine::Chromium).await;
+    one_browser_and_two_native_peers(Engine::Chromium, Screens::Shared).await;
 }
 
 /// Firefox numbers its payload types its own way (Opus 109, VP8 120): the natives answer with
-/// those numbers and send with them, or media flows one way only.
+/// those numbers and send with them, or media flows one way only. A native's screen shared
+/// from the start reaches Firefox; Firefox sharing its own is the test below.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "Debian's Firefox ESR gathers no 127.0.0.1 candidates even with media.peerconnection.ice.loopback, so ICE with loopback-only peers fails; needs a namespace network (issue 17 note)"]
 async fn firefox_and_two_native_peers() {
-    one_browser_and_two_native_peers(Engine::Firefox).await;
+    one_browser_and_two_native_peers(Engine::Firefox, Screens::Skipped).await;
 }
 
-async fn one_browser_and_two_native_peers(engine: Engine) {
-    let (_dir, server) = db().await;
-    let url = server.url();
-    let mut a = spawn_native(&url, "web-a", "a-native-1", &["--create"]);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "Firefox's getDisplayMedia refuses now and then (\"requires transient activation\") though every BiDi script call carries a user activation, and a native's screen offered into the m-section Firefox's own unshared screen left sometimes never decodes there; see the issue 17 note"]
+async fn firefox_and_two_native_peers_share_screens() {
+    one_browser_and_two_native_peers(Engine::Firefox, Screens::Shared).await;
+}
+
+async fn one_browser_and_two_native_peers(engine: Engine, screens: Screens) {
+    let Some(site) = Site::new(&[engine]).await else {
+        return;
+    };
+    let mut a = site.native("web-a", "a-native-1", &["--create"]);
     blocking(|| a.wait("joined", |v| v["type"] == "joined").unwrap());
     // z shares its screen from the start: it answers the first offers of both others, which
     // have no m-section for a screen, so it must offer its screen itself afterwards.
-    let z = spawn_native(&url, "web-a", "z-native-2", &["--screen", "synthetic"]);
+    let z = site.native("web-a", "z-native-2", &["--screen", "synthetic"]);
     let zid = z.peer_id().to_owned();
-    let (mut web, wid) = open_browser(engine, &url, "web-a", "m-browser-1").await;
+    let (mut web, wid) = site.guest(engine, "web-a", "m-browser-1").await;
     let mut natives = [a, z];
     full_mesh(&[(&wid, "m-browser-1", &web)], &mut natives).await;
     web.wait("the screen z shared when it joined", T, |s| {
@@ -353,16 +450,16 @@ async fn one_browser_and_two_native_peers(engine: Engine) {
             })
             .unwrap();
     });
-    toggles_and_renegotiation(&wid, &web, &[], &mut natives, 0).await;
+    toggles_and_renegotiation(&wid, &web, &[], &mut natives, 0, screens).await;
     native_killed(&mut natives[1], &[&web]).await;
     browser_killed(&mut web, &wid, &[], &mut natives[..1]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_browsers_and_one_native_peer() {
-    let (_dir, server) = db().await;
-    let url = server.url();
-    let mut n = spawn_native(&url, "web-b", "k-native-1", &["--create"]);
+    let site = Site::new(&[Engine::Chromium]).await.unwrap();
+    let url = site.url();
+    let mut n = site.native("web-b", "k-native-1", &["--create"]);
     blocking(|| n.wait("joined", |v| v["type"] == "joined").unwrap());
     // Asked to join a private room, or one that does not exist, the page says so in words.
     let private = serde_json::json!({"name": "Secret", "secured": true, "createdAt": 1,
@@ -375,7 +472,9 @@ async fn two_browsers_and_one_native_peer() {
         .await
         .unwrap();
     assert!(put.status().is_success());
-    let (b1, b1_id) = open_browser(Engine::Chromium, &url, "private-one", "b-browser-1").await;
+    let (b1, b1_id) = site
+        .guest(Engine::Chromium, "private-one", "b-browser-1")
+        .await;
     let s = b1
         .wait("the private-room refusal", T, |s| s["phase"] == "private")
         .await
@@ -400,7 +499,7 @@ async fn two_browsers_and_one_native_peer() {
         .await
         .unwrap();
     assert_eq!(b1.peer_id(T).await.unwrap(), b1_id, "one uid per browser");
-    let (mut b2, b2_id) = open_browser(Engine::Chromium, &url, "web-b", "s-browser-2").await;
+    let (mut b2, b2_id) = site.guest(Engine::Chromium, "web-b", "s-browser-2").await;
     assert_ne!(b1_id, b2_id, "two browsers are two guests");
     let mut natives = [n];
     full_mesh(
@@ -408,30 +507,41 @@ async fn two_browsers_and_one_native_peer() {
         &mut natives,
     )
     .await;
-    toggles_and_renegotiation(&b2_id, &b2, &[&b1], &mut natives, 0).await;
+    toggles_and_renegotiation(&b2_id, &b2, &[&b1], &mut natives, 0, Screens::Shared).await;
     browser_killed(&mut b2, &b2_id, &[&b1], &mut natives).await;
     native_killed(&mut natives[0], &[&b1]).await;
 }
 
 /// Firefox and Chromium in one call with a native peer: each browser's offers and answers are
-/// taken by the other browser and by the native, renegotiation started by each kind of side.
+/// taken by the other browser and by the native, renegotiation started by each kind of side
+/// (screens only in the ignored test below).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "Debian's Firefox ESR gathers no 127.0.0.1 candidates even with media.peerconnection.ice.loopback, so ICE with loopback-only peers fails; needs a namespace network (issue 17 note)"]
 async fn firefox_chromium_and_a_native_peer() {
-    let (_dir, server) = db().await;
-    let url = server.url();
-    let mut n = spawn_native(&url, "web-f", "k-native-1", &["--create"]);
+    firefox_chromium_and_a_native_peer_with(Screens::Skipped).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "Firefox's getDisplayMedia refuses now and then (\"requires transient activation\") though every BiDi script call carries a user activation, and a screen a native starts sharing mid-call (a new m-section the native offers) sometimes never decodes in Firefox; see the issue 17 note"]
+async fn firefox_chromium_and_a_native_peer_share_screens() {
+    firefox_chromium_and_a_native_peer_with(Screens::Shared).await;
+}
+
+async fn firefox_chromium_and_a_native_peer_with(screens: Screens) {
+    let Some(site) = Site::new(&[Engine::Firefox, Engine::Chromium]).await else {
+        return;
+    };
+    let mut n = site.native("web-f", "k-native-1", &["--create"]);
     blocking(|| n.wait("joined", |v| v["type"] == "joined").unwrap());
-    let (mut ff, ff_id) = open_browser(Engine::Firefox, &url, "web-f", "f-firefox").await;
-    let (ch, ch_id) = open_browser(Engine::Chromium, &url, "web-f", "c-chromium").await;
+    let (mut ff, ff_id) = site.guest(Engine::Firefox, "web-f", "f-firefox").await;
+    let (ch, ch_id) = site.guest(Engine::Chromium, "web-f", "c-chromium").await;
     let mut natives = [n];
     full_mesh(
         &[(&ff_id, "f-firefox", &ff), (&ch_id, "c-chromium", &ch)],
         &mut natives,
     )
     .await;
-    toggles_and_renegotiation(&ff_id, &ff, &[&ch], &mut natives, 0).await;
-    toggles_and_renegotiation(&ch_id, &ch, &[&ff], &mut natives, 0).await;
+    toggles_and_renegotiation(&ff_id, &ff, &[&ch], &mut natives, 0, screens).await;
+    toggles_and_renegotiation(&ch_id, &ch, &[&ff], &mut natives, 0, screens).await;
     browser_killed(&mut ff, &ff_id, &[&ch], &mut natives).await;
     native_killed(&mut natives[0], &[&ch]).await;
 }
@@ -456,7 +566,6 @@ async fn a_chromium_guest_call_outlives_its_tokens() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "Debian's Firefox ESR gathers no 127.0.0.1 candidates even with media.peerconnection.ice.loopback, so ICE with loopback-only peers fails; needs a namespace network (issue 17 note)"]
 async fn a_firefox_guest_call_outlives_its_tokens() {
     a_guest_call_outlives_its_tokens(Engine::Firefox).await;
 }
@@ -466,16 +575,17 @@ async fn a_guest_call_outlives_its_tokens(engine: Engine) {
     const CALL: Duration = Duration::from_secs(20);
     /// The room, the occupants and three inboxes.
     const STREAMS: u64 = 5;
-    let (_dir, server) = harness::in_process_db_with(|c| {
+    let Some(site) = Site::with(&[engine], |c| {
         c.token_lifetime = Duration::from_secs(LIFETIME_S);
     })
     .await
-    .unwrap();
-    let url = server.url();
-    let mut n = spawn_native(&url, "web-t", "t-native-1", &["--create"]);
+    else {
+        return;
+    };
+    let mut n = site.native("web-t", "t-native-1", &["--create"]);
     blocking(|| n.wait("joined", |v| v["type"] == "joined").unwrap());
     let opened = Instant::now();
-    let (b, me) = open_browser(engine, &url, "web-t", "guest").await;
+    let (b, me) = site.guest(engine, "web-t", "guest").await;
     let claims = token_claims(&b).await;
     assert_eq!(claims["sub"], me.as_str(), "peer id is the uid: {claims}");
     assert_eq!(claims["user_id"], me.as_str(), "{claims}");
@@ -586,17 +696,18 @@ async fn a_chromium_guest_keeps_its_uid_across_a_reload() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "flaky with Firefox: a script run right after navigating to the same URL reached a document without window.huddle once (BiDi navigate returned before the reload settled?); see the issue 17 note"]
 async fn a_firefox_guest_keeps_its_uid_across_a_reload() {
     a_guest_keeps_its_uid_across_a_reload(Engine::Firefox).await;
 }
 
 async fn a_guest_keeps_its_uid_across_a_reload(engine: Engine) {
-    let (_dir, server) = db().await;
-    let url = server.url();
-    let mut n = spawn_native(&url, "web-r", "r-native-1", &["--create"]);
+    let Some(site) = Site::new(&[engine]).await else {
+        return;
+    };
+    let url = site.url();
+    let mut n = site.native("web-r", "r-native-1", &["--create"]);
     blocking(|| n.wait("joined", |v| v["type"] == "joined").unwrap());
-    let (b, first) = open_browser(engine, &url, "web-r", "guest").await;
+    let (b, first) = site.guest(engine, "web-r", "guest").await;
     assert_eq!(
         b.eval("return window.huddle.auth().signUps").await.unwrap(),
         1
@@ -628,7 +739,7 @@ async fn a_guest_keeps_its_uid_across_a_reload(engine: Engine) {
         })
         .unwrap();
     });
-    let (_other, second) = open_browser(engine, &url, "web-r", "another").await;
+    let (_other, second) = site.guest(engine, "web-r", "another").await;
     assert_ne!(first, second, "another browser is another guest");
 }
 
@@ -644,15 +755,16 @@ async fn a_refused_sign_in_is_explained_in_firefox() {
 }
 
 async fn a_refused_sign_in_is_explained(engine: Engine) {
-    let (_dir, server) = harness::in_process_db_with(|c| {
+    let Some(site) = Site::with(&[engine], |c| {
         c.api_key = Some("the-hosts-own-key".into());
     })
     .await
-    .unwrap();
-    let url = server.url();
-    let b = Browser::open_in(engine, &call_url(&url, "any-room", "guest"))
-        .await
-        .unwrap();
+    else {
+        return;
+    };
+    let b = site
+        .open(engine, &call_url(&site.url(), "any-room", "guest"))
+        .await;
     let s = b
         .wait("the sign-in refusal", T, |s| s["phase"] == "error")
         .await

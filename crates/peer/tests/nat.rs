@@ -27,11 +27,7 @@ fn is_root() -> bool {
 
 /// The test network with huddle-db serving on its public side.
 struct Net {
-    db: Option<(
-        std::thread::JoinHandle<()>,
-        tokio::sync::oneshot::Sender<()>,
-    )>,
-    db_url: String,
+    db: harness::NsDb,
     // Dropped last: the database's thread ends first.
     net: TestNet,
 }
@@ -39,36 +35,9 @@ struct Net {
 impl Net {
     fn build(symmetric: bool) -> Net {
         let net = TestNet::build(symmetric).unwrap();
-        let ns = net.ns_path(PUB_NS);
-        let (url_tx, url_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        // A thread moved into the public namespace: the sockets it makes live there.
-        let thread = std::thread::spawn(move || {
-            let file = std::fs::File::open(&ns).unwrap();
-            nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            // Built after the move, so its threads are there too.
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let (_dir, server) = harness::in_process_db_with(|c| {
-                    c.listen = format!("{PUB}:0").parse().unwrap();
-                })
-                .await
-                .unwrap();
-                url_tx.send(server.url()).unwrap();
-                let _ = stop_rx.await;
-                drop(server);
-            });
-        });
-        let db_url = url_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        Net {
-            db: Some((thread, stop_tx)),
-            db_url,
-            net,
-        }
+        let listen = format!("{PUB}:0").parse().unwrap();
+        let db = harness::in_process_db_in(&net.ns_path(PUB_NS), listen, |_| {}).unwrap();
+        Net { db, net }
     }
 
     /// A `huddle-peer` named `name` in home `home`, with `extra` flags.
@@ -76,7 +45,7 @@ impl Net {
         let mut cmd: Command = self
             .net
             .command(&format!("home{home}"), env!("CARGO_BIN_EXE_huddle-peer"));
-        cmd.args(["--db", &self.db_url, "--room", room, "--name", name]);
+        cmd.args(["--db", &self.db.url(), "--room", room, "--name", name]);
         as_test_user(&mut cmd, name)
             .args(["--size", "160x96", "--fps", "15", "--audio", "none"])
             .args(extra)
@@ -84,15 +53,6 @@ impl Net {
         Member {
             name: name.to_owned(),
             peer: harness::Peer::start(name, &mut cmd).unwrap(),
-        }
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        if let Some((thread, stop)) = self.db.take() {
-            let _ = stop.send(());
-            let _ = thread.join();
         }
     }
 }

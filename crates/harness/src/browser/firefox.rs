@@ -8,11 +8,14 @@
 //!
 //! Firefox runs in a real window on its own Xvfb, not `--headless`: a headless Firefox has no
 //! screen, so `getDisplayMedia` finds nothing to share. The profile is made fresh each time,
-//! with fake camera and microphone, no permission prompts, loopback ICE candidates with real
-//! addresses, and every HTTP(S) request not for 127.0.0.1 sent to a proxy at 127.0.0.1:9, where
-//! nothing listens: like Chromium's `--host-resolver-rules`, it keeps the browser off the network.
+//! with fake camera and microphone, no permission prompts, real addresses in ICE candidates
+//! (no mDNS names), and every HTTP(S) request not for 127.0.0.1 or the test LAN's host sent to
+//! a proxy at 127.0.0.1:9, where nothing listens: like Chromium's `--host-resolver-rules`, it
+//! keeps the browser off the network. Firefox gathers no 127.0.0.1 candidates whatever its
+//! preferences say (`media.peerconnection.ice.loopback` included), so calls with it run in a
+//! [`Lan`] (see the parent module).
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -23,6 +26,8 @@ use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use super::forward::Forward;
+use crate::netns::Lan;
 use crate::process::{descendants, free_port};
 use crate::{Error, Proc, Xvfb};
 
@@ -39,16 +44,18 @@ const PREFS: &[(&str, &str)] = &[
     ("media.navigator.permission.disabled", "true"),
     ("media.autoplay.default", "0"),
     ("media.autoplay.blocking_policy", "0"),
-    // ICE on one machine: loopback candidates, and real addresses rather than mDNS names,
-    // so that the page's loopback filter (`loopback=1`) sees 127.0.0.1.
-    ("media.peerconnection.ice.loopback", "true"),
+    // ICE in the test LAN: real addresses rather than mDNS names (no multicast there).
     ("media.peerconnection.ice.obfuscate_host_addresses", "false"),
-    // Off the network: everything but 127.0.0.1 goes to a proxy that is not there.
+    // Off the network: everything but 127.0.0.1 and the test LAN's host goes to a proxy that
+    // is not there.
     ("network.proxy.type", "1"),
     ("network.proxy.http", "\"127.0.0.1\""),
     ("network.proxy.http_port", "9"),
     ("network.proxy.share_proxy_settings", "true"),
-    ("network.proxy.no_proxies_on", "\"127.0.0.1\""),
+    ("network.proxy.no_proxies_on", "\"127.0.0.1, 198.18.9.1\""),
+    // A page from the test LAN's host is not a secure context by itself (127.0.0.1 is), and
+    // only secure contexts get cameras.
+    ("dom.securecontext.allowlist", "\"198.18.9.1\""),
     ("network.trr.mode", "5"),
     ("network.dns.disablePrefetch", "true"),
     ("network.predictor.enabled", "false"),
@@ -71,12 +78,18 @@ pub(super) struct Firefox {
     ws: Mutex<Ws>,
     next_id: AtomicU64,
     context: String,
+    /// To the BiDi port, when Firefox runs in a LAN.
+    _forward: Option<Forward>,
     _display: Xvfb,
 }
 
 impl Firefox {
-    /// Starts Firefox with a fresh profile in `profile` and opens a BiDi session on its tab.
-    pub(super) async fn start(profile: &std::path::Path) -> Result<Firefox, Error> {
+    /// Starts Firefox (in `lan`, if any) with a fresh profile in `profile` and opens a BiDi
+    /// session on its tab.
+    pub(super) async fn start(
+        profile: &std::path::Path,
+        lan: Option<&Lan>,
+    ) -> Result<Firefox, Error> {
         let prefs: String = PREFS
             .iter()
             .map(|(k, v)| format!("user_pref(\"{k}\", {v});\n"))
@@ -84,8 +97,9 @@ impl Firefox {
         std::fs::write(profile.join("user.js"), prefs)?;
         let display = Xvfb::start("1280x800x24")?;
         let port = free_port()?;
+        let program = std::env::var("FIREFOX").unwrap_or_else(|_| "firefox-esr".into());
         let firefox = Proc::spawn(
-            Command::new(std::env::var("FIREFOX").unwrap_or_else(|_| "firefox-esr".into()))
+            super::command_in(lan, program)
                 .arg(format!("--remote-debugging-port={port}"))
                 .arg("--profile")
                 .arg(profile)
@@ -97,6 +111,7 @@ impl Firefox {
                 .stderr(Stdio::null()),
             "Debian package firefox-esr; scripts/install-deps.sh installs it",
         )?;
+        let (port, forward) = super::reach(lan, port).await?;
         let url = format!("ws://127.0.0.1:{port}/session");
         let deadline = Instant::now() + START_BOUND;
         let ws = loop {
@@ -118,6 +133,7 @@ impl Firefox {
             ws: Mutex::new(ws),
             next_id: AtomicU64::new(1),
             context: String::new(),
+            _forward: forward,
             _display: display,
         };
         ff.command("session.new", json!({"capabilities": {}}))
@@ -171,13 +187,36 @@ impl Firefox {
         }
     }
 
+    /// Loads `url` and returns once the new document has loaded. BiDi's `wait: complete` alone
+    /// is not enough: loading the URL the tab already shows, it once returned while the old
+    /// document was still there, so a mark left in the old one must be gone too.
     pub(super) async fn navigate(&self, url: &str) -> Result<(), Error> {
+        let mark = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.eval(&format!("window.__huddleDocument = {mark}"))
+            .await?;
         self.command(
             "browsingContext.navigate",
             json!({"context": self.context, "url": url, "wait": "complete"}),
         )
         .await?;
-        Ok(())
+        let deadline = Instant::now() + COMMAND_BOUND;
+        let check = format!(
+            "return window.__huddleDocument !== {mark} && document.readyState === 'complete'"
+        );
+        loop {
+            // A script may also fail while the documents change over: asked again.
+            let now = self.eval(&check).await;
+            if matches!(now, Ok(Value::Bool(true))) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(Error::WebDriver {
+                    path: "browsingContext.navigate".to_owned(),
+                    message: format!("{url} not loaded within {COMMAND_BOUND:?}: {now:?}"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Runs `body` (a function body, may use `await`) in the page as if after a click, and

@@ -2,7 +2,7 @@
 //! connection's codec, written into the connection's own track (webrtc-rs 0.21 binds a local
 //! track to one PeerConnection), and the keyframe requests coming back about that track.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,6 +22,25 @@ use crate::codecs::{negotiated_pt, opus_codec, video_codec, video_pt, OPUS_PT};
 use crate::event::MediaKind;
 use crate::keyframe::{is_keyframe_request, Keyframes};
 use crate::MeshError;
+
+/// What the writers of a connection's tracks need to know about the connection; its peer task
+/// keeps it current.
+#[derive(Debug)]
+pub struct LinkState {
+    /// False while the connection has lost its path (see [`Feed::write_into`]).
+    pub up: AtomicBool,
+    /// Completed offer/answer exchanges so far: each may renumber the payload types.
+    pub negotiations: AtomicU64,
+}
+
+impl LinkState {
+    pub fn new() -> Arc<LinkState> {
+        Arc::new(LinkState {
+            up: AtomicBool::new(true),
+            negotiations: AtomicU64::new(0),
+        })
+    }
+}
 
 /// One connection's copy of a local stream.
 pub struct Feed {
@@ -47,21 +66,21 @@ impl Feed {
     /// or the returned handle is aborted. While a track is paused nobody reads its requests,
     /// which is fine: the remote receives nothing, so it has nothing to ask about.
     ///
-    /// While `link_up` is false (the connection lost its path) the frames are dropped, not
+    /// While `link.up` is false (the connection lost its path) the frames are dropped, not
     /// queued: they would otherwise sit in webrtc-rs's pacer as seconds of stale media drained at
     /// the collapsed estimate. Writing resumes at a keyframe (asked for), since the receiver
     /// cannot tell that frames were skipped. (Before
     /// the first connection frames are written anyway: webrtc-rs starts sending a little before
     /// our Connected event is handled, and gating there cost ~60 ms of every join.)
     ///
-    /// Frames go out with the payload type the connection negotiated, which `sender` (the
+    /// Frames go out with the payload type the connection negotiated last, which `sender` (the
     /// track's) tells: see [`PayloadType`].
     pub fn write_into(
         mut self,
         track: Arc<TrackLocalStaticSample>,
         ssrc: u32,
         sender: Arc<dyn RtpSender>,
-        link_up: Arc<AtomicBool>,
+        link: Arc<LinkState>,
     ) -> tokio::task::JoinHandle<()> {
         let mut pt = PayloadType::new(self.kind, self.codec, sender);
         let writer = track;
@@ -85,7 +104,7 @@ impl Feed {
                 };
                 match received {
                     Ok(encoded) => {
-                        if !link_up.load(Ordering::Relaxed) {
+                        if !link.up.load(Ordering::Relaxed) {
                             // Skipped frames break the receiver's reference chain without a
                             // trace in the sequence numbers: resume only from a keyframe.
                             resume_at_keyframe = true;
@@ -103,7 +122,7 @@ impl Feed {
                             duration: encoded.duration,
                             ..Sample::new(Instant::now())
                         };
-                        let number = pt.get().await;
+                        let number = pt.get(link.negotiations.load(Ordering::Relaxed)).await;
                         if let Err(e) = writer
                             .sample_writer(ssrc, number)
                             .write_sample(&sample)
@@ -129,14 +148,18 @@ impl Feed {
 /// way, but an answer to another stack's offer takes the offer's numbers (Firefox: Opus 109,
 /// VP8 120), and webrtc-rs drops RTP whose payload type its sender did not negotiate: a track
 /// written with our own number would send nothing while the connection says "connected". So
-/// the number is read from the sender's negotiated codecs, first and again after any failed
-/// write (before the connection is up every write fails; renegotiation could renumber), which
-/// costs a lock of the connection per frame only while writes fail.
+/// the number is read from the sender's negotiated codecs: first, after every completed
+/// exchange (a glare lost after our own offer, or any renegotiation, can renumber; webrtc-rs
+/// drops a wrongly numbered packet later, in its driver, so the write itself succeeds), and
+/// after any failed write (before the connection is up every write fails). That costs a lock of
+/// the connection per frame only while writes fail.
 struct PayloadType {
     ours: rtc::rtp_transceiver::rtp_sender::RTCRtpCodec,
     sender: Arc<dyn RtpSender>,
     current: u8,
     stale: bool,
+    /// The exchange `current` was read after.
+    read_after: u64,
 }
 
 impl PayloadType {
@@ -151,11 +174,13 @@ impl PayloadType {
             sender,
             current,
             stale: true,
+            read_after: 0,
         }
     }
 
-    async fn get(&mut self) -> u8 {
-        if self.stale {
+    /// The number to write with, `negotiations` exchanges into the connection.
+    async fn get(&mut self, negotiations: u64) -> u8 {
+        if self.stale || negotiations != self.read_after {
             if let Ok(params) = self.sender.get_parameters().await {
                 if let Some(pt) = negotiated_pt(&params.rtp_parameters.codecs, &self.ours) {
                     if pt != self.current {
@@ -168,6 +193,7 @@ impl PayloadType {
                         self.current = pt;
                     }
                     self.stale = false;
+                    self.read_after = negotiations;
                 }
             }
         }

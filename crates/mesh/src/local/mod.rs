@@ -28,7 +28,7 @@ use crate::event::MediaKind;
 use crate::keyframe::Keyframes;
 
 pub use audio::start_audio;
-pub use feed::{new_track, Feed};
+pub use feed::{new_track, Feed, LinkState};
 pub use video::start_video;
 
 /// One encoded frame or audio packet.
