@@ -166,6 +166,15 @@ impl Browser {
         }
     }
 
+    /// Clicks the element with id `id` as a user would (a trusted click, with the transient
+    /// activation that `getDisplayMedia` needs).
+    pub async fn click(&self, id: &str) -> Result<(), Error> {
+        match &self.driver {
+            Driver::Chromium(c) => c.click(id).await,
+            Driver::Firefox(f) => f.click(id).await,
+        }
+    }
+
     /// The page's `window.huddle.snapshot()`.
     pub async fn state(&self) -> Result<Value, Error> {
         self.eval("return window.huddle ? window.huddle.snapshot() : null")
@@ -331,6 +340,32 @@ impl Chromium {
             "POST",
             &self.session_path("/url"),
             Some(json!({"url": url})),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// WebDriver's element click on the element with id `id`.
+    async fn click(&self, id: &str) -> Result<(), Error> {
+        let found = self
+            .call(
+                "POST",
+                &self.session_path("/element"),
+                Some(json!({"using": "css selector", "value": format!("#{id}")})),
+            )
+            .await?;
+        // The element reference's key is fixed by the WebDriver specification.
+        let element = found["element-6066-11e4-a52e-4f735466cecf"]
+            .as_str()
+            .ok_or_else(|| Error::WebDriver {
+                path: "/element".to_owned(),
+                message: format!("no element #{id}: {found}"),
+            })?
+            .to_owned();
+        self.call(
+            "POST",
+            &self.session_path(&format!("/element/{element}/click")),
+            Some(json!({})),
         )
         .await?;
         Ok(())

@@ -223,14 +223,22 @@ async fn full_mesh(browsers: &[(&str, &str, &Browser)], natives: &mut [Peer]) {
     }
 }
 
-/// Turns `kind` on or off in browser `b`; what the page says if it could not.
+/// Turns `kind` on or off in browser `b`; what the page says if it could not. Sharing the
+/// screen is a click on its button, as a user's: `getDisplayMedia` wants a real activation.
 async fn toggle(b: &Browser, kind: &str, on: bool) {
-    let done = b
-        .eval(&format!(
+    let done = if kind == "screen" && on {
+        b.click("screen").await.unwrap();
+        // A refusal is only in the status line (read below).
+        b.wait("the screen shared", T, |s| s["sending"]["screen"] == true)
+            .await
+            .map_or(Value::Bool(false), |s| s["sending"]["screen"].clone())
+    } else {
+        b.eval(&format!(
             "return await window.huddle.toggle('{kind}', {on})"
         ))
         .await
-        .unwrap();
+        .unwrap()
+    };
     if done != true {
         let status = b
             .eval("return document.getElementById('status').textContent")
@@ -240,16 +248,18 @@ async fn toggle(b: &Browser, kind: &str, on: bool) {
     }
 }
 
-/// Screens shared during a call, or not (see the Firefox tests).
+/// Which screens are shared during a call (see the Firefox tests).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Screens {
+    /// The browser's, then a native's.
     Shared,
-    Skipped,
+    /// The browser's only.
+    BrowsersOnly,
 }
 
-/// `who` (a browser) turns its camera off and on, then its microphone; then, with
-/// [`Screens::Shared`], it shares its screen (a new track: the browser offers) and `sharer` (a
-/// native peer) shares its screen (the native side offers).
+/// `who` (a browser) turns its camera off and on, then its microphone, then shares its screen
+/// (a new track: the browser offers) and unshares it; then, with [`Screens::Shared`], `sharer`
+/// (a native peer) shares its screen (the native side offers).
 async fn toggles_and_renegotiation(
     who: &str,
     b: &Browser,
@@ -320,9 +330,6 @@ async fn toggles_and_renegotiation(
             .unwrap();
         }
     }
-    if screens == Screens::Skipped {
-        return;
-    }
     // Renegotiation started by the browser: a new screen track.
     toggle(b, "screen", true).await;
     for n in natives.iter_mut() {
@@ -350,6 +357,9 @@ async fn toggles_and_renegotiation(
             })
             .unwrap();
         });
+    }
+    if screens == Screens::BrowsersOnly {
+        return;
     }
     // Renegotiation started by a native peer (it shares its screen for the first time).
     let sid = natives[sharer].peer_id().to_owned();
@@ -413,14 +423,15 @@ async fn chromium_and_two_native_peers() {
 
 /// Firefox numbers its payload types its own way (Opus 109, VP8 120): the natives answer with
 /// those numbers and send with them, or media flows one way only. A native's screen shared
-/// from the start reaches Firefox; Firefox sharing its own is the test below.
+/// from the start reaches Firefox, and Firefox's reaches the natives; a native starting to
+/// share mid-call is the test below.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn firefox_and_two_native_peers() {
-    one_browser_and_two_native_peers(Engine::Firefox, Screens::Skipped).await;
+    one_browser_and_two_native_peers(Engine::Firefox, Screens::BrowsersOnly).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "Firefox's getDisplayMedia refuses now and then (\"requires transient activation\") though every BiDi script call carries a user activation, and a native's screen offered into the m-section Firefox's own unshared screen left sometimes never decodes there; see the issue 17 note"]
+#[ignore = "a screen a native starts sharing mid-call, in the m-section Firefox's own unshared screen left, never decodes in Firefox in about half the runs (Firefox fires track but places no packet there); see the issue 17 note"]
 async fn firefox_and_two_native_peers_share_screens() {
     one_browser_and_two_native_peers(Engine::Firefox, Screens::Shared).await;
 }
@@ -514,14 +525,14 @@ async fn two_browsers_and_one_native_peer() {
 
 /// Firefox and Chromium in one call with a native peer: each browser's offers and answers are
 /// taken by the other browser and by the native, renegotiation started by each kind of side
-/// (screens only in the ignored test below).
+/// (a native starting to share its screen mid-call only in the ignored test below).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn firefox_chromium_and_a_native_peer() {
-    firefox_chromium_and_a_native_peer_with(Screens::Skipped).await;
+    firefox_chromium_and_a_native_peer_with(Screens::BrowsersOnly).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "Firefox's getDisplayMedia refuses now and then (\"requires transient activation\") though every BiDi script call carries a user activation, and a screen a native starts sharing mid-call (a new m-section the native offers) sometimes never decodes in Firefox; see the issue 17 note"]
+#[ignore = "a screen a native starts sharing mid-call, in the m-section Firefox's own unshared screen left, never decodes in Firefox in about half the runs (Firefox fires track but places no packet there); see the issue 17 note"]
 async fn firefox_chromium_and_a_native_peer_share_screens() {
     firefox_chromium_and_a_native_peer_with(Screens::Shared).await;
 }

@@ -253,6 +253,38 @@ impl Firefox {
         }
     }
 
+    /// A real left click (BiDi input actions) at the centre of the element with id `id`, as a
+    /// user's: what a transient activation must come from for sure (`userActivation` on a
+    /// script call reaches the page too late now and then, and `getDisplayMedia` refuses).
+    pub(super) async fn click(&self, id: &str) -> Result<(), Error> {
+        let at = self
+            .eval(&format!(
+                "const e = document.getElementById({id:?}); if (!e) return null; \
+                 e.scrollIntoView({{block: 'center'}}); const r = e.getBoundingClientRect(); \
+                 return [Math.round(r.x + r.width / 2), Math.round(r.y + r.height / 2)]"
+            ))
+            .await?;
+        let (Some(x), Some(y)) = (at[0].as_i64(), at[1].as_i64()) else {
+            return Err(Error::WebDriver {
+                path: "input.performActions".to_owned(),
+                message: format!("no element #{id} to click"),
+            });
+        };
+        self.command(
+            "input.performActions",
+            json!({"context": self.context, "actions": [{
+                "type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"},
+                "actions": [
+                    {"type": "pointerMove", "x": x, "y": y},
+                    {"type": "pointerDown", "button": 0},
+                    {"type": "pointerUp", "button": 0},
+                ],
+            }]}),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Firefox's processes: the main one and its content processes.
     pub(super) fn pids(&self) -> Vec<u32> {
         let mut pids = vec![self.firefox.id()];
