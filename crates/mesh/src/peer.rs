@@ -318,6 +318,7 @@ async fn add_track(
             sending.ssrc,
             sending.sender.clone(),
             link.clone(),
+            false,
         ));
         return false;
     }
@@ -330,7 +331,9 @@ async fn add_track(
     };
     match pc.add_track(track.clone() as Arc<dyn TrackLocal>).await {
         Ok(sender) => {
-            let writer = Some(feed.write_into(track.clone(), ssrc, sender.clone(), link.clone()));
+            // A new sender: its m-section is in the next exchange.
+            let writer =
+                Some(feed.write_into(track.clone(), ssrc, sender.clone(), link.clone(), true));
             senders.insert(
                 kind,
                 Sending {

@@ -75,13 +75,21 @@ impl Feed {
     ///
     /// Frames go out with the payload type the connection negotiated last, which `sender` (the
     /// track's) tells: see [`PayloadType`].
+    ///
+    /// With `new_track` (a track just added, whose m-section the next exchange negotiates),
+    /// nothing is written until that exchange has completed: webrtc-rs sends as soon as our own
+    /// offer is set, before the peer has it, and Firefox gives packets of an SSRC it does not
+    /// know yet to whichever receiver takes their payload type, for good: a screen shared
+    /// mid-call then never reached the screen's m-section. Writing starts at a keyframe.
     pub fn write_into(
         mut self,
         track: Arc<TrackLocalStaticSample>,
         ssrc: u32,
         sender: Arc<dyn RtpSender>,
         link: Arc<LinkState>,
+        new_track: bool,
     ) -> tokio::task::JoinHandle<()> {
+        let mut before_exchange = new_track.then(|| link.negotiations.load(Ordering::Relaxed));
         let mut pt = PayloadType::new(self.kind, self.codec, sender);
         let writer = track;
         tokio::spawn(async move {
@@ -104,6 +112,12 @@ impl Feed {
                 };
                 match received {
                     Ok(encoded) => {
+                        if let Some(at_start) = before_exchange {
+                            if link.negotiations.load(Ordering::Relaxed) == at_start {
+                                continue; // resume_at_keyframe is still set
+                            }
+                            before_exchange = None;
+                        }
                         if !link.up.load(Ordering::Relaxed) {
                             // Skipped frames break the receiver's reference chain without a
                             // trace in the sequence numbers: resume only from a keyframe.

@@ -107,9 +107,10 @@ async fn late_receiver_asks(codec: VideoCodec) {
         .add_track(track.clone() as Arc<dyn TrackLocal>)
         .await
         .unwrap();
-    let writer = stream
-        .subscribe(codec)
-        .write_into(track, ssrc, rtp_sender, LinkState::new());
+    let writer =
+        stream
+            .subscribe(codec)
+            .write_into(track, ssrc, rtp_sender, LinkState::new(), false);
     // The feed starts at a keyframe of its own; written before the connection exists, it
     // is dropped, so the receiver can only decode by asking. (Negotiating at once raced:
     // on a fast run the feed's keyframe got through and nothing had to be asked.)
@@ -237,7 +238,7 @@ async fn media_goes_out_with_the_payload_types_of_an_offer_that_numbers_its_own_
         .unwrap();
     let writer = stream
         .subscribe(codec)
-        .write_into(track, ssrc, sender, LinkState::new());
+        .write_into(track, ssrc, sender, LinkState::new(), false);
     let answer = ours.create_answer(None).await.unwrap();
     assert!(
         answer.sdp.contains("a=rtpmap:120 VP8/90000"),
