@@ -94,7 +94,18 @@ impl AuthEmulator {
         });
         if !matches!(answered, Ok(true)) {
             let output = std::fs::read_to_string(&log_path).unwrap_or_default();
-            let tail: String = output.lines().rev().take(15).collect::<Vec<_>>().join("\n");
+            let last = |text: &str| {
+                let lines: Vec<&str> = text.lines().collect();
+                lines[lines.len().saturating_sub(15)..].join("\n")
+            };
+            let mut tail = last(&output);
+            // Once it exited (status 2) right after "All emulators ready" with nothing more on
+            // its output: its debug log may say why.
+            if let Ok(debug) =
+                std::fs::read_to_string(emulator._dir.path().join("firebase-debug.log"))
+            {
+                tail += &format!("\nfirebase-debug.log ends:\n{}", last(&debug));
+            }
             return Err(Error::Unexpected {
                 program: bin.display().to_string(),
                 problem: format!(
