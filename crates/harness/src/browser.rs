@@ -301,13 +301,9 @@ impl Chromium {
             "goog:chromeOptions": {"binary": binary, "args": args},
         }}});
         let v = browser.call("POST", "/session", Some(caps)).await?;
-        browser.session = v["sessionId"]
-            .as_str()
-            .ok_or_else(|| Error::WebDriver {
-                path: "/session".to_owned(),
-                message: format!("no session id in {v}"),
-            })?
-            .to_owned();
+        browser.session = text(&v["sessionId"], "/session", || {
+            format!("no session id in {v}")
+        })?;
         Ok(browser)
     }
 
@@ -355,13 +351,11 @@ impl Chromium {
             )
             .await?;
         // The element reference's key is fixed by the WebDriver specification.
-        let element = found["element-6066-11e4-a52e-4f735466cecf"]
-            .as_str()
-            .ok_or_else(|| Error::WebDriver {
-                path: "/element".to_owned(),
-                message: format!("no element #{id}: {found}"),
-            })?
-            .to_owned();
+        let element = text(
+            &found["element-6066-11e4-a52e-4f735466cecf"],
+            "/element",
+            || format!("no element #{id}: {found}"),
+        )?;
         self.call(
             "POST",
             &self.session_path(&format!("/element/{element}/click")),
@@ -380,6 +374,16 @@ impl Chromium {
         )
         .await
     }
+}
+
+/// The string `v` holds, or a WebDriver error of `path` saying what was `missing`.
+fn text(v: &Value, path: &str, missing: impl FnOnce() -> String) -> Result<String, Error> {
+    v.as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| Error::WebDriver {
+            path: path.to_owned(),
+            message: missing(),
+        })
 }
 
 /// `--type=` of a Chromium process (`renderer`, `gpu-process`, `utility`, ...; `browser` if none).

@@ -1,7 +1,8 @@
 //! The one harness for tests and benchmarks that drive Huddle's processes: a `huddle-db`
 //! ([`Db`], or in process with the `rtdb` feature), `huddle-peer`s whose JSON event lines can be
 //! waited for ([`Peer`], [`Events`]), a virtual X display ([`Xvfb`]), and with the `browser`
-//! feature a headless Chromium ([`browser::Browser`]); Firebase's Auth emulator ([`AuthEmulator`]).
+//! feature a browser, Chromium or Firefox ([`browser::Browser`]); a test network of namespaces
+//! ([`netns`]); Firebase's Auth emulator ([`AuthEmulator`]).
 //!
 //! Two rules hold everywhere: every wait has a bound, and when it runs out the error says what
 //! was awaited and what was seen instead; every process started here is killed (with whatever

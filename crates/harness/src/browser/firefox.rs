@@ -139,13 +139,11 @@ impl Firefox {
         ff.command("session.new", json!({"capabilities": {}}))
             .await?;
         let tree = ff.command("browsingContext.getTree", json!({})).await?;
-        ff.context = tree["contexts"][0]["context"]
-            .as_str()
-            .ok_or_else(|| Error::WebDriver {
-                path: "browsingContext.getTree".to_owned(),
-                message: format!("no top-level browsing context in {tree}"),
-            })?
-            .to_owned();
+        ff.context = super::text(
+            &tree["contexts"][0]["context"],
+            "browsingContext.getTree",
+            || format!("no top-level browsing context in {tree}"),
+        )?;
         Ok(ff)
     }
 
