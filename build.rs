@@ -18,6 +18,8 @@ const COMMANDS: &[&str] = &[
     "leave_room",
     "set_stream",
     "invite_links",
+    "copy_invite",
+    "host_for_lan",
     "open_invite",
     "preview_start",
     "preview_stop",

@@ -23,6 +23,9 @@ pub struct Call {
     pub streams: StreamConfig,
     /// A private room (its invitation works in the app only).
     pub secured: bool,
+    /// The secret I joined a private room with, kept while the call lasts to rejoin it
+    /// (hosting for the LAN moves the call); never written anywhere.
+    pub secret: Option<String>,
     /// The microphone's controls (its muted-speaking hint and level).
     pub mic: MicControl,
     events: mpsc::Receiver<MeshEvent>,
@@ -54,6 +57,7 @@ impl Call {
             me,
             streams: StreamConfig::default(),
             secured,
+            secret: None,
             mic: joined.mic,
             events: joined.events,
             devices: Some(joined.devices),

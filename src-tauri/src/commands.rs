@@ -220,16 +220,63 @@ pub struct Links {
     /// Opens the browser client (public rooms only: the browser client cannot open private
     /// rooms yet).
     pub web: Option<String>,
+    /// Who can use them.
+    pub reach: crate::links::Reach,
+    /// Hosting the built-in database for the LAN would make them work on this network.
+    pub can_host: bool,
+}
+
+impl From<crate::core::Invitation> for Links {
+    fn from(inv: crate::core::Invitation) -> Self {
+        Links {
+            app: crate::links::app_link(&inv.room, &inv.db),
+            web: (!inv.private).then(|| crate::links::web_link(&inv.room, &inv.db)),
+            reach: inv.reach,
+            can_host: inv.can_host,
+        }
+    }
 }
 
 /// Invite links for the current call.
 #[tauri::command]
 pub async fn invite_links(core: State<'_, Core>) -> Result<Links, UserError> {
-    let inv = core.invitation().await?;
-    Ok(Links {
-        app: crate::links::app_link(&inv.room, &inv.db),
-        web: (!inv.private).then(|| crate::links::web_link(&inv.room, &inv.db)),
-    })
+    Ok(core.invitation().await?.into())
+}
+
+/// Puts an invitation link on the clipboard: `app` (the app link) or `web` (the browser
+/// link). The backend writes it, so the page needs no clipboard access of its own.
+#[tauri::command]
+pub async fn copy_invite<R: tauri::Runtime>(
+    app: tauri::AppHandle<R>,
+    core: State<'_, Core>,
+    which: String,
+) -> Result<String, UserError> {
+    use tauri_plugin_clipboard_manager::ClipboardExt;
+    let links = Links::from(core.invitation().await?);
+    let text = match which.as_str() {
+        "app" => links.app,
+        "web" => links.web.ok_or_else(|| {
+            UserError::new(
+                "This room is private: it has no browser link",
+                Some("Send the app link; the browser client cannot open private rooms."),
+            )
+        })?,
+        other => return Err(UserError::new(format!("No such link: {other}"), None)),
+    };
+    app.clipboard().write_text(text.clone()).map_err(|e| {
+        UserError::new(
+            format!("Cannot copy to the clipboard: {e}"),
+            Some("Select the link in the invitation window and copy it by hand."),
+        )
+    })?;
+    Ok(text)
+}
+
+/// Hosts the built-in database for the LAN and moves the call there (see
+/// [`Core::host_for_lan`]).
+#[tauri::command]
+pub async fn host_for_lan(core: State<'_, Core>) -> Result<(), UserError> {
+    core.host_for_lan().await
 }
 
 /// Opens an invitation the user pasted.

@@ -18,6 +18,7 @@ use signal::PeerId;
 
 use crate::error::UserError;
 use crate::events::UiEvent;
+use crate::links::Reach;
 use crate::rooms::RoomsFeed;
 use crate::settings::{Database, Settings};
 
@@ -35,6 +36,8 @@ pub struct Conn {
     pub url: String,
     /// The URL others on the LAN use, when hosting.
     pub lan_url: Option<String>,
+    /// Who can use an invitation to this database.
+    pub reach: Reach,
     /// `None` once the list ended for good (it is not read again until a reconnect).
     pub rooms: Option<RoomsFeed>,
     server: Option<rtdb::Server>,
@@ -76,9 +79,18 @@ impl Conn {
             Database::Host { port, secret } => {
                 let s = start_embedded(data_dir, Some(*port), secret.clone(), options).await?;
                 let url = format!("http://127.0.0.1:{port}");
-                (Some(s), url, lan_url(*port), secret.clone())
+                let lan = match options.host_on_loopback {
+                    true => Some(url.clone()),
+                    false => lan_url(*port),
+                };
+                (Some(s), url, lan, secret.clone())
             }
             Database::Remote { url, auth, .. } => (None, url.clone(), None, auth.clone()),
+        };
+        let reach = match (&settings.database, &lan_url) {
+            (Database::Remote { url, .. }, _) => crate::links::reach(url),
+            (_, Some(_)) => Reach::Lan,
+            (_, None) => Reach::ThisComputer,
         };
         let api_key = settings.firebase_api_key();
         let signaling = signaling_at(
@@ -105,6 +117,7 @@ impl Conn {
             signaling,
             url,
             lan_url,
+            reach,
             rooms,
             server,
         })
@@ -122,6 +135,11 @@ impl Conn {
             lan_url: self.lan_url.clone(),
             message: None,
         }
+    }
+
+    /// The built-in server's port, when it is ours.
+    pub fn port(&self) -> Option<u16> {
+        self.server.as_ref().map(|s| s.addr().port())
     }
 
     /// The database URL others use to reach my rooms (the LAN address when hosting).
@@ -145,6 +163,9 @@ pub struct EmbeddedOptions {
     pub server_api_key: Option<String>,
     /// The API key the app presents to a huddle-db.
     pub client_api_key: String,
+    /// Hosting listens on loopback and gives its loopback URL as the LAN one (tests: no port
+    /// opens on the machine's own interfaces).
+    pub host_on_loopback: bool,
 }
 
 impl Default for EmbeddedOptions {
@@ -153,6 +174,7 @@ impl Default for EmbeddedOptions {
             token_lifetime: None,
             server_api_key: None,
             client_api_key: HUDDLE_DB_API_KEY.to_owned(),
+            host_on_loopback: false,
         }
     }
 }
@@ -204,9 +226,33 @@ pub async fn signaling_at(url: &str, how: &SignIn<'_>) -> Result<Signaling, User
 }
 
 fn sign_in_error(url: &str, e: &signal::auth::AuthError) -> UserError {
+    if let signal::auth::AuthError::Unreachable { detail, .. } = e {
+        // The socket's words (os error 111...) go to the log; the user gets what they mean.
+        tracing::warn!(%url, %detail, "database unreachable");
+        return unreachable(url);
+    }
     UserError::new(
         format!("cannot sign in to the database at {url}"),
         Some(&e.to_string()),
+    )
+}
+
+/// A database that does not answer, in words: what it means for a link, and what to try.
+pub fn unreachable(url: &str) -> UserError {
+    let hint = match crate::links::reach(url) {
+        crate::links::Reach::ThisComputer => {
+            "It is on this computer and not running: start the Huddle (or huddle-db) that hosts \
+             it, or ask whoever sent the link for one that works on your network."
+        }
+        crate::links::Reach::Lan => {
+            "The computer hosting it may be off, Huddle there closed or not hosting for the \
+             network, or you are not on the same network. Ask whoever sent the link."
+        }
+        crate::links::Reach::Anywhere => "Check that you are online, then try again.",
+    };
+    UserError::new(
+        format!("the database at {url} cannot be reached"),
+        Some(hint),
     )
 }
 
@@ -305,10 +351,6 @@ async fn start_embedded(
     secret: Option<String>,
     options: &EmbeddedOptions,
 ) -> Result<rtdb::Server, UserError> {
-    let listen = match port {
-        None => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
-        Some(p) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), p),
-    };
     let rules = data_dir.join("database.rules.json");
     std::fs::create_dir_all(data_dir)
         .and_then(|()| std::fs::write(&rules, SHIPPED_RULES))
@@ -321,14 +363,27 @@ async fn start_embedded(
                 None,
             )
         })?;
-    let mut config = rtdb::server::ServerConfig::new(listen, data_dir.join("db"));
-    config.secret = secret.filter(|s| !s.is_empty());
-    config.rules_file = Some(rules);
-    if let Some(t) = options.token_lifetime {
-        config.token_lifetime = t;
-    }
-    config.api_key = options.server_api_key.clone();
-    rtdb::Server::start(config).await.map_err(|e| {
+    let config = |listen| {
+        let mut config = rtdb::server::ServerConfig::new(listen, data_dir.join("db"));
+        config.secret = secret.clone().filter(|s| !s.is_empty());
+        config.rules_file = Some(rules.clone());
+        if let Some(t) = options.token_lifetime {
+            config.token_lifetime = t;
+        }
+        config.api_key = options.server_api_key.clone();
+        config
+    };
+    let started = match port {
+        Some(p) => {
+            let ip = match options.host_on_loopback {
+                true => Ipv4Addr::LOCALHOST,
+                false => Ipv4Addr::UNSPECIFIED,
+            };
+            rtdb::Server::start(config(SocketAddr::new(IpAddr::V4(ip), p))).await
+        }
+        None => start_on_remembered_port(data_dir, config).await,
+    };
+    started.map_err(|e| {
         let hint = match port {
             Some(_) => "Another program may use that port: pick another in Settings → Database.",
             None => {
@@ -340,6 +395,42 @@ async fn start_embedded(
             Some(hint),
         )
     })
+}
+
+/// Where the port of the loopback-only database is remembered, so that its address, and the
+/// invitations that carry it, stay the same across restarts.
+const PORT_FILE: &str = "embedded-port";
+
+/// Starts the loopback-only server on the port it had last time (a free one the first time,
+/// or when another program took it meanwhile), and remembers the port.
+async fn start_on_remembered_port(
+    data_dir: &Path,
+    config: impl Fn(SocketAddr) -> rtdb::server::ServerConfig,
+) -> Result<rtdb::Server, rtdb::server::StartError> {
+    let file = data_dir.join(PORT_FILE);
+    let remembered = std::fs::read_to_string(&file)
+        .ok()
+        .and_then(|s| s.trim().parse::<u16>().ok())
+        .filter(|p| *p != 0);
+    let at = |p| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), p);
+    let server = match remembered {
+        Some(p) => match rtdb::Server::start(config(at(p))).await {
+            Err(e @ rtdb::server::StartError::Bind { .. }) => {
+                tracing::warn!(port = p, error = %e,
+                    "the built-in database's usual port is taken; links made before will not work");
+                rtdb::Server::start(config(at(0))).await?
+            }
+            other => other?,
+        },
+        None => rtdb::Server::start(config(at(0))).await?,
+    };
+    let port = server.addr().port();
+    if remembered != Some(port) {
+        if let Err(e) = std::fs::write(&file, port.to_string()) {
+            tracing::warn!(error = %e, "cannot remember the built-in database's port");
+        }
+    }
+    Ok(server)
 }
 
 /// The URL others on the LAN use to reach a database hosted on `port`: this machine's first

@@ -30,7 +30,7 @@ use crate::error::UserError;
 use crate::events::UiEvent;
 use crate::frames::{Compositor, TileKey, TileOwner};
 use crate::rooms::RoomsUpdate;
-use crate::settings::{RecentRoom, Settings, Store};
+use crate::settings::{Database, RecentRoom, Settings, Store};
 use crate::view::{Outlet, View};
 
 /// How the app runs, beyond the user's settings (tests and benchmarks set these).
@@ -59,6 +59,11 @@ pub struct Invitation {
     /// The database others reach the room in.
     pub db: String,
     pub private: bool,
+    /// Who can use it.
+    pub reach: crate::links::Reach,
+    /// The database is the built-in one on loopback: hosting it for the LAN would make the
+    /// invitation work for people on this network.
+    pub can_host: bool,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, UserError>>;
@@ -91,6 +96,7 @@ enum Request {
         reply: Reply<StreamConfig>,
     },
     Invitation(Reply<Invitation>),
+    HostForLan(Reply<()>),
     StartPreview(Reply<()>),
     StopPreview(oneshot::Sender<()>),
     /// An event from outside the core (an invitation link, an error of a tray action).
@@ -284,6 +290,13 @@ impl Core {
         self.ask(Request::Invitation).await
     }
 
+    /// Makes the built-in database reachable from the LAN (on the port it has now, so links
+    /// change only in their address) and moves the call I am in there: I rejoin the same room,
+    /// sending what I sent.
+    pub async fn host_for_lan(&self) -> Result<(), UserError> {
+        self.ask(Request::HostForLan).await
+    }
+
     /// Shows my camera in my own tile before I join (the pre-join screen).
     pub async fn start_preview(&self) -> Result<(), UserError> {
         self.ask(Request::StartPreview).await
@@ -424,6 +437,9 @@ impl Actor {
             }
             Request::Invitation(reply) => {
                 let _ = reply.send(self.invitation());
+            }
+            Request::HostForLan(reply) => {
+                let _ = reply.send(self.host_for_lan().await);
             }
             Request::StartPreview(reply) => {
                 let _ = reply.send(self.start_preview());
@@ -618,10 +634,11 @@ impl Actor {
             },
             ..MeshConfig::default()
         };
+        let options_secret = secret.filter(|s| !s.is_empty());
         let options = JoinOptions {
             name: settings.name.clone(),
             streams: StreamConfig::default(),
-            secret: secret.filter(|s| !s.is_empty()),
+            secret: options_secret.clone(),
             ..JoinOptions::new(settings.name.clone())
         };
         // Join sending nothing, then start each wanted stream: a missing camera is then one
@@ -640,6 +657,7 @@ impl Actor {
             signaling.peer_id().clone(),
             info.secured,
         );
+        call.secret = options_secret;
         for (kind, on) in [
             (MediaKind::Audio, settings.start_with_audio),
             (MediaKind::Video, settings.start_with_video),
@@ -701,15 +719,64 @@ impl Actor {
 
     fn invitation(&self) -> Result<Invitation, UserError> {
         let call = self.call.as_ref().ok_or_else(UserError::not_in_call)?;
+        let conn = self.conn.as_ref();
+        let reach = conn.map_or(crate::links::Reach::ThisComputer, |c| c.reach);
         Ok(Invitation {
             room: call.room.clone(),
-            db: self
-                .conn
-                .as_ref()
-                .map(|c| c.shared_url().to_owned())
-                .unwrap_or_default(),
+            db: conn.map(|c| c.shared_url().to_owned()).unwrap_or_default(),
             private: call.secured,
+            reach,
+            can_host: self.settings.database == Database::Embedded,
         })
+    }
+
+    async fn host_for_lan(&mut self) -> Result<(), UserError> {
+        if self.settings.database != Database::Embedded {
+            return Err(UserError::new(
+                "Huddle is not using its built-in database on this computer only",
+                Some("Settings → Database says which database it uses."),
+            ));
+        }
+        let port = self
+            .conn
+            .as_ref()
+            .and_then(Conn::port)
+            .unwrap_or(crate::settings::DEFAULT_HOST_PORT);
+        let back = self
+            .call
+            .as_ref()
+            .map(|c| (c.room.clone(), c.secret.clone(), c.streams));
+        self.leave("the call moves to the database hosted for your network")
+            .await;
+        self.update_settings(|s| {
+            s.database = Database::Host { port, secret: None };
+        });
+        self.reconnect().await?;
+        let Some((room, secret, streams)) = back else {
+            return Ok(());
+        };
+        self.join(&room, secret, None).await?;
+        if let Some(call) = self.call.as_mut() {
+            for (kind, on) in [
+                (MediaKind::Audio, streams.audio),
+                (MediaKind::Video, streams.video),
+                (MediaKind::Screen, streams.screen),
+            ] {
+                let now = match kind {
+                    MediaKind::Audio => call.streams.audio,
+                    MediaKind::Video => call.streams.video,
+                    MediaKind::Screen => call.streams.screen,
+                };
+                if now != on {
+                    if let Err(e) = call.set_stream(kind, on).await {
+                        self.shown.error(e);
+                    }
+                }
+            }
+            let streams = call.streams;
+            self.shown.emit(UiEvent::LocalStreams { streams });
+        }
+        Ok(())
     }
 
     fn start_preview(&mut self) -> Result<(), UserError> {

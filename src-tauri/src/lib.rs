@@ -4,7 +4,8 @@
 //!
 //! Environment (for tests, benchmarks and portable setups): `HUDDLE_CONFIG_DIR` and
 //! `HUDDLE_DATA_DIR` replace the per-user folders; `HUDDLE_LOOPBACK_ONLY=1` keeps every ICE
-//! candidate on 127.0.0.1.
+//! candidate on 127.0.0.1, and hosting for the LAN then listens on 127.0.0.1 too (tests open no
+//! port on the machine's interfaces).
 #![forbid(unsafe_code)]
 
 pub mod call;
@@ -78,6 +79,7 @@ pub fn build<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
                 .build(),
         )
         .plugin(tauri_plugin_notification::init())
+        .plugin(tauri_plugin_clipboard_manager::init())
         .plugin(tauri_plugin_window_state::Builder::new().build());
     with_core(builder, true)
 }
@@ -106,6 +108,8 @@ fn with_core<R: Runtime>(builder: tauri::Builder<R>, desktop: bool) -> tauri::Bu
             commands::leave_room,
             commands::set_stream,
             commands::invite_links,
+            commands::copy_invite,
+            commands::host_for_lan,
             commands::open_invite,
             commands::preview_start,
             commands::preview_stop,
@@ -126,8 +130,13 @@ fn dir(var: &str, default: tauri::Result<PathBuf>) -> tauri::Result<PathBuf> {
 fn setup<R: Runtime>(app: &AppHandle<R>, desktop: bool) -> tauri::Result<()> {
     let config_dir = dir("HUDDLE_CONFIG_DIR", app.path().app_config_dir())?;
     let data_dir = dir("HUDDLE_DATA_DIR", app.path().app_data_dir())?;
+    let loopback_only = std::env::var("HUDDLE_LOOPBACK_ONLY").is_ok_and(|v| v == "1");
     let options = Options {
-        loopback_only: std::env::var("HUDDLE_LOOPBACK_ONLY").is_ok_and(|v| v == "1"),
+        loopback_only,
+        embedded: crate::conn::EmbeddedOptions {
+            host_on_loopback: loopback_only,
+            ..Default::default()
+        },
         ..Options::default()
     };
     let page = Arc::new(PageChannels::default());

@@ -29,6 +29,40 @@ pub enum LinkError {
     BadDb,
 }
 
+/// Who can use an invitation: whom its database address reaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reach {
+    /// A loopback address: only this computer.
+    ThisComputer,
+    /// A private or link-local address (or a `.local` name): people on the same network.
+    Lan,
+    /// A public name or address (a Firebase project, a host on the internet).
+    Anywhere,
+}
+
+/// Whom a database at `db_url` reaches, from its address alone.
+pub fn reach(db_url: &str) -> Reach {
+    let Ok(url) = Url::parse(db_url) else {
+        return Reach::ThisComputer;
+    };
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) if ip.is_loopback() => Reach::ThisComputer,
+        Some(url::Host::Ipv4(ip)) if ip.is_private() || ip.is_link_local() => Reach::Lan,
+        Some(url::Host::Ipv6(ip)) if ip.is_loopback() => Reach::ThisComputer,
+        // Unique local (fc00::/7) and link-local (fe80::/10) IPv6.
+        Some(url::Host::Ipv6(ip))
+            if (ip.segments()[0] & 0xfe00) == 0xfc00 || (ip.segments()[0] & 0xffc0) == 0xfe80 =>
+        {
+            Reach::Lan
+        }
+        Some(url::Host::Domain(d)) if d == "localhost" => Reach::ThisComputer,
+        Some(url::Host::Domain(d)) if d.ends_with(".local") || !d.contains('.') => Reach::Lan,
+        None => Reach::ThisComputer,
+        Some(_) => Reach::Anywhere,
+    }
+}
+
 /// The app link for `room` in the database at `db_url`.
 pub fn app_link(room: &str, db_url: &str) -> String {
     let query = form_urlencoded::Serializer::new(String::new())
@@ -122,6 +156,28 @@ mod tests {
                 db: Some("http://10.0.0.2:9000".into())
             }
         );
+    }
+
+    #[test]
+    fn an_address_says_who_can_use_the_link() {
+        for (url, r) in [
+            ("http://127.0.0.1:9000", Reach::ThisComputer),
+            ("http://localhost:9000", Reach::ThisComputer),
+            ("http://[::1]:9000", Reach::ThisComputer),
+            ("http://192.168.1.5:9443", Reach::Lan),
+            ("http://10.0.0.2:9443", Reach::Lan),
+            ("http://[fd00::5]:9443", Reach::Lan),
+            ("http://studio.local:9443", Reach::Lan),
+            ("http://nas:9443", Reach::Lan),
+            (
+                "https://my-project-default-rtdb.firebaseio.com",
+                Reach::Anywhere,
+            ),
+            ("http://203.0.113.7:9443", Reach::Anywhere),
+            ("not a url", Reach::ThisComputer),
+        ] {
+            assert_eq!(reach(url), r, "{url}");
+        }
     }
 
     #[test]

@@ -102,6 +102,9 @@ pub struct Settings {
     pub recent: Vec<RecentRoom>,
 }
 
+/// The port hosting uses when none is known (the settings form offers it too).
+pub const DEFAULT_HOST_PORT: u16 = 9443;
+
 /// How many recent rooms are kept.
 pub const MAX_RECENT: usize = 8;
 

@@ -236,18 +236,54 @@ async function leave() {
   if (state.inCall) await run('leave_room').catch(() => {});
 }
 
+const REACH = {
+  this_computer: 'Only this computer can use these links: the database is on this computer alone.',
+  lan: 'People on your network can use these links.',
+  anywhere: 'Anyone with these links can join.',
+};
+
+function showInvite(links) {
+  $('invite-reach').textContent = REACH[links.reach] ?? '';
+  $('invite-reach').className = links.reach === 'this_computer' ? 'warning' : 'muted';
+  $('invite-host-offer').hidden = !(links.reach === 'this_computer' && links.can_host);
+  $('invite-app').value = links.app;
+  $('invite-web-row').hidden = !links.web;
+  $('invite-web').value = links.web ?? '';
+  $('invite-private').hidden = Boolean(links.web);
+}
+
+async function copyLink(which) {
+  try {
+    await call('copy_invite', { which });
+    $('invite-status').textContent = which === 'web' ? 'Browser link copied.' : 'Copied.';
+  } catch (e) {
+    $('invite-status').textContent = e.hint ? `${e.message}. ${e.hint}` : e.message;
+  }
+}
+
+/** The invitation window: the links, whom they reach, and the app link copied at once. */
 async function copyInvite() {
   try {
-    const links = await call('invite_links');
-    let copied = false;
-    try {
-      await navigator.clipboard.writeText(links.app);
-      copied = true;
-    } catch { /* no clipboard access: show the links instead */ }
-    const web = links.web ? `In a browser: ${links.web}` : 'This room is private: it can be joined from the Huddle app only.';
-    toast(copied ? 'Invitation link copied.' : links.app, { hint: web, ms: 15000 });
+    showInvite(await call('invite_links'));
   } catch (e) {
-    showError(e);
+    return showError(e);
+  }
+  $('invite-status').textContent = '';
+  $('invite-dialog').showModal();
+  await copyLink('app');
+}
+
+async function hostForLan() {
+  $('invite-host').disabled = true;
+  $('invite-status').textContent = 'Hosting for your network…';
+  try {
+    await call('host_for_lan');
+    showInvite(await call('invite_links'));
+    await copyLink('app');
+  } catch (e) {
+    $('invite-status').textContent = e.hint ? `${e.message}. ${e.hint}` : e.message;
+  } finally {
+    $('invite-host').disabled = false;
   }
 }
 
@@ -429,14 +465,17 @@ function wire() {
   $('btn-screen').addEventListener('click', () => toggle('screen'));
   $('btn-leave').addEventListener('click', leave);
   $('copy-invite').addEventListener('click', copyInvite);
+  $('invite-copy-app').addEventListener('click', () => copyLink('app'));
+  $('invite-copy-web').addEventListener('click', () => copyLink('web'));
+  $('invite-host').addEventListener('click', hostForLan);
   $('toggle-stats').addEventListener('click', () => {
     $('stats-panel').hidden = !$('stats-panel').hidden;
     callView.sync();
   });
   $('open-settings').addEventListener('click', openSettings);
-  $('settings-form').addEventListener('submit', (e) => {
-    if (e.submitter?.value === 'save') saveSettings(e);
-  });
+  // Enter in any field submits the form (with no submitter when it is implicit): that saves.
+  $('settings-form').addEventListener('submit', saveSettings);
+  $('settings-cancel').addEventListener('click', () => $('settings-dialog').close());
   for (const r of document.querySelectorAll('input[name="db-mode"]')) r.addEventListener('change', syncDbMode);
   document.addEventListener('keydown', (e) => {
     if (!state.inCall || !e.ctrlKey) return;

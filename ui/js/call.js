@@ -5,6 +5,9 @@
 import { FrameRouter } from './video.js';
 
 const HISTORY = 60; // seconds of figures kept per peer for the graphs
+// A camera tile that gets no frame for this long shows the avatar (a camera unplugged at the
+// other end, a track that ended without a word): never a frozen last picture.
+const STALE_MS = 2500;
 
 function initials(name) {
   return (name || '?').split(/\s+/).filter(Boolean).slice(0, 2).map((w) => w[0].toUpperCase()).join('');
@@ -40,6 +43,7 @@ export class CallView {
     this.me = null;
     this.myName = '';
     this.myStreams = { audio: false, video: false, screen: false };
+    setInterval(() => this.sweep(), 500);
   }
 
   async start() {
@@ -65,7 +69,7 @@ export class CallView {
   member(peer) {
     let m = this.members.get(peer);
     if (!m) {
-      m = { name: peer, streams: { audio: false, video: false, screen: false }, state: 'new', stats: null, history: [], speaking: false };
+      m = { name: peer, streams: { audio: false, video: false, screen: false }, state: 'new', stats: null, history: [], speaking: false, ended: {} };
       this.members.set(peer, m);
     }
     return m;
@@ -91,7 +95,10 @@ export class CallView {
         break;
       case 'track': {
         // The video codec each connection uses, shown in the stats panel.
-        if (ev.added && ev.codec && ev.kind !== 'audio') this.member(ev.peer).codec = ev.codec;
+        const m = this.member(ev.peer);
+        if (ev.added && ev.codec && ev.kind !== 'audio') m.codec = ev.codec;
+        // A track that ended shows no picture, whatever the streams record still says.
+        m.ended[ev.kind] = !ev.added;
         break;
       }
       case 'speaking': {
@@ -124,11 +131,13 @@ export class CallView {
   wanted() {
     // key -> {peer, kind, name, streams, self}
     const w = new Map();
-    w.set('self:video', { peer: 'self', kind: 'video', name: `${this.myName} (you)`, streams: this.myStreams, self: true });
-    if (this.myStreams.screen) w.set('self:screen', { peer: 'self', kind: 'screen', name: 'Your screen', streams: this.myStreams, self: true });
+    // `person` is whose initials the avatar shows; `name` is the label.
+    const me = this.myName;
+    w.set('self:video', { peer: 'self', kind: 'video', person: me, name: `${me} (you)`, streams: this.myStreams, self: true });
+    if (this.myStreams.screen) w.set('self:screen', { peer: 'self', kind: 'screen', person: me, name: 'Your screen', streams: this.myStreams, self: true });
     for (const [peer, m] of this.members) {
-      w.set(`${peer}:video`, { peer, kind: 'video', name: m.name, streams: m.streams });
-      if (m.streams.screen) w.set(`${peer}:screen`, { peer, kind: 'screen', name: `${m.name}'s screen`, streams: m.streams });
+      w.set(`${peer}:video`, { peer, kind: 'video', person: m.name, name: m.name, streams: m.streams });
+      if (m.streams.screen) w.set(`${peer}:screen`, { peer, kind: 'screen', person: m.name, name: `${m.name}'s screen`, streams: m.streams });
     }
     return w;
   }
@@ -140,7 +149,7 @@ export class CallView {
     tile.dataset.kind = info.kind;
     const canvas = el('canvas');
     const avatar = el('div', 'avatar');
-    avatar.append(el('span', '', initials(info.name)));
+    avatar.append(el('span', '', initials(info.person)));
     const label = el('div', 'label');
     const q = el('span', 'quality');
     q.append(el('i'), el('i'), el('i'));
@@ -149,11 +158,12 @@ export class CallView {
     pin.addEventListener('click', () => this.togglePin(key));
     const conn = el('span', 'conn');
     tile.append(canvas, avatar, label, pin, conn);
-    const t = { el: tile, canvas, peer: info.peer, kind: info.kind, frames: 0 };
+    const t = { el: tile, canvas, peer: info.peer, kind: info.kind, frames: 0, lastFrame: 0 };
     this.tiles.set(key, t);
     this.grid.append(tile);
     this.router.attach(key, canvas, () => {
       t.frames += 1;
+      t.lastFrame = performance.now();
       tile.classList.add('has-video');
       tile.dataset.frames = String(t.frames);
     });
@@ -169,6 +179,18 @@ export class CallView {
     if (this.pinned === key) this.pinned = null;
   }
 
+  /** Camera tiles whose frames stopped coming go back to the avatar (see STALE_MS). */
+  sweep() {
+    const now = performance.now();
+    for (const [key, t] of this.tiles) {
+      if (t.kind !== 'video' || !t.el.classList.contains('has-video')) continue;
+      if (now - t.lastFrame > STALE_MS) {
+        t.el.classList.remove('has-video');
+        this.router.blank(key);
+      }
+    }
+  }
+
   togglePin(key) {
     this.pinned = this.pinned === key ? null : key;
     this.sync();
@@ -180,13 +202,15 @@ export class CallView {
     for (const key of [...this.tiles.keys()]) if (!wanted.has(key)) this.removeTile(key);
     for (const [key, info] of wanted) {
       const t = this.tiles.get(key) ?? this.addTile(key, info);
-      const sending = info.kind === 'screen' ? info.streams.screen : info.streams.video;
-      if (!sending) {
-        t.el.classList.remove('has-video');
-      }
       const m = info.self ? null : this.members.get(info.peer);
+      const sending = info.kind === 'screen' ? info.streams.screen : info.streams.video;
+      // Off means the picture is gone at once: the canvas is blanked and frames still on
+      // their way are not drawn; the avatar takes the tile until a new frame arrives.
+      const live = sending && !m?.ended?.[info.kind];
+      this.router.setLive(key, live);
+      if (!live) t.el.classList.remove('has-video');
       t.el.querySelector('.name').textContent = info.name;
-      t.el.querySelector('.avatar span').textContent = initials(info.name);
+      t.el.querySelector('.avatar span').textContent = initials(info.person);
       const icons = [];
       if (info.kind === 'video') {
         if (!info.streams.audio) icons.push('muted');

@@ -58,6 +58,13 @@ export class I420Canvas {
     });
   }
 
+  /** Blanks the canvas: a stream that is off leaves no picture behind. */
+  clear() {
+    const gl = this.gl;
+    gl.clearColor(0, 0, 0, 0);
+    gl.clear(gl.COLOR_BUFFER_BIT);
+  }
+
   draw(w, h, y, u, v) {
     const gl = this.gl;
     if (this.canvas.width !== w || this.canvas.height !== h) {
@@ -121,9 +128,26 @@ export class FrameRouter {
       console.error(e);
       return;
     }
-    this.targets.set(key, { canvas, gl, onFrame });
+    this.targets.set(key, { canvas, gl, onFrame, live: true });
     this.observer.observe(canvas);
     this.sendSizes();
+  }
+
+  /**
+   * Whether `key`'s frames are drawn. A stream turned off is blanked at once, and frames of it
+   * still on their way (decoded before the off reached us) are dropped, not drawn over the
+   * avatar.
+   */
+  setLive(key, live) {
+    const t = this.targets.get(key);
+    if (!t || t.live === live) return;
+    t.live = live;
+    if (!live) t.gl.clear();
+  }
+
+  /** Blanks `key`'s canvas, leaving it live: the next frame is drawn. */
+  blank(key) {
+    this.targets.get(key)?.gl.clear();
   }
 
   detach(key) {
@@ -152,7 +176,7 @@ export class FrameRouter {
     const drawn = [];
     for (const t of parseBundle(buf)) {
       const target = this.targets.get(t.key);
-      if (!target) continue;
+      if (!target || !target.live) continue;
       target.gl.draw(t.w, t.h, t.y, t.u, t.v);
       target.onFrame?.();
       drawn.push({ key: t.key, capture_ms: Number.isFinite(t.capture) ? t.capture : null });

@@ -287,11 +287,28 @@ async fn unknown_rooms_and_unreachable_databases_are_errors_in_words() {
         },
     );
     let err = b.core.reconnect().await.unwrap_err();
-    assert!(err.message.contains("cannot sign in"), "{err:?}");
+    assert_eq!(
+        err.message, "the database at http://127.0.0.1:9 cannot be reached",
+        "{err:?}"
+    );
     assert!(
         err.hint
             .as_deref()
-            .is_some_and(|h| h.contains("cannot reach the sign-in server")),
+            .is_some_and(|h| h.contains("not running")),
+        "{err:?}"
+    );
+    assert!(
+        !format!("{err}").contains("os error"),
+        "no socket words: {err:?}"
+    );
+    // An invitation to a database nobody hosts any more says the same, in the same words.
+    let err = a
+        .core
+        .join(&"standup".into(), None, Some("http://127.0.0.1:9".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.message, "the database at http://127.0.0.1:9 cannot be reached",
         "{err:?}"
     );
     b.events
@@ -326,6 +343,9 @@ async fn the_peer_id_is_the_uid_the_embedded_server_issued_and_a_restart_keeps_i
     let room = a.core.create_room("Mine", None).await.unwrap();
     a.core.join(&room, None, None).await.unwrap();
     let me = joined_as(&a, 0).await;
+    let invited = a.core.invitation().await.unwrap();
+    assert_eq!(invited.reach, crate::links::Reach::ThisComputer);
+    assert!(invited.can_host);
 
     // The credential file holds the uid the server issued, readable by the user only.
     let files: Vec<_> = std::fs::read_dir(&creds)
@@ -362,6 +382,76 @@ async fn the_peer_id_is_the_uid_the_embedded_server_issued_and_a_restart_keeps_i
         .await;
     a.core.join(&room, None, None).await.unwrap();
     assert_eq!(joined_as(&a, 0).await, me, "the same uid after a restart");
+    assert_eq!(
+        a.core.invitation().await.unwrap().db,
+        invited.db,
+        "the built-in database keeps its address: invitations made before still work"
+    );
+    a.core.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosting_for_the_lan_moves_the_call_and_its_invitation_reaches_the_network() {
+    let hosting = crate::conn::EmbeddedOptions {
+        host_on_loopback: true,
+        ..Default::default()
+    };
+    let a = app_at(
+        tempfile::tempdir().unwrap(),
+        "Ann",
+        Database::Embedded,
+        hosting,
+    );
+    let room = a.core.create_room("Standup", None).await.unwrap();
+    a.core.join(&room, None, None).await.unwrap();
+    let me = joined_as(&a, 0).await;
+    a.core.set_stream(MediaKind::Audio, false).await.unwrap();
+    let before = a.core.invitation().await.unwrap();
+    let port = |url: &str| url.rsplit(':').next().unwrap().to_owned();
+
+    let from = a.events.len();
+    a.core.host_for_lan().await.unwrap();
+    assert_eq!(joined_as(&a, from).await, me, "back in the room as myself");
+    let after = a.core.invitation().await.unwrap();
+    assert_eq!(after.room, room);
+    assert_eq!(after.reach, crate::links::Reach::Lan, "{after:?}");
+    assert!(!after.can_host, "already hosting");
+    assert_eq!(port(&after.db), port(&before.db), "the same port, hosted");
+    assert!(
+        matches!(a.core.settings().database, Database::Host { port: p, secret: None }
+            if p.to_string() == port(&before.db)),
+        "{:?}",
+        a.core.settings().database
+    );
+    let streams = a.core.current_call().map(|(_, s)| s).expect("in the call");
+    assert!(
+        streams.video && !streams.audio,
+        "I send what I sent: {streams:?}"
+    );
+
+    // Someone else uses the new link: we meet in the room.
+    let b = app(
+        "Bob",
+        Database::Remote {
+            url: after.db.clone(),
+            auth: None,
+        },
+    );
+    let from = a.events.len();
+    b.core.join(&room, None, None).await.unwrap();
+    a.events
+        .wait("Bob, through the hosted database", from, |ev| match ev {
+            UiEvent::MemberJoined { name, .. } if name == "Bob" => Some(()),
+            _ => None,
+        })
+        .await;
+    // Not offered twice: hosting again is refused in words.
+    let err = a.core.host_for_lan().await.unwrap_err();
+    assert!(
+        err.message.contains("not using its built-in database"),
+        "{err:?}"
+    );
+    b.core.shutdown().await;
     a.core.shutdown().await;
 }
 
@@ -494,6 +584,9 @@ async fn a_saved_user_the_server_refuses_is_replaced_by_a_new_one() {
     let room = a.core.create_room("Fresh", None).await.unwrap();
     a.core.join(&room, None, None).await.unwrap();
     let me = joined_as(&a, 0).await;
+    let invited = a.core.invitation().await.unwrap();
+    assert_eq!(invited.reach, crate::links::Reach::ThisComputer);
+    assert!(invited.can_host);
     assert_ne!(me.as_str(), "ghost-user-of-another-server");
     // Saved by a task of its own: give it a moment.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
