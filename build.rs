@@ -9,6 +9,7 @@ const COMMANDS: &[&str] = &[
     "tile_sizes",
     "ui_stats",
     "get_settings",
+    "suggested_name",
     "save_settings",
     "list_devices",
     "reconnect",

@@ -25,8 +25,9 @@ if [ "$what" = test ]; then
     # browser interop tests and huddle-web-bench (crates/peer); Firefox is driven over the
     # WebDriver BiDi it serves itself
     chromium chromium-driver firefox-esr
-    # screen-capture tests draw on the virtual display with xsetroot
-    x11-xserver-utils
+    # screen-capture tests draw on the virtual display with xsetroot; the app test pastes what
+    # the app copied with xclip
+    x11-xserver-utils xclip
     # the NAT tests (crates/peer/tests/nat.rs): NATs in network namespaces, a STUN/TURN server
     nftables coturn
   )

@@ -27,6 +27,78 @@ async fn frames(app: &App, key: &str) -> u64 {
     v.as_u64().unwrap_or(0)
 }
 
+/// The share of a screenshot's pixels in the test pattern's vivid bar colours (yellow, cyan,
+/// green, magenta, red, blue): most of a tile showing the pattern, none of an avatar tile.
+fn vivid_share(png_bytes: &[u8]) -> f64 {
+    let mut reader = png::Decoder::new(std::io::Cursor::new(png_bytes))
+        .read_info()
+        .unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let channels = info.color_type.samples();
+    assert!(channels >= 3, "{:?}", info.color_type);
+    let px = buf[..info.buffer_size()].chunks_exact(channels);
+    let total = px.len().max(1);
+    let vivid = px
+        .filter(|p| {
+            let (hi, lo) = (p[..3].iter().max().unwrap(), p[..3].iter().min().unwrap());
+            *hi >= 150 && hi - lo >= 120
+        })
+        .count();
+    vivid as f64 / total as f64
+}
+
+/// A screenshot of the whole tile (its canvas is hidden when there is no video).
+async fn whole_tile_png(c: &Client, key: &str) -> Vec<u8> {
+    c.find(Locator::Css(&format!(".tile[data-key=\"{key}\"]")))
+        .await
+        .unwrap()
+        .screenshot()
+        .await
+        .unwrap()
+}
+
+/// Saves the window as docs/<name>.png (the README shows them).
+async fn shot(c: &Client, name: &str) {
+    let png = c.screenshot().await.unwrap();
+    std::fs::write(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("docs/{name}.png")),
+        &png,
+    )
+    .unwrap();
+}
+
+/// The name the app should offer on first run: this account's full name from the passwd
+/// database (GECOS up to its first comma), unless it is empty or just the login name.
+fn expected_suggestion() -> String {
+    let uid = String::from_utf8(
+        std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let line = std::process::Command::new("getent")
+        .args(["passwd", uid.trim()])
+        .output()
+        .unwrap()
+        .stdout;
+    let line = String::from_utf8_lossy(&line);
+    let fields: Vec<&str> = line.trim().split(':').collect();
+    let login = fields.first().copied().unwrap_or_default();
+    let full = fields
+        .get(4)
+        .and_then(|g| g.split(',').next())
+        .unwrap_or_default()
+        .trim();
+    if full.is_empty() || full == login {
+        String::new()
+    } else {
+        full.to_owned()
+    }
+}
+
 async fn tile_png(c: &Client, key: &str) -> Vec<u8> {
     let el = c
         .find(Locator::Css(&format!(".tile[data-key=\"{key}\"] canvas")))
@@ -38,22 +110,70 @@ async fn tile_png(c: &Client, key: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_in_the_desktop_app() {
     let dir = tempfile::tempdir().unwrap();
-    let app = App::launch(dir.path(), "Ann").await;
+    let app = App::launch_with(dir.path(), None).await;
     let (c, desktop) = (&app.client, &app.desktop);
+
+    // First run: my name is asked before anything else, offered from my account's full name.
+    app.until(
+        "the first-run name prompt",
+        "return document.getElementById('welcome-dialog').open",
+    )
+    .await;
+    let offered = app
+        .js("return document.getElementById('welcome-name').value")
+        .await;
+    assert_eq!(offered, json!(expected_suggestion()), "the name offered");
+    let field = c.find(Locator::Id("welcome-name")).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys("Ann").await.unwrap();
+    shot(c, "first-run").await;
+    field.send_keys("\u{E007}").await.unwrap(); // Enter
+    app.until(
+        "my name saved, shown in the header",
+        "return !document.getElementById('welcome-dialog').open && window.huddle.state.settings.name === 'Ann' && document.getElementById('me').textContent === 'Ann'",
+    )
+    .await;
 
     // The built-in database starts by itself.
     let db = app.database().await;
     assert!(db.starts_with("http://127.0.0.1:"), "{db}");
 
-    // Settings: prefer H.264 (used with whoever wants it too; VP8 with everyone else).
+    // Settings: prefer H.264 (used with whoever wants it too; VP8 with everyone else), saved
+    // with Enter in a text field.
     app.click("open-settings").await;
     app.click("set-h264").await;
-    app.click("settings-save").await;
+    c.find(Locator::Id("set-name"))
+        .await
+        .unwrap()
+        .send_keys("\u{E007}")
+        .await
+        .unwrap();
     app.until(
-        "the H.264 preference saved",
-        "return window.huddle.state.settings.prefer_h264 === true",
+        "the H.264 preference saved by Enter",
+        "return window.huddle.state.settings.prefer_h264 === true && !document.getElementById('settings-dialog').open",
     )
     .await;
+    // Esc throws a change away.
+    app.click("open-settings").await;
+    app.click("set-h264").await;
+    c.find(Locator::Id("set-name"))
+        .await
+        .unwrap()
+        .send_keys("\u{E00C}")
+        .await
+        .unwrap();
+    app.until(
+        "Settings closed by Esc",
+        "return !document.getElementById('settings-dialog').open",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        app.js("return window.huddle.state.settings.prefer_h264")
+            .await,
+        json!(true),
+        "Esc saved nothing"
+    );
 
     // Create a room and join it from the pre-join screen.
     let room = app.create_and_join("Standup").await;
@@ -67,12 +187,76 @@ async fn a_call_in_the_desktop_app() {
         )
         .await;
     assert_eq!(listed["name"], "Standup");
-    // The invitation: an app link and, the room being public, a browser link.
+    assert_eq!(
+        app.js("return document.querySelector('.tile[data-key=\"self:video\"] .avatar span').textContent").await,
+        json!("A"),
+        "my avatar's initials come from my name, not from its label"
+    );
+    // The invitation: an app link (on the clipboard at once) and, the room being public, a
+    // browser link; the built-in database reaches only this computer, and hosting is offered.
     app.click("copy-invite").await;
-    app.until("the invitation links",
-        &format!("return [...document.querySelectorAll('.toast')].some(t => t.textContent.includes('/web/?room={room}'))"),
+    app.until(
+        "the invitation, copied",
+        "return document.getElementById('invite-dialog').open && document.getElementById('invite-status').textContent === 'Copied.'",
     )
     .await;
+    let link = app
+        .js("return document.getElementById('invite-app').value")
+        .await;
+    let link = link.as_str().unwrap().to_owned();
+    assert!(
+        link.starts_with(&format!("huddle://join/{room}?db=")),
+        "{link}"
+    );
+    assert_eq!(desktop.clipboard(), link, "the clipboard holds the link");
+    let web = app
+        .js("return document.getElementById('invite-web').value")
+        .await;
+    assert!(
+        web.as_str()
+            .unwrap()
+            .ends_with(&format!("/web/?room={room}")),
+        "{web}"
+    );
+    let reach = app
+        .js("return document.getElementById('invite-reach').textContent")
+        .await;
+    assert!(
+        reach.as_str().unwrap().starts_with("Only this computer"),
+        "{reach}"
+    );
+    assert_eq!(
+        app.js("return document.getElementById('invite-host-offer').hidden")
+            .await,
+        json!(false),
+        "hosting for the network is offered"
+    );
+    shot(c, "invite").await;
+    // One click hosts it (on loopback in this test) and moves the call; the link then reaches
+    // the network, and the clipboard holds it.
+    app.click("invite-host").await;
+    app.until(
+        "the invitation for the network",
+        "return document.getElementById('invite-reach').textContent.startsWith('People on your network') && document.getElementById('invite-status').textContent === 'Copied.' && window.huddle.state.inCall",
+    )
+    .await;
+    assert_eq!(
+        app.js("return document.getElementById('invite-host-offer').hidden")
+            .await,
+        json!(true)
+    );
+    let hosted = app
+        .js("return document.getElementById('invite-app').value")
+        .await;
+    assert_eq!(desktop.clipboard(), hosted.as_str().unwrap());
+    assert_eq!(
+        app.js("return window.huddle.state.settings.database.mode")
+            .await,
+        json!("host")
+    );
+    app.click("invite-done").await;
+    let db = app.database().await;
+    app.until("my own tile showing my camera again", "return document.querySelector('.tile[data-key=\"self:video\"]')?.classList.contains('has-video')").await;
 
     // Someone joins while I am in another application: a tile with moving video, and a
     // notification.
@@ -90,6 +274,34 @@ async fn a_call_in_the_desktop_app() {
         a, b,
         "Bob's tile shows moving video (two screenshots differ)"
     );
+    // Bob turns his camera off: his tile keeps no pixel of his last picture, only his avatar.
+    let with_video = vivid_share(&whole_tile_png(c, &bob_key).await);
+    assert!(
+        with_video > 0.3,
+        "Bob's pattern fills his tile: {with_video:.3}"
+    );
+    bob.send("video off").unwrap();
+    app.until(
+        "Bob's avatar",
+        &format!("return !document.querySelector('.tile[data-key=\"{bob_key}\"]').classList.contains('has-video')"),
+    )
+    .await;
+    let avatar = vivid_share(&whole_tile_png(c, &bob_key).await);
+    assert!(
+        avatar < 0.01,
+        "no pixel of Bob's last frame: {avatar:.3} of the tile is pattern"
+    );
+    assert_eq!(
+        app.js(&format!("return document.querySelector('.tile[data-key=\"{bob_key}\"] .avatar span').textContent")).await,
+        json!("B")
+    );
+    bob.send("video on").unwrap();
+    let f = frames(&app, &bob_key).await;
+    app.until(
+        "Bob's video back",
+        &format!("return document.querySelector('.tile[data-key=\"{bob_key}\"]').classList.contains('has-video') && Number(document.querySelector('.tile[data-key=\"{bob_key}\"]').dataset.frames) > {f}"),
+    )
+    .await;
     bob.wait_within(0, LONG, "Ann's video decoded", |v| {
         v["type"] == "first_frame" && v["kind"] == "video"
     })
@@ -127,6 +339,12 @@ async fn a_call_in_the_desktop_app() {
     })
     .unwrap();
     app.until("my tile without video", "return !document.querySelector('.tile[data-key=\"self:video\"]').classList.contains('has-video')").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mine = vivid_share(&whole_tile_png(c, "self:video").await);
+    assert!(
+        mine < 0.01,
+        "no pixel of my last frame: {mine:.3} of my tile is pattern"
+    );
     app.click("btn-cam").await;
     bob.wait_within(mark, LONG, "Ann's camera on", |v| {
         v["type"] == "streams_changed" && v["streams"]["video"] == true

@@ -146,6 +146,12 @@ pub fn get_settings(core: State<'_, Core>) -> Settings {
     core.settings()
 }
 
+/// The name the first run offers (the OS account's full name, or nothing).
+#[tauri::command]
+pub fn suggested_name() -> String {
+    crate::settings::suggested_name()
+}
+
 /// Saves the settings.
 #[tauri::command]
 pub async fn save_settings(core: State<'_, Core>, settings: Settings) -> Result<(), UserError> {

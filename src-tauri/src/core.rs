@@ -559,6 +559,12 @@ impl Actor {
         secret: Option<String>,
         db: Option<String>,
     ) -> Result<(), UserError> {
+        if self.settings.name.trim().is_empty() {
+            return Err(UserError::new(
+                "choose the name the others will see first",
+                Some("Settings → You → Display name."),
+            ));
+        }
         self.leave("you joined another room").await;
         self.stop_preview();
         let settings = self.settings.clone();

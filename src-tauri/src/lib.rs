@@ -99,6 +99,7 @@ fn with_core<R: Runtime>(builder: tauri::Builder<R>, desktop: bool) -> tauri::Bu
             commands::tile_sizes,
             commands::ui_stats,
             commands::get_settings,
+            commands::suggested_name,
             commands::save_settings,
             commands::list_devices,
             commands::reconnect,

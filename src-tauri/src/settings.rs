@@ -80,7 +80,7 @@ pub struct Settings {
     /// remote URL. Not secret (it ships in every web app); the credentials it leads to are
     /// kept in the data folder, never here.
     pub firebase_config: String,
-    /// Display name shown to others.
+    /// Display name shown to others; empty until the user chooses it (the first run asks).
     pub name: String,
     /// Where signaling goes.
     pub database: Database,
@@ -112,7 +112,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             firebase_config: String::new(),
-            name: default_name(),
+            name: String::new(),
             database: Database::Embedded,
             ice_servers: Vec::new(),
             relay_only: false,
@@ -126,11 +126,18 @@ impl Default for Settings {
     }
 }
 
-fn default_name() -> String {
-    std::env::var("USER")
-        .ok()
-        .filter(|u| !u.is_empty() && u != "root")
-        .unwrap_or_else(|| "Guest".into())
+/// The name the first run offers: the OS account's full name, where it has one (the part of a
+/// Unix GECOS field before its first comma), else nothing: a login name like `jdoe` or `root`
+/// is not what people want to be called, and a made-up "Guest" is how two people end up with
+/// the same name.
+pub fn suggested_name() -> String {
+    let login = whoami::fallible::username().unwrap_or_default();
+    let full = whoami::fallible::realname().unwrap_or_default();
+    let full = full.split(',').next().unwrap_or_default().trim();
+    if full.is_empty() || full == login {
+        return String::new();
+    }
+    full.chars().take(100).collect()
 }
 
 /// A setting that cannot be used, in words for the settings form.

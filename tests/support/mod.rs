@@ -101,6 +101,17 @@ impl Desktop {
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
     }
+
+    /// What another program gets when it pastes: the CLIPBOARD selection, read with xclip
+    /// (empty when nobody holds it).
+    pub fn clipboard(&self) -> String {
+        let out = std::process::Command::new("timeout")
+            .args(["5", "xclip", "-o", "-selection", "clipboard"])
+            .env("DISPLAY", &self.display)
+            .output()
+            .expect("xclip runs (scripts/install-deps.sh installs it)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
 }
 
 /// tauri-driver on a free port, with the app's environment.
@@ -172,12 +183,19 @@ impl App {
     /// the test camera, microphone and screen (no devices on a test machine, as a user would
     /// pick them in Settings → Devices), ICE on loopback.
     pub async fn launch(dir: &Path, name: &str) -> App {
+        App::launch_with(dir, Some(name)).await
+    }
+
+    /// [`App::launch`] with no name chosen yet (`None`): a first run, as far as the name goes.
+    pub async fn launch_with(dir: &Path, name: Option<&str>) -> App {
         let config = dir.join("config");
         std::fs::create_dir_all(&config).expect("config dir");
-        let settings = serde_json::json!({
-            "name": name,
+        let mut settings = serde_json::json!({
             "devices": {"camera": "synthetic", "microphone": "synthetic", "speaker": "none", "display": "synthetic"}
         });
+        if let Some(name) = name {
+            settings["name"] = name.into();
+        }
         std::fs::write(config.join("settings.json"), settings.to_string()).expect("settings");
         let desktop = Desktop::start(dir);
         let env = [
@@ -220,7 +238,12 @@ impl App {
             if !falsy {
                 return v;
             }
-            assert!(Instant::now() < end, "timed out waiting for {what}");
+            if Instant::now() >= end {
+                let page = self
+                    .js("const s = window.huddle?.state; return JSON.stringify({state: s, members: [...(window.huddle?.callView.members ?? new Map())].map(([p, m]) => [p, m.name, m.state, m.streams]), tiles: [...document.querySelectorAll('.tile')].map(t => t.dataset.key + ' ' + t.className), toasts: [...document.querySelectorAll('.toast')].map(t => t.textContent)})")
+                    .await;
+                panic!("timed out waiting for {what}; the page: {page}");
+            }
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
     }

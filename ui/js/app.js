@@ -20,10 +20,16 @@ const callView = new CallView();
 window.huddle = { state, callView }; // for tests and for looking around in the inspector
 
 // ---------------------------------------------------------------- toasts
+/** Messages are built in lower case so they chain ("cannot join: <why>"); shown as sentences. */
+function sentence(text) {
+  const t = String(text ?? '');
+  return t ? t[0].toUpperCase() + t.slice(1) : t;
+}
+
 function toast(message, { hint = null, error = false, ms = 6000 } = {}) {
   const t = document.createElement('div');
   t.className = `toast${error ? ' error' : ''}`;
-  t.textContent = message;
+  t.textContent = sentence(message);
   if (hint) {
     const h = document.createElement('div');
     h.className = 'hint';
@@ -62,10 +68,11 @@ function renderRooms() {
     const name = document.createElement('span');
     name.className = 'name';
     name.textContent = r.name;
+    // A private room says so once, as a badge; who is in it is not public.
     if (r.secured) name.append(Object.assign(document.createElement('span'), { className: 'badge', textContent: 'private' }));
     const who = document.createElement('span');
     who.className = 'who';
-    who.textContent = r.secured ? 'private' : `${r.occupants} ${r.occupants === 1 ? 'person' : 'people'}`;
+    who.textContent = r.secured ? '' : `${r.occupants} ${r.occupants === 1 ? 'person' : 'people'}`;
     const join = document.createElement('button');
     join.className = 'primary join';
     join.textContent = state.inCall?.room === r.id ? 'Back to call' : 'Join';
@@ -73,14 +80,18 @@ function renderRooms() {
       if (state.inCall?.room === r.id) show('call');
       else openPrejoin({ room: r.id, name: r.name, secured: r.secured, db: null });
     });
-    li.append(name, who, join);
+    // The buttons sit in a column of their own, so every row's Join lines up.
+    const actions = document.createElement('span');
+    actions.className = 'actions';
+    actions.append(join);
+    li.append(name, who, actions);
     // Destroying is offered for my rooms, and for any room nobody is in.
     if (r.mine || r.occupants === 0) {
       const del = document.createElement('button');
       del.className = 'ghost destroy';
       del.textContent = 'Destroy';
       del.addEventListener('click', () => confirmDestroy(r));
-      li.append(del);
+      actions.append(del);
     }
     list.append(li);
   }
@@ -257,7 +268,7 @@ async function copyLink(which) {
     await call('copy_invite', { which });
     $('invite-status').textContent = which === 'web' ? 'Browser link copied.' : 'Copied.';
   } catch (e) {
-    $('invite-status').textContent = e.hint ? `${e.message}. ${e.hint}` : e.message;
+    $('invite-status').textContent = sentence(e.hint ? `${e.message}. ${e.hint}` : e.message);
   }
 }
 
@@ -281,7 +292,7 @@ async function hostForLan() {
     showInvite(await call('invite_links'));
     await copyLink('app');
   } catch (e) {
-    $('invite-status').textContent = e.hint ? `${e.message}. ${e.hint}` : e.message;
+    $('invite-status').textContent = sentence(e.hint ? `${e.message}. ${e.hint}` : e.message);
   } finally {
     $('invite-host').disabled = false;
   }
@@ -347,8 +358,39 @@ async function saveSettings(ev) {
     await call('save_settings', { settings: s });
     $('settings-dialog').close();
   } catch (e) {
-    $('settings-error').textContent = e.hint ? `${e.message}. ${e.hint}` : e.message;
+    $('settings-error').textContent = sentence(e.hint ? `${e.message}. ${e.hint}` : e.message);
     $('settings-error').hidden = false;
+  }
+}
+
+// ---------------------------------------------------------------- who I am
+function renderMe() {
+  const name = state.settings?.name ?? '';
+  $('me').hidden = !name;
+  $('me').textContent = name;
+  if (!name && !$('welcome-dialog').open) welcome();
+}
+
+/** First run: asks for the name (the OS account's full name offered) before anything else. */
+async function welcome() {
+  const dlg = $('welcome-dialog');
+  $('welcome-name').value = await call('suggested_name').catch(() => '');
+  $('welcome-error').hidden = true;
+  if (!dlg.open) dlg.showModal();
+  $('welcome-name').focus();
+  $('welcome-name').select();
+}
+
+async function saveWelcome(e) {
+  e.preventDefault();
+  const s = structuredClone(state.settings);
+  s.name = $('welcome-name').value.trim();
+  try {
+    await call('save_settings', { settings: s });
+    $('welcome-dialog').close();
+  } catch (err) {
+    $('welcome-error').textContent = sentence(err.message);
+    $('welcome-error').hidden = false;
   }
 }
 
@@ -358,6 +400,7 @@ function onEvent(ev) {
     case 'settings':
       state.settings = ev.settings;
       renderRecent();
+      renderMe();
       break;
     case 'database': {
       state.db = ev;
@@ -445,7 +488,9 @@ function wire() {
     if ($('create-private').checked && !secret) return showError({ message: 'A private room needs a secret.' });
     try {
       const id = await run('create_room', { name, secret });
-      $('create-name').value = '';
+      // The form starts afresh: the next room is not private by accident, with this secret.
+      $('create-form').reset();
+      $('create-secret-row').hidden = true;
       await openPrejoin({ room: id, name, secured: Boolean(secret), db: null });
       if (secret) $('prejoin-secret').value = secret;
     } catch { /* shown */ }
@@ -473,6 +518,10 @@ function wire() {
     callView.sync();
   });
   $('open-settings').addEventListener('click', openSettings);
+  $('me').addEventListener('click', openSettings);
+  $('welcome-form').addEventListener('submit', saveWelcome);
+  // Not dismissed by Esc: the name is needed before anything else.
+  $('welcome-dialog').addEventListener('cancel', (e) => e.preventDefault());
   // Enter in any field submits the form (with no submitter when it is implicit): that saves.
   $('settings-form').addEventListener('submit', saveSettings);
   $('settings-cancel').addEventListener('click', () => $('settings-dialog').close());

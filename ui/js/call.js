@@ -87,15 +87,24 @@ export class CallView {
       case 'member_left':
         this.members.delete(ev.peer);
         break;
-      case 'streams_changed':
-        this.member(ev.peer).streams = ev.streams;
+      // Only members who joined get a tile: an event about someone who already left (a
+      // track ending, a last statistic) must not bring them back as a nameless tile.
+      case 'streams_changed': {
+        const m = this.members.get(ev.peer);
+        if (!m) return;
+        m.streams = ev.streams;
         break;
-      case 'connection':
-        this.member(ev.peer).state = ev.state;
+      }
+      case 'connection': {
+        const m = this.members.get(ev.peer);
+        if (!m) return;
+        m.state = ev.state;
         break;
+      }
       case 'track': {
         // The video codec each connection uses, shown in the stats panel.
-        const m = this.member(ev.peer);
+        const m = this.members.get(ev.peer);
+        if (!m) return;
         if (ev.added && ev.codec && ev.kind !== 'audio') m.codec = ev.codec;
         // A track that ended shows no picture, whatever the streams record still says.
         m.ended[ev.kind] = !ev.added;
@@ -104,11 +113,13 @@ export class CallView {
       case 'speaking': {
         const key = ev.peer === 'self' || ev.peer === this.me ? 'self' : ev.peer;
         if (key === 'self') this.selfSpeaking = ev.speaking;
-        else this.member(ev.peer).speaking = ev.speaking;
+        else if (this.members.has(ev.peer)) this.members.get(ev.peer).speaking = ev.speaking;
+        else return;
         break;
       }
       case 'stats': {
-        const m = this.member(ev.peer);
+        const m = this.members.get(ev.peer);
+        if (!m) return;
         const prev = m.stats;
         m.stats = ev.stats;
         const played = ev.stats.audio_frames_played - (prev?.audio_frames_played ?? 0);
