@@ -56,7 +56,7 @@ pub fn reach(db_url: &str) -> Reach {
         {
             Reach::Lan
         }
-        Some(url::Host::Domain(d)) if d == "localhost" => Reach::ThisComputer,
+        Some(url::Host::Domain("localhost")) => Reach::ThisComputer,
         Some(url::Host::Domain(d)) if d.ends_with(".local") || !d.contains('.') => Reach::Lan,
         None => Reach::ThisComputer,
         Some(_) => Reach::Anywhere,
