@@ -258,6 +258,46 @@ async fn a_call_in_the_desktop_app() {
     let db = app.database().await;
     app.until("my own tile showing my camera again", "return document.querySelector('.tile[data-key=\"self:video\"]')?.classList.contains('has-video')").await;
 
+    // The keyboard: Tab reaches my tile's Pin button, and it is visible when it has the focus;
+    // `?` lists the shortcuts.
+    let mut pin_focused = false;
+    for _ in 0..30 {
+        c.active_element()
+            .await
+            .unwrap()
+            .send_keys("\u{E004}")
+            .await
+            .unwrap(); // Tab
+        if app
+            .js("return document.activeElement?.classList.contains('pin')")
+            .await
+            == json!(true)
+        {
+            pin_focused = true;
+            break;
+        }
+    }
+    assert!(pin_focused, "Tab reaches a Pin button");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        app.js("const e = document.activeElement; return [getComputedStyle(e).opacity, e.getAttribute('aria-label')]").await,
+        json!(["1", "Pin Ann (you)"]),
+        "a focused Pin button is visible and named"
+    );
+    app.js("document.activeElement.blur()").await;
+    c.active_element()
+        .await
+        .unwrap()
+        .send_keys("?")
+        .await
+        .unwrap();
+    app.until(
+        "the shortcuts",
+        "return document.getElementById('shortcuts-dialog').open",
+    )
+    .await;
+    app.click("shortcuts-close").await;
+
     // Someone joins while I am in another application: a tile with moving video, and a
     // notification.
     let other_app = desktop.focus_another_app();
@@ -313,6 +353,11 @@ async fn a_call_in_the_desktop_app() {
         })
         .unwrap();
     assert_eq!(track["codec"], "vp8", "{track}");
+    assert_eq!(
+        app.js("return window.huddle.chimes.join").await,
+        json!(1),
+        "a short sound for Bob's arrival"
+    );
     let notified = poll("a notification about Bob", Duration::from_secs(10), || {
         desktop
             .shown()
@@ -339,6 +384,11 @@ async fn a_call_in_the_desktop_app() {
     })
     .unwrap();
     app.until("my tile without video", "return !document.querySelector('.tile[data-key=\"self:video\"]').classList.contains('has-video')").await;
+    // The button says what it does next, and its icon is slashed.
+    assert_eq!(
+        app.js("const b = document.getElementById('btn-cam'); return [b.getAttribute('aria-label'), b.getAttribute('aria-pressed'), getComputedStyle(b.querySelector('.slash')).display !== 'none']").await,
+        json!(["Turn on camera", "false", true])
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mine = vivid_share(&whole_tile_png(c, "self:video").await);
     assert!(
@@ -414,13 +464,30 @@ async fn a_call_in_the_desktop_app() {
         .await;
     }
 
-    // Cy leaves: the tile goes.
-    drop(cy);
+    // Cy's process freezes (as a machine that sleeps or drops off the network): the tile greys
+    // when the connection is lost and says so, then goes when presence says Cy is gone, in
+    // words.
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &cy.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    app.until(
+        "Cy's tile greyed, the connection lost",
+        &format!("const t = document.querySelector('.tile[data-key=\"{cy_key}\"]'); return t && t.classList.contains('lost') && t.querySelector('.conn').textContent.startsWith('Connection lost')"),
+    )
+    .await;
     app.until(
         "Cy's tile gone",
         &format!("return !document.querySelector('.tile[data-key=\"{cy_key}\"]')"),
     )
     .await;
+    app.until(
+        "Cy lost connection, in words",
+        "return [...document.querySelectorAll('.toast')].some(t => t.textContent === 'Cy lost connection.')",
+    )
+    .await;
+    drop(cy);
 
     // Leave: back home, and Bob sees me go.
     app.click("btn-leave").await;

@@ -317,7 +317,8 @@ async function join(roomId, name) {
   }
   state.phase = 'joined';
   $('join-form').hidden = true;
-  showStatus(`In ${room.roomName} as ${name}. Invite others with this page's link.`);
+  showStatus(`In “${room.roomName}” as ${name}. Invite others with this page's link.`);
+  document.title = `${room.roomName} · Huddle`;
   history.replaceState(null, '', `?room=${encodeURIComponent(roomId)}`);
   renderButtons();
 }
@@ -379,4 +380,16 @@ $('room').value = opts.room;
 $('name').value = opts.name;
 renderButtons();
 if (opts.room && opts.name) join(opts.room, opts.name);
-else if (opts.room) showStatus(`You are invited to ${opts.room}. Enter your name to join.`);
+else if (opts.room) {
+  showStatus('You are invited to a room. Enter your name to join.');
+  // The room by its name, once signed in (the link carries only its id).
+  signedIn
+    .then(() => (validRoomId(opts.room) ? db.get(`rooms/${opts.room}`) : null))
+    .then((info) => {
+      if (info && typeof info.name === 'string' && state.phase === 'idle') {
+        showStatus(`You are invited to “${info.name}”. Enter your name to join.`);
+        document.title = `${info.name} · Huddle`;
+      }
+    })
+    .catch(() => {}); // joining says what is wrong with the room
+}

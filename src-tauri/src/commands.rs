@@ -46,7 +46,11 @@ impl PageChannels {
                     tracing::debug!(error = %e, "the page did not take an event");
                 }
             }
-            None if matches!(ev, UiEvent::Invite { .. } | UiEvent::Error { .. }) => {
+            None if matches!(
+                ev,
+                UiEvent::Invite { .. } | UiEvent::Error { .. } | UiEvent::Notice { .. }
+            ) =>
+            {
                 let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
                 if p.len() < MAX_PENDING {
                     p.push(ev);

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use devices::{DeviceEvent, DeviceKind};
+use devices::{DeviceChoice, DeviceEvent, DeviceKind};
 use media::MediaKind;
 use media::StreamConfig;
 use mesh::{Mesh, MeshConfig, MeshEvent, NetConfig};
@@ -148,6 +148,7 @@ impl Core {
             conn: None,
             call: None,
             preview: None,
+            speaker_reported: false,
             frames: frames.clone(),
             shown,
         };
@@ -351,6 +352,8 @@ struct Actor {
     conn: Option<Conn>,
     call: Option<Call>,
     preview: Option<Preview>,
+    /// The missing speaker was reported: once per run is enough.
+    speaker_reported: bool,
     frames: Arc<Compositor>,
     shown: Shown,
 }
@@ -596,11 +599,23 @@ impl Actor {
             true => match sources.speaker() {
                 Ok(s) => Some(s),
                 Err(e) => {
-                    // Not fatal: the call goes on, and remote audio is still measured.
-                    self.shown.emit(UiEvent::error(
-                        format!("cannot play sound: {}", devices::message(&e)),
-                        Some("Pick another speaker in Settings → Devices."),
-                    ));
+                    // Not fatal: the call goes on, and remote audio is still measured. No
+                    // speaker at all is a fact of this computer, said once and calmly; a chosen
+                    // one that fails is an error, every time.
+                    let none_here = settings.devices.speaker == DeviceChoice::Default
+                        && devices::list_devices().speakers.is_empty();
+                    if !none_here {
+                        self.shown.emit(UiEvent::error(
+                            format!("cannot play sound: {}", devices::message(&e)),
+                            Some("Pick another speaker in Settings → Devices."),
+                        ));
+                    } else if !self.speaker_reported {
+                        self.speaker_reported = true;
+                        self.shown.emit(UiEvent::notice(
+                            "no speakers or headphones found: you will not hear the others",
+                            Some("Plug some in, then pick them in Settings → Devices."),
+                        ));
+                    }
                     None
                 }
             },

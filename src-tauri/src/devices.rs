@@ -56,8 +56,13 @@ fn entry(choice: DeviceChoice, label: &str) -> PickerEntry {
     }
 }
 
+/// "System default" only where there is a device for it to be: offered with none, every join
+/// would fail to open it.
 fn picker(real: &[devices::DeviceInfo], test: Option<&str>, none: &str) -> Vec<PickerEntry> {
-    let mut v = vec![entry(DeviceChoice::Default, "System default")];
+    let mut v = Vec::new();
+    if !real.is_empty() {
+        v.push(entry(DeviceChoice::Default, "System default"));
+    }
     v.extend(
         real.iter()
             .map(|d| entry(DeviceChoice::Named(d.id.clone()), &d.name)),
@@ -112,10 +117,39 @@ mod tests {
     #[test]
     fn every_picker_offers_default_and_none_and_test_sources_where_they_exist() {
         let l = pickers();
-        for p in [&l.cameras, &l.microphones, &l.speakers, &l.displays] {
-            assert_eq!(p[0].id, "default");
+        let real = devices::list_devices();
+        for (p, present) in [
+            (&l.cameras, &real.cameras),
+            (&l.microphones, &real.microphones),
+            (&l.speakers, &real.speakers),
+            (&l.displays, &real.displays),
+        ] {
+            assert_eq!(
+                p[0].id == "default",
+                !present.is_empty(),
+                "the system default is offered where a device exists: {p:?}"
+            );
             assert_eq!(p.last().map(|c| c.id.as_str()), Some("none"));
         }
+        let one = devices::DeviceInfo {
+            id: "hw0".into(),
+            name: "Mic".into(),
+            default: true,
+        };
+        assert_eq!(
+            picker(std::slice::from_ref(&one), None, "None")
+                .iter()
+                .map(|e| e.id.as_str())
+                .collect::<Vec<_>>(),
+            ["default", "hw0", "none"]
+        );
+        assert_eq!(
+            picker(&[], Some("Test"), "None")
+                .iter()
+                .map(|e| e.id.as_str())
+                .collect::<Vec<_>>(),
+            ["synthetic", "none"]
+        );
         assert!(l.cameras.iter().any(|c| c.id == "synthetic"));
         assert!(!l.speakers.iter().any(|c| c.id == "synthetic"));
         assert_eq!(DeviceChoice::from("synthetic"), DeviceChoice::Synthetic);

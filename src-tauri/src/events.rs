@@ -129,8 +129,13 @@ pub enum UiEvent {
         /// Its database, when the link names one.
         db: Option<String>,
     },
-    /// Something the user should know; `hint` suggests what to do.
+    /// Something went wrong; `hint` suggests what to do.
     Error {
+        message: String,
+        hint: Option<String>,
+    },
+    /// Something worth knowing that is not a failure (shown calmly, not in red).
+    Notice {
         message: String,
         hint: Option<String>,
     },
@@ -140,6 +145,14 @@ impl UiEvent {
     /// An error with an optional hint.
     pub fn error(message: impl Into<String>, hint: Option<&str>) -> Self {
         UiEvent::Error {
+            message: message.into(),
+            hint: hint.map(str::to_owned),
+        }
+    }
+
+    /// A notice with an optional hint.
+    pub fn notice(message: impl Into<String>, hint: Option<&str>) -> Self {
+        UiEvent::Notice {
             message: message.into(),
             hint: hint.map(str::to_owned),
         }

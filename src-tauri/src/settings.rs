@@ -92,6 +92,8 @@ pub struct Settings {
     pub devices: Devices,
     /// Noise suppression on the microphone.
     pub noise_suppression: bool,
+    /// A short sound when someone joins or leaves the call.
+    pub sounds: bool,
     /// Send H.264 to the participants who prefer it too (VP8 with everyone else).
     pub prefer_h264: bool,
     /// Join with the microphone on.
@@ -118,6 +120,7 @@ impl Default for Settings {
             relay_only: false,
             devices: Devices::default(),
             noise_suppression: true,
+            sounds: true,
             prefer_h264: false,
             start_with_audio: true,
             start_with_video: true,
@@ -131,8 +134,13 @@ impl Default for Settings {
 /// is not what people want to be called, and a made-up "Guest" is how two people end up with
 /// the same name.
 pub fn suggested_name() -> String {
-    let login = whoami::fallible::username().unwrap_or_default();
-    let full = whoami::fallible::realname().unwrap_or_default();
+    name_from_account(
+        &whoami::fallible::username().unwrap_or_default(),
+        &whoami::fallible::realname().unwrap_or_default(),
+    )
+}
+
+fn name_from_account(login: &str, full: &str) -> String {
     let full = full.split(',').next().unwrap_or_default().trim();
     if full.is_empty() || full == login {
         return String::new();
@@ -306,6 +314,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_first_run_offers_a_full_name_never_a_login_name() {
+        assert_eq!(name_from_account("ann", "Ann Smith,,,"), "Ann Smith");
+        assert_eq!(name_from_account("ann", " Ann Smith ,Room 4"), "Ann Smith");
+        assert_eq!(
+            name_from_account("root", "root"),
+            "",
+            "no full name: nothing"
+        );
+        assert_eq!(name_from_account("jdoe", ""), "");
+        assert_eq!(name_from_account("jdoe", ",,,"), "");
+        assert_eq!(name_from_account("x", &"n".repeat(300)).len(), 100);
+        assert_eq!(Settings::default().name, "", "no made-up name until chosen");
+        assert_eq!(Settings::default().validate(), Err(SettingsError::Name));
+    }
+
+    #[test]
     fn saved_settings_come_back_and_damaged_ones_are_set_aside() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(dir.path());
@@ -382,6 +406,7 @@ mod tests {
         }];
         assert!(matches!(s.validate(), Err(SettingsError::Ice(_))));
         let mut relay = Settings {
+            name: "Ann".into(),
             relay_only: true,
             ..Settings::default()
         };

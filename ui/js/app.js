@@ -123,7 +123,10 @@ async function confirmDestroy(room) {
     if (dlg.returnValue !== 'yes') return;
     let secret = null;
     if (room.secured) secret = prompt('This room is private: its secret') ?? '';
-    await run('destroy_room', { room: room.id, secret }).catch(() => {});
+    try {
+      await run('destroy_room', { room: room.id, secret });
+      toast(`“${room.name}” was destroyed.`, { ms: 4000 });
+    } catch { /* shown */ }
   }, { once: true });
 }
 
@@ -136,7 +139,10 @@ function fillSelect(sel, choices, value) {
     o.textContent = c.label;
     sel.append(o);
   }
-  sel.value = choices.some((c) => c.id === value) ? value : choices[0]?.id ?? '';
+  // A device that is not there shows as None (what the app will then use), never as some
+  // other entry the settings do not say.
+  const fallback = choices.find((c) => c.id === 'none') ?? choices[0];
+  sel.value = choices.some((c) => c.id === value) ? value : fallback?.id ?? '';
 }
 
 async function loadDevices() {
@@ -146,7 +152,8 @@ async function loadDevices() {
 // ---------------------------------------------------------------- pre-join
 async function openPrejoin(target) {
   state.prejoin = target;
-  $('prejoin-title').textContent = `Join “${target.name ?? target.room}”`;
+  // An invitation names the room by id only: its name shows once it is known.
+  $('prejoin-title').textContent = target.name ? `Join “${target.name}”` : 'Join the room you were invited to';
   $('prejoin-where').textContent = target.db ? `on ${target.db}` : '';
   $('prejoin-name').value = state.settings?.name ?? '';
   $('prejoin-secret-row').hidden = !target.secured;
@@ -161,6 +168,9 @@ async function openPrejoin(target) {
     fillSelect($('pick-speaker'), d.speakers, state.settings.devices.speaker);
     $('device-problems').textContent = d.problems.join(' ');
     $('device-problems').hidden = d.problems.length === 0;
+    // Nothing to capture with: start with it off, rather than with an error.
+    if ($('pick-camera').value === 'none') $('prejoin-video').checked = false;
+    if ($('pick-microphone').value === 'none') $('prejoin-audio').checked = false;
   }
   show('prejoin');
   startPreview();
@@ -225,16 +235,19 @@ async function joinNow() {
 // ---------------------------------------------------------------- call controls
 function renderControls() {
   const s = state.streams;
-  const set = (id, on, onText, offText) => {
+  // The name says what a press does; the state shows in the icon (slashed when off), the
+  // colour and aria-pressed.
+  const set = (id, on, [onName, offName], key) => {
     const b = $(id);
     b.classList.toggle('on', on);
     b.classList.toggle('off', !on && id !== 'btn-screen');
     b.setAttribute('aria-pressed', String(on));
-    b.title = on ? onText : offText;
+    b.setAttribute('aria-label', on ? onName : offName);
+    b.title = `${on ? onName : offName} (${key})`;
   };
-  set('btn-mic', s.audio, 'Mute (Ctrl+D)', 'Unmute (Ctrl+D)');
-  set('btn-cam', s.video, 'Turn camera off (Ctrl+E)', 'Turn camera on (Ctrl+E)');
-  set('btn-screen', s.screen, 'Stop sharing (Ctrl+Shift+S)', 'Share screen (Ctrl+Shift+S)');
+  set('btn-mic', s.audio, ['Turn off microphone', 'Turn on microphone'], 'Ctrl+D');
+  set('btn-cam', s.video, ['Turn off camera', 'Turn on camera'], 'Ctrl+E');
+  set('btn-screen', s.screen, ['Stop sharing the screen', 'Share the screen'], 'Ctrl+Shift+S');
 }
 
 async function toggle(kind) {
@@ -313,6 +326,7 @@ function openSettings() {
   $('set-ice').value = s.ice_servers.map((i) => [i.urls.join(','), i.username, i.credential].filter(Boolean).join(' ')).join('\n');
   $('set-relay-only').checked = Boolean(s.relay_only);
   $('set-ns').checked = s.noise_suppression;
+  $('set-sounds').checked = s.sounds !== false;
   $('set-h264').checked = s.prefer_h264;
   $('settings-error').hidden = true;
   loadDevices().then(() => {
@@ -353,6 +367,7 @@ async function saveSettings(ev) {
   }
   s.relay_only = $('set-relay-only').checked;
   s.noise_suppression = $('set-ns').checked;
+  s.sounds = $('set-sounds').checked;
   s.prefer_h264 = $('set-h264').checked;
   try {
     await call('save_settings', { settings: s });
@@ -391,6 +406,36 @@ async function saveWelcome(e) {
   } catch (err) {
     $('welcome-error').textContent = sentence(err.message);
     $('welcome-error').hidden = false;
+  }
+}
+
+// ---------------------------------------------------------------- sounds
+/** Played sounds, by kind: how a test (or the inspector) sees that one was played. */
+const chimes = { join: 0, leave: 0 };
+window.huddle.chimes = chimes;
+let audioCtx = null;
+
+/** A short two-note sound: rising when someone joins, falling when someone leaves. */
+function chime(kind) {
+  if (state.settings?.sounds === false) return;
+  chimes[kind] += 1;
+  try {
+    audioCtx ??= new AudioContext();
+    const notes = kind === 'join' ? [660, 880] : [660, 440];
+    const t0 = audioCtx.currentTime;
+    notes.forEach((f, i) => {
+      const osc = audioCtx.createOscillator();
+      const gain = audioCtx.createGain();
+      osc.frequency.value = f;
+      gain.gain.setValueAtTime(0.0001, t0 + i * 0.12);
+      gain.gain.exponentialRampToValueAtTime(0.15, t0 + i * 0.12 + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, t0 + i * 0.12 + 0.11);
+      osc.connect(gain).connect(audioCtx.destination);
+      osc.start(t0 + i * 0.12);
+      osc.stop(t0 + i * 0.12 + 0.12);
+    });
+  } catch (e) {
+    console.warn('no sound for', kind, e); // no audio output: the call does not care
   }
 }
 
@@ -448,11 +493,19 @@ function onEvent(ev) {
       break;
     case 'member_joined':
       toast(`${ev.name} joined.`, { ms: 3000 });
+      chime('join');
       callView.onEvent(ev);
       break;
     case 'member_left': {
       const m = callView.members.get(ev.peer);
-      if (m) toast(`${m.name} left (${ev.reason}).`, { ms: 4000 });
+      // A rejoin is followed by its member_joined: nobody left. Gone while the connection to
+      // them was already lost is a lost connection, whoever removed their record.
+      const cut = m && (m.state === 'disconnected' || m.state === 'failed');
+      const words = { left: cut ? 'lost connection' : 'left', expired: 'lost connection' }[ev.reason];
+      if (m && words) {
+        toast(`${m.name} ${words}.`, { ms: 4000 });
+        chime('leave');
+      }
       callView.onEvent(ev);
       break;
     }
@@ -462,10 +515,14 @@ function onEvent(ev) {
     case 'error':
       showError(ev);
       break;
+    case 'notice':
+      toast(ev.message, { hint: ev.hint, ms: 8000 });
+      break;
     default:
       callView.onEvent(ev);
   }
   $('call-count').textContent = state.inCall ? `${callView.members.size + 1} in the call` : '';
+  $('alone-hint').hidden = !state.inCall || callView.members.size > 0;
 }
 
 function checkSecured(ev) {
@@ -510,6 +567,7 @@ function wire() {
   $('btn-screen').addEventListener('click', () => toggle('screen'));
   $('btn-leave').addEventListener('click', leave);
   $('copy-invite').addEventListener('click', copyInvite);
+  $('alone-invite').addEventListener('click', copyInvite);
   $('invite-copy-app').addEventListener('click', () => copyLink('app'));
   $('invite-copy-web').addEventListener('click', () => copyLink('web'));
   $('invite-host').addEventListener('click', hostForLan);
@@ -527,6 +585,13 @@ function wire() {
   $('settings-cancel').addEventListener('click', () => $('settings-dialog').close());
   for (const r of document.querySelectorAll('input[name="db-mode"]')) r.addEventListener('change', syncDbMode);
   document.addEventListener('keydown', (e) => {
+    // `?` lists the shortcuts, unless it is being typed into a field or a window is open.
+    const typing = e.target.closest?.('input, textarea, select, [contenteditable]');
+    if (e.key === '?' && !e.ctrlKey && !e.altKey && !typing && !document.querySelector('dialog[open]')) {
+      e.preventDefault();
+      $('shortcuts-dialog').showModal();
+      return;
+    }
     if (!state.inCall || !e.ctrlKey) return;
     const k = e.key.toLowerCase();
     const action = e.shiftKey

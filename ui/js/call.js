@@ -20,6 +20,15 @@ function el(tag, cls, text) {
   return e;
 }
 
+/** What a tile says about its connection, by state (nothing when connected). */
+const CONNECTION_WORDS = {
+  new: 'Connecting…',
+  connecting: 'Connecting…',
+  disconnected: 'Connection lost, reconnecting…',
+  failed: 'Connection lost',
+  closed: 'Connection lost',
+};
+
 /** Connection quality from the last figures: good, fair or poor. */
 export function quality(state, stats) {
   if (state && state !== 'connected') return 'poor';
@@ -166,6 +175,7 @@ export class CallView {
     q.append(el('i'), el('i'), el('i'));
     label.append(q, el('span', 'name', info.name), el('span', 'state'));
     const pin = el('button', 'pin', 'Pin');
+    pin.setAttribute('aria-label', `Pin ${info.name}`);
     pin.addEventListener('click', () => this.togglePin(key));
     const conn = el('span', 'conn');
     tile.append(canvas, avatar, label, pin, conn);
@@ -233,10 +243,16 @@ export class CallView {
       const speaking = info.kind === 'video' && (info.self ? this.selfSpeaking : m?.speaking);
       t.el.classList.toggle('speaking', Boolean(speaking));
       t.el.classList.toggle('pinned', this.pinned === key);
-      t.el.querySelector('.pin').textContent = this.pinned === key ? 'Unpin' : 'Pin';
+      const pin = t.el.querySelector('.pin');
+      pin.textContent = this.pinned === key ? 'Unpin' : 'Pin';
+      pin.setAttribute('aria-label', `${this.pinned === key ? 'Unpin' : 'Pin'} ${info.name}`);
       const q = t.el.querySelector('.quality');
       q.className = `quality ${info.self ? 'good' : quality(m?.state, m?.stats)}`;
-      t.el.querySelector('.conn').textContent = m && m.state !== 'connected' ? m.state : '';
+      // The moment the connection is lost the tile greys and says so; presence removes it
+      // when the person is gone for good.
+      const lost = m && (m.state === 'disconnected' || m.state === 'failed');
+      t.el.classList.toggle('lost', Boolean(lost));
+      t.el.querySelector('.conn').textContent = m ? CONNECTION_WORDS[m.state] ?? '' : '';
     }
     this.layout();
     this.renderStats();

@@ -71,9 +71,10 @@ pub fn list_devices() -> DeviceList {
                     .iter()
                     .filter_map(|d| {
                         let id = d.id().ok()?;
+                        let name = offered_audio_name(&id.to_string(), &device_name(d))?;
                         Some(DeviceInfo {
                             id: id.to_string(),
-                            name: device_name(d),
+                            name,
                             default: default.as_ref() == Some(&id),
                         })
                     })
@@ -96,4 +97,53 @@ pub fn list_devices() -> DeviceList {
         Err(e) => out.problems.push(crate::message(&e)),
     }
     out
+}
+
+/// The name an audio device is offered under, or `None` for one nobody can use in a call:
+/// ALSA's `null` plugin ("Discard all samples (playback) or generate zero samples (capture)")
+/// records silence and plays into nothing. A multi-line ALSA description ("HDA Intel PCH, ALC3246
+/// Analog" then "Front speakers") is shown on one line.
+pub fn offered_audio_name(id: &str, description: &str) -> Option<String> {
+    let pcm = id.rsplit(':').next().unwrap_or(id);
+    if pcm == "null" {
+        return None;
+    }
+    let name = description
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" – ");
+    Some(if name.is_empty() { id.to_owned() } else { name })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audio_devices_nobody_can_use_are_not_offered_and_names_fit_one_line() {
+        assert_eq!(
+            offered_audio_name(
+                "alsa:null",
+                "Discard all samples (playback) or generate zero samples (capture)"
+            ),
+            None
+        );
+        assert_eq!(
+            offered_audio_name(
+                "alsa:front:CARD=PCH,DEV=0",
+                "HDA Intel PCH, ALC3246 Analog\nFront speakers"
+            ),
+            Some("HDA Intel PCH, ALC3246 Analog – Front speakers".into())
+        );
+        assert_eq!(
+            offered_audio_name("alsa:pulse", ""),
+            Some("alsa:pulse".into())
+        );
+        assert_eq!(
+            offered_audio_name("wasapi:{0.0.1}", "Speakers (Realtek)"),
+            Some("Speakers (Realtek)".into())
+        );
+    }
 }

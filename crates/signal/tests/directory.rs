@@ -170,3 +170,42 @@ async fn the_directory_lists_rooms_where_occupants_cannot_be_listed() {
     s.destroy_room(&room, None).await.unwrap();
     assert_eq!(next(&mut dir).await, DirectoryEvent::Removed { id: room });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn someone_who_crashed_is_not_counted_once_their_record_falls_silent() {
+    let (_dir, server) = common::server().await;
+    let url = server.url();
+    let host = signaling(&url, &pid("host"));
+    let room = host.create_room("Standup", Privacy::Public).await.unwrap();
+    // What a process killed mid-call leaves when nobody else is in the room to expire it: its
+    // record, with nobody to refresh `seen`.
+    let ghost = format!("occupants/{room}/{}", pid("ghost"));
+    common::admin(&url)
+        .set(
+            &ghost,
+            &json!({"name": "Ghost", "session": "s1", "joinedAt": 1, "seen": 1,
+                    "streams": {"audio": true, "video": true, "screen": false}}),
+        )
+        .await
+        .unwrap();
+
+    let mut dir = signaling(&url, &pid("watcher")).watch_directory();
+    until_listed(&mut dir, &room, Some(1)).await;
+    // Past the expiry bound, unrefreshed: not counted, though the record is still there.
+    until_listed(&mut dir, &room, Some(0)).await;
+    assert!(
+        !common::admin(&url).get(&ghost).await.unwrap().is_null(),
+        "the record stays; only the count knows"
+    );
+    // Someone who heartbeats is counted for as long as they are in the room.
+    let a = Peer::join(&url, &room, &pid("a")).await;
+    until_listed(&mut dir, &room, Some(1)).await;
+    tokio::time::sleep(common::FAST.expiry * 3).await;
+    a.h().leave().await.unwrap();
+    let ev = next(&mut dir).await;
+    assert_eq!(
+        listed(&ev),
+        Some((room.as_str(), Some(0))),
+        "a left: {ev:?}"
+    );
+}

@@ -285,9 +285,10 @@ impl Signaling {
         RoomList::new(self.db.subscribe(paths::ROOMS))
     }
 
-    /// The room list, live, with how many are in each public room.
+    /// The room list, live, with how many are in each public room (a record silent past this
+    /// signaling's presence expiry is not counted).
     pub fn watch_directory(&self) -> RoomDirectory {
-        RoomDirectory::new(self.db.clone())
+        RoomDirectory::new(self.db.clone(), self.timing)
     }
 
     /// One room's listing (its name, and whether it is private).
