@@ -778,17 +778,9 @@ impl Actor {
         };
         self.join(&room, secret, None).await?;
         if let Some(call) = self.call.as_mut() {
-            for (kind, on) in [
-                (MediaKind::Audio, streams.audio),
-                (MediaKind::Video, streams.video),
-                (MediaKind::Screen, streams.screen),
-            ] {
-                let now = match kind {
-                    MediaKind::Audio => call.streams.audio,
-                    MediaKind::Video => call.streams.video,
-                    MediaKind::Screen => call.streams.screen,
-                };
-                if now != on {
+            for kind in [MediaKind::Audio, MediaKind::Video, MediaKind::Screen] {
+                let on = streams.get(kind);
+                if call.streams.get(kind) != on {
                     if let Err(e) = call.set_stream(kind, on).await {
                         self.shown.error(e);
                     }
