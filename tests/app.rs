@@ -10,12 +10,13 @@ mod support;
 
 use std::time::Duration;
 
+use fantoccini::actions::InputSource as _;
 use fantoccini::{Client, Locator};
 use harness::poll;
 use huddle_app::frames::TileKey;
 use media::MediaKind;
 use serde_json::json;
-use support::{join, join_with, App};
+use support::{join_with, App};
 
 const LONG: Duration = Duration::from_secs(40);
 
@@ -301,7 +302,7 @@ async fn a_call_in_the_desktop_app() {
     // Someone joins while I am in another application: a tile with moving video, and a
     // notification.
     let other_app = desktop.focus_another_app();
-    let mut bob = join(&db, &room, "Bob");
+    let mut bob = join_with(&db, &room, "Bob", "320x180", 15, &["--report-frames"]);
     let bob_key = TileKey::peer(&bob.peer_id().into(), MediaKind::Video).to_string();
     app.until("Bob's tile", &format!("return Number(document.querySelector('.tile[data-key=\"{bob_key}\"]')?.dataset.frames || 0) > 5")).await;
     let a = tile_png(c, &bob_key).await;
@@ -401,23 +402,105 @@ async fn a_call_in_the_desktop_app() {
     })
     .unwrap();
 
-    // Screen share: shown large on the stage, and Bob receives it.
+    // Screen share: a picker with a live picture of the display and of each window. Sharing
+    // one window sends that window (Bob sees its size and colour, though the app's window
+    // covers part of it); my own share stays a small tile, and a bar says I am presenting.
+    let rgb = [200u8, 30, 160];
+    let _shared = desktop.coloured_window("Quarterly plan", rgb);
     app.click("btn-screen").await;
+    let cards = app
+        .until(
+            "the picker with the display and the window, with pictures",
+            "const cards = [...document.querySelectorAll('#share-dialog .share-card')]; const w = cards.find(c => c.textContent === 'Quarterly plan'); const d = cards.find(c => c.textContent.startsWith('Entire screen 1 (1280x800)')); return document.getElementById('share-dialog').open && w && d && w.querySelector('img')?.src.startsWith('data:image/png') && d.querySelector('img')?.src.startsWith('data:image/png') && cards.map(c => c.textContent)",
+        )
+        .await;
+    assert!(
+        !cards.as_array().unwrap().iter().any(|c| c == "Huddle"),
+        "Huddle's own window is not offered: {cards}"
+    );
+    shot(c, "share-picker").await;
+    let window = app
+        .js("return [...document.querySelectorAll('#share-windows .share-card')].find(c => c.textContent === 'Quarterly plan').dataset.target")
+        .await;
+    c.find(Locator::Css(&format!(
+        ".share-card[data-target=\"{}\"]",
+        window.as_str().unwrap()
+    )))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    app.click("share-go").await;
     app.until(
-        "my screen on the stage",
-        "return document.querySelector('#stage .tile[data-key=\"self:screen\"]')",
+        "the presenting bar",
+        "return !document.getElementById('presenting-bar').hidden && document.getElementById('presenting-what').textContent === 'You are presenting the window “Quarterly plan”'",
+    )
+    .await;
+    app.until(
+        "my share as a small tile, not on the stage",
+        "return document.querySelector('#grid .tile[data-key=\"self:screen\"]') && !document.querySelector('#stage .tile')",
     )
     .await;
     bob.wait_within(mark, LONG, "Ann's screen", |v| {
         v["type"] == "first_frame" && v["kind"] == "screen"
     })
     .unwrap();
-    app.click("btn-screen").await;
+    // BT.601 limited range, as the encoder's input.
+    let [r, g, b] = rgb.map(f64::from);
+    let want = [
+        16.0 + 0.257 * r + 0.504 * g + 0.098 * b,
+        128.0 - 0.148 * r - 0.291 * g + 0.439 * b,
+        128.0 + 0.439 * r - 0.368 * g - 0.071 * b,
+    ];
+    let frame = bob
+        .wait_within(mark, LONG, "the window's picture at Bob", |v| {
+            v["type"] == "frame"
+                && v["kind"] == "screen"
+                && v["mean_yuv"].as_array().is_some_and(|m| {
+                    m.iter()
+                        .zip(want)
+                        .all(|(got, w)| (got.as_f64().unwrap_or(-99.0) - w).abs() < 10.0)
+                })
+        })
+        .unwrap_or_else(|e| panic!("{e}; wanted mean YUV {want:?}"));
+    assert_eq!(
+        (frame["width"].as_u64(), frame["height"].as_u64()),
+        (Some(480), Some(270)),
+        "{frame}"
+    );
+    app.click("presenting-stop").await;
     app.until(
-        "the stage empty again",
-        "return !document.querySelector('#stage .tile')",
+        "sharing stopped",
+        "return document.getElementById('presenting-bar').hidden && !document.querySelector('.tile[data-key=\"self:screen\"]')",
     )
     .await;
+
+    // Double-clicking Bob's tile gives it the stage; again takes it back.
+    for on_stage in [true, false] {
+        let tile = c
+            .find(Locator::Css(&format!(".tile[data-key=\"{bob_key}\"]")))
+            .await
+            .unwrap();
+        let button = fantoccini::actions::MOUSE_BUTTON_LEFT;
+        let double = fantoccini::actions::MouseActions::new("mouse".into())
+            .then(fantoccini::actions::PointerAction::MoveToElement {
+                element: tile,
+                duration: None,
+                x: 0.0,
+                y: 0.0,
+            })
+            .then(fantoccini::actions::PointerAction::Down { button })
+            .then(fantoccini::actions::PointerAction::Up { button })
+            .then(fantoccini::actions::PointerAction::Down { button })
+            .then(fantoccini::actions::PointerAction::Up { button });
+        c.perform_actions(double).await.unwrap();
+        app.until(
+            &format!("Bob's tile on the stage: {on_stage}"),
+            &format!("return Boolean(document.querySelector('#stage .tile[data-key=\"{bob_key}\"]')) === {on_stage}"),
+        )
+        .await;
+    }
 
     // A third participant; the screenshot for the docs shows the three of us.
     // Cy prefers H.264 too: that is what Ann and Cy use with each other.
@@ -554,6 +637,22 @@ async fn a_call_in_the_desktop_app() {
         },
     )
     .unwrap();
+
+    // Closing the window during a call asks first; "keep running in the tray" hides it and
+    // the call goes on.
+    app.create_and_join("Wrap-up").await;
+    desktop.close_window("Huddle");
+    app.until(
+        "the question before closing",
+        "return document.getElementById('close-dialog').open",
+    )
+    .await;
+    app.click("close-tray").await;
+    app.until(
+        "the window hidden, still in the call",
+        "return window.__TAURI__.window.getCurrentWindow().isVisible().then(v => !v && Boolean(window.huddle.state.inCall))",
+    )
+    .await;
     c.clone().close().await.unwrap();
 }
 

@@ -33,6 +33,9 @@ const opts = {
   fps: num('fps', 30),
   loopbackOnly: params.get('loopback') === '1',
   latency: params.get('latency') === '1',
+  // Join at once, without the pre-join step (links for bots and tests; an invitation has no
+  // such flag, so a person sees their camera and chooses first).
+  autojoin: params.get('autojoin') === '1',
 };
 
 const $ = (id) => document.getElementById(id);
@@ -362,7 +365,13 @@ $('screen').addEventListener('click', () => toggle('screen', !state.sending.scre
 $('leave').addEventListener('click', () => leave());
 $('join-form').addEventListener('submit', (e) => {
   e.preventDefault();
+  opts.audio = $('join-audio').checked;
+  opts.video = $('join-video').checked;
   join($('room').value, $('name').value);
+});
+// Pre-join: the camera shows in my tile before I join, and the box turns it on and off.
+$('join-video').addEventListener('change', () => {
+  if (state.phase === 'idle') toggle('video', $('join-video').checked);
 });
 
 // Signing in starts with the page, so that a join does not wait for it.
@@ -378,16 +387,19 @@ signedIn.catch((e) => {
 
 $('room').value = opts.room;
 $('name').value = opts.name;
+$('join-audio').checked = opts.audio;
+$('join-video').checked = opts.video;
 renderButtons();
-if (opts.room && opts.name) join(opts.room, opts.name);
+if (opts.room && opts.name && opts.autojoin) join(opts.room, opts.name);
 else if (opts.room) {
-  showStatus('You are invited to a room. Enter your name to join.');
+  showStatus(opts.name ? 'You are invited to a room. Check your camera, then join.' : 'You are invited to a room. Enter your name to join.');
+  if (opts.video) toggle('video', true);
   // The room by its name, once signed in (the link carries only its id).
   signedIn
     .then(() => (validRoomId(opts.room) ? db.get(`rooms/${opts.room}`) : null))
     .then((info) => {
       if (info && typeof info.name === 'string' && state.phase === 'idle') {
-        showStatus(`You are invited to “${info.name}”. Enter your name to join.`);
+        showStatus(`You are invited to “${info.name}”. ${opts.name ? 'Check your camera, then join.' : 'Enter your name to join.'}`);
         document.title = `${info.name} · Huddle`;
       }
     })

@@ -1,7 +1,9 @@
 //! The call I am in: the engine's handle, what I send, and the two event streams the app core
 //! reads while the call lasts (the engine's and the devices').
 
-use devices::{DeviceEvent, MicControl};
+use std::sync::Arc;
+
+use devices::{DeviceChoice, DeviceEvent, DeviceSources, MicControl};
 use media::MediaKind;
 use media::StreamConfig;
 use mesh::{Mesh, MeshEvent};
@@ -28,6 +30,8 @@ pub struct Call {
     pub secret: Option<String>,
     /// The microphone's controls (its muted-speaking hint and level).
     pub mic: MicControl,
+    /// The call's devices (a screen share picks its display or window here).
+    sources: Arc<DeviceSources>,
     events: mpsc::Receiver<MeshEvent>,
     devices: Option<broadcast::Receiver<DeviceEvent>>,
 }
@@ -46,6 +50,7 @@ pub struct Joined {
     pub events: mpsc::Receiver<MeshEvent>,
     pub devices: broadcast::Receiver<DeviceEvent>,
     pub mic: MicControl,
+    pub sources: Arc<DeviceSources>,
 }
 
 impl Call {
@@ -59,6 +64,7 @@ impl Call {
             secured,
             secret: None,
             mic: joined.mic,
+            sources: joined.sources,
             events: joined.events,
             devices: Some(joined.devices),
         }
@@ -111,6 +117,16 @@ impl Call {
                 ))
             }
         }
+    }
+
+    /// Shares `target` (a display, a window `window:<id>`, or the test pattern), in place of
+    /// what I share now, if anything.
+    pub async fn share(&mut self, target: DeviceChoice) -> Result<(), UserError> {
+        if self.streams.screen {
+            self.set_stream(MediaKind::Screen, false).await?;
+        }
+        self.sources.share_next(target);
+        self.set_stream(MediaKind::Screen, true).await
     }
 
     /// The next thing that happened. Safe to cancel: nothing is lost when another branch of

@@ -282,6 +282,67 @@ pub async fn copy_invite<R: tauri::Runtime>(
     Ok(text)
 }
 
+/// What the screen-share picker offers, each with a thumbnail of it now.
+#[tauri::command]
+pub async fn share_targets<R: tauri::Runtime>(
+    window: tauri::WebviewWindow<R>,
+    core: State<'_, Core>,
+) -> Result<Vec<crate::devices::ShareTarget>, UserError> {
+    let test = core.settings().devices.display == devices::DeviceChoice::Synthetic;
+    let own = own_x11_window(&window);
+    tauri::async_runtime::spawn_blocking(move || crate::devices::share_targets(test, own))
+        .await
+        .map_err(|e| UserError::new(format!("cannot list what to share: {e}"), None))
+}
+
+/// The X11 id of the app's own window (left out of the share picker).
+fn own_x11_window<R: tauri::Runtime>(window: &tauri::WebviewWindow<R>) -> Option<u32> {
+    #[cfg(target_os = "linux")]
+    {
+        use raw_window_handle::{HasWindowHandle, RawWindowHandle};
+        match window.window_handle().ok()?.as_raw() {
+            RawWindowHandle::Xlib(h) => u32::try_from(h.window).ok(),
+            RawWindowHandle::Xcb(h) => Some(h.window.get()),
+            _ => None,
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = window;
+        None
+    }
+}
+
+/// Shares what the picker offered as `target` (a [`crate::devices::ShareTarget`] id), in place
+/// of what I share now.
+#[tauri::command]
+pub async fn share_screen(
+    core: State<'_, Core>,
+    target: String,
+) -> Result<StreamConfig, UserError> {
+    core.share(devices::DeviceChoice::from(target.as_str()))
+        .await
+}
+
+/// Hides the window; the call goes on, and the tray brings the window back.
+#[tauri::command]
+pub fn hide_window<R: tauri::Runtime>(window: tauri::WebviewWindow<R>) -> Result<(), UserError> {
+    window
+        .hide()
+        .map_err(|e| UserError::new(format!("cannot hide the window: {e}"), None))
+}
+
+/// Leaves the call (the others see me go at once) and quits.
+#[tauri::command]
+pub async fn quit<R: tauri::Runtime>(
+    app: tauri::AppHandle<R>,
+    core: State<'_, Core>,
+) -> Result<(), UserError> {
+    core.leave("you quit").await;
+    app.exit(0);
+    Ok(())
+}
+
 /// Hosts the built-in database for the LAN and moves the call there (see
 /// [`Core::host_for_lan`]).
 #[tauri::command]
@@ -309,6 +370,18 @@ pub fn open_invite(core: State<'_, Core>, link: String) -> Result<(), UserError>
 #[tauri::command]
 pub async fn preview_start(core: State<'_, Core>) -> Result<(), UserError> {
     core.start_preview().await
+}
+
+/// Starts or stops the pre-join microphone meter (`mic_level` events).
+#[tauri::command]
+pub async fn mic_meter(core: State<'_, Core>, on: bool) -> Result<(), UserError> {
+    core.meter(on).await
+}
+
+/// Plays a short sound on the chosen speakers.
+#[tauri::command]
+pub async fn test_speakers(core: State<'_, Core>) -> Result<(), UserError> {
+    core.test_speakers().await
 }
 
 /// Stops the camera preview.

@@ -96,9 +96,12 @@ enum Request {
         reply: Reply<StreamConfig>,
     },
     Invitation(Reply<Invitation>),
+    Share(DeviceChoice, Reply<StreamConfig>),
     HostForLan(Reply<()>),
     StartPreview(Reply<()>),
     StopPreview(oneshot::Sender<()>),
+    Meter(bool, Reply<()>),
+    TestSpeakers(Reply<()>),
     /// An event from outside the core (an invitation link, an error of a tray action).
     Show(UiEvent),
     /// Runs with the snapshot, in order with the events (see [`Core::replay`]).
@@ -148,6 +151,7 @@ impl Core {
             conn: None,
             call: None,
             preview: None,
+            meter: None,
             speaker_reported: false,
             frames: frames.clone(),
             shown,
@@ -286,6 +290,12 @@ impl Core {
         .await
     }
 
+    /// Shares a display, a window (`window:<id>`) or the test pattern, in place of what I
+    /// share now.
+    pub async fn share(&self, target: DeviceChoice) -> Result<StreamConfig, UserError> {
+        self.ask(|reply| Request::Share(target, reply)).await
+    }
+
     /// What an invitation to the call I am in says.
     pub async fn invitation(&self) -> Result<Invitation, UserError> {
         self.ask(Request::Invitation).await
@@ -308,6 +318,16 @@ impl Core {
         self.tell(Request::StopPreview).await
     }
 
+    /// Starts (or stops) the pre-join microphone meter: `mic_level` events, ten a second.
+    pub async fn meter(&self, on: bool) -> Result<(), UserError> {
+        self.ask(|reply| Request::Meter(on, reply)).await
+    }
+
+    /// Plays a short sound on the chosen speakers (the pre-join screen's "Test speakers").
+    pub async fn test_speakers(&self) -> Result<(), UserError> {
+        self.ask(Request::TestSpeakers).await
+    }
+
     /// Shows an event that comes from outside the core: an invitation that arrived, an error
     /// of something the tray did. (Does not wait: links arrive before the runtime runs.)
     pub fn show(&self, ev: UiEvent) {
@@ -321,6 +341,7 @@ impl Core {
 }
 
 /// Emits events: folds each into the view, then hands it to the outlet with the view after it.
+#[derive(Clone)]
 struct Shown {
     view: Arc<Mutex<View>>,
     outlet: Arc<dyn Outlet>,
@@ -352,6 +373,8 @@ struct Actor {
     conn: Option<Conn>,
     call: Option<Call>,
     preview: Option<Preview>,
+    /// The pre-join microphone meter.
+    meter: Option<Preview>,
     /// The missing speaker was reported: once per run is enough.
     speaker_reported: bool,
     frames: Arc<Compositor>,
@@ -441,6 +464,9 @@ impl Actor {
             Request::Invitation(reply) => {
                 let _ = reply.send(self.invitation());
             }
+            Request::Share(target, reply) => {
+                let _ = reply.send(self.share(target).await);
+            }
             Request::HostForLan(reply) => {
                 let _ = reply.send(self.host_for_lan().await);
             }
@@ -450,6 +476,17 @@ impl Actor {
             Request::StopPreview(done) => {
                 self.stop_preview();
                 let _ = done.send(());
+            }
+            Request::Meter(on, reply) => {
+                let _ = reply.send(if on {
+                    self.start_meter()
+                } else {
+                    self.stop_meter();
+                    Ok(())
+                });
+            }
+            Request::TestSpeakers(reply) => {
+                let _ = reply.send(self.test_speakers());
             }
             Request::Show(ev) => self.shown.emit(ev),
             Request::Replay(f) => {
@@ -570,6 +607,7 @@ impl Actor {
         }
         self.leave("you joined another room").await;
         self.stop_preview();
+        self.stop_meter();
         let settings = self.settings.clone();
         let conn = self.conn().await?;
         let (signaling, other_db): (Signaling, _) =
@@ -664,12 +702,13 @@ impl Actor {
         };
         // Join sending nothing, then start each wanted stream: a missing camera is then one
         // error message and a call without video, not a failed join.
-        let (mesh, events) = Mesh::join(&signaling, room, options, config, sources).await?;
+        let (mesh, events) = Mesh::join(&signaling, room, options, config, sources.clone()).await?;
         let joined = Joined {
             mesh,
             events,
             devices,
             mic,
+            sources: sources.clone(),
         };
         let mut call = Call::new(
             joined,
@@ -734,6 +773,17 @@ impl Actor {
             self.frames.remove(&TileKey::mine(kind));
         }
         let streams = call.streams;
+        self.shown.emit(UiEvent::LocalStreams { streams });
+        result.map(|()| streams)
+    }
+
+    async fn share(&mut self, target: DeviceChoice) -> Result<StreamConfig, UserError> {
+        let call = self.call.as_mut().ok_or_else(UserError::not_in_call)?;
+        let result = call.share(target).await;
+        let streams = call.streams;
+        if !streams.screen {
+            self.frames.remove(&TileKey::mine(MediaKind::Screen));
+        }
         self.shown.emit(UiEvent::LocalStreams { streams });
         result.map(|()| streams)
     }
@@ -826,6 +876,90 @@ impl Actor {
         Ok(())
     }
 
+    fn start_meter(&mut self) -> Result<(), UserError> {
+        self.stop_meter();
+        let sources = crate::devices::sources(
+            &self.settings.devices,
+            &self.options.capture,
+            self.settings.noise_suppression,
+            self.frames.clone(),
+        );
+        let mut mic = media::source::Sources::audio(&sources).map_err(|e| {
+            UserError::new(
+                format!("cannot open the microphone: {e}"),
+                Some("Pick another microphone, or the test tone, in Settings → Devices."),
+            )
+        })?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let shown = self.shown.clone();
+        let thread = std::thread::Builder::new()
+            .name("mic-meter".into())
+            .spawn(move || {
+                let mut peak = media::mixer::SILENCE_DBFS;
+                let mut n = 0u32;
+                while !flag.load(Ordering::Relaxed) {
+                    match mic.next_frame() {
+                        Ok(f) => peak = peak.max(media::mixer::level_dbfs(&f)),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "microphone meter stopped");
+                            break;
+                        }
+                    }
+                    n += 1;
+                    // Five 20 ms frames: ten readings a second, each the loudest of its frames.
+                    if n.is_multiple_of(5) {
+                        shown.emit(UiEvent::MicLevel { dbfs: peak });
+                        peak = media::mixer::SILENCE_DBFS;
+                    }
+                }
+            })
+            .map_err(|e| UserError::new(format!("cannot start the meter: {e}"), None))?;
+        self.meter = Some(Preview { stop, thread });
+        Ok(())
+    }
+
+    fn stop_meter(&mut self) {
+        if let Some(p) = self.meter.take() {
+            p.stop.store(true, Ordering::Relaxed);
+            let _ = p.thread.join();
+        }
+    }
+
+    fn test_speakers(&self) -> Result<(), UserError> {
+        let sources = crate::devices::sources(
+            &self.settings.devices,
+            &self.options.capture,
+            self.settings.noise_suppression,
+            self.frames.clone(),
+        );
+        let speaker = sources.speaker().map_err(|e| {
+            UserError::new(
+                format!("cannot play sound: {}", devices::message(&e)),
+                Some("Pick your speakers or headphones first."),
+            )
+        })?;
+        std::thread::Builder::new()
+            .name("test-speakers".into())
+            .spawn(move || {
+                // A second of a soft 440 Hz tone, paced like a call's playout.
+                let mut tone = media::synthetic::Tone::new(440.0);
+                for _ in 0..50 {
+                    let Ok(frame) = media::source::AudioSource::next_frame(&mut tone) else {
+                        break;
+                    };
+                    speaker
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .play(&frame);
+                }
+                // Keeps `sources` (and so the device) open until the sound has played.
+                drop(sources);
+            })
+            .map_err(|e| UserError::new(format!("cannot play sound: {e}"), None))?;
+        Ok(())
+    }
+
     fn stop_preview(&mut self) {
         if let Some(p) = self.preview.take() {
             p.stop.store(true, Ordering::Relaxed);
@@ -836,6 +970,7 @@ impl Actor {
 
     async fn shutdown(&mut self) {
         self.stop_preview();
+        self.stop_meter();
         self.leave("the app is closing").await;
         if let Some(c) = self.conn.take() {
             c.close().await;

@@ -86,6 +86,85 @@ pub fn pickers() -> Pickers {
     }
 }
 
+/// Something the screen-share picker offers: a whole display, one window, or the test pattern.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ShareTarget {
+    /// What `share_screen` takes: a display number, `window:<id>`, or `synthetic`.
+    pub id: String,
+    /// `display`, `window` or `test`.
+    pub kind: &'static str,
+    /// What the user reads (the window's title).
+    pub label: String,
+    /// A picture of it now, as a `data:image/png` URL (none when it cannot be captured).
+    pub thumbnail: Option<String>,
+}
+
+/// Thumbnails fit in this box (16:9, the size a picker card shows them at on a HiDPI screen).
+const THUMB: (u32, u32) = (320, 180);
+
+/// Everything that can be shared now, with a current thumbnail of each: the displays, the
+/// windows (except `own_window`, Huddle's own: sharing it would show the others their own
+/// tiles), and the test pattern when the settings choose it. Blocking (it talks to the window
+/// system): call it off the async runtime.
+pub fn share_targets(test_pattern: bool, own_window: Option<u32>) -> Vec<ShareTarget> {
+    let mut out = Vec::new();
+    for d in devices::screen::list().unwrap_or_default() {
+        out.push(ShareTarget {
+            id: d.index.to_string(),
+            kind: "display",
+            label: format!("Entire screen {} ({}x{})", d.index + 1, d.width, d.height),
+            thumbnail: devices::screen::capture(d.index)
+                .ok()
+                .and_then(|p| png_url(&p)),
+        });
+    }
+    let windows: Vec<_> = devices::window::list()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|w| Some(w.id) != own_window)
+        .collect();
+    let ids: Vec<u32> = windows.iter().map(|w| w.id).collect();
+    for (w, pic) in windows.into_iter().zip(devices::window::capture_many(&ids)) {
+        out.push(ShareTarget {
+            id: format!("{}{}", devices::window::CHOICE_PREFIX, w.id),
+            kind: "window",
+            label: w.title,
+            thumbnail: pic.ok().and_then(|p| png_url(&p)),
+        });
+    }
+    if test_pattern {
+        out.push(ShareTarget {
+            id: DeviceChoice::Synthetic.to_string(),
+            kind: "test",
+            label: "Test pattern (screen)".into(),
+            thumbnail: None,
+        });
+    }
+    out
+}
+
+/// A picture as a small PNG in a data URL.
+fn png_url(p: &devices::window::Picture) -> Option<String> {
+    use base64::Engine as _;
+    let t = p.scaled_to_fit(THUMB.0, THUMB.1);
+    let mut rgba = t.bgra;
+    for px in rgba.chunks_exact_mut(4) {
+        px.swap(0, 2);
+    }
+    let mut bytes = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut bytes, t.width, t.height);
+        enc.set_color(png::ColorType::Rgba);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut w = enc.write_header().ok()?;
+        w.write_image_data(&rgba).ok()?;
+    }
+    Some(format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    ))
+}
+
 /// The sources the settings choose; every camera and screen frame also goes to my own tile in
 /// `preview`.
 pub fn sources(

@@ -139,6 +139,13 @@ pub enum UiEvent {
         message: String,
         hint: Option<String>,
     },
+    /// The pre-join microphone meter: the loudest level of the last 100 ms, in dBFS.
+    MicLevel {
+        dbfs: f32,
+    },
+    /// The window was closed during a call: the page asks whether to leave and quit or keep
+    /// the call going from the tray.
+    CloseAsked,
 }
 
 impl UiEvent {

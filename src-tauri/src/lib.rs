@@ -80,7 +80,22 @@ pub fn build<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
         )
         .plugin(tauri_plugin_notification::init())
         .plugin(tauri_plugin_clipboard_manager::init())
-        .plugin(tauri_plugin_window_state::Builder::new().build());
+        .plugin(tauri_plugin_window_state::Builder::new().build())
+        .on_window_event(|window, event| {
+            // Closing the window in a call asks first: leave and quit, or keep the call going
+            // from the tray (the page shows the question).
+            if let tauri::WindowEvent::CloseRequested { api, .. } = event {
+                let in_call = window
+                    .try_state::<Core>()
+                    .is_some_and(|c| c.current_call().is_some());
+                if in_call {
+                    api.prevent_close();
+                    if let Some(core) = window.try_state::<Core>() {
+                        core.show(UiEvent::CloseAsked);
+                    }
+                }
+            }
+        });
     with_core(builder, true)
 }
 
@@ -110,6 +125,12 @@ fn with_core<R: Runtime>(builder: tauri::Builder<R>, desktop: bool) -> tauri::Bu
             commands::set_stream,
             commands::invite_links,
             commands::copy_invite,
+            commands::share_targets,
+            commands::share_screen,
+            commands::hide_window,
+            commands::mic_meter,
+            commands::test_speakers,
+            commands::quit,
             commands::host_for_lan,
             commands::open_invite,
             commands::preview_start,

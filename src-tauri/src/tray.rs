@@ -178,6 +178,25 @@ pub fn refresh<R: Runtime>(app: &AppHandle<R>, view: &View) {
     });
 }
 
+/// What Show / hide does to the window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WindowStep {
+    Hide,
+    /// Un-minimize, show and focus.
+    Restore,
+}
+
+/// Show / hide hides a window that is on screen and brings back one that is not: hidden, or
+/// minimized (a minimized window is still "visible" to the window system, and hiding it would
+/// leave it iconic for good).
+pub fn show_hide(visible: bool, minimized: bool) -> WindowStep {
+    if visible && !minimized {
+        WindowStep::Hide
+    } else {
+        WindowStep::Restore
+    }
+}
+
 /// Does what a tray item says.
 pub fn perform<R: Runtime>(app: AppHandle<R>, action: TrayAction) {
     let core = app.state::<Core>().inner().clone();
@@ -185,10 +204,13 @@ pub fn perform<R: Runtime>(app: AppHandle<R>, action: TrayAction) {
         TrayAction::ShowHide => {
             if let Some(w) = app.get_webview_window("main") {
                 let visible = w.is_visible().unwrap_or(false);
-                let _ = if visible {
-                    w.hide()
-                } else {
-                    w.show().and_then(|()| w.set_focus())
+                let minimized = w.is_minimized().unwrap_or(false);
+                let _ = match show_hide(visible, minimized) {
+                    WindowStep::Hide => w.hide(),
+                    WindowStep::Restore => w
+                        .unminimize()
+                        .and_then(|()| w.show())
+                        .and_then(|()| w.set_focus()),
                 };
             }
         }
@@ -235,6 +257,14 @@ pub fn perform<R: Runtime>(app: AppHandle<R>, action: TrayAction) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn show_hide_brings_back_a_minimized_window() {
+        assert_eq!(show_hide(true, false), WindowStep::Hide);
+        assert_eq!(show_hide(true, true), WindowStep::Restore, "minimized");
+        assert_eq!(show_hide(false, false), WindowStep::Restore, "hidden");
+        assert_eq!(show_hide(false, true), WindowStep::Restore);
+    }
 
     #[test]
     fn item_ids_map_to_actions() {

@@ -71,6 +71,31 @@ impl Desktop {
         }
     }
 
+    /// Opens a window titled `title` painted one colour (8-bit RGB), somewhere the app's window
+    /// partly covers; it closes when the value is dropped.
+    pub fn coloured_window(&self, title: &str, rgb: [u8; 3]) -> Proc {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/coloured_window.py");
+        let mut p = Proc::spawn(
+            Command::new("/usr/bin/python3")
+                .arg(script)
+                .arg(title)
+                .args(rgb.map(|c| c.to_string()))
+                .env("DISPLAY", &self.display)
+                .env("DBUS_SESSION_BUS_ADDRESS", &self.bus)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null()),
+            "python3 with GTK (python3-gi, gir1.2-gtk-3.0)",
+        )
+        .unwrap();
+        let mut line = String::new();
+        BufReader::new(p.child().stdout.take().expect("piped"))
+            .read_line(&mut line)
+            .expect("the window opens");
+        assert_eq!(line.trim(), "drawn", "the window is painted");
+        p
+    }
+
     /// Starts another application that takes the focus; it ends when the value is dropped.
     pub fn focus_another_app(&self) -> Proc {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/other_app.py");
@@ -100,6 +125,38 @@ impl Desktop {
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
+    }
+
+    /// Asks the window titled `title` to close, as a window manager does when its close
+    /// button is clicked (a `WM_DELETE_WINDOW` client message): the application decides.
+    pub fn close_window(&self, title: &str) {
+        use x11rb::connection::Connection as _;
+        use x11rb::protocol::xproto::{
+            AtomEnum, ClientMessageEvent, ConnectionExt as _, EventMask,
+        };
+        let (c, screen) = x11rb::connect(Some(&self.display)).expect("the test display");
+        let root = c.setup().roots[screen].root;
+        // No window manager here: top-level windows are the root's children.
+        let id = c
+            .query_tree(root)
+            .unwrap()
+            .reply()
+            .unwrap()
+            .children
+            .into_iter()
+            .find(|&w| {
+                c.get_property(false, w, AtomEnum::WM_NAME, AtomEnum::ANY, 0, 256)
+                    .ok()
+                    .and_then(|r| r.reply().ok())
+                    .is_some_and(|r| r.value == title.as_bytes())
+            })
+            .unwrap_or_else(|| panic!("no window titled {title}"));
+        let atom = |name: &[u8]| c.intern_atom(false, name).unwrap().reply().unwrap().atom;
+        let (protocols, delete) = (atom(b"WM_PROTOCOLS"), atom(b"WM_DELETE_WINDOW"));
+        let msg =
+            ClientMessageEvent::new(32, id, protocols, [delete, x11rb::CURRENT_TIME, 0, 0, 0]);
+        c.send_event(false, id, EventMask::NO_EVENT, msg).unwrap();
+        c.flush().unwrap();
     }
 
     /// What another program gets when it pastes: the CLIPBOARD selection, read with xclip
@@ -289,6 +346,11 @@ impl App {
         self.until(
             "the camera preview",
             "return document.getElementById('preview-tile').classList.contains('has-video')",
+        )
+        .await;
+        self.until(
+            "the microphone meter showing the test tone",
+            "return parseFloat(document.getElementById('mic-meter').style.width) > 20",
         )
         .await;
         self.click("prejoin-join").await;

@@ -174,6 +174,19 @@ async function openPrejoin(target) {
   }
   show('prejoin');
   startPreview();
+  startMeter();
+}
+
+/** The microphone meter of the pre-join screen, while it shows (with the microphone chosen). */
+function startMeter() {
+  $('mic-meter').style.width = '0%';
+  call('mic_meter', { on: true }).catch((e) => {
+    $('mic-meter-box').title = e.message;
+  });
+}
+
+function stopMeter() {
+  call('mic_meter', { on: false }).catch(() => {});
 }
 
 const preview = { attached: false };
@@ -227,6 +240,7 @@ async function joinNow() {
     await run('join_room', { room: t.room, secret: $('prejoin-secret').value || null, db: t.db });
   } catch {
     startPreview();
+    startMeter();
   } finally {
     $('prejoin-join').disabled = false;
   }
@@ -248,12 +262,94 @@ function renderControls() {
   set('btn-mic', s.audio, ['Turn off microphone', 'Turn on microphone'], 'Ctrl+D');
   set('btn-cam', s.video, ['Turn off camera', 'Turn on camera'], 'Ctrl+E');
   set('btn-screen', s.screen, ['Stop sharing the screen', 'Share the screen'], 'Ctrl+Shift+S');
+  // Presenting is always visible, with its Stop.
+  $('presenting-bar').hidden = !(state.inCall && s.screen);
+  $('presenting-what').textContent = `You are presenting ${state.sharing ?? 'your screen'}`;
 }
 
 async function toggle(kind) {
   if (!state.inCall) return;
   const on = !state.streams[kind];
+  // Sharing starts with a choice of what to share.
+  if (kind === 'screen' && on) return openSharePicker();
   await run('set_stream', { kind, on }).catch(() => {});
+}
+
+async function toggleFullscreen() {
+  const w = window.__TAURI__?.window?.getCurrentWindow();
+  if (!w) return;
+  try {
+    await w.setFullscreen(!(await w.isFullscreen()));
+  } catch (e) {
+    showError({ message: `cannot change full screen: ${e}` });
+  }
+}
+
+// ---------------------------------------------------------------- screen-share picker
+const picker = { timer: null, chosen: null, targets: [] };
+
+function shareCard(t) {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.className = 'share-card';
+  b.setAttribute('role', 'option');
+  b.dataset.target = t.id;
+  b.setAttribute('aria-selected', String(picker.chosen === t.id));
+  const pic = t.thumbnail ? Object.assign(document.createElement('img'), { src: t.thumbnail, alt: '' })
+    : Object.assign(document.createElement('div'), { className: 'noimg' });
+  const label = Object.assign(document.createElement('span'), { textContent: t.label, title: t.label });
+  b.append(pic, label);
+  b.addEventListener('click', () => { picker.chosen = t.id; renderPicker(); });
+  b.addEventListener('dblclick', () => { picker.chosen = t.id; shareChosen(); });
+  return b;
+}
+
+function renderPicker() {
+  const displays = picker.targets.filter((t) => t.kind !== 'window');
+  const windows = picker.targets.filter((t) => t.kind === 'window');
+  $('share-displays').replaceChildren(...displays.map(shareCard));
+  $('share-windows').replaceChildren(...windows.map(shareCard));
+  $('share-none').hidden = windows.length > 0;
+  $('share-go').disabled = !picker.targets.some((t) => t.id === picker.chosen);
+}
+
+async function refreshPicker() {
+  try {
+    picker.targets = await call('share_targets');
+    renderPicker();
+  } catch (e) {
+    showError(e);
+  }
+}
+
+/** The picker: every display and window with a picture of it, refreshed while it is open. */
+async function openSharePicker() {
+  picker.chosen = null;
+  picker.targets = [];
+  renderPicker();
+  $('share-dialog').showModal();
+  await refreshPicker();
+  clearInterval(picker.timer);
+  picker.timer = setInterval(() => {
+    if ($('share-dialog').open) refreshPicker();
+  }, 1500);
+}
+
+function closeSharePicker() {
+  clearInterval(picker.timer);
+  picker.timer = null;
+  if ($('share-dialog').open) $('share-dialog').close();
+}
+
+async function shareChosen() {
+  const t = picker.targets.find((x) => x.id === picker.chosen);
+  if (!t) return;
+  closeSharePicker();
+  try {
+    await run('share_screen', { target: t.id });
+    state.sharing = t.kind === 'window' ? `the window “${t.label}”` : t.kind === 'display' ? 'your entire screen' : 'the test pattern';
+    renderControls();
+  } catch { /* shown */ }
 }
 
 async function leave() {
@@ -515,6 +611,16 @@ function onEvent(ev) {
     case 'error':
       showError(ev);
       break;
+    case 'close_asked':
+      if (!$('close-dialog').open) $('close-dialog').showModal();
+      break;
+    case 'mic_level': {
+      // -60 dBFS and below is empty, 0 dBFS full.
+      const pct = Math.max(0, Math.min(100, ((ev.dbfs + 60) / 60) * 100));
+      $('mic-meter').style.width = `${pct.toFixed(0)}%`;
+      $('mic-meter-box').setAttribute('aria-valuenow', ev.dbfs.toFixed(0));
+      break;
+    }
     case 'notice':
       toast(ev.message, { hint: ev.hint, ms: 8000 });
       break;
@@ -557,15 +663,37 @@ function wire() {
     await run('open_invite', { link: $('invite-link').value }).catch(() => {});
   });
   $('prejoin-join').addEventListener('click', joinNow);
-  $('prejoin-cancel').addEventListener('click', () => { stopPreview(); show('home'); });
+  $('prejoin-cancel').addEventListener('click', () => { stopPreview(); stopMeter(); show('home'); });
+  $('test-speakers').addEventListener('click', async () => {
+    await prejoinChanged();
+    try {
+      await call('test_speakers');
+      toast('Playing a sound on your speakers.', { ms: 2500 });
+    } catch (e) {
+      showError(e);
+    }
+  });
   $('prejoin-video').addEventListener('change', startPreview);
   $('pick-camera').addEventListener('change', async () => { await prejoinChanged(); startPreview(); });
-  $('pick-microphone').addEventListener('change', prejoinChanged);
+  $('pick-microphone').addEventListener('change', async () => { await prejoinChanged(); startMeter(); });
   $('pick-speaker').addEventListener('change', prejoinChanged);
   $('btn-mic').addEventListener('click', () => toggle('audio'));
   $('btn-cam').addEventListener('click', () => toggle('video'));
   $('btn-screen').addEventListener('click', () => toggle('screen'));
   $('btn-leave').addEventListener('click', leave);
+  $('presenting-stop').addEventListener('click', () => run('set_stream', { kind: 'screen', on: false }).catch(() => {}));
+  $('share-go').addEventListener('click', shareChosen);
+  $('close-tray').addEventListener('click', () => { $('close-dialog').close(); run('hide_window').catch(() => {}); });
+  $('close-quit').addEventListener('click', () => { $('close-dialog').close(); run('quit').catch(() => {}); });
+  // Full screen (F11, or double-click a tile to give it the stage).
+  document.addEventListener('keydown', (e) => {
+    if (e.key === 'F11') {
+      e.preventDefault();
+      toggleFullscreen();
+    }
+  });
+  $('share-cancel').addEventListener('click', closeSharePicker);
+  $('share-dialog').addEventListener('close', () => { clearInterval(picker.timer); picker.timer = null; });
   $('copy-invite').addEventListener('click', copyInvite);
   $('alone-invite').addEventListener('click', copyInvite);
   $('invite-copy-app').addEventListener('click', () => copyLink('app'));

@@ -179,6 +179,8 @@ export class CallView {
     pin.addEventListener('click', () => this.togglePin(key));
     const conn = el('span', 'conn');
     tile.append(canvas, avatar, label, pin, conn);
+    // Double-click gives a tile the stage (and takes it back), as Pin does.
+    tile.addEventListener('dblclick', () => this.togglePin(key));
     const t = { el: tile, canvas, peer: info.peer, kind: info.kind, frames: 0, lastFrame: 0 };
     this.tiles.set(key, t);
     this.grid.append(tile);
@@ -259,9 +261,11 @@ export class CallView {
   }
 
   layout() {
-    // A pinned tile, else the newest screen share, takes the stage.
+    // A pinned tile, else the newest screen share of someone else, takes the stage. My own
+    // share stays a small tile (shown large it is a mirror of the stage inside the stage);
+    // the presenting bar says that I share.
     let focus = this.pinned && this.tiles.has(this.pinned) ? this.pinned : null;
-    if (!focus) focus = [...this.tiles.keys()].reverse().find((k) => k.endsWith(':screen')) ?? null;
+    if (!focus) focus = [...this.tiles.keys()].reverse().find((k) => k.endsWith(':screen') && k !== 'self:screen') ?? null;
     for (const [key, t] of this.tiles) {
       const parent = key === focus ? this.stage : this.grid;
       if (t.el.parentElement !== parent) parent.append(t.el);

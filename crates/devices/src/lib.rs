@@ -44,6 +44,7 @@ pub mod signals;
 pub mod sources;
 pub mod speaker;
 mod threaded;
+pub mod window;
 
 pub use events::{DeviceEvent, DeviceKind};
 

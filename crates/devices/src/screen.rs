@@ -93,6 +93,45 @@ pub fn list() -> Result<Vec<DisplayInfo>, MediaError> {
         .collect())
 }
 
+/// One picture of display `index` now (the share picker's thumbnails).
+pub fn capture(index: usize) -> Result<crate::window::Picture, MediaError> {
+    let display = scrap::Display::all()
+        .map_err(no_screen)?
+        .into_iter()
+        .nth(index)
+        .ok_or_else(|| MediaError::NoDevice(format!("there is no display {index}")))?;
+    let mut capturer = scrap::Capturer::new(display)
+        .map_err(|e| MediaError::Device(format!("cannot capture display {index}: {e}")))?;
+    let (w, h) = (capturer.width() as u32, capturer.height() as u32);
+    for _ in 0..50 {
+        match capturer.frame() {
+            Ok(p) => {
+                let stride = p.len() / h.max(1) as usize;
+                let mut bgra = Vec::with_capacity((w * h * 4) as usize);
+                for row in p.chunks(stride).take(h as usize) {
+                    bgra.extend_from_slice(&row[..(w as usize * 4).min(row.len())]);
+                }
+                return Ok(crate::window::Picture {
+                    width: w,
+                    height: h,
+                    bgra,
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => {
+                return Err(MediaError::Device(format!(
+                    "cannot capture display {index}: {e}"
+                )))
+            }
+        }
+    }
+    Err(MediaError::Device(format!(
+        "display {index} gave no picture"
+    )))
+}
+
 fn no_screen(e: std::io::Error) -> MediaError {
     MediaError::NoDevice(format!(
         "no screen to capture ({e}); on Linux screen sharing needs an X11 session (DISPLAY)"

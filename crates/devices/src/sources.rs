@@ -89,6 +89,8 @@ pub struct DeviceSources {
     mic: MicControl,
     mic_driver: Mutex<Weak<AudioDriver>>,
     speaker_driver: Mutex<Weak<AudioDriver>>,
+    /// Picked for the next screen share (see [`DeviceSources::share_next`]).
+    share: Mutex<Option<DeviceChoice>>,
 }
 
 impl DeviceSources {
@@ -104,6 +106,7 @@ impl DeviceSources {
             mic,
             mic_driver: Mutex::new(Weak::new()),
             speaker_driver: Mutex::new(Weak::new()),
+            share: Mutex::new(None),
         }
     }
 
@@ -262,8 +265,36 @@ impl DeviceSources {
         }
     }
 
+    /// What the next screen share opens instead of the configured display: a display or a
+    /// window picked for this one share (`window:<id>`), or the test pattern.
+    pub fn share_next(&self, choice: DeviceChoice) {
+        *self.share.lock().unwrap_or_else(|e| e.into_inner()) = Some(choice);
+    }
+
+    fn open_share(&self) -> Result<Box<dyn VideoSource>, MediaError> {
+        let picked = self.share.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let choice = picked.unwrap_or_else(|| self.choice.display.clone());
+        if let DeviceChoice::Named(s) = &choice {
+            if let Some(id) = crate::window::from_choice(s) {
+                return crate::window::open(id, self.choice.screen_fps, self.events.clone());
+            }
+        }
+        match choice {
+            DeviceChoice::Synthetic => self.synthetic().video(MediaKind::Screen),
+            other => screen::open(
+                Self::index_of_display(&other)?,
+                self.choice.screen_fps,
+                self.events.clone(),
+            ),
+        }
+    }
+
     fn display_index(&self) -> Result<usize, MediaError> {
-        match &self.choice.display {
+        Self::index_of_display(&self.choice.display)
+    }
+
+    fn index_of_display(choice: &DeviceChoice) -> Result<usize, MediaError> {
+        match choice {
             DeviceChoice::Off | DeviceChoice::Synthetic => {
                 Err(MediaError::NoDevice("no display chosen".into()))
             }
@@ -278,12 +309,8 @@ impl DeviceSources {
 impl Sources for DeviceSources {
     fn video(&self, kind: MediaKind) -> Result<Box<dyn VideoSource>, MediaError> {
         let source = match (kind, self.choice.device_for(kind)) {
+            (MediaKind::Screen, _) => self.open_share()?,
             (_, DeviceChoice::Synthetic) => self.synthetic().video(kind)?,
-            (MediaKind::Screen, _) => screen::open(
-                self.display_index()?,
-                self.choice.screen_fps,
-                self.events.clone(),
-            )?,
             _ => camera::open(
                 self.camera_index()?,
                 self.choice.camera_mode,

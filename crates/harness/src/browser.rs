@@ -405,11 +405,18 @@ pub fn chromium_type(pid: u32) -> String {
     }
 }
 
-/// The page URL for joining `room` on the database at `db` under `name`; on a loopback
+/// The page URL that joins `room` on the database at `db` under `name` at once (`autojoin=1`,
+/// no pre-join step); on a loopback
 /// database the page signals and accepts 127.0.0.1 candidates only (`loopback=1`), in a
 /// [`Lan`] all of them (there are no others). The guest's peer id is the uid it signs in as:
 /// read it with [`Browser::peer_id`].
 pub fn page_url(db: &str, room: &str, name: &str, extra: &str) -> String {
+    format!("{}&autojoin=1", invite_url(db, room, name, extra))
+}
+
+/// [`page_url`] without `autojoin`: the page a person opens from an invitation, which shows
+/// the camera and waits for Join.
+pub fn invite_url(db: &str, room: &str, name: &str, extra: &str) -> String {
     let loopback = if db.starts_with("http://127.0.0.1:") {
         "&loopback=1"
     } else {

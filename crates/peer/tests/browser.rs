@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use std::process::Command;
 
-use harness::browser::{page_url, Browser, Engine};
+use harness::browser::{invite_url, page_url, Browser, Engine};
 use harness::netns::{self, Lan, LAN_HOST};
 use harness::{peer_stderr, Peer, TEST_SECRET};
 use serde_json::Value;
@@ -722,6 +722,83 @@ async fn a_guest_keeps_its_uid_across_a_reload(engine: Engine) {
     });
     let (_other, second) = site.guest(engine, "web-r", "another").await;
     assert_ne!(first, second, "another browser is another guest");
+}
+
+/// An invitation opens a pre-join step: the room by its name, my camera in my tile, and
+/// nothing sent to the room until Join.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chromium_guest_sees_their_camera_before_joining() {
+    a_guest_sees_their_camera_before_joining(Engine::Chromium).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_firefox_guest_sees_their_camera_before_joining() {
+    a_guest_sees_their_camera_before_joining(Engine::Firefox).await;
+}
+
+async fn a_guest_sees_their_camera_before_joining(engine: Engine) {
+    let Some(site) = Site::new(&[engine]).await else {
+        return;
+    };
+    let mut n = site.native("web-p", "p-native-1", &["--create"]);
+    blocking(|| n.wait("joined", |v| v["type"] == "joined").unwrap());
+    let extra = format!("&hb={HEARTBEAT_MS}&expiry={EXPIRY_MS}&w=320&h=180&fps=15");
+    let b = site
+        .open(engine, &invite_url(&site.url(), "web-p", "Pat", &extra))
+        .await;
+    let s = b
+        .wait("my camera, before joining", T, |s| {
+            s["phase"] == "idle" && s["sending"]["video"] == true && s["me"].is_string()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        s["sending"]["audio"], false,
+        "the microphone waits for Join: {s}"
+    );
+    let deadline = Instant::now() + T;
+    let shown = loop {
+        let v = b
+            .eval("return document.getElementById('status').textContent")
+            .await
+            .unwrap();
+        if v.as_str().is_some_and(|t| t.contains("“web-p”")) {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "the room by its name: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        shown.as_str().unwrap().contains("Check your camera"),
+        "{shown}"
+    );
+    assert_eq!(
+        b.eval("return document.getElementById('name').value")
+            .await
+            .unwrap(),
+        "Pat"
+    );
+    let me = s["me"].as_str().unwrap().to_owned();
+    // A second of looking at myself: nobody in the room hears of me.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    n.mark(); // takes in what it printed so far
+    assert!(
+        !n.seen().iter().any(|v| v["type"] == "member_joined"),
+        "nothing reaches the room before Join: {:?}",
+        n.seen()
+    );
+    b.click("join-btn").await.unwrap();
+    blocking(|| {
+        n.wait("the guest, after Join", |v| {
+            v["type"] == "member_joined" && v["peer"] == me.as_str()
+        })
+        .unwrap();
+    });
+    b.wait("joined, sending what the boxes said", T, |s| {
+        s["phase"] == "joined" && s["sending"]["video"] == true && s["sending"]["audio"] == true
+    })
+    .await
+    .unwrap();
 }
 
 /// A server that refuses the page's API key: the guest is told so in words, and joins nothing.
